@@ -1,0 +1,53 @@
+#include "cli_common.hpp"
+
+#include <fmt/format.h>
+#include <fmt/std.h>
+
+#include <boost/program_options/parsers.hpp>
+#include <boost/program_options/value_semantic.hpp>
+#include <iostream>
+
+namespace mambakit::cli {
+
+namespace po = boost::program_options;
+
+void add_plugin_options(po::options_description& options) {
+  options.add_options()("plugin-dir", po::value<std::vector<std::string>>()->composing(),
+                        "also load the plugins in this folder (repeatable; MAMBAKIT_PLUGIN_PATH also works)");
+}
+
+std::unique_ptr<PluginHost> load_plugins(const po::variables_map& values) {
+  std::vector<std::filesystem::path> extra_dirs;
+  if (values.count("plugin-dir") != 0) {
+    for (const auto& dir : values["plugin-dir"].as<std::vector<std::string>>()) extra_dirs.emplace_back(dir);
+  }
+  auto host = std::make_unique<PluginHost>();
+  host->load_standard_locations(extra_dirs);
+  for (const auto& failure : host->failures()) {
+    fmt::print(stderr, "mambakit: warning: skipped plugin {}: {}\n", failure.file.string(), failure.reason);
+  }
+  return host;
+}
+
+bool parse_command_line(int argc, char** argv, const char* usage, const po::options_description& options,
+                        po::variables_map& values, int& exit_code) {
+  po::options_description all("Options");
+  all.add_options()("help,h", "show this help");
+  all.add(options);
+  try {
+    po::store(po::command_line_parser(argc, argv).options(all).run(), values);
+    po::notify(values);
+  } catch (const po::error& error) {
+    fmt::print(stderr, "mambakit {}: {}\nusage: {}\n", argv[0], error.what(), usage);
+    exit_code = 2;
+    return false;
+  }
+  if (values.count("help") != 0) {
+    std::cout << "usage: " << usage << "\n\n" << all << "\n";
+    exit_code = 0;
+    return false;
+  }
+  return true;
+}
+
+}  // namespace mambakit::cli

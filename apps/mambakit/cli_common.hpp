@@ -1,0 +1,28 @@
+#pragma once
+// Options and set-up shared by the subcommands.
+
+#include <boost/program_options/options_description.hpp>
+#include <boost/program_options/variables_map.hpp>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "mambakit/plugin_host.hpp"
+
+namespace mambakit::cli {
+
+/// Adds --plugin-dir (repeatable) to `options`.
+void add_plugin_options(boost::program_options::options_description& options);
+
+/// Loads the standard plugin locations plus the --plugin-dir folders in `values`, and prints
+/// each plugin that could not be used as a warning on stderr.
+std::unique_ptr<PluginHost> load_plugins(const boost::program_options::variables_map& values);
+
+/// Parses argv against `options` (with --help). Returns false when the command should exit
+/// now; `exit_code` then holds its exit code (0 after --help, 2 after a usage error, which is
+/// printed with the usage).
+bool parse_command_line(int argc, char** argv, const char* usage,
+                        const boost::program_options::options_description& options,
+                        boost::program_options::variables_map& values, int& exit_code);
+
+}  // namespace mambakit::cli

@@ -1,0 +1,17 @@
+#pragma once
+// A subcommand of the mambakit CLI: a name, one line of summary, and its entry point.
+
+namespace mambakit::cli {
+
+/// Runs a subcommand. argv[0] is the subcommand's name; returns the process exit code.
+using CommandMain = int (*)(int argc, char** argv);
+
+struct Command {
+  const char* name;
+  const char* summary;
+  CommandMain run;
+};
+
+int plugins_main(int argc, char** argv);
+
+}  // namespace mambakit::cli

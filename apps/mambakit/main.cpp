@@ -1,0 +1,53 @@
+// mambakit: the command-line front end. Dispatches to one subcommand per source file.
+
+#include <fmt/format.h>
+
+#include <array>
+#include <exception>
+#include <string_view>
+
+#include "command.hpp"
+#include "mambakit/version.hpp"
+
+namespace {
+
+constexpr std::array kCommands = {
+    mambakit::cli::Command{"plugins", "list the loaded plugins' components", &mambakit::cli::plugins_main},
+};
+
+void print_usage() {
+  fmt::print("usage: mambakit <command> [options]   (mambakit <command> --help for its options)\n"
+             "       mambakit --version\n\ncommands:\n");
+  for (const auto& command : kCommands) fmt::print("  {:<12} {}\n", command.name, command.summary);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    print_usage();
+    return 2;
+  }
+  const std::string_view first = argv[1];
+  if (first == "--version" || first == "-V") {
+    fmt::print("mambakit {}\n", mambakit::kVersion);
+    return 0;
+  }
+  if (first == "--help" || first == "-h" || first == "help") {
+    print_usage();
+    return 0;
+  }
+  for (const auto& command : kCommands) {
+    if (first == command.name) {
+      try {
+        return command.run(argc - 1, argv + 1);
+      } catch (const std::exception& error) {
+        fmt::print(stderr, "mambakit {}: error: {}\n", command.name, error.what());
+        return 1;
+      }
+    }
+  }
+  fmt::print(stderr, "mambakit: unknown command '{}'\n", first);
+  print_usage();
+  return 2;
+}

@@ -1,0 +1,20 @@
+# Decides MAMBAKIT_WITH_CUDA from MAMBAKIT_CUDA (AUTO|ON|OFF). CPU-only builds never need the
+# CUDA toolkit: with AUTO, a missing nvcc simply turns the CUDA targets off.
+include(CheckLanguage)
+set(MAMBAKIT_WITH_CUDA OFF)
+if(MAMBAKIT_CUDA STREQUAL "OFF")
+  message(STATUS "mambakit: CUDA targets disabled (MAMBAKIT_CUDA=OFF)")
+else()
+  check_language(CUDA)
+  if(CMAKE_CUDA_COMPILER)
+    enable_language(CUDA)
+    find_package(CUDAToolkit REQUIRED)
+    set(MAMBAKIT_WITH_CUDA ON)
+    message(STATUS "mambakit: CUDA targets enabled (${CMAKE_CUDA_COMPILER})")
+  elseif(MAMBAKIT_CUDA STREQUAL "ON")
+    message(FATAL_ERROR "MAMBAKIT_CUDA=ON but no CUDA compiler was found; install the CUDA toolkit "
+                        "or configure with -DMAMBAKIT_CUDA=AUTO or OFF")
+  else()
+    message(STATUS "mambakit: no CUDA compiler found, CUDA targets disabled")
+  endif()
+endif()

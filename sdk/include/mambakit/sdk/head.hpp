@@ -1,0 +1,69 @@
+#pragma once
+/// \file
+/// Head: maps the final hidden states of a model to its task's output (logits, class scores,
+/// features).
+///
+/// Dimension legend: B batch, L length, D d_model.
+
+#include <cstdint>
+
+#include "mambakit/sdk/context.hpp"
+#include "mambakit/sdk/status.hpp"
+#include "mambakit/sdk/tensor_spec.hpp"
+#include "mambakit/sdk/tensor_view.hpp"
+
+namespace mambakit::sdk {
+
+/// What a head instance can do.
+struct HeadCapabilities {
+  std::uint32_t devices = 0;       ///< mask of device_bit(DeviceType)
+  std::uint32_t param_dtypes = 0;  ///< mask of dtype_bit(DType) its parameters may have
+  bool backward = false;           ///< implements backward()
+};
+
+/// Arguments of a head's forward pass.
+struct HeadForwardArgs {
+  const TensorView* params = nullptr;  ///< in, param_count() views in declared order
+  TensorView hidden;                   ///< in  (B, L, D) f32, after the final norm
+  /// in  (B) i32, optional: valid tokens per row (rows are right-padded); absent means L for all.
+  TensorView lengths;
+  TensorView output;                   ///< out, f32, shaped as output_spec(B, L), overwritten
+};
+
+/// Arguments of a head's backward pass. Gradient outputs accumulate (+=); an absent view in
+/// grad_params marks a frozen parameter.
+struct HeadBackwardArgs {
+  const TensorView* params = nullptr;       ///< in, as in forward
+  TensorView hidden;                        ///< in  (B, L, D)
+  TensorView lengths;                       ///< in, as in forward
+  TensorView grad_output;                   ///< in, shaped as output_spec(B, L)
+  TensorView grad_hidden;                   ///< out (B, L, D) +=
+  const TensorView* grad_params = nullptr;  ///< out, param_count() views (f32) +=
+};
+
+/// A head instance, created by a plugin factory from a JSON config (see registrar.hpp). Owned
+/// by the host, deleted through the virtual destructor before its plugin is unloaded.
+/// Thread-safety as for Mixer. Append-only.
+class Head {
+ public:
+  virtual ~Head() = default;
+
+  /// Fills `out` with what this instance supports. Never fails.
+  virtual void capabilities(HeadCapabilities* out) const noexcept = 0;
+
+  /// Number of parameter tensors.
+  virtual std::int32_t param_count() const noexcept = 0;
+  /// Declaration of parameter `index`; names are relative to the model root (e.g.
+  /// "lm_head.weight", or "/backbone.embeddings.weight" to share the embedding: see ParamSpec).
+  virtual Status param_spec(std::int32_t index, ParamSpec* out) const noexcept = 0;
+
+  /// Shape of the output for a (batch, length) input, written to `out` (dtype f32).
+  virtual Status output_spec(std::int64_t batch, std::int64_t length, TensorSpec* out) const noexcept = 0;
+
+  /// Computes the output from the hidden states.
+  virtual Status forward(const Context& context, const HeadForwardArgs& args) noexcept = 0;
+  /// Backward of forward() (see HeadBackwardArgs).
+  virtual Status backward(const Context& context, const HeadBackwardArgs& args) noexcept = 0;
+};
+
+}  // namespace mambakit::sdk

@@ -1,0 +1,100 @@
+#pragma once
+/// \file
+/// Mixer: the sequence-mixing layer of a block (`h = x + mixer(rmsnorm(x))`).
+///
+/// Dimension legend: B batch, L length, D d_model.
+/// A mixer declares its parameters, its recurrent state and the activations it saves for the
+/// backward pass; the host allocates all of them and passes views in declared order. The
+/// residual stream (x, y and their gradients) is always f32; parameters have the dtype the
+/// host chose among those the mixer supports. Every view the host passes to a mixer is
+/// contiguous (row-major).
+
+#include <cstdint>
+
+#include "mambakit/sdk/context.hpp"
+#include "mambakit/sdk/status.hpp"
+#include "mambakit/sdk/tensor_spec.hpp"
+#include "mambakit/sdk/tensor_view.hpp"
+
+namespace mambakit::sdk {
+
+/// What a mixer instance can do.
+struct MixerCapabilities {
+  std::uint32_t devices = 0;       ///< mask of device_bit(DeviceType)
+  std::uint32_t param_dtypes = 0;  ///< mask of dtype_bit(DType) its parameters may have
+  bool backward = false;           ///< implements backward()
+  bool step = false;               ///< implements step()
+};
+
+/// Arguments of a forward pass over whole sequences.
+struct MixerForwardArgs {
+  const TensorView* params = nullptr;         ///< in, param_count() views in declared order
+  TensorView x;                               ///< in  (B, L, D) f32
+  TensorView y;                               ///< out (B, L, D) f32, overwritten
+  const TensorView* initial_state = nullptr;  ///< in, state_count() views, or nullptr for zero state
+  const TensorView* final_state = nullptr;    ///< out, state_count() views written, or nullptr
+  /// out, saved_count() views for backward(), or nullptr when no backward follows (inference).
+  const TensorView* saved = nullptr;
+};
+
+/// Arguments of a backward pass. Every gradient output accumulates (+=); an absent view in
+/// grad_params (data == nullptr) marks a frozen parameter whose gradient is not wanted.
+struct MixerBackwardArgs {
+  const TensorView* params = nullptr;              ///< in, as in forward
+  TensorView x;                                    ///< in  (B, L, D), the forward input
+  const TensorView* initial_state = nullptr;       ///< in, as in forward
+  const TensorView* saved = nullptr;               ///< in, what forward wrote into its saved views
+  TensorView grad_y;                               ///< in  (B, L, D)
+  const TensorView* grad_final_state = nullptr;    ///< in, state_count() views, or nullptr for zero
+  TensorView grad_x;                               ///< out (B, L, D) +=
+  const TensorView* grad_params = nullptr;         ///< out, param_count() views (f32) +=
+  const TensorView* grad_initial_state = nullptr;  ///< out, state_count() views +=, or nullptr
+};
+
+/// Arguments of one decode step: one new token per row, state updated in place.
+struct MixerStepArgs {
+  const TensorView* params = nullptr;  ///< in, as in forward
+  TensorView x;                        ///< in  (B, D) f32
+  TensorView y;                        ///< out (B, D) f32, overwritten
+  const TensorView* state = nullptr;   ///< in/out, state_count() views: the state before the token in,
+                                       ///< after it out
+};
+
+/// A mixer layer instance, created by a plugin factory from a JSON config (see registrar.hpp).
+/// Owned by the host, which deletes it through the virtual destructor before unloading its
+/// plugin. The declaration methods are thread-safe; forward, backward and step may run
+/// concurrently on different arguments (a mixer keeps no per-call state in members).
+/// Append-only: new virtual functions go after the last one, with an ABI minor bump.
+class Mixer {
+ public:
+  virtual ~Mixer() = default;
+
+  /// Fills `out` with what this instance supports. Never fails.
+  virtual void capabilities(MixerCapabilities* out) const noexcept = 0;
+
+  /// Number of parameter tensors.
+  virtual std::int32_t param_count() const noexcept = 0;
+  /// Declaration of parameter `index` (0 <= index < param_count()), written to `out`.
+  virtual Status param_spec(std::int32_t index, ParamSpec* out) const noexcept = 0;
+
+  /// Number of recurrent state tensors (e.g. conv state and SSM state).
+  virtual std::int32_t state_count() const noexcept = 0;
+  /// Declaration of state tensor `index` for `batch` rows, written to `out`. The state's size
+  /// does not depend on the sequence length.
+  virtual Status state_spec(std::int32_t index, std::int64_t batch, TensorSpec* out) const noexcept = 0;
+
+  /// Number of activation tensors forward() saves for backward().
+  virtual std::int32_t saved_count() const noexcept = 0;
+  /// Declaration of saved tensor `index` for a (batch, length) input, written to `out`.
+  virtual Status saved_spec(std::int32_t index, std::int64_t batch, std::int64_t length,
+                            TensorSpec* out) const noexcept = 0;
+
+  /// Forward over whole sequences, from the initial state; writes the final state when asked.
+  virtual Status forward(const Context& context, const MixerForwardArgs& args) noexcept = 0;
+  /// Backward of forward() with the same inputs (see MixerBackwardArgs).
+  virtual Status backward(const Context& context, const MixerBackwardArgs& args) noexcept = 0;
+  /// One token per row, equal to forward() on the sequence so far, position by position.
+  virtual Status step(const Context& context, const MixerStepArgs& args) noexcept = 0;
+};
+
+}  // namespace mambakit::sdk

@@ -1,0 +1,75 @@
+// The mambakit executable: version, help, errors, and `plugins` in both formats.
+
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "mambakit/version.hpp"
+#include "process.hpp"
+
+using Catch::Matchers::Contains;
+using mambakit::test::run_command;
+
+namespace {
+
+std::string cli(const std::string& arguments) { return std::string(MAMBAKIT_CLI_PATH) + " " + arguments; }
+
+}  // namespace
+
+TEST_CASE("mambakit --version prints the project version") {
+  const auto result = run_command(cli("--version"));
+  CHECK(result.exit_code == 0);
+  CHECK(result.output == std::string("mambakit ") + mambakit::kVersion + "\n");
+}
+
+TEST_CASE("mambakit without a command, or with an unknown one, prints usage and fails") {
+  CHECK(run_command(cli("")).exit_code == 2);
+  const auto unknown = run_command(cli("frobnicate"));
+  CHECK(unknown.exit_code == 2);
+  CHECK_THAT(unknown.errors, Contains("unknown command 'frobnicate'"));
+}
+
+TEST_CASE("every subcommand has --help") {
+  const auto help = run_command(cli("plugins --help"));
+  CHECK(help.exit_code == 0);
+  CHECK_THAT(help.output, Contains("--format") && Contains("--plugin-dir"));
+}
+
+TEST_CASE("mambakit plugins lists the in-tree components as text") {
+  const auto result = run_command(cli("plugins"));
+  CHECK(result.exit_code == 0);
+  CHECK(result.errors.empty());
+  CHECK_THAT(result.output, Contains("scan/sequential") && Contains("libmambakit-scan-sequential.so"));
+}
+
+TEST_CASE("mambakit plugins --format json gives kind, name, file, version and help") {
+  const auto result = run_command(cli("plugins --format json"));
+  REQUIRE(result.exit_code == 0);
+  const auto list = nlohmann::json::parse(result.output);
+  REQUIRE(list.is_array());
+  bool found = false;
+  for (const auto& entry : list) {
+    if (entry.at("kind") == "scan" && entry.at("name") == "sequential") {
+      found = true;
+      CHECK(entry.at("plugin_version") == "0.1.0");
+      CHECK_THAT(entry.at("file").get<std::string>(), Contains("libmambakit-scan-sequential.so"));
+      CHECK_FALSE(entry.at("help").get<std::string>().empty());
+    }
+  }
+  CHECK(found);
+}
+
+TEST_CASE("bad options are errors with a non-zero exit") {
+  const auto format = run_command(cli("plugins --format xml"));
+  CHECK(format.exit_code != 0);
+  CHECK_THAT(format.errors, Contains("--format must be text or json, got 'xml'"));
+  const auto unknown = run_command(cli("plugins --colour"));
+  CHECK(unknown.exit_code == 2);
+  CHECK_THAT(unknown.errors, Contains("colour"));
+}
+
+TEST_CASE("a missing --plugin-dir is a warning naming the folder, not a failure") {
+  const auto result = run_command(cli("plugins --plugin-dir /nonexistent/mambakit-plugins"));
+  CHECK(result.exit_code == 0);
+  CHECK_THAT(result.errors, Contains("/nonexistent/mambakit-plugins") && Contains("does not exist"));
+}

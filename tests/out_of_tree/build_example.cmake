@@ -1,0 +1,41 @@
+# cmake -DBUILD_DIR=... -DEXAMPLE_DIR=... -DWORK_DIR=... -DGENERATOR=... -P build_example.cmake
+# Installs BUILD_DIR into WORK_DIR/prefix, builds the example plugin against the installed
+# package, and checks that the installed CLI lists both the example and its own plugins.
+cmake_minimum_required(VERSION 3.25)
+
+function(run_step description)
+  execute_process(COMMAND ${ARGN} RESULT_VARIABLE result OUTPUT_VARIABLE output ERROR_VARIABLE errors)
+  if(NOT result EQUAL 0)
+    message(FATAL_ERROR "${description} failed (${result}):\n${output}\n${errors}")
+  endif()
+  set(step_output "${output}" PARENT_SCOPE)
+endfunction()
+
+file(REMOVE_RECURSE ${WORK_DIR})
+set(prefix ${WORK_DIR}/prefix)
+run_step("installing mambakit" ${CMAKE_COMMAND} --install ${BUILD_DIR} --prefix ${prefix})
+run_step("configuring the example against the installed SDK"
+  ${CMAKE_COMMAND} -S ${EXAMPLE_DIR} -B ${WORK_DIR}/build -G ${GENERATOR}
+  -DCMAKE_PREFIX_PATH=${prefix} -DCMAKE_BUILD_TYPE=Release)
+run_step("building the example" ${CMAKE_COMMAND} --build ${WORK_DIR}/build)
+run_step("listing plugins with the installed CLI"
+  ${prefix}/bin/mambakit plugins --format json --plugin-dir ${WORK_DIR}/build/plugins)
+
+string(JSON count LENGTH "${step_output}")
+set(keys)
+math(EXPR last "${count} - 1")
+foreach(i RANGE ${last})
+  string(JSON kind GET "${step_output}" ${i} kind)
+  string(JSON name GET "${step_output}" ${i} name)
+  string(JSON file GET "${step_output}" ${i} file)
+  list(APPEND keys "${kind}/${name}")
+  if("${kind}/${name}" STREQUAL "scan/sequential" AND NOT file MATCHES "^${prefix}/")
+    message(FATAL_ERROR "the installed CLI loaded scan/sequential from ${file}, not from its own prefix ${prefix}")
+  endif()
+endforeach()
+foreach(expected mixer/ema scan/sequential)
+  if(NOT expected IN_LIST keys)
+    message(FATAL_ERROR "the installed CLI does not list ${expected}; it lists: ${keys}")
+  endif()
+endforeach()
+message(STATUS "installed CLI lists: ${keys}")
