@@ -7,6 +7,8 @@
 #include <boost/program_options/value_semantic.hpp>
 #include <iostream>
 
+#include "mambakit/error.hpp"
+
 namespace mambakit::cli {
 
 namespace po = boost::program_options;
@@ -27,6 +29,22 @@ std::unique_ptr<PluginHost> load_plugins(const po::variables_map& values) {
     fmt::print(stderr, "mambakit: warning: skipped plugin {}: {}\n", failure.file.string(), failure.reason);
   }
   return host;
+}
+
+void add_model_options(po::options_description& options, bool model_required) {
+  auto* model = po::value<std::string>();
+  if (model_required) model->required();
+  options.add_options()("model", model, "model folder: config.json + model.safetensors")(
+      "scan", po::value<std::string>()->default_value("auto"), "scan backend: a name from `mambakit plugins`, or auto")(
+      "threads", po::value<int>()->default_value(0), "CPU threads (0: all available)");
+}
+
+ModelOptions model_options(const po::variables_map& values) {
+  ModelOptions options;
+  options.scan = values["scan"].as<std::string>();
+  options.n_threads = values["threads"].as<int>();
+  if (options.n_threads < 0) throw Error(fmt::format("--threads must be >= 0, got {}", options.n_threads));
+  return options;
 }
 
 bool parse_command_line(int argc, char** argv, const char* usage, const po::options_description& options,

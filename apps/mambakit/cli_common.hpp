@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "mambakit/model.hpp"
 #include "mambakit/plugin_host.hpp"
 
 namespace mambakit::cli {
@@ -17,6 +18,12 @@ void add_plugin_options(boost::program_options::options_description& options);
 /// Loads the standard plugin locations plus the --plugin-dir folders in `values`, and prints
 /// each plugin that could not be used as a warning on stderr.
 std::unique_ptr<PluginHost> load_plugins(const boost::program_options::variables_map& values);
+
+/// Adds --model (required when `model_required`), --scan and --threads.
+void add_model_options(boost::program_options::options_description& options, bool model_required);
+
+/// The ModelOptions from --scan and --threads.
+ModelOptions model_options(const boost::program_options::variables_map& values);
 
 /// Parses argv against `options` (with --help). Returns false when the command should exit
 /// now; `exit_code` then holds its exit code (0 after --help, 2 after a usage error, which is

@@ -13,5 +13,8 @@ struct Command {
 };
 
 int plugins_main(int argc, char** argv);
+int info_main(int argc, char** argv);
+int forward_main(int argc, char** argv);
+int bench_main(int argc, char** argv);
 
 }  // namespace mambakit::cli

@@ -13,6 +13,9 @@ namespace {
 
 constexpr std::array kCommands = {
     mambakit::cli::Command{"plugins", "list the loaded plugins' components", &mambakit::cli::plugins_main},
+    mambakit::cli::Command{"info", "a model's dimensions, parameter count and memory", &mambakit::cli::info_main},
+    mambakit::cli::Command{"forward", "logits for token ids, written as .npy", &mambakit::cli::forward_main},
+    mambakit::cli::Command{"bench", "prefill speed of a named model shape per scan backend", &mambakit::cli::bench_main},
 };
 
 void print_usage() {

@@ -4,7 +4,10 @@
 //
 // Dimensions: B batch, L length, E d_inner, N d_state.
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
+#include <limits>
 #include <random>
 #include <vector>
 
@@ -67,6 +70,21 @@ struct ScanCase {
     fill(grad_y, tokens * d_inner, 1.0);
     fill(grad_final_state, batch * d_inner * d_state, 1.0);
     zero_gradients();
+  }
+
+  /// Sets every output (y, final_state) to `value`, e.g. NaN to catch an output a backend
+  /// forgot to write.
+  void fill_outputs(T value) {
+    std::fill(y.begin(), y.end(), value);
+    std::fill(final_state.begin(), final_state.end(), value);
+  }
+
+  /// Sets every input gradient to `value`, e.g. non-zero to check the += convention.
+  void fill_gradients(T value) {
+    for (auto* g : {&grad_u, &grad_delta, &grad_A, &grad_B, &grad_C, &grad_D, &grad_z, &grad_delta_bias,
+                    &grad_initial_state}) {
+      std::fill(g->begin(), g->end(), value);
+    }
   }
 
   void zero_gradients() {
@@ -132,5 +150,64 @@ struct ScanCase {
     return loss;
   }
 };
+
+/// Values smaller than this fraction of a tensor's largest magnitude are judged against that
+/// fraction of the largest magnitude instead of their own size (see relative_error()).
+inline constexpr double kRelativeFloor = 0.1;
+
+/// The error of `actual` against `expected` as a number comparable to a relative tolerance:
+///   max_i |a_i - e_i| / max(|e_i|, floor * max_j |e_j|),
+/// so `relative_error(a, e) <= rtol` means |a_i - e_i| <= rtol * |e_i| for every element of at
+/// least `floor` times the largest magnitude, and |a_i - e_i| <= rtol * floor * max|e| below.
+/// Why a floor, and why 0.1: an output y_t = <h_t, C_t> + D u_t near zero is a cancellation
+/// of terms the size of the tensor's large values, so its f32 rounding error is a fraction of
+/// those terms, not of the small result. Measured on scan/sequential itself (f32 against the
+/// same inputs run in f64, L = 5000, N = 16): its own error is 2.5e-5 with a floor of 0.001,
+/// 5e-6 with 0.01 and 1.2e-6 with 0.1; two correct f32 scans that round differently can
+/// differ by the sum of such errors, so agreement within 1e-5 is a meaningful requirement only
+/// with the 0.1 floor. A logic error (a wrong carry, gate, step or index) gives errors of order
+/// 1 under any floor. A non-finite actual value, or a size mismatch, gives +inf.
+template <class A, class E>
+double relative_error(const std::vector<A>& actual, const std::vector<E>& expected, double floor = kRelativeFloor) {
+  if (actual.size() != expected.size()) return std::numeric_limits<double>::infinity();
+  double largest = 0.0;
+  for (const E e : expected) largest = std::max(largest, std::fabs(static_cast<double>(e)));
+  const double denominator_floor = std::max(floor * largest, std::numeric_limits<double>::min());
+  double worst = 0.0;
+  for (std::size_t i = 0; i < actual.size(); ++i) {
+    const double a = static_cast<double>(actual[i]);
+    const double e = static_cast<double>(expected[i]);
+    if (!std::isfinite(a)) return std::numeric_limits<double>::infinity();
+    worst = std::max(worst, std::fabs(a - e) / std::max(std::fabs(e), denominator_floor));
+  }
+  return worst;
+}
+
+/// A problem of element type To with the same inputs and upstream gradients as `from`,
+/// converted element by element (e.g. the f32 inputs in f64, to measure f32 rounding error).
+template <class To, class From>
+ScanCase<To> converted(const ScanCase<From>& from) {
+  ScanCase<To> to(from.batch, from.length, from.d_inner, from.d_state, from.options, 0u);
+  auto copy = [](std::vector<To>& dst, const std::vector<From>& src) { dst.assign(src.begin(), src.end()); };
+  copy(to.u, from.u);
+  copy(to.delta, from.delta);
+  copy(to.A, from.A);
+  copy(to.B, from.B);
+  copy(to.C, from.C);
+  copy(to.D, from.D);
+  copy(to.z, from.z);
+  copy(to.delta_bias, from.delta_bias);
+  copy(to.initial_state, from.initial_state);
+  copy(to.grad_y, from.grad_y);
+  copy(to.grad_final_state, from.grad_final_state);
+  for (auto [dst, src] : {std::pair{&to.grad_u, &from.grad_u}, {&to.grad_delta, &from.grad_delta},
+                          {&to.grad_A, &from.grad_A}, {&to.grad_B, &from.grad_B}, {&to.grad_C, &from.grad_C},
+                          {&to.grad_D, &from.grad_D}, {&to.grad_z, &from.grad_z},
+                          {&to.grad_delta_bias, &from.grad_delta_bias},
+                          {&to.grad_initial_state, &from.grad_initial_state}}) {
+    copy(*dst, *src);
+  }
+  return to;
+}
 
 }  // namespace mambakit::test

@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "mambakit/error.hpp"
+#include "../model/scan_selector.hpp"
 #include "plugin_library.hpp"
 #include "staging_registrar.hpp"
 
@@ -176,33 +177,8 @@ ScanPtr PluginHost::create_scan(const std::string& name, const std::string& conf
 }
 
 ScanChoice PluginHost::choose_scan(const std::string& name, const sdk::ScanProblem& problem) const {
-  if (name != "auto") {
-    ScanPtr backend = create_scan(name);
-    if (backend->score(problem) <= 0) {
-      throw Error(fmt::format("scan backend '{}' cannot run this problem (device {}, dtype {}, d_state {}{})", name,
-                              sdk::device_type_name(problem.device.type), sdk::dtype_name(problem.dtype),
-                              problem.d_state, problem.needs_backward ? ", with backward" : ""));
-    }
-    return ScanChoice{std::move(backend), name};
-  }
-  ScanChoice best;
-  std::int32_t best_score = 0;
-  std::vector<std::string> scores;
-  for (const auto& candidate : names(ComponentKind::kScan)) {
-    ScanPtr backend = create_scan(candidate);
-    const std::int32_t score = backend->score(problem);
-    scores.push_back(fmt::format("{}={}", candidate, score));
-    if (score > best_score) {
-      best_score = score;
-      best = ScanChoice{std::move(backend), candidate};
-    }
-  }
-  if (!best.backend) {
-    throw Error(fmt::format("no scan backend can run this problem (device {}, dtype {}, d_state {}); scores: {}",
-                            sdk::device_type_name(problem.device.type), sdk::dtype_name(problem.dtype),
-                            problem.d_state, scores.empty() ? "(no scan backends loaded)" : fmt::format("{}", fmt::join(scores, ", "))));
-  }
-  return best;
+  const std::string chosen = model::ScanSelector(*this, name).select(problem).name;
+  return ScanChoice{create_scan(chosen), chosen};
 }
 
 }  // namespace mambakit

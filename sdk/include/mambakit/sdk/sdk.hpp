@@ -15,3 +15,4 @@
 #include "mambakit/sdk/tensor_checks.hpp"
 #include "mambakit/sdk/tensor_spec.hpp"
 #include "mambakit/sdk/tensor_view.hpp"
+#include "mambakit/sdk/workspace.hpp"

@@ -51,25 +51,28 @@ struct TensorView {
   }
 };
 
-/// A contiguous row-major view of `data` with the given shape.
-inline TensorView make_view(void* data, DType dtype, Device device,
-                            std::initializer_list<std::int64_t> shape) noexcept {
+/// A contiguous row-major view of `data` with `rank` extents from `shape` (rank is clamped
+/// to kMaxRank).
+inline TensorView make_view(void* data, DType dtype, Device device, const std::int64_t* shape,
+                            std::int32_t rank) noexcept {
   TensorView view;
   view.data = data;
   view.dtype = dtype;
   view.device = device;
-  view.rank = static_cast<std::int32_t>(shape.size() > kMaxRank ? kMaxRank : shape.size());
-  std::int32_t d = 0;
-  for (std::int64_t extent : shape) {
-    if (d == view.rank) break;
-    view.shape[d++] = extent;
-  }
+  view.rank = rank > kMaxRank ? kMaxRank : rank;
   std::int64_t stride = 1;
-  for (d = view.rank - 1; d >= 0; --d) {
+  for (std::int32_t d = view.rank - 1; d >= 0; --d) {
+    view.shape[d] = shape[d];
     view.strides[d] = stride;
-    stride *= view.shape[d];
+    stride *= shape[d];
   }
   return view;
+}
+
+/// A contiguous row-major view of `data` with the given shape.
+inline TensorView make_view(void* data, DType dtype, Device device,
+                            std::initializer_list<std::int64_t> shape) noexcept {
+  return make_view(data, dtype, device, shape.begin(), static_cast<std::int32_t>(shape.size()));
 }
 
 /// A contiguous f32 CPU view, the common case in CPU plugins and tests.

@@ -1,0 +1,144 @@
+// mambakit bench: prefill throughput of a named model shape with random weights, per scan
+// backend, batch, length and thread count. Medians of repeated runs after a warm-up.
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <boost/program_options/value_semantic.hpp>
+#include <chrono>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <sstream>
+
+#include "cli_common.hpp"
+#include "command.hpp"
+#include "mambakit/error.hpp"
+#include "model_shapes.hpp"
+
+namespace mambakit::cli {
+
+namespace po = boost::program_options;
+
+namespace {
+
+std::vector<std::int64_t> parse_list(const std::string& text, const char* option) {
+  std::vector<std::int64_t> values;
+  std::stringstream stream(text);
+  std::string item;
+  while (std::getline(stream, item, ',')) {
+    try {
+      std::size_t used = 0;
+      const std::int64_t value = std::stoll(item, &used);
+      if (used != item.size() || value < 1) throw std::invalid_argument(item);
+      values.push_back(value);
+    } catch (const std::exception&) {
+      throw Error(fmt::format("--{} takes a comma-separated list of positive integers, got '{}'", option, text));
+    }
+  }
+  if (values.empty()) throw Error(fmt::format("--{} is empty", option));
+  return values;
+}
+
+std::vector<std::string> parse_names(const std::string& text) {
+  std::vector<std::string> names;
+  std::stringstream stream(text);
+  std::string item;
+  while (std::getline(stream, item, ',')) names.push_back(item);
+  return names;
+}
+
+TokenBatch random_tokens(std::int64_t batch, std::int64_t length, std::int64_t vocab) {
+  std::mt19937 rng(1234);
+  std::uniform_int_distribution<std::int32_t> id(0, static_cast<std::int32_t>(vocab - 1));
+  TokenBatch tokens{batch, length, {}};
+  for (std::int64_t i = 0; i < batch * length; ++i) tokens.ids.push_back(id(rng));
+  return tokens;
+}
+
+double median(std::vector<double> values) {
+  std::sort(values.begin(), values.end());
+  const std::size_t n = values.size();
+  return n % 2 == 1 ? values[n / 2] : 0.5 * (values[n / 2 - 1] + values[n / 2]);
+}
+
+}  // namespace
+
+int bench_main(int argc, char** argv) {
+  po::options_description options;
+  options.add_options()("shape", po::value<std::string>()->default_value("130m"),
+                        "model shape: tiny, 130m, 370m, 790m, 1.4b, 2.8b (random weights)")(
+      "scan", po::value<std::string>()->default_value("all"), "scan backends: all, or a comma-separated list")(
+      "batch", po::value<std::string>()->default_value("1"), "batch sizes, comma-separated")(
+      "length", po::value<std::string>()->default_value("128,512"), "prompt lengths, comma-separated")(
+      "threads", po::value<std::string>()->default_value("1,2"), "thread counts, comma-separated")(
+      "repeat", po::value<int>()->default_value(5), "timed runs per case (the median is reported)")(
+      "format", po::value<std::string>()->default_value("text"), "output format: text or json");
+  add_plugin_options(options);
+  po::variables_map values;
+  int exit_code = 0;
+  if (!parse_command_line(argc, argv,
+                          "mambakit bench [--shape 130m] [--scan all|NAMES] [--batch 1,8] [--length 128,512,2048] "
+                          "[--threads 1,2] [--repeat N] [--format text|json]",
+                          options, values, exit_code)) {
+    return exit_code;
+  }
+  const std::string format = values["format"].as<std::string>();
+  if (format != "text" && format != "json") throw Error(fmt::format("--format must be text or json, got '{}'", format));
+  const int repeat = values["repeat"].as<int>();
+  if (repeat < 1) throw Error(fmt::format("--repeat must be >= 1, got {}", repeat));
+  const auto batches = parse_list(values["batch"].as<std::string>(), "batch");
+  const auto lengths = parse_list(values["length"].as<std::string>(), "length");
+  const auto thread_counts = parse_list(values["threads"].as<std::string>(), "threads");
+  const std::string shape = values["shape"].as<std::string>();
+  const LmConfig config = model_shape(shape);
+
+  const auto host = load_plugins(values);
+  std::vector<std::string> scans = values["scan"].as<std::string>() == "all" ? host->names(ComponentKind::kScan)
+                                                                             : parse_names(values["scan"].as<std::string>());
+  Model model = Model::create(config, *host, {});
+  auto results = nlohmann::json::array();
+  if (format == "text") {
+    fmt::print("prefill, shape {} ({:.1f}M parameters), logits for the last position; median of {} runs\n", shape,
+               model.parameter_count() / 1e6, repeat);
+    fmt::print("{:<12} {:>6} {:>7} {:>8} {:>12} {:>10}\n", "scan", "batch", "length", "threads", "tokens/s", "ms/run");
+  }
+  for (const auto& scan : scans) {
+    model.select_scan(*host, scan);
+    for (const auto threads : thread_counts) {
+      model.set_threads(static_cast<int>(threads));
+      for (const auto batch : batches) {
+        for (const auto length : lengths) {
+          const TokenBatch tokens = random_tokens(batch, length, config.vocab_size);
+          model.forward(tokens, nullptr, true);  // warm-up: page in weights, grow workspaces
+          std::vector<double> seconds;
+          for (int run = 0; run < repeat; ++run) {
+            const auto start = std::chrono::steady_clock::now();
+            model.forward(tokens, nullptr, true);
+            seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+          }
+          const double run_seconds = median(seconds);
+          const double tokens_per_s = static_cast<double>(batch * length) / run_seconds;
+          results.push_back({{"mode", "prefill"},
+                             {"shape", shape},
+                             {"scan", scan},
+                             {"batch", batch},
+                             {"length", length},
+                             {"threads", threads},
+                             {"runs", repeat},
+                             {"median_s", run_seconds},
+                             {"min_s", *std::min_element(seconds.begin(), seconds.end())},
+                             {"tokens_per_s", tokens_per_s}});
+          if (format == "text") {
+            fmt::print("{:<12} {:>6} {:>7} {:>8} {:>12.1f} {:>10.1f}\n", scan, batch, length, threads, tokens_per_s,
+                       run_seconds * 1e3);
+            std::fflush(stdout);
+          }
+        }
+      }
+    }
+  }
+  if (format == "json") fmt::print("{}\n", results.dump(2));
+  return 0;
+}
+
+}  // namespace mambakit::cli

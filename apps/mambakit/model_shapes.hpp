@@ -1,0 +1,14 @@
+#pragma once
+// Named model shapes for benchmarks: the Mamba-1 family of state-spaces/mamba-*-hf.
+
+#include <string>
+
+#include "mambakit/config.hpp"
+
+namespace mambakit::cli {
+
+/// The LmConfig of shape `name` ("130m", "370m", "790m", "1.4b", "2.8b", or "tiny" for quick
+/// checks). Throws mambakit::Error listing the known names.
+LmConfig model_shape(const std::string& name);
+
+}  // namespace mambakit::cli

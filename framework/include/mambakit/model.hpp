@@ -1,0 +1,117 @@
+#pragma once
+/// \file
+/// Model: a task model assembled from a config, embedding -> blocks (RMSNorm, mixer,
+/// residual) -> final RMSNorm -> head, with mixers, head and scan backend from plugins.
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "mambakit/config.hpp"
+#include "mambakit/plugin_host.hpp"
+#include "mambakit/tensor.hpp"
+
+namespace mambakit {
+
+/// How a model runs.
+struct ModelOptions {
+  std::string scan = "auto";  ///< scan backend name, or "auto" (highest score per problem)
+  int n_threads = 0;          ///< CPU threads; 0 = OpenMP's default
+  std::uint64_t seed = 0;     ///< seed of the random initialisation (create() only)
+};
+
+/// A parameter as the model holds it.
+struct ParameterInfo {
+  std::string name;  ///< Hugging Face name, e.g. "backbone.layers.0.mixer.A_log"
+  std::vector<std::int64_t> shape;
+  bool weight_decay = true;
+};
+
+/// The recurrent state of every layer for a batch (the seed's InferenceParams): per layer the
+/// tensors its mixer declares (for S6: the last d_conv conv inputs and the SSM state), f32,
+/// plus how many tokens it has seen. Its size does not depend on that count.
+class InferenceState {
+ public:
+  /// Rows the state is for.
+  [[nodiscard]] std::int64_t batch() const { return batch_; }
+  /// Tokens processed since the last reset.
+  [[nodiscard]] std::int64_t seqlen_offset() const { return seqlen_offset_; }
+  /// Number of layers.
+  [[nodiscard]] std::int64_t n_layers() const { return static_cast<std::int64_t>(tensors_.size()); }
+  /// State tensor `index` of layer `layer`, and its name (e.g. "conv_state").
+  [[nodiscard]] const FloatTensor& tensor(std::int64_t layer, std::int64_t index) const;
+  [[nodiscard]] FloatTensor& tensor(std::int64_t layer, std::int64_t index);
+  [[nodiscard]] const std::string& tensor_name(std::int64_t layer, std::int64_t index) const;
+  [[nodiscard]] std::int64_t tensor_count(std::int64_t layer) const;
+  /// Total bytes of all state tensors.
+  [[nodiscard]] std::size_t bytes() const;
+  /// Zeroes every tensor and the offset.
+  void reset();
+
+ private:
+  friend class Model;
+  std::int64_t batch_ = 0;
+  std::int64_t seqlen_offset_ = 0;
+  std::vector<std::vector<FloatTensor>> tensors_;
+  std::vector<std::vector<std::string>> names_;
+};
+
+class Model {
+ public:
+  /// A model with randomly initialised parameters (ModelOptions::seed). Throws mambakit::Error
+  /// when a component is missing (listing the available ones) or rejects its config.
+  static Model create(const ModelConfig& config, const PluginHost& host, const ModelOptions& options = {});
+
+  /// A model folder: config.json (mambakit's or Hugging Face's) and model.safetensors.
+  /// Throws naming the file and the tensor for a missing, extra or misshaped tensor.
+  static Model load(const std::filesystem::path& dir, const PluginHost& host, const ModelOptions& options = {});
+
+  ~Model();
+  Model(Model&&) noexcept;
+  Model& operator=(Model&&) noexcept;
+
+  [[nodiscard]] const ModelConfig& config() const;
+  [[nodiscard]] const ModelOptions& options() const;
+  [[nodiscard]] std::int64_t parameter_count() const;
+  [[nodiscard]] std::size_t parameter_bytes() const;
+  [[nodiscard]] std::vector<ParameterInfo> parameters() const;
+  /// The values of parameter `name` (row-major), or throws when there is none.
+  [[nodiscard]] std::vector<float> parameter_values(const std::string& name) const;
+
+  /// Replaces the parameters with those of a safetensors file in Hugging Face layout.
+  void load_weights(const std::filesystem::path& file);
+
+  /// Switches the scan backend ("auto" or a name) for later calls.
+  void select_scan(const PluginHost& host, const std::string& name);
+  /// Switches the CPU thread count (0: OpenMP's default) for later calls.
+  void set_threads(int n_threads);
+
+  /// The name of the scan backend that a (batch, length) forward pass uses.
+  [[nodiscard]] std::string scan_backend_for(std::int64_t batch, std::int64_t length) const;
+
+  /// A zero state for `batch` rows.
+  [[nodiscard]] InferenceState make_state(std::int64_t batch) const;
+
+  /// Runs the model over `tokens` and returns the head's output (LM: logits (B, L, V)).
+  /// With `state`, starts from it and leaves the final state in it (offset += L); its batch
+  /// must match. Token ids must be in [0, vocab_size). With `last_position_only`, the head
+  /// sees only each row's last hidden state (LM: logits (B, 1, V)), as prefill needs.
+  FloatTensor forward(const TokenBatch& tokens, InferenceState* state = nullptr, bool last_position_only = false);
+
+  /// One decode step: token `ids[b]` for each row b of `state`, through every mixer's step
+  /// path; returns the head's output for that position (LM: logits (B, 1, V)) and advances
+  /// the state by one token. Equal to forward() over the whole sequence, position by position.
+  FloatTensor step(const std::vector<std::int32_t>& ids, InferenceState& state);
+
+ private:
+  struct Impl;
+  explicit Model(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+/// Backward-compatible name of the causal LM (the seed's `Mamba`).
+using Mamba = Model;
+
+}  // namespace mambakit

@@ -1,0 +1,112 @@
+#pragma once
+// Typed reads of a JSON object's keys with errors that name the source, the key and the bad
+// value; remembers which keys were read so unknown ones can be rejected.
+
+#include <fmt/format.h>
+
+#include <cmath>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "mambakit/error.hpp"
+
+namespace mambakit::config_json {
+
+class Fields {
+ public:
+  Fields(const nlohmann::json& object, std::string source) : object_(object), source_(std::move(source)) {}
+
+  /// Reads `key` into `value` when present; throws when its type does not fit.
+  template <class T>
+  void read(const char* key, T& value) {
+    const nlohmann::json* item = take(key);
+    if (item == nullptr) return;
+    if constexpr (std::is_same_v<T, bool>) {
+      if (!item->is_boolean()) fail(key, *item, "must be true or false");
+      value = item->get<bool>();
+    } else if constexpr (std::is_integral_v<T>) {
+      if (!is_integer(*item)) fail(key, *item, "must be an integer");
+      value = static_cast<T>(item->get<double>());
+    } else if constexpr (std::is_floating_point_v<T>) {
+      if (!item->is_number()) fail(key, *item, "must be a number");
+      value = item->get<T>();
+    } else {
+      if (!item->is_string()) fail(key, *item, "must be a string");
+      value = item->get<std::string>();
+    }
+  }
+
+  /// Reads an integer rank that may also be "auto" (stored as 0).
+  void read_rank(const char* key, std::int64_t& value) {
+    const nlohmann::json* item = take(key);
+    if (item == nullptr) return;
+    if (item->is_string() && item->get<std::string>() == "auto") {
+      value = 0;
+    } else if (is_integer(*item) && item->get<double>() >= 1) {
+      value = static_cast<std::int64_t>(item->get<double>());
+    } else {
+      fail(key, *item, "must be a positive integer or \"auto\"");
+    }
+  }
+
+  /// Reads a name or a list of names.
+  void read_names(const char* key, std::vector<std::string>& names) {
+    const nlohmann::json* item = take(key);
+    if (item == nullptr) return;
+    if (item->is_string()) {
+      names = {item->get<std::string>()};
+      return;
+    }
+    if (!item->is_array() || item->empty()) fail(key, *item, "must be a name or a non-empty list of names");
+    names.clear();
+    for (const auto& element : *item) {
+      if (!element.is_string()) fail(key, *item, "must be a name or a non-empty list of names");
+      names.push_back(element.get<std::string>());
+    }
+  }
+
+  /// Reads an object and keeps its JSON text.
+  void read_object_text(const char* key, std::string& text) {
+    const nlohmann::json* item = take(key);
+    if (item == nullptr) return;
+    if (!item->is_object()) fail(key, *item, "must be a JSON object");
+    text = item->dump();
+  }
+
+  /// Marks keys as known without reading them.
+  void ignore(std::initializer_list<const char*> keys) {
+    for (const char* key : keys) read_keys_.insert(key);
+  }
+
+  /// Throws naming the first key that nothing read.
+  void reject_unread() const {
+    for (const auto& [key, value] : object_.items()) {
+      if (read_keys_.count(key) == 0) {
+        throw Error(fmt::format("{}: unknown key \"{}\" (value {})", source_, key, value.dump()));
+      }
+    }
+  }
+
+  [[noreturn]] void fail(const char* key, const nlohmann::json& value, const char* rule) const {
+    throw Error(fmt::format("{}: {} = {} is invalid: {}", source_, key, value.dump(), rule));
+  }
+
+ private:
+  static bool is_integer(const nlohmann::json& item) {
+    return item.is_number_integer() || (item.is_number_float() && std::floor(item.get<double>()) == item.get<double>());
+  }
+
+  const nlohmann::json* take(const char* key) {
+    read_keys_.insert(key);
+    auto found = object_.find(key);
+    return found == object_.end() ? nullptr : &*found;
+  }
+
+  const nlohmann::json& object_;
+  std::string source_;
+  std::set<std::string> read_keys_;
+};
+
+}  // namespace mambakit::config_json

@@ -1,0 +1,21 @@
+#pragma once
+// The framework's own layers: embedding lookup, RMSNorm and the residual add.
+//
+// Dimensions: M rows (batch x length), D d_model, V vocabulary rows.
+
+#include <cstdint>
+
+namespace mambakit::model {
+
+/// out (M, D) = table[ids[m]] with table (V, D). Ids must already be checked.
+void embedding_lookup(const std::int32_t* ids, const float* table, float* out, std::int64_t rows, std::int64_t d_model,
+                      int n_threads);
+
+/// out (M, D) = x * rsqrt(mean(x^2) + eps) * weight (D).
+void rms_norm(const float* x, const float* weight, float* out, std::int64_t rows, std::int64_t d_model, double eps,
+              int n_threads);
+
+/// x (M, D) += y (M, D).
+void add_in_place(float* x, const float* y, std::int64_t count, int n_threads);
+
+}  // namespace mambakit::model

@@ -1,0 +1,351 @@
+// Model assembly and the forward pass: embedding -> blocks -> final norm -> head.
+
+#include "mambakit/model.hpp"
+
+#include <fmt/format.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "backbone_kernels.hpp"
+#include "heap_workspace.hpp"
+#include "mambakit/error.hpp"
+#include "mambakit/safetensors.hpp"
+#include "parameter_store.hpp"
+#include "scan_selector.hpp"
+#include "views.hpp"
+
+namespace mambakit {
+
+namespace {
+
+constexpr const char* kEmbeddingName = "backbone.embeddings.weight";
+constexpr const char* kOldEmbeddingName = "backbone.embedding.weight";
+
+/// A component's full parameter name: its prefix + the declared name, or the declared name
+/// without its leading '/' when absolute.
+std::string full_name(const std::string& prefix, const char* declared) {
+  return declared[0] == '/' ? std::string(declared + 1) : prefix + declared;
+}
+
+sdk::ParamSpec framework_param(const char* name, std::initializer_list<std::int64_t> shape, sdk::Init init,
+                               bool weight_decay) {
+  sdk::ParamSpec spec;
+  sdk::set_tensor_spec(spec.tensor, name, sdk::DType::kF32, shape);
+  spec.init = init;
+  spec.weight_decay = weight_decay;
+  return spec;
+}
+
+sdk::TensorView view_of(FloatTensor& tensor) { return model::contiguous_view(tensor.values.data(), tensor.shape); }
+
+void check(const sdk::Status& status, const std::string& what) {
+  if (!status.ok()) throw Error(fmt::format("{}: {}", what, status.message));
+}
+
+}  // namespace
+
+struct Model::Impl {
+  ModelConfig config;
+  ModelOptions options;
+  int n_threads = 1;
+  std::vector<MixerPtr> mixers;
+  std::vector<std::string> mixer_names;
+  HeadPtr head;
+  model::ScanSelector scans;
+  model::ParameterStore store;
+  int embedding = -1, norm_f = -1;
+  std::vector<int> layer_norms;
+  std::vector<std::vector<int>> mixer_params;  // per layer, store index of each declared param
+  std::vector<int> head_params;
+  model::HeapWorkspace workspace;
+
+  const SsmConfig& ssm() const { return ssm_of(config); }
+
+  std::vector<sdk::TensorView> views(const std::vector<int>& indices) const {
+    std::vector<sdk::TensorView> result;
+    result.reserve(indices.size());
+    for (int index : indices) result.push_back(store.view(index));
+    return result;
+  }
+
+  sdk::Context context(std::int64_t batch, std::int64_t length) {
+    sdk::Context ctx;
+    ctx.n_threads = n_threads;
+    ctx.workspace = &workspace;
+    ctx.scan = scans.select(problem(batch, length)).backend;
+    return ctx;
+  }
+
+  sdk::ScanProblem problem(std::int64_t batch, std::int64_t length) const {
+    sdk::ScanProblem problem;
+    problem.batch = batch;
+    problem.length = length;
+    problem.d_inner = ssm().d_inner();
+    problem.d_state = ssm().d_state;
+    return problem;
+  }
+
+  /// Final norm of hidden (B, L', D), then the head; returns its output.
+  FloatTensor apply_head(const sdk::Context& ctx, const FloatTensor& hidden) {
+    const std::int64_t B = hidden.shape[0], L = hidden.shape[1], D = hidden.shape[2];
+    FloatTensor normed(hidden.shape);
+    model::rms_norm(hidden.values.data(), store.data(norm_f), normed.values.data(), B * L, D, ssm().norm_eps,
+                    n_threads);
+    sdk::TensorSpec output_spec;
+    const std::string owner = fmt::format("head/{}", head_name(config));
+    check(head->output_spec(B, L, &output_spec), owner);
+    FloatTensor output(std::vector<std::int64_t>(output_spec.shape, output_spec.shape + output_spec.rank));
+    const auto params = views(head_params);
+    sdk::HeadForwardArgs args;
+    args.params = params.data();
+    args.hidden = view_of(normed);
+    args.output = view_of(output);
+    check(head->forward(ctx, args), owner);
+    return output;
+  }
+
+  void check_tokens(const TokenBatch& tokens) const {
+    if (tokens.batch < 1 || tokens.length < 1) {
+      throw Error(fmt::format("the input is empty: {} rows of {} tokens", tokens.batch, tokens.length));
+    }
+    if (static_cast<std::int64_t>(tokens.ids.size()) != tokens.batch * tokens.length) {
+      throw Error(fmt::format("the input holds {} ids, but {} rows of {} tokens need {}", tokens.ids.size(),
+                              tokens.batch, tokens.length, tokens.batch * tokens.length));
+    }
+    const std::int64_t vocab = ssm().vocab_size;
+    for (std::size_t i = 0; i < tokens.ids.size(); ++i) {
+      if (tokens.ids[i] < 0 || tokens.ids[i] >= vocab) {
+        throw Error(fmt::format("token id {} at row {}, position {} is outside the vocabulary [0, {})", tokens.ids[i],
+                                static_cast<std::int64_t>(i) / tokens.length,
+                                static_cast<std::int64_t>(i) % tokens.length, vocab));
+      }
+    }
+  }
+};
+
+Model::Model(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Model::~Model() = default;
+Model::Model(Model&&) noexcept = default;
+Model& Model::operator=(Model&&) noexcept = default;
+
+Model Model::create(const ModelConfig& config, const PluginHost& host, const ModelOptions& options) {
+  validate(config, "model config");
+  auto impl = std::make_unique<Impl>();
+  impl->config = config;
+  impl->options = options;
+  const SsmConfig& ssm = impl->ssm();
+  const std::int64_t D = ssm.d_model;
+
+  impl->embedding = impl->store.declare(
+      kEmbeddingName, framework_param(kEmbeddingName, {ssm.padded_vocab_size(), D}, {sdk::InitKind::kNormal, 0.0, 0.02}, true),
+      "the embedding");
+  for (std::int64_t layer = 0; layer < ssm.n_layer; ++layer) {
+    const std::string prefix = fmt::format("backbone.layers.{}.", layer);
+    impl->layer_norms.push_back(impl->store.declare(
+        prefix + "norm.weight", framework_param("norm.weight", {D}, {sdk::InitKind::kOnes}, false), "a block norm"));
+    const std::string& mixer_name = ssm.mixer_of_layer(layer);
+    impl->mixers.push_back(host.create_mixer(mixer_name, mixer_config_json(config, layer)));
+    impl->mixer_names.push_back(mixer_name);
+    sdk::Mixer& mixer = *impl->mixers.back();
+    const std::string owner = fmt::format("layer {} mixer/{}", layer, mixer_name);
+    std::vector<int> indices;
+    for (std::int32_t i = 0; i < mixer.param_count(); ++i) {
+      sdk::ParamSpec spec;
+      check(mixer.param_spec(i, &spec), owner);
+      indices.push_back(impl->store.declare(full_name(prefix + "mixer.", spec.tensor.name), spec, owner));
+    }
+    impl->mixer_params.push_back(std::move(indices));
+  }
+  impl->norm_f = impl->store.declare("backbone.norm_f.weight",
+                                     framework_param("norm_f.weight", {D}, {sdk::InitKind::kOnes}, false), "the final norm");
+  impl->head = host.create_head(head_name(config), head_config_json(config));
+  const std::string head_owner = fmt::format("head/{}", head_name(config));
+  for (std::int32_t i = 0; i < impl->head->param_count(); ++i) {
+    sdk::ParamSpec spec;
+    check(impl->head->param_spec(i, &spec), head_owner);
+    impl->head_params.push_back(impl->store.declare(full_name("", spec.tensor.name), spec, head_owner));
+  }
+  impl->store.allocate();
+  impl->store.initialize(options.seed);
+  Model model(std::move(impl));
+  model.select_scan(host, options.scan);
+  model.set_threads(options.n_threads);
+  return model;
+}
+
+Model Model::load(const std::filesystem::path& dir, const PluginHost& host, const ModelOptions& options) {
+  if (!std::filesystem::is_directory(dir)) {
+    throw Error(fmt::format("{}: the model folder does not exist or is not a folder", dir.string()));
+  }
+  Model model = create(load_model_config(dir / "config.json"), host, options);
+  model.load_weights(dir / "model.safetensors");
+  return model;
+}
+
+void Model::load_weights(const std::filesystem::path& file) {
+  const SafetensorsFile checkpoint = SafetensorsFile::open(file);
+  std::vector<bool> used(checkpoint.entries().size(), false);
+  auto mark_used = [&](const SafetensorsEntry* entry) {
+    used[static_cast<std::size_t>(entry - checkpoint.entries().data())] = true;
+  };
+  const auto& entries = impl_->store.entries();
+  for (std::size_t i = 0; i < entries.size(); ++i) {
+    const auto& parameter = entries[i];
+    const SafetensorsEntry* stored = checkpoint.find(parameter.name);
+    if (stored == nullptr && parameter.name == kEmbeddingName) stored = checkpoint.find(kOldEmbeddingName);
+    if (stored == nullptr) {
+      throw Error(fmt::format("{}: missing tensor {} (the model expects shape {})", file.string(), parameter.name,
+                              model::format_shape(parameter.shape)));
+    }
+    if (stored->shape != parameter.shape) {
+      throw Error(fmt::format("{}: tensor {} has shape {} but the model expects {}", file.string(), stored->name,
+                              model::format_shape(stored->shape), model::format_shape(parameter.shape)));
+    }
+    checkpoint.read_f32(*stored, impl_->store.data(static_cast<int>(i)));
+    mark_used(stored);
+  }
+  const auto* lm = std::get_if<LmConfig>(&impl_->config);
+  for (std::size_t i = 0; i < used.size(); ++i) {
+    const auto& entry = checkpoint.entries()[i];
+    // A tied checkpoint may still carry lm_head.weight (a copy of the embedding): not needed.
+    if (used[i] || (lm != nullptr && lm->tie_embeddings && entry.name == "lm_head.weight")) continue;
+    throw Error(fmt::format("{}: unexpected tensor {} with shape {}: the model has no such parameter", file.string(),
+                            entry.name, model::format_shape(entry.shape)));
+  }
+}
+
+const ModelConfig& Model::config() const { return impl_->config; }
+const ModelOptions& Model::options() const { return impl_->options; }
+std::int64_t Model::parameter_count() const {
+  std::int64_t total = 0;
+  for (const auto& entry : impl_->store.entries()) total += entry.numel;
+  return total;
+}
+std::size_t Model::parameter_bytes() const { return static_cast<std::size_t>(parameter_count()) * sizeof(float); }
+
+std::vector<ParameterInfo> Model::parameters() const {
+  std::vector<ParameterInfo> list;
+  for (const auto& entry : impl_->store.entries()) list.push_back({entry.name, entry.shape, entry.weight_decay});
+  return list;
+}
+
+std::vector<float> Model::parameter_values(const std::string& name) const {
+  const auto* entry = impl_->store.find(name);
+  if (entry == nullptr) throw Error(fmt::format("the model has no parameter {}", name));
+  const float* begin = impl_->store.data(static_cast<int>(entry - impl_->store.entries().data()));
+  return std::vector<float>(begin, begin + entry->numel);
+}
+
+void Model::select_scan(const PluginHost& host, const std::string& name) {
+  impl_->scans = model::ScanSelector(host, name);
+  impl_->options.scan = name;
+}
+
+void Model::set_threads(int n_threads) {
+  impl_->options.n_threads = n_threads;
+  impl_->n_threads = n_threads > 0 ? n_threads : omp_get_max_threads();
+}
+
+std::string Model::scan_backend_for(std::int64_t batch, std::int64_t length) const {
+  return impl_->scans.select(impl_->problem(batch, length)).name;
+}
+
+InferenceState Model::make_state(std::int64_t batch) const {
+  InferenceState state;
+  state.batch_ = batch;
+  for (std::size_t layer = 0; layer < impl_->mixers.size(); ++layer) {
+    const sdk::Mixer& mixer = *impl_->mixers[layer];
+    std::vector<FloatTensor> tensors;
+    std::vector<std::string> names;
+    for (std::int32_t i = 0; i < mixer.state_count(); ++i) {
+      sdk::TensorSpec spec;
+      check(mixer.state_spec(i, batch, &spec), fmt::format("layer {} mixer/{}", layer, impl_->mixer_names[layer]));
+      tensors.emplace_back(std::vector<std::int64_t>(spec.shape, spec.shape + spec.rank));
+      names.emplace_back(spec.name);
+    }
+    state.tensors_.push_back(std::move(tensors));
+    state.names_.push_back(std::move(names));
+  }
+  return state;
+}
+
+FloatTensor Model::forward(const TokenBatch& tokens, InferenceState* state, bool last_position_only) {
+  Impl& impl = *impl_;
+  impl.check_tokens(tokens);
+  if (state != nullptr && state->batch() != tokens.batch) {
+    throw Error(fmt::format("the inference state is for {} rows but the input has {}", state->batch(), tokens.batch));
+  }
+  const SsmConfig& ssm = impl.ssm();
+  const std::int64_t B = tokens.batch, L = tokens.length, D = ssm.d_model, M = B * L;
+  sdk::Context ctx = impl.context(B, L);
+  FloatTensor hidden({B, L, D}), normed({B, L, D}), mixed({B, L, D});
+
+  model::embedding_lookup(tokens.ids.data(), impl.store.data(impl.embedding), hidden.values.data(), M, D,
+                          impl.n_threads);
+  for (std::size_t layer = 0; layer < impl.mixers.size(); ++layer) {
+    model::rms_norm(hidden.values.data(), impl.store.data(impl.layer_norms[layer]), normed.values.data(), M, D,
+                    ssm.norm_eps, impl.n_threads);
+    const auto params = impl.views(impl.mixer_params[layer]);
+    sdk::MixerForwardArgs args;
+    args.params = params.data();
+    args.x = view_of(normed);
+    args.y = view_of(mixed);
+    std::vector<FloatTensor> initial;
+    std::vector<sdk::TensorView> initial_views, final_views;
+    if (state != nullptr) {
+      auto& tensors = state->tensors_[layer];
+      if (state->seqlen_offset() > 0) initial = tensors;  // a copy: initial and final never alias
+      for (auto& tensor : initial) initial_views.push_back(view_of(tensor));
+      for (auto& tensor : tensors) final_views.push_back(view_of(tensor));
+      args.initial_state = initial_views.empty() ? nullptr : initial_views.data();
+      args.final_state = final_views.data();
+    }
+    check(impl.mixers[layer]->forward(ctx, args), fmt::format("layer {} mixer/{}", layer, impl.mixer_names[layer]));
+    model::add_in_place(hidden.values.data(), mixed.values.data(), M * D, impl.n_threads);
+  }
+  if (last_position_only && L > 1) {
+    FloatTensor last({B, 1, D});
+    for (std::int64_t b = 0; b < B; ++b) {
+      std::copy_n(hidden.values.begin() + ((b + 1) * L - 1) * D, D, last.values.begin() + b * D);
+    }
+    hidden = std::move(last);
+  }
+  FloatTensor output = impl.apply_head(ctx, hidden);
+  if (state != nullptr) state->seqlen_offset_ += L;
+  return output;
+}
+
+FloatTensor Model::step(const std::vector<std::int32_t>& ids, InferenceState& state) {
+  Impl& impl = *impl_;
+  const std::int64_t B = state.batch();
+  if (static_cast<std::int64_t>(ids.size()) != B) {
+    throw Error(fmt::format("a decode step needs one token per row: {} rows, {} tokens", B, ids.size()));
+  }
+  impl.check_tokens(TokenBatch{B, 1, ids});
+  const SsmConfig& ssm = impl.ssm();
+  const std::int64_t D = ssm.d_model;
+  sdk::Context ctx = impl.context(B, 1);
+  FloatTensor hidden({B, 1, D}), normed({B, D}), mixed({B, D});
+  model::embedding_lookup(ids.data(), impl.store.data(impl.embedding), hidden.values.data(), B, D, impl.n_threads);
+  for (std::size_t layer = 0; layer < impl.mixers.size(); ++layer) {
+    model::rms_norm(hidden.values.data(), impl.store.data(impl.layer_norms[layer]), normed.values.data(), B, D,
+                    ssm.norm_eps, impl.n_threads);
+    const auto params = impl.views(impl.mixer_params[layer]);
+    std::vector<sdk::TensorView> state_views;
+    for (auto& tensor : state.tensors_[layer]) state_views.push_back(view_of(tensor));
+    sdk::MixerStepArgs args;
+    args.params = params.data();
+    args.x = view_of(normed);
+    args.y = view_of(mixed);
+    args.state = state_views.data();
+    check(impl.mixers[layer]->step(ctx, args), fmt::format("layer {} mixer/{} step", layer, impl.mixer_names[layer]));
+    model::add_in_place(hidden.values.data(), mixed.values.data(), B * D, impl.n_threads);
+  }
+  FloatTensor output = impl.apply_head(ctx, hidden);
+  state.seqlen_offset_ += 1;
+  return output;
+}
+
+}  // namespace mambakit

@@ -1,0 +1,102 @@
+#include "parameter_store.hpp"
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <cmath>
+
+#include "mambakit/error.hpp"
+#include "views.hpp"
+
+namespace mambakit::model {
+
+std::string format_shape(const std::vector<std::int64_t>& shape) { return fmt::format("({})", fmt::join(shape, ", ")); }
+
+int ParameterStore::declare(const std::string& name, const sdk::ParamSpec& spec, const std::string& owner) {
+  std::vector<std::int64_t> shape(spec.tensor.shape, spec.tensor.shape + spec.tensor.rank);
+  if (spec.tensor.dtype != sdk::DType::kF32) {
+    throw Error(fmt::format("{} declares parameter {} as {}; this version holds parameters as f32", owner, name,
+                            sdk::dtype_name(spec.tensor.dtype)));
+  }
+  for (auto extent : shape) {
+    if (extent < 1) throw Error(fmt::format("{} declares parameter {} with shape {}", owner, name, format_shape(shape)));
+  }
+  auto found = by_name_.find(name);
+  if (found != by_name_.end()) {
+    const auto& existing = entries_[static_cast<std::size_t>(found->second)];
+    if (existing.shape != shape) {
+      throw Error(fmt::format("{} declares parameter {} with shape {}, but it is already declared with shape {}", owner,
+                              name, format_shape(shape), format_shape(existing.shape)));
+    }
+    return found->second;
+  }
+  if (!block_.empty()) throw Error("parameters declared after the parameter block was allocated");
+  ParameterEntry entry;
+  entry.name = name;
+  entry.shape = shape;
+  entry.init = spec.init;
+  entry.weight_decay = spec.weight_decay;
+  entry.numel = spec.tensor.numel();
+  entries_.push_back(entry);
+  by_name_.emplace(name, static_cast<int>(entries_.size() - 1));
+  return static_cast<int>(entries_.size() - 1);
+}
+
+void ParameterStore::allocate() {
+  std::int64_t total = 0;
+  for (auto& entry : entries_) {
+    entry.offset = total;
+    total += (entry.numel + 15) / 16 * 16;  // every tensor starts 64-byte aligned
+  }
+  block_.assign(static_cast<std::size_t>(total), 0.0f);
+}
+
+const ParameterEntry* ParameterStore::find(const std::string& name) const {
+  auto found = by_name_.find(name);
+  return found == by_name_.end() ? nullptr : &entries_[static_cast<std::size_t>(found->second)];
+}
+
+sdk::TensorView ParameterStore::view(int index) const {
+  return contiguous_view(data(index), entries_[static_cast<std::size_t>(index)].shape);
+}
+
+void ParameterStore::initialize(std::uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  for (std::size_t i = 0; i < entries_.size(); ++i) {
+    const auto& entry = entries_[i];
+    float* values = data(static_cast<int>(i));
+    const sdk::Init& init = entry.init;
+    switch (init.kind) {
+      case sdk::InitKind::kZeros: std::fill(values, values + entry.numel, 0.0f); break;
+      case sdk::InitKind::kOnes: std::fill(values, values + entry.numel, 1.0f); break;
+      case sdk::InitKind::kConstant: std::fill(values, values + entry.numel, static_cast<float>(init.a)); break;
+      case sdk::InitKind::kUniform: {
+        std::uniform_real_distribution<double> uniform(init.a, init.b);
+        for (std::int64_t j = 0; j < entry.numel; ++j) values[j] = static_cast<float>(uniform(rng));
+        break;
+      }
+      case sdk::InitKind::kNormal: {
+        std::normal_distribution<double> normal(init.a, init.b);
+        for (std::int64_t j = 0; j < entry.numel; ++j) values[j] = static_cast<float>(normal(rng));
+        break;
+      }
+      case sdk::InitKind::kSsmALog: {
+        const std::int64_t d_state = entry.shape.back();
+        for (std::int64_t j = 0; j < entry.numel; ++j) values[j] = static_cast<float>(std::log(1.0 + j % d_state));
+        break;
+      }
+      case sdk::InitKind::kDtBias: {
+        std::uniform_real_distribution<double> uniform(std::log(init.a), std::log(init.b));
+        for (std::int64_t j = 0; j < entry.numel; ++j) {
+          const double dt = std::max(std::exp(uniform(rng)), init.c);
+          values[j] = static_cast<float>(dt + std::log(-std::expm1(-dt)));  // softplus^-1(dt)
+        }
+        break;
+      }
+      default:
+        throw Error(fmt::format("parameter {} has an unknown init kind {}", entry.name, static_cast<int>(init.kind)));
+    }
+  }
+}
+
+}  // namespace mambakit::model

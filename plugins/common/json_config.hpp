@@ -1,0 +1,68 @@
+#pragma once
+// Reading a component's JSON config inside a plugin: typed values, and std::invalid_argument
+// naming the component, key and value when one is missing or wrong (create_component() turns
+// that into a kInvalidArgument Status).
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <stdexcept>
+#include <string>
+
+namespace mambakit::plugin_common {
+
+class JsonConfig {
+ public:
+  JsonConfig(const char* text, std::string component) : component_(std::move(component)) {
+    root_ = nlohmann::json::parse(text ? text : "", nullptr, false);
+    if (root_.is_discarded() || !root_.is_object()) {
+      throw std::invalid_argument(component_ + ": the config is not a JSON object");
+    }
+  }
+
+  /// An integer >= `minimum`; `fallback` when absent and a fallback is given.
+  std::int64_t integer(const char* key, std::int64_t minimum, const std::int64_t* fallback = nullptr) const {
+    const auto found = root_.find(key);
+    if (found == root_.end()) {
+      if (fallback != nullptr) return *fallback;
+      throw std::invalid_argument(component_ + ": config lacks \"" + key + "\"");
+    }
+    if (!found->is_number_integer() || found->get<std::int64_t>() < minimum) {
+      throw std::invalid_argument(component_ + ": \"" + key + "\" = " + found->dump() + " is invalid: must be an integer >= " +
+                                  std::to_string(minimum));
+    }
+    return found->get<std::int64_t>();
+  }
+
+  double number(const char* key, double fallback) const {
+    const auto found = root_.find(key);
+    if (found == root_.end()) return fallback;
+    if (!found->is_number()) {
+      throw std::invalid_argument(component_ + ": \"" + key + "\" = " + found->dump() + " is invalid: must be a number");
+    }
+    return found->get<double>();
+  }
+
+  bool boolean(const char* key, bool fallback) const {
+    const auto found = root_.find(key);
+    if (found == root_.end()) return fallback;
+    if (!found->is_boolean()) {
+      throw std::invalid_argument(component_ + ": \"" + key + "\" = " + found->dump() + " is invalid: must be true or false");
+    }
+    return found->get<bool>();
+  }
+
+  std::string string(const char* key, const std::string& fallback) const {
+    const auto found = root_.find(key);
+    if (found == root_.end()) return fallback;
+    if (!found->is_string()) {
+      throw std::invalid_argument(component_ + ": \"" + key + "\" = " + found->dump() + " is invalid: must be a string");
+    }
+    return found->get<std::string>();
+  }
+
+ private:
+  nlohmann::json root_;
+  std::string component_;
+};
+
+}  // namespace mambakit::plugin_common

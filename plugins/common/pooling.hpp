@@ -1,0 +1,56 @@
+#pragma once
+// Pooling a sequence's hidden states into one vector per row, over each row's valid tokens.
+//
+// Dimensions: B batch, L length, D d_model.
+
+#include <algorithm>
+#include <cstdint>
+#include <limits>
+#include <stdexcept>
+#include <string>
+
+#include "mambakit/sdk/tensor_view.hpp"
+
+namespace mambakit::plugin_common {
+
+enum class Pooling { kLast, kMean, kMax, kNone };
+
+inline Pooling parse_pooling(const std::string& name, const std::string& component) {
+  if (name == "last") return Pooling::kLast;
+  if (name == "mean") return Pooling::kMean;
+  if (name == "max") return Pooling::kMax;
+  if (name == "none") return Pooling::kNone;
+  throw std::invalid_argument(component + ": \"pooling\" = \"" + name + "\" is invalid: must be last, mean, max or none");
+}
+
+/// Valid tokens of row b: lengths[b] when `lengths` (B, i32) is present, else L; clamped to [1, L].
+inline std::int64_t valid_length(const sdk::TensorView& lengths, std::int64_t b, std::int64_t length) {
+  if (!lengths.present()) return length;
+  return std::clamp<std::int64_t>(lengths.as<const std::int32_t>()[b * lengths.strides[0]], 1, length);
+}
+
+/// pooled (B, D) from hidden (B, L, D) with `pooling` (not kNone).
+inline void pool(Pooling pooling, const float* hidden, const sdk::TensorView& lengths, float* pooled,
+                 std::int64_t batch, std::int64_t length, std::int64_t d_model) {
+  for (std::int64_t b = 0; b < batch; ++b) {
+    const std::int64_t valid = valid_length(lengths, b, length);
+    float* out = pooled + b * d_model;
+    const float* rows = hidden + b * length * d_model;
+    if (pooling == Pooling::kLast) {
+      std::copy(rows + (valid - 1) * d_model, rows + valid * d_model, out);
+      continue;
+    }
+    std::fill(out, out + d_model, pooling == Pooling::kMax ? -std::numeric_limits<float>::infinity() : 0.0f);
+    for (std::int64_t t = 0; t < valid; ++t) {
+      for (std::int64_t d = 0; d < d_model; ++d) {
+        const float v = rows[t * d_model + d];
+        out[d] = pooling == Pooling::kMax ? std::max(out[d], v) : out[d] + v;
+      }
+    }
+    if (pooling == Pooling::kMean) {
+      for (std::int64_t d = 0; d < d_model; ++d) out[d] /= static_cast<float>(valid);
+    }
+  }
+}
+
+}  // namespace mambakit::plugin_common

@@ -1,0 +1,89 @@
+// head/classification: sequence classification, scores = pool(hidden) W^T + b with pooling
+// last, mean or max over each row's valid tokens.
+//
+// Dimensions: B batch, L length, D d_model, C num_labels.
+
+#include <cmath>
+#include <vector>
+
+#include "json_config.hpp"
+#include "linear.hpp"
+#include "mambakit/sdk/sdk.hpp"
+#include "pooling.hpp"
+
+namespace mambakit::head_classification {
+
+class ClassificationHead final : public sdk::Head {
+ public:
+  explicit ClassificationHead(const char* config_json) {
+    const plugin_common::JsonConfig config(config_json, "head/classification");
+    d_model_ = config.integer("d_model", 1);
+    num_labels_ = config.integer("num_labels", 1);
+    pooling_ = plugin_common::parse_pooling(config.string("pooling", "last"), "head/classification");
+    if (pooling_ == plugin_common::Pooling::kNone) {
+      throw std::invalid_argument("head/classification: \"pooling\" = \"none\" is invalid: use last, mean or max");
+    }
+  }
+
+  void capabilities(sdk::HeadCapabilities* out) const noexcept override {
+    out->devices = sdk::device_bit(sdk::DeviceType::kCpu);
+    out->param_dtypes = sdk::dtype_bit(sdk::DType::kF32);
+    out->backward = false;
+  }
+
+  std::int32_t param_count() const noexcept override { return 2; }
+
+  sdk::Status param_spec(std::int32_t index, sdk::ParamSpec* out) const noexcept override {
+    const double bound = 1.0 / std::sqrt(static_cast<double>(d_model_));
+    if (index == 0) {
+      sdk::set_tensor_spec(out->tensor, "classifier.weight", sdk::DType::kF32, {num_labels_, d_model_});
+      out->init = {sdk::InitKind::kUniform, -bound, bound};
+      out->weight_decay = true;
+    } else if (index == 1) {
+      sdk::set_tensor_spec(out->tensor, "classifier.bias", sdk::DType::kF32, {num_labels_});
+      out->init = {sdk::InitKind::kZeros};
+      out->weight_decay = false;
+    } else {
+      return sdk::Status::error(sdk::StatusCode::kInvalidArgument, "head/classification has two parameters");
+    }
+    return sdk::Status::success();
+  }
+
+  sdk::Status output_spec(std::int64_t batch, std::int64_t, sdk::TensorSpec* out) const noexcept override {
+    sdk::set_tensor_spec(*out, "scores", sdk::DType::kF32, {batch, num_labels_});
+    return sdk::Status::success();
+  }
+
+  sdk::Status forward(const sdk::Context&, const sdk::HeadForwardArgs& args) noexcept override {
+    return sdk::guard([&] {
+      const std::int64_t batch = args.hidden.shape[0], length = args.hidden.shape[1];
+      std::vector<float> pooled(static_cast<std::size_t>(batch * d_model_));
+      plugin_common::pool(pooling_, args.hidden.as<const float>(), args.lengths, pooled.data(), batch, length,
+                          d_model_);
+      plugin_common::linear_forward(pooled.data(), d_model_, args.params[0].as<const float>(),
+                                    args.params[1].as<const float>(), args.output.as<float>(), num_labels_, batch,
+                                    d_model_, num_labels_);
+      return sdk::Status::success();
+    });
+  }
+
+  sdk::Status backward(const sdk::Context&, const sdk::HeadBackwardArgs&) noexcept override {
+    return sdk::Status::error(sdk::StatusCode::kUnsupported, "head/classification has no backward pass in this version");
+  }
+
+ private:
+  std::int64_t d_model_ = 0, num_labels_ = 0;
+  plugin_common::Pooling pooling_ = plugin_common::Pooling::kLast;
+};
+
+namespace {
+
+sdk::Status register_components(sdk::Registrar& registrar) noexcept {
+  return registrar.add_head("classification", "sequence classification: pooled hidden state (last|mean|max) -> linear",
+                            &sdk::create_component<sdk::Head, ClassificationHead>);
+}
+
+}  // namespace
+}  // namespace mambakit::head_classification
+
+MAMBAKIT_PLUGIN("head-classification", "0.1.0", mambakit::head_classification::register_components)

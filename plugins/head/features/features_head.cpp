@@ -1,0 +1,75 @@
+// head/features: feature extraction. Pooling "none" returns the final hidden states per token
+// (B, L, D); last, mean or max pool them to one embedding per row (B, D).
+//
+// Dimensions: B batch, L length, D d_model.
+
+#include <algorithm>
+
+#include "json_config.hpp"
+#include "mambakit/sdk/sdk.hpp"
+#include "pooling.hpp"
+
+namespace mambakit::head_features {
+
+class FeaturesHead final : public sdk::Head {
+ public:
+  explicit FeaturesHead(const char* config_json) {
+    const plugin_common::JsonConfig config(config_json, "head/features");
+    d_model_ = config.integer("d_model", 1);
+    pooling_ = plugin_common::parse_pooling(config.string("pooling", "mean"), "head/features");
+  }
+
+  void capabilities(sdk::HeadCapabilities* out) const noexcept override {
+    out->devices = sdk::device_bit(sdk::DeviceType::kCpu);
+    out->param_dtypes = sdk::dtype_bit(sdk::DType::kF32);
+    out->backward = false;
+  }
+
+  std::int32_t param_count() const noexcept override { return 0; }
+
+  sdk::Status param_spec(std::int32_t, sdk::ParamSpec*) const noexcept override {
+    return sdk::Status::error(sdk::StatusCode::kInvalidArgument, "head/features has no parameters");
+  }
+
+  sdk::Status output_spec(std::int64_t batch, std::int64_t length, sdk::TensorSpec* out) const noexcept override {
+    if (pooling_ == plugin_common::Pooling::kNone) {
+      sdk::set_tensor_spec(*out, "features", sdk::DType::kF32, {batch, length, d_model_});
+    } else {
+      sdk::set_tensor_spec(*out, "features", sdk::DType::kF32, {batch, d_model_});
+    }
+    return sdk::Status::success();
+  }
+
+  sdk::Status forward(const sdk::Context&, const sdk::HeadForwardArgs& args) noexcept override {
+    return sdk::guard([&] {
+      const std::int64_t batch = args.hidden.shape[0], length = args.hidden.shape[1];
+      const float* hidden = args.hidden.as<const float>();
+      if (pooling_ == plugin_common::Pooling::kNone) {
+        std::copy(hidden, hidden + batch * length * d_model_, args.output.as<float>());
+      } else {
+        plugin_common::pool(pooling_, hidden, args.lengths, args.output.as<float>(), batch, length, d_model_);
+      }
+      return sdk::Status::success();
+    });
+  }
+
+  sdk::Status backward(const sdk::Context&, const sdk::HeadBackwardArgs&) noexcept override {
+    return sdk::Status::error(sdk::StatusCode::kUnsupported, "head/features has no backward pass in this version");
+  }
+
+ private:
+  std::int64_t d_model_ = 0;
+  plugin_common::Pooling pooling_ = plugin_common::Pooling::kMean;
+};
+
+namespace {
+
+sdk::Status register_components(sdk::Registrar& registrar) noexcept {
+  return registrar.add_head("features", "feature extraction: per-token hidden states, or pooled (last|mean|max)",
+                            &sdk::create_component<sdk::Head, FeaturesHead>);
+}
+
+}  // namespace
+}  // namespace mambakit::head_features
+
+MAMBAKIT_PLUGIN("head-features", "0.1.0", mambakit::head_features::register_components)

@@ -1,0 +1,81 @@
+// head/lm: next-token logits, logits = hidden W^T with W (V, D) either its own
+// `lm_head.weight` or, tied, the embedding `backbone.embeddings.weight` itself.
+//
+// Dimensions: B batch, L length, D d_model, V vocab (padded).
+
+#include "json_config.hpp"
+#include "linear.hpp"
+#include "mambakit/sdk/sdk.hpp"
+
+namespace mambakit::head_lm {
+
+class LmHead final : public sdk::Head {
+ public:
+  static constexpr std::int64_t kFewRows = 16;
+
+  explicit LmHead(const char* config_json) {
+    const plugin_common::JsonConfig config(config_json, "head/lm");
+    d_model_ = config.integer("d_model", 1);
+    vocab_ = config.integer("vocab_size", 1);
+    tied_ = config.boolean("tie_embeddings", true);
+  }
+
+  void capabilities(sdk::HeadCapabilities* out) const noexcept override {
+    out->devices = sdk::device_bit(sdk::DeviceType::kCpu);
+    out->param_dtypes = sdk::dtype_bit(sdk::DType::kF32);
+    out->backward = false;
+  }
+
+  std::int32_t param_count() const noexcept override { return 1; }
+
+  sdk::Status param_spec(std::int32_t index, sdk::ParamSpec* out) const noexcept override {
+    if (index != 0) return sdk::Status::error(sdk::StatusCode::kInvalidArgument, "head/lm has one parameter");
+    // Tied: the same name as the embedding, so the host shares one tensor between both.
+    sdk::set_tensor_spec(out->tensor, tied_ ? "backbone.embeddings.weight" : "lm_head.weight", sdk::DType::kF32,
+                         {vocab_, d_model_});
+    out->init = {sdk::InitKind::kNormal, 0.0, 0.02};
+    out->weight_decay = true;
+    return sdk::Status::success();
+  }
+
+  sdk::Status output_spec(std::int64_t batch, std::int64_t length, sdk::TensorSpec* out) const noexcept override {
+    sdk::set_tensor_spec(*out, "logits", sdk::DType::kF32, {batch, length, vocab_});
+    return sdk::Status::success();
+  }
+
+  sdk::Status forward(const sdk::Context& context, const sdk::HeadForwardArgs& args) noexcept override {
+    return sdk::guard([&] {
+      const std::int64_t rows = args.hidden.shape[0] * args.hidden.shape[1];
+      if (rows <= kFewRows) {  // decode: stream the weights once, row results independent of batch
+        plugin_common::linear_few_rows(args.hidden.as<const float>(), d_model_, args.params[0].as<const float>(),
+                                       nullptr, args.output.as<float>(), vocab_, rows, d_model_, vocab_,
+                                       context.n_threads);
+        return sdk::Status::success();
+      }
+      plugin_common::set_gemm_threads(context.n_threads);
+      plugin_common::linear_forward(args.hidden.as<const float>(), d_model_, args.params[0].as<const float>(), nullptr,
+                                    args.output.as<float>(), vocab_, rows, d_model_, vocab_);
+      return sdk::Status::success();
+    });
+  }
+
+  sdk::Status backward(const sdk::Context&, const sdk::HeadBackwardArgs&) noexcept override {
+    return sdk::Status::error(sdk::StatusCode::kUnsupported, "head/lm has no backward pass in this version");
+  }
+
+ private:
+  std::int64_t d_model_ = 0, vocab_ = 0;
+  bool tied_ = true;
+};
+
+namespace {
+
+sdk::Status register_components(sdk::Registrar& registrar) noexcept {
+  return registrar.add_head("lm", "causal-LM logits over the vocabulary (tied to the embedding or lm_head.weight)",
+                            &sdk::create_component<sdk::Head, LmHead>);
+}
+
+}  // namespace
+}  // namespace mambakit::head_lm
+
+MAMBAKIT_PLUGIN("head-lm", "0.1.0", mambakit::head_lm::register_components)

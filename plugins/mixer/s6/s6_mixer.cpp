@@ -1,0 +1,130 @@
+#include "s6_mixer.hpp"
+
+#include <cmath>
+
+#include "json_config.hpp"
+#include "mambakit/sdk/plugin.hpp"
+
+namespace mambakit::mixer_s6 {
+
+namespace {
+
+S6Dims read_dims(const char* config_json) {
+  const plugin_common::JsonConfig config(config_json, "mixer/s6");
+  S6Dims dims;
+  dims.d_model = config.integer("d_model", 1);
+  const std::int64_t default_expand = 2, default_conv = 4, default_state = 16, default_layers = 1;
+  dims.d_inner = config.integer("expand", 1, &default_expand) * dims.d_model;
+  dims.d_state = config.integer("d_state", 1, &default_state);
+  dims.d_conv = config.integer("d_conv", 1, &default_conv);
+  const std::int64_t auto_rank = (dims.d_model + 15) / 16;
+  dims.dt_rank = config.integer("dt_rank", 1, &auto_rank);
+  dims.n_layer = config.integer("n_layer", 1, &default_layers);
+  dims.conv_bias = config.boolean("conv_bias", true);
+  dims.bias = config.boolean("bias", false);
+  dims.dt_min = config.number("dt_min", 0.001);
+  dims.dt_max = config.number("dt_max", 0.1);
+  dims.dt_init_floor = config.number("dt_init_floor", 1e-4);
+  dims.dt_scale = config.number("dt_scale", 1.0);
+  const std::string dt_init = config.string("dt_init", "random");
+  if (dt_init != "random" && dt_init != "constant") {
+    throw std::invalid_argument("mixer/s6: \"dt_init\" = \"" + dt_init + "\" is invalid: must be random or constant");
+  }
+  dims.dt_init_random = dt_init == "random";
+  return dims;
+}
+
+void declare(sdk::ParamSpec* out, const char* name, std::initializer_list<std::int64_t> shape, sdk::Init init,
+             bool weight_decay) {
+  sdk::set_tensor_spec(out->tensor, name, sdk::DType::kF32, shape);
+  out->init = init;
+  out->weight_decay = weight_decay;
+}
+
+sdk::Init uniform(double bound) { return {sdk::InitKind::kUniform, -bound, bound}; }
+
+}  // namespace
+
+S6Mixer::S6Mixer(const char* config_json) : dims_(read_dims(config_json)), index_(dims_) {}
+
+void S6Mixer::capabilities(sdk::MixerCapabilities* out) const noexcept {
+  out->devices = sdk::device_bit(sdk::DeviceType::kCpu);
+  out->param_dtypes = sdk::dtype_bit(sdk::DType::kF32);
+  out->backward = false;
+  out->step = true;
+}
+
+sdk::Status S6Mixer::param_spec(std::int32_t i, sdk::ParamSpec* out) const noexcept {
+  const std::int64_t D = dims_.d_model, E = dims_.d_inner, N = dims_.d_state, K = dims_.d_conv, R = dims_.dt_rank;
+  // Initialisation as in the reference Mamba: nn.Linear's U(+-1/sqrt(fan_in)), out_proj
+  // rescaled by 1/sqrt(n_layer) for the pre-norm residual, dt_proj so that softplus(bias)
+  // starts log-uniform in [dt_min, dt_max], A_log = log(1..N), D = 1.
+  const double dt_std = std::pow(static_cast<double>(R), -0.5) * dims_.dt_scale;
+  if (i == index_.in_proj_weight) {
+    declare(out, "in_proj.weight", {2 * E, D}, uniform(1.0 / std::sqrt(D)), true);
+  } else if (i == index_.in_proj_bias) {
+    declare(out, "in_proj.bias", {2 * E}, {sdk::InitKind::kZeros}, false);
+  } else if (i == index_.conv_weight) {
+    declare(out, "conv1d.weight", {E, 1, K}, uniform(1.0 / std::sqrt(K)), true);
+  } else if (i == index_.conv_bias) {
+    declare(out, "conv1d.bias", {E}, uniform(1.0 / std::sqrt(K)), false);
+  } else if (i == index_.x_proj_weight) {
+    declare(out, "x_proj.weight", {R + 2 * N, E}, uniform(1.0 / std::sqrt(E)), true);
+  } else if (i == index_.dt_proj_weight) {
+    declare(out, "dt_proj.weight", {E, R},
+            dims_.dt_init_random ? uniform(dt_std) : sdk::Init{sdk::InitKind::kConstant, dt_std}, true);
+  } else if (i == index_.dt_proj_bias) {
+    declare(out, "dt_proj.bias", {E}, {sdk::InitKind::kDtBias, dims_.dt_min, dims_.dt_max, dims_.dt_init_floor}, false);
+  } else if (i == index_.a_log) {
+    declare(out, "A_log", {E, N}, {sdk::InitKind::kSsmALog}, false);
+  } else if (i == index_.d) {
+    declare(out, "D", {E}, {sdk::InitKind::kOnes}, false);
+  } else if (i == index_.out_proj_weight) {
+    declare(out, "out_proj.weight", {D, E}, uniform(1.0 / std::sqrt(E * static_cast<double>(dims_.n_layer))), true);
+  } else if (i == index_.out_proj_bias) {
+    declare(out, "out_proj.bias", {D}, {sdk::InitKind::kZeros}, false);
+  } else {
+    return sdk::Status::error(sdk::StatusCode::kInvalidArgument, "mixer/s6 has %d parameters, not %d", index_.count,
+                              i + 1);
+  }
+  return sdk::Status::success();
+}
+
+sdk::Status S6Mixer::state_spec(std::int32_t i, std::int64_t batch, sdk::TensorSpec* out) const noexcept {
+  if (i == kConvState) {
+    sdk::set_tensor_spec(*out, "conv_state", sdk::DType::kF32, {batch, dims_.d_inner, dims_.d_conv});
+  } else if (i == kSsmState) {
+    sdk::set_tensor_spec(*out, "ssm_state", sdk::DType::kF32, {batch, dims_.d_inner, dims_.d_state});
+  } else {
+    return sdk::Status::error(sdk::StatusCode::kInvalidArgument, "mixer/s6 has 2 state tensors, not %d", i + 1);
+  }
+  return sdk::Status::success();
+}
+
+sdk::Status S6Mixer::saved_spec(std::int32_t i, std::int64_t, std::int64_t, sdk::TensorSpec*) const noexcept {
+  return sdk::Status::error(sdk::StatusCode::kInvalidArgument, "mixer/s6 saves no activations (asked for %d)", i);
+}
+
+sdk::Status S6Mixer::forward(const sdk::Context& context, const sdk::MixerForwardArgs& args) noexcept {
+  return s6_forward(dims_, index_, context, args);
+}
+
+sdk::Status S6Mixer::backward(const sdk::Context&, const sdk::MixerBackwardArgs&) noexcept {
+  return sdk::Status::error(sdk::StatusCode::kUnsupported, "mixer/s6 has no backward pass in this version");
+}
+
+sdk::Status S6Mixer::step(const sdk::Context& context, const sdk::MixerStepArgs& args) noexcept {
+  return s6_step(dims_, index_, context, args);
+}
+
+namespace {
+
+sdk::Status register_components(sdk::Registrar& registrar) noexcept {
+  return registrar.add_mixer("s6", "Mamba-1 selective SSM mixer (Hugging Face layout; scan by the chosen backend)",
+                             &sdk::create_component<sdk::Mixer, S6Mixer>);
+}
+
+}  // namespace
+}  // namespace mambakit::mixer_s6
+
+MAMBAKIT_PLUGIN("mixer-s6", "0.1.0", mambakit::mixer_s6::register_components)

@@ -1,0 +1,40 @@
+#pragma once
+// mixer/s6: the Mamba-1 selective SSM mixer (Gu & Dao 2023), in Hugging Face's parameter
+// layout. The selective scan itself runs in the scan backend the host chose
+// (Context::scan); this plugin does the projections, the causal conv and the gating.
+
+#include "mambakit/sdk/mixer.hpp"
+#include "s6_layout.hpp"
+
+namespace mambakit::mixer_s6 {
+
+class S6Mixer final : public sdk::Mixer {
+ public:
+  explicit S6Mixer(const char* config_json);
+
+  void capabilities(sdk::MixerCapabilities* out) const noexcept override;
+  std::int32_t param_count() const noexcept override { return index_.count; }
+  sdk::Status param_spec(std::int32_t index, sdk::ParamSpec* out) const noexcept override;
+  std::int32_t state_count() const noexcept override { return kStateCount; }
+  sdk::Status state_spec(std::int32_t index, std::int64_t batch, sdk::TensorSpec* out) const noexcept override;
+  std::int32_t saved_count() const noexcept override { return 0; }
+  sdk::Status saved_spec(std::int32_t index, std::int64_t batch, std::int64_t length,
+                         sdk::TensorSpec* out) const noexcept override;
+  sdk::Status forward(const sdk::Context& context, const sdk::MixerForwardArgs& args) noexcept override;
+  sdk::Status backward(const sdk::Context& context, const sdk::MixerBackwardArgs& args) noexcept override;
+  sdk::Status step(const sdk::Context& context, const sdk::MixerStepArgs& args) noexcept override;
+
+ private:
+  S6Dims dims_;
+  S6ParamIndex index_;
+};
+
+/// The forward pass over (B, L) tokens; see S6Mixer::forward.
+sdk::Status s6_forward(const S6Dims& dims, const S6ParamIndex& index, const sdk::Context& context,
+                       const sdk::MixerForwardArgs& args);
+
+/// One decode step; see S6Mixer::step.
+sdk::Status s6_step(const S6Dims& dims, const S6ParamIndex& index, const sdk::Context& context,
+                    const sdk::MixerStepArgs& args);
+
+}  // namespace mambakit::mixer_s6

@@ -1,0 +1,95 @@
+// Loading checkpoints: a missing, extra or misshaped tensor is an error naming it with both
+// shapes; the old embedding name and a redundant tied lm_head are accepted.
+
+#include <catch2/catch.hpp>
+#include <filesystem>
+#include <fstream>
+
+#include "fixtures.hpp"
+#include "mambakit/error.hpp"
+#include "mambakit/model.hpp"
+#include "mambakit/safetensors.hpp"
+
+using Catch::Matchers::Contains;
+namespace fs = std::filesystem;
+
+namespace {
+
+/// Copies tiny_tied into a scratch folder, rewriting model.safetensors through `edit`.
+fs::path edited_fixture(const std::string& name,
+                        const std::function<void(std::vector<mambakit::SafetensorsTensor>&)>& edit) {
+  const fs::path source = mambakit::test::data_dir() / "models" / "tiny_tied";
+  const fs::path target = fs::path(MAMBAKIT_TEST_BINARY_DIR) / "scratch" / name;
+  fs::create_directories(target);
+  fs::copy_file(source / "config.json", target / "config.json", fs::copy_options::overwrite_existing);
+  const auto checkpoint = mambakit::SafetensorsFile::open(source / "model.safetensors");
+  std::vector<std::vector<float>> storage;
+  std::vector<mambakit::SafetensorsTensor> tensors;
+  storage.reserve(checkpoint.entries().size() + 1);
+  for (const auto& entry : checkpoint.entries()) {
+    storage.push_back(checkpoint.read_f32(entry.name));
+    tensors.push_back({entry.name, mambakit::sdk::DType::kF32, entry.shape, storage.back().data()});
+  }
+  edit(tensors);
+  mambakit::write_safetensors(target / "model.safetensors", tensors);
+  return target;
+}
+
+std::string load_error(const fs::path& dir) {
+  try {
+    mambakit::Model::load(dir, mambakit::test::in_tree_plugins());
+  } catch (const mambakit::Error& error) {
+    return error.what();
+  }
+  return "no error";
+}
+
+}  // namespace
+
+TEST_CASE("a missing tensor is named with the shape the model expects") {
+  const auto dir = edited_fixture("missing", [](auto& tensors) {
+    std::erase_if(tensors, [](const auto& t) { return t.name == "backbone.layers.1.mixer.A_log"; });
+  });
+  CHECK_THAT(load_error(dir), Contains("missing tensor backbone.layers.1.mixer.A_log") && Contains("(32, 4)") &&
+                                  Contains("model.safetensors"));
+}
+
+TEST_CASE("a misshaped tensor is named with both shapes") {
+  static std::vector<float> wrong(32 * 3, 0.5f);
+  const auto dir = edited_fixture("misshaped", [](auto& tensors) {
+    for (auto& t : tensors) {
+      if (t.name == "backbone.layers.0.mixer.A_log") {
+        t.shape = {32, 3};
+        t.data = wrong.data();
+      }
+    }
+  });
+  CHECK_THAT(load_error(dir), Contains("backbone.layers.0.mixer.A_log has shape (32, 3) but the model expects (32, 4)"));
+}
+
+TEST_CASE("an unexpected tensor is an error naming it") {
+  static std::vector<float> extra(7, 1.0f);
+  const auto dir = edited_fixture("extra", [](auto& tensors) {
+    tensors.push_back({"backbone.layers.9.mixer.D", mambakit::sdk::DType::kF32, {7}, extra.data()});
+  });
+  CHECK_THAT(load_error(dir), Contains("unexpected tensor backbone.layers.9.mixer.D with shape (7)"));
+}
+
+TEST_CASE("a tied checkpoint that also stores lm_head.weight loads") {
+  const auto dir = edited_fixture("tied_with_head", [](auto& tensors) {
+    for (const auto& t : tensors) {
+      if (t.name == "backbone.embeddings.weight") {
+        tensors.push_back({"lm_head.weight", t.dtype, t.shape, t.data});
+        break;
+      }
+    }
+  });
+  CHECK(load_error(dir) == "no error");
+}
+
+TEST_CASE("a missing model folder or config is an error naming it") {
+  CHECK_THAT(load_error("/nonexistent/model"), Contains("/nonexistent/model") && Contains("does not exist"));
+  const fs::path empty = fs::path(MAMBAKIT_TEST_BINARY_DIR) / "scratch" / "empty_model";
+  fs::create_directories(empty);
+  CHECK_THAT(load_error(empty), Contains("config.json") && Contains("cannot open"));
+}

@@ -1,0 +1,54 @@
+// Decode: prefill of any length, then one-token steps through the mixers' and scan backends'
+// step paths, equals the full forward pass at every position (against the PyTorch fixtures).
+
+#include <catch2/catch.hpp>
+#include <fmt/format.h>
+
+#include "fixtures.hpp"
+#include "mambakit/model.hpp"
+#include "mambakit/safetensors.hpp"
+
+using mambakit::test::max_abs_difference;
+
+TEST_CASE("prefill plus decode steps equals the full forward, for every scan backend") {
+  const auto& host = mambakit::test::in_tree_plugins();
+  for (const char* fixture : {"tiny_untied_bias", "tiny_no_conv_bias", "tiny_bf16"}) {
+    const auto dir = mambakit::test::data_dir() / "models" / fixture;
+    const auto expected = mambakit::SafetensorsFile::open(dir / "expected.safetensors");
+    const auto token_values = expected.read_f32("tokens.L33");
+    const auto full_logits = expected.read_f32("logits.L33");
+    const std::int64_t batch = 2, length = 33;
+    for (const auto& scan : host.names(mambakit::ComponentKind::kScan)) {
+      mambakit::ModelOptions options;
+      options.scan = scan;
+      auto model = mambakit::Model::load(dir, host, options);
+      const std::int64_t vocab = static_cast<std::int64_t>(full_logits.size()) / (batch * length);
+      for (const std::int64_t prefill : {1, 2, 5}) {
+        auto state = model.make_state(batch);
+        mambakit::TokenBatch prompt{batch, prefill, {}};
+        for (std::int64_t b = 0; b < batch; ++b) {
+          for (std::int64_t t = 0; t < prefill; ++t) prompt.ids.push_back(static_cast<std::int32_t>(token_values[b * length + t]));
+        }
+        const auto prefill_logits = model.forward(prompt, &state, true);
+        double worst = 0.0;
+        auto compare = [&](const std::vector<float>& logits, std::int64_t position) {
+          for (std::int64_t b = 0; b < batch; ++b) {
+            const auto* reference = &full_logits[(b * length + position) * vocab];
+            for (std::int64_t v = 0; v < vocab; ++v) {
+              worst = std::max(worst, static_cast<double>(std::abs(logits[b * vocab + v] - reference[v])));
+            }
+          }
+        };
+        compare(prefill_logits.values, prefill - 1);
+        for (std::int64_t t = prefill; t < length; ++t) {
+          std::vector<std::int32_t> ids;
+          for (std::int64_t b = 0; b < batch; ++b) ids.push_back(static_cast<std::int32_t>(token_values[b * length + t]));
+          compare(model.step(ids, state).values, t);
+        }
+        CHECK(state.seqlen_offset() == length);
+        INFO(fixture << " scan/" << scan << " prefill " << prefill << ": max |logit error| " << worst);
+        CHECK(worst < 1e-4);
+      }
+    }
+  }
+}

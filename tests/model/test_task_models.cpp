@@ -1,0 +1,93 @@
+// Task models assembled from config: classification and feature extraction heads on the
+// same backbone, hybrid per-layer mixer lists, and errors for missing components.
+
+#include <catch2/catch.hpp>
+#include <cmath>
+
+#include "fixtures.hpp"
+#include "mambakit/error.hpp"
+#include "mambakit/model.hpp"
+
+using Catch::Matchers::Contains;
+
+namespace {
+
+template <class Config>
+Config small_config() {
+  Config config;
+  config.d_model = 16;
+  config.n_layer = 2;
+  config.d_state = 4;
+  config.vocab_size = 30;
+  return config;
+}
+
+mambakit::TokenBatch two_rows() { return {2, 5, {1, 2, 3, 4, 5, 9, 8, 7, 6, 5}}; }
+
+}  // namespace
+
+TEST_CASE("feature extraction returns per-token hidden states, and pooled ones consistent with them") {
+  const auto& host = mambakit::test::in_tree_plugins();
+  auto per_token = small_config<mambakit::FeatureExtractionConfig>();
+  per_token.pooling = mambakit::Pooling::kNone;
+  auto model = mambakit::Model::create(per_token, host, {"auto", 1, 7});
+  const auto hidden = model.forward(two_rows());
+  REQUIRE(hidden.shape == std::vector<std::int64_t>{2, 5, 16});
+
+  for (const auto pooling : {mambakit::Pooling::kLast, mambakit::Pooling::kMean, mambakit::Pooling::kMax}) {
+    auto pooled_config = per_token;
+    pooled_config.pooling = pooling;
+    auto pooled_model = mambakit::Model::create(pooled_config, host, {"auto", 1, 7});
+    const auto pooled = pooled_model.forward(two_rows());
+    REQUIRE(pooled.shape == std::vector<std::int64_t>{2, 16});
+    for (int b = 0; b < 2; ++b) {
+      for (int d = 0; d < 16; ++d) {
+        double expected = pooling == mambakit::Pooling::kMax ? -INFINITY : 0.0;
+        for (int t = 0; t < 5; ++t) {
+          const double v = hidden.values[(b * 5 + t) * 16 + d];
+          if (pooling == mambakit::Pooling::kLast && t == 4) expected = v;
+          if (pooling == mambakit::Pooling::kMean) expected += v / 5;
+          if (pooling == mambakit::Pooling::kMax) expected = std::max(expected, v);
+        }
+        CHECK(pooled.values[b * 16 + d] == Approx(expected).margin(1e-6));
+      }
+    }
+  }
+}
+
+TEST_CASE("sequence classification gives one score per label and row") {
+  auto config = small_config<mambakit::ClassificationConfig>();
+  config.num_labels = 3;
+  auto model = mambakit::Model::create(config, mambakit::test::in_tree_plugins(), {"auto", 1, 3});
+  const auto scores = model.forward(two_rows());
+  CHECK(scores.shape == std::vector<std::int64_t>{2, 3});
+  CHECK(scores.values[0] != scores.values[3]);
+}
+
+TEST_CASE("a per-layer mixer list assembles each layer with its own mixer") {
+  auto config = small_config<mambakit::LmConfig>();
+  config.mixers = {"s6", "missing_mixer"};
+  CHECK_THROWS_WITH(mambakit::Model::create(config, mambakit::test::in_tree_plugins()),
+                    Contains("unknown mixer 'missing_mixer'") && Contains("s6"));
+}
+
+TEST_CASE("a model's parameters are the Hugging Face names, tied heads sharing the embedding") {
+  auto config = small_config<mambakit::LmConfig>();
+  auto tied = mambakit::Model::create(config, mambakit::test::in_tree_plugins());
+  config.tie_embeddings = false;
+  auto untied = mambakit::Model::create(config, mambakit::test::in_tree_plugins());
+  const std::int64_t head = 32 * 16;  // padded vocabulary (30 -> 32) x d_model
+  CHECK(untied.parameter_count() - tied.parameter_count() == head);
+  bool has_a_log = false;
+  for (const auto& p : tied.parameters()) has_a_log |= p.name == "backbone.layers.1.mixer.A_log" && !p.weight_decay;
+  CHECK(has_a_log);
+  const auto a_log = tied.parameter_values("backbone.layers.0.mixer.A_log");
+  CHECK(a_log[3] == Approx(std::log(4.0)));
+}
+
+TEST_CASE("token ids outside the vocabulary are errors naming the position") {
+  auto model = mambakit::Model::create(small_config<mambakit::LmConfig>(), mambakit::test::in_tree_plugins());
+  mambakit::TokenBatch bad{1, 3, {1, 31, 2}};
+  CHECK_THROWS_WITH(model.forward(bad), Contains("token id 31 at row 0, position 1") && Contains("[0, 30)"));
+  CHECK_THROWS_WITH(model.forward({0, 0, {}}), Contains("empty"));
+}

@@ -1,0 +1,43 @@
+#include "fixtures.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+
+namespace mambakit::test {
+
+std::vector<std::filesystem::path> model_fixture_dirs() {
+  std::vector<std::filesystem::path> dirs;
+  for (const auto& entry : std::filesystem::directory_iterator(data_dir() / "models")) {
+    if (entry.is_directory()) dirs.push_back(entry.path());
+  }
+  std::sort(dirs.begin(), dirs.end());
+  if (dirs.empty()) throw std::runtime_error("no model fixtures under " + (data_dir() / "models").string());
+  return dirs;
+}
+
+const PluginHost& in_tree_plugins() {
+  static PluginHost host;
+  static const bool loaded = [] {
+    host.load_directory(PluginHost::default_plugin_dir());
+    if (!host.failures().empty()) throw std::runtime_error("in-tree plugin failed: " + host.failures().front().reason);
+    return true;
+  }();
+  (void)loaded;
+  return host;
+}
+
+double max_abs_difference(const std::vector<float>& a, const std::vector<float>& b) {
+  if (a.size() != b.size()) {
+    throw std::runtime_error("compared arrays differ in size: " + std::to_string(a.size()) + " vs " +
+                             std::to_string(b.size()));
+  }
+  double worst = 0.0;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    const double difference = std::abs(static_cast<double>(a[i]) - b[i]);
+    worst = std::isnan(difference) ? INFINITY : std::max(worst, difference);
+  }
+  return worst;
+}
+
+}  // namespace mambakit::test

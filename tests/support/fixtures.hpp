@@ -1,0 +1,24 @@
+#pragma once
+// Paths of the golden fixtures written by tools/make_fixtures.py, and a plugin host loaded
+// once per test binary.
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "mambakit/plugin_host.hpp"
+
+namespace mambakit::test {
+
+inline std::filesystem::path data_dir() { return MAMBAKIT_TEST_DATA_DIR; }
+
+/// The model fixture folders under tests/data/models, sorted.
+std::vector<std::filesystem::path> model_fixture_dirs();
+
+/// A PluginHost with the in-tree plugins loaded (shared by the tests of one binary).
+const PluginHost& in_tree_plugins();
+
+/// max |a - b| over two equally long arrays (throws when the sizes differ).
+double max_abs_difference(const std::vector<float>& a, const std::vector<float>& b);
+
+}  // namespace mambakit::test
