@@ -1,11 +1,15 @@
 // Selective-scan throughput: times the forward (and, with --backward, the backward) of every
 // registered CPU scan backend at the mamba-130m mixer shape (E 1536, N 16; B 1 and 8, L 512
 // and 2048) and at a long narrow shape where only time offers parallelism (B 1, L 65536,
-// E 16), with 1 and 2 threads. Prints the median of repeated runs as a table (with the cost
-// per token of one layer and of the 24 layers of mamba-130m) and as JSON.
+// E 16), with 1 and 2 threads; with --step, also one decode step (the first token of each
+// row). Prints the median of repeated runs as a table (with the cost per token of one layer
+// and of the 24 layers of mamba-130m) and as JSON.
 //
 //   OMP_PROC_BIND=close OMP_PLACES=cores scan_bench [--budget SECONDS] [--max-runs N]
-//                                                   [--backward] [--json FILE]
+//       [--backward] [--step] [--shape B,L,E,N]... [--json FILE]
+//
+// --budget: seconds of repeated runs per row (at least 3 runs, at most --max-runs); --shape
+// replaces the default shapes.
 //
 // Inputs are random with Mamba's ranges: A = -(n + 1), dt = softplus(delta + bias) around
 // 0.01..0.1, with D, z and delta_bias present, delta_softplus on.
@@ -40,6 +44,7 @@ struct Shape {
 struct Problem {
   Shape shape;
   std::vector<float> u, delta, A, B, C, D, z, delta_bias, y, final_state;
+  std::vector<float> step_state;
   std::vector<float> grad_y, grad_u, grad_delta, grad_A, grad_B, grad_C, grad_D, grad_z, grad_delta_bias;
 
   explicit Problem(Shape s) : shape(s) {
@@ -89,6 +94,30 @@ struct Problem {
     return args;
   }
 
+  /// One decode step on the first token of every row, from a zero state.
+  sdk::ScanStepArgs step_args() {
+    const auto [b, l, e, n] = shape;
+    step_state.assign(static_cast<std::size_t>(b * e * n), 0.0f);
+    sdk::ScanStepArgs args;
+    auto rows = [&](std::vector<float>& v, std::int64_t cols) {
+      sdk::TensorView view = sdk::make_view(v.data(), {b, cols});
+      view.strides[0] = l * cols;
+      return view;
+    };
+    args.u = rows(u, e);
+    args.delta = rows(delta, e);
+    args.A = sdk::make_view(A.data(), {e, n});
+    args.B = rows(B, n);
+    args.C = rows(C, n);
+    args.D = sdk::make_view(D.data(), {e});
+    args.z = rows(z, e);
+    args.delta_bias = sdk::make_view(delta_bias.data(), {e});
+    args.delta_softplus = true;
+    args.state = sdk::make_view(step_state.data(), {b, e, n});
+    args.y = rows(y, e);
+    return args;
+  }
+
   sdk::ScanBackwardArgs backward_args() {
     const auto [b, l, e, n] = shape;
     sdk::ScanBackwardArgs args;
@@ -127,7 +156,9 @@ int main(int argc, char** argv) {
     double budget_s = 2.0;
     int max_runs = 50;
     bool with_backward = false;
+    bool with_step = false;
     std::string json_path;
+    std::vector<Shape> shapes;
     for (int i = 1; i < argc; ++i) {
       const std::string arg = argv[i];
       if (arg == "--budget" && i + 1 < argc) {
@@ -136,18 +167,30 @@ int main(int argc, char** argv) {
         max_runs = std::max(1, std::atoi(argv[++i]));
       } else if (arg == "--backward") {
         with_backward = true;
+      } else if (arg == "--step") {
+        with_step = true;
+      } else if (arg == "--shape" && i + 1 < argc) {
+        long long b = 0, l = 0, e = 0, n = 0;
+        if (std::sscanf(argv[++i], "%lld,%lld,%lld,%lld", &b, &l, &e, &n) != 4 || b < 1 || l < 1 || e < 1 || n < 1) {
+          std::fprintf(stderr, "scan_bench: --shape wants B,L,E,N (positive integers), got %s\n", argv[i]);
+          return 2;
+        }
+        shapes.push_back({b, l, e, n});
       } else if (arg == "--json" && i + 1 < argc) {
         json_path = argv[++i];
       } else {
-        std::fprintf(stderr, "usage: scan_bench [--budget SECONDS] [--max-runs N] [--backward] [--json FILE]\n");
+        std::fprintf(stderr,
+                     "usage: scan_bench [--budget SECONDS] [--max-runs N] [--backward] [--step] "
+                     "[--shape B,L,E,N]... [--json FILE]\n");
         return 2;
       }
     }
 
     mambakit::PluginHost host;
     host.load_directory(mambakit::PluginHost::default_plugin_dir());
-    const Shape shapes[] = {{1, 512, 1536, 16}, {1, 2048, 1536, 16}, {8, 512, 1536, 16}, {8, 2048, 1536, 16},
-                            {1, 65536, 16, 16}};
+    if (shapes.empty()) {
+      shapes = {{1, 512, 1536, 16}, {1, 2048, 1536, 16}, {8, 512, 1536, 16}, {8, 2048, 1536, 16}, {1, 65536, 16, 16}};
+    }
     std::vector<Result> results;
     std::printf("%-10s %-8s %2s %2s %6s %5s %3s %5s %10s %10s %12s %14s\n", "backend", "pass", "th", "B", "L", "E",
                 "N", "runs", "median ms", "min ms", "us/token", "ms/token x24");
@@ -164,14 +207,16 @@ int main(int argc, char** argv) {
           sdk::Context context;
           context.scan = scan.get();
           context.n_threads = threads;
-          for (const char* pass : {"forward", "backward"}) {
-            const bool backward = std::string(pass) == "backward";
-            if (backward && !with_backward) continue;
+          for (const std::string pass : {"forward", "backward", "step"}) {
+            if ((pass == "backward" && !with_backward) || (pass == "step" && !with_step)) continue;
             auto run_once = [&] {
+              const sdk::ScanForwardArgs forward = problem.forward_args();
+              const sdk::ScanBackwardArgs backward = problem.backward_args();
+              const sdk::ScanStepArgs step = problem.step_args();
               const auto start = Clock::now();
-              const sdk::Status status = backward
-                                             ? sdk::selective_scan_backward(context, problem.backward_args())
-                                             : sdk::selective_scan_forward(context, problem.forward_args());
+              const sdk::Status status = pass == "backward" ? sdk::selective_scan_backward(context, backward)
+                                         : pass == "step"   ? sdk::selective_scan_step(context, step)
+                                                            : sdk::selective_scan_forward(context, forward);
               if (!status.ok()) throw std::runtime_error(name + ": " + status.message);
               return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
             };
@@ -184,8 +229,10 @@ int main(int argc, char** argv) {
             }
             Result r{name, pass, shape, threads, static_cast<int>(times.size()), median(times),
                      *std::min_element(times.begin(), times.end())};
-            const double per_token_us = 1000.0 * r.median_ms / static_cast<double>(shape.batch * shape.length);
-            std::printf("%-10s %-8s %2d %2lld %6lld %5lld %3lld %5d %10.3f %10.3f %12.3f %14.3f\n", name.c_str(), pass,
+            const std::int64_t tokens = shape.batch * (pass == "step" ? 1 : shape.length);
+            const double per_token_us = 1000.0 * r.median_ms / static_cast<double>(tokens);
+            std::printf("%-10s %-8s %2d %2lld %6lld %5lld %3lld %5d %10.3f %10.3f %12.3f %14.3f\n", name.c_str(),
+                        pass.c_str(),
                         threads, static_cast<long long>(shape.batch), static_cast<long long>(shape.length),
                         static_cast<long long>(shape.d_inner), static_cast<long long>(shape.d_state), r.runs,
                         r.median_ms, r.min_ms, per_token_us, per_token_us * 24.0 / 1000.0);
@@ -207,7 +254,8 @@ int main(int argc, char** argv) {
                     r.backend.c_str(), r.pass.c_str(), r.threads, static_cast<long long>(r.shape.batch),
                     static_cast<long long>(r.shape.length), static_cast<long long>(r.shape.d_inner),
                     static_cast<long long>(r.shape.d_state), r.runs, r.median_ms, r.min_ms,
-                    1000.0 * r.median_ms / static_cast<double>(r.shape.batch * r.shape.length),
+                    1000.0 * r.median_ms /
+                        static_cast<double>(r.shape.batch * (r.pass == "step" ? 1 : r.shape.length)),
                     i + 1 < results.size() ? "," : "");
       json += line;
     }

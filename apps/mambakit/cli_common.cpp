@@ -5,6 +5,7 @@
 
 #include <boost/program_options/parsers.hpp>
 #include <boost/program_options/value_semantic.hpp>
+#include <boost/dll/runtime_symbol_info.hpp>
 #include <iostream>
 
 #include "mambakit/error.hpp"
@@ -37,6 +38,27 @@ void add_model_options(po::options_description& options, bool model_required) {
   options.add_options()("model", model, "model folder: config.json + model.safetensors")(
       "scan", po::value<std::string>()->default_value("auto"), "scan backend: a name from `mambakit plugins`, or auto")(
       "threads", po::value<int>()->default_value(0), "CPU threads (0: all available)");
+}
+
+namespace {
+
+/// Where the bundled model may be: <prefix>/share/mambakit/models/default for an installed
+/// executable, then the source tree's models/default for a build-tree one.
+std::vector<std::filesystem::path> default_model_candidates() {
+  const std::filesystem::path executable = boost::dll::program_location();
+  return {executable.parent_path().parent_path() / MAMBAKIT_INSTALL_DATADIR / "mambakit" / "models" / "default",
+          std::filesystem::path(MAMBAKIT_SOURCE_MODELS_DIR) / "default"};
+}
+
+}  // namespace
+
+std::filesystem::path resolve_model_dir(const po::variables_map& values) {
+  if (values.count("model") != 0) return values["model"].as<std::string>();
+  for (const auto& candidate : default_model_candidates()) {
+    if (std::filesystem::exists(candidate / "config.json")) return candidate;
+  }
+  throw Error("no --model given and no bundled default model was found (looked in models/default beside the "
+              "executable's share/mambakit and in the source tree)");
 }
 
 ModelOptions model_options(const po::variables_map& values) {

@@ -22,6 +22,10 @@ std::unique_ptr<PluginHost> load_plugins(const boost::program_options::variables
 /// Adds --model (required when `model_required`), --scan and --threads.
 void add_model_options(boost::program_options::options_description& options, bool model_required);
 
+/// The --model folder, or the bundled default model (models/default beside the installed data
+/// or the source tree) when --model is absent. Throws when neither exists.
+std::filesystem::path resolve_model_dir(const boost::program_options::variables_map& values);
+
 /// The ModelOptions from --scan and --threads.
 ModelOptions model_options(const boost::program_options::variables_map& values);
 

@@ -16,5 +16,10 @@ int plugins_main(int argc, char** argv);
 int info_main(int argc, char** argv);
 int forward_main(int argc, char** argv);
 int bench_main(int argc, char** argv);
+int train_main(int argc, char** argv);
+int grad_main(int argc, char** argv);
+int generate_main(int argc, char** argv);
+int classify_main(int argc, char** argv);
+int embed_main(int argc, char** argv);
 
 }  // namespace mambakit::cli

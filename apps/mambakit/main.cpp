@@ -15,6 +15,11 @@ constexpr std::array kCommands = {
     mambakit::cli::Command{"plugins", "list the loaded plugins' components", &mambakit::cli::plugins_main},
     mambakit::cli::Command{"info", "a model's dimensions, parameter count and memory", &mambakit::cli::info_main},
     mambakit::cli::Command{"forward", "logits for token ids, written as .npy", &mambakit::cli::forward_main},
+    mambakit::cli::Command{"generate", "generate text or tokens from a prompt", &mambakit::cli::generate_main},
+    mambakit::cli::Command{"classify", "label probabilities of a text", &mambakit::cli::classify_main},
+    mambakit::cli::Command{"embed", "embeddings of a text", &mambakit::cli::embed_main},
+    mambakit::cli::Command{"train", "train a model from a run config", &mambakit::cli::train_main},
+    mambakit::cli::Command{"grad", "loss gradients of every parameter, as safetensors", &mambakit::cli::grad_main},
     mambakit::cli::Command{"bench", "prefill speed of a named model shape per scan backend", &mambakit::cli::bench_main},
 };
 

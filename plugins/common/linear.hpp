@@ -1,6 +1,7 @@
 #pragma once
 // Dense projections for CPU plugins, on Eigen's GEMM: y = x W^T (+ bias), the layout of
-// PyTorch's nn.Linear and of Hugging Face checkpoints (W is (out, in), row-major).
+// PyTorch's nn.Linear and of Hugging Face checkpoints (W is (out, in), row-major), and their
+// backward products (gradients accumulate, +=, unless a function says otherwise).
 //
 // Dimensions: M rows (batch x length), K in features, N out features.
 
@@ -30,6 +31,40 @@ inline void linear_forward(const float* x, std::int64_t ldx, const float* weight
   }
   if (bias != nullptr) {
     y_map.rowwise() += Eigen::Map<const Eigen::RowVectorXf>(bias, n);
+  }
+}
+
+/// Backward of linear_forward with respect to its input:
+/// grad_x (M, K; row stride ldgx) += grad_y (M, N; row stride ldgy) W, W (N, K).
+/// `accumulate` false overwrites grad_x instead.
+inline void linear_backward_input(const float* grad_y, std::int64_t ldgy, const float* weight, float* grad_x,
+                                  std::int64_t ldgx, std::int64_t m, std::int64_t k, std::int64_t n,
+                                  bool accumulate = true) {
+  ConstMatrixMap gy_map(grad_y, m, n, Eigen::OuterStride<>(ldgy));
+  ConstMatrixMap w_map(weight, n, k, Eigen::OuterStride<>(k));
+  MatrixMap gx_map(grad_x, m, k, Eigen::OuterStride<>(ldgx));
+  if (accumulate) {
+    gx_map.noalias() += gy_map * w_map;
+  } else {
+    gx_map.noalias() = gy_map * w_map;
+  }
+}
+
+/// Backward of linear_forward with respect to its parameters, accumulating (+=):
+/// grad_weight (N, K) += grad_y^T (N, M) x (M, K) and grad_bias (N) += the column sums of
+/// grad_y (M, N). grad_y and x have row strides ldgy and ldx; a null grad_weight or grad_bias
+/// is skipped (a frozen parameter).
+inline void linear_backward_params(const float* grad_y, std::int64_t ldgy, const float* x, std::int64_t ldx,
+                                   float* grad_weight, float* grad_bias, std::int64_t m, std::int64_t k,
+                                   std::int64_t n) {
+  ConstMatrixMap gy_map(grad_y, m, n, Eigen::OuterStride<>(ldgy));
+  if (grad_weight != nullptr) {
+    ConstMatrixMap x_map(x, m, k, Eigen::OuterStride<>(ldx));
+    MatrixMap gw_map(grad_weight, n, k, Eigen::OuterStride<>(k));
+    gw_map.noalias() += gy_map.transpose() * x_map;
+  }
+  if (grad_bias != nullptr) {
+    Eigen::Map<Eigen::RowVectorXf>(grad_bias, n) += gy_map.colwise().sum();
   }
 }
 

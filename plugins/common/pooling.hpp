@@ -53,4 +53,37 @@ inline void pool(Pooling pooling, const float* hidden, const sdk::TensorView& le
   }
 }
 
+/// Backward of pool(), accumulating: grad_hidden (B, L, D) += the gradient that grad_pooled
+/// (B, D) sends back through `pooling` (not kNone). Last: to the last valid token; mean: 1/valid
+/// to each valid token; max: to the first valid token holding the maximum (the one pool()
+/// returns), recomputed from hidden (B, L, D). Padding tokens get nothing.
+inline void pool_backward(Pooling pooling, const float* hidden, const sdk::TensorView& lengths,
+                          const float* grad_pooled, float* grad_hidden, std::int64_t batch, std::int64_t length,
+                          std::int64_t d_model) {
+  for (std::int64_t b = 0; b < batch; ++b) {
+    const std::int64_t valid = valid_length(lengths, b, length);
+    const float* grad = grad_pooled + b * d_model;
+    float* grad_rows = grad_hidden + b * length * d_model;
+    if (pooling == Pooling::kLast) {
+      float* row = grad_rows + (valid - 1) * d_model;
+      for (std::int64_t d = 0; d < d_model; ++d) row[d] += grad[d];
+    } else if (pooling == Pooling::kMean) {
+      const float scale = 1.0f / static_cast<float>(valid);
+      for (std::int64_t t = 0; t < valid; ++t) {
+        float* row = grad_rows + t * d_model;
+        for (std::int64_t d = 0; d < d_model; ++d) row[d] += grad[d] * scale;
+      }
+    } else {
+      const float* rows = hidden + b * length * d_model;
+      for (std::int64_t d = 0; d < d_model; ++d) {
+        std::int64_t best = 0;
+        for (std::int64_t t = 1; t < valid; ++t) {
+          if (rows[best * d_model + d] < rows[t * d_model + d]) best = t;
+        }
+        grad_rows[best * d_model + d] += grad[d];
+      }
+    }
+  }
+}
+
 }  // namespace mambakit::plugin_common

@@ -286,7 +286,9 @@ struct Gapped {
   Gapped(const std::vector<T>& data, std::initializer_list<std::int64_t> extents) : shape(extents) {
     const std::size_t rank = shape.size();
     strides.assign(rank, 1);
-    for (std::size_t d = rank - 1; d-- > 0;) strides[d] = shape[d + 1] * strides[d + 1] + 3 + 2 * static_cast<std::int64_t>(d);
+    for (std::size_t d = rank - 1; d-- > 0;) {
+      strides[d] = shape[d + 1] * strides[d + 1] + 3 + 2 * static_cast<std::int64_t>(d);
+    }
     if (data.empty()) return;
     storage.assign(static_cast<std::size_t>(shape[0] * strides[0]), std::numeric_limits<T>::quiet_NaN());
     for_each_index([&](std::int64_t flat, std::int64_t offset) { storage[offset] = data[flat]; });
@@ -330,7 +332,7 @@ TEST_CASE("every scan backend's forward matches scan/sequential", "[scan][confor
   auto& host = plugin_host();
   auto oracle = host.create_scan("sequential");
   auto backends = candidates();
-  INFO("registered scan backends besides sequential: " << backends.size());
+  CHECK_FALSE(backends.empty());
   Report report;
   struct Dims {
     std::int64_t d_inner, d_state;
@@ -409,6 +411,9 @@ TEST_CASE("every scan backend's step reproduces scan/sequential's forward, posit
     check_step<float>(*oracle, backends, 1, 300, 37, 40, options_from_bits(bits), ++seed, 2, report);
     check_step<double>(*oracle, backends, 2, 33, 20, 5, options_from_bits(bits), ++seed, 2, report);
   }
+  // Large enough (B * E * N >= 65,536) for the step to run on several threads.
+  check_step<float>(*oracle, backends, 2, 5, 2050, 16, ScanOptions{}, ++seed, 2, report);
+  check_step<double>(*oracle, backends, 3, 4, 1400, 16, ScanOptions{}, ++seed, 2, report);
   report.print("step");
 }
 

@@ -217,7 +217,8 @@ TEST_CASE("scan/chunked stays finite and exact over 1,048,576 steps", "[scan][st
   const double error_state = relative_error(trial.final_state, reference.final_state);
   std::printf("scan/chunked, f32, L=%lld: error y %.3g, final state %.3g (sequential %.2f s, chunked %.2f s)\n",
               static_cast<long long>(length), error_y, error_state,
-              std::chrono::duration<double>(middle - start).count(), std::chrono::duration<double>(end - middle).count());
+              std::chrono::duration<double>(middle - start).count(),
+              std::chrono::duration<double>(end - middle).count());
   CHECK(all_finite(trial.y));
   CHECK(all_finite(trial.final_state));
   CHECK(error_y <= 1e-5);

@@ -61,8 +61,9 @@ json bytes_only_tokenizer(const json& added_tokens, const json& normalizer = nul
 
 json added(int id, const std::string& content, bool lstrip = false, bool rstrip = false, bool single_word = false,
            bool normalized = false) {
-  return {{"id", id},         {"content", content},         {"lstrip", lstrip}, {"rstrip", rstrip},
-          {"single_word", single_word}, {"normalized", normalized}, {"special", true}};
+  return {{"id", id},         {"content", content},         {"lstrip", lstrip},
+          {"rstrip", rstrip}, {"single_word", single_word}, {"normalized", normalized},
+          {"special", true}};
 }
 
 std::unique_ptr<mambakit::Tokenizer> load(const TokenizerTempDir& dir, const json& root) {
@@ -108,8 +109,7 @@ TEST_CASE("DecodeStream yields whole characters and concatenates to decode()") {
     CHECK(stream.push(0xFF) == "\xFF");
     CHECK(stream.push(0x80) == "\x80");
     CHECK(stream.push(0xE2).empty());
-    CHECK(stream.push('a') == "\xE2"
-                              "a");
+    CHECK(stream.push('a') == std::string{'\xE2', 'a'});
     CHECK(stream.push(0xED).empty());
     CHECK(stream.push(0xA0) == "\xED\xA0");  // a surrogate: invalid after its second byte
     CHECK(stream.push(0xF0).empty());
@@ -191,7 +191,8 @@ TEST_CASE("added tokens are matched longest first and honour lstrip, rstrip and 
     const json nfc = {{"type", "NFC"}};
     const std::string decomposed = "e\xCC\x81";  // e + U+0301
     const std::string composed = "\xC3\xA9";     // U+00E9
-    const auto normalized = load(dir, bytes_only_tokenizer(json::array({added(300, composed, false, false, false, true)}), nfc));
+    const auto normalized =
+        load(dir, bytes_only_tokenizer(json::array({added(300, composed, false, false, false, true)}), nfc));
     CHECK(normalized->encode(decomposed) == Ids{300});
     CHECK(normalized->encode(composed) == Ids{300});
     const auto raw = load(dir, bytes_only_tokenizer(json::array({added(300, composed)}), nfc));
@@ -215,6 +216,13 @@ TEST_CASE("tokenizer.json options: add_prefix_space, use_regex, ignore_merges, i
     const auto tokenizer = load(dir, root);
     CHECK(tokenizer->encode("hi") == Ids{' ', 'h', 'i'});
     CHECK(tokenizer->encode(" hi") == Ids{' ', 'h', 'i'});
+  }
+  SECTION("use_regex = false makes the whole piece one word") {
+    root["model"]["vocab"][byte_char('a') + byte_char(' ')] = 256;
+    root["model"]["merges"] = json::array({byte_char('a') + " " + byte_char(' ')});
+    CHECK(load(dir, root)->encode("a b") == Ids{'a', ' ', 'b'});
+    root["pre_tokenizer"]["use_regex"] = false;
+    CHECK(load(dir, root)->encode("a b") == Ids{256, 'b'});
   }
   SECTION("ignore_merges takes a whole word from the vocab") {
     root["model"]["vocab"]["hello"] = 256;

@@ -110,10 +110,14 @@ TEST_CASE("malformed tokenizer.json files are rejected with the file and key") {
     root["decoder"] = {{"type", "WordPiece"}};
     CHECK_THAT(load_error(dir, root), Contains(file) && Contains("decoder.type"));
   }
+  SECTION("no decoder") {
+    root["decoder"] = nullptr;
+    CHECK_THAT(load_error(dir, root), Contains(file) && Contains("decoder is null"));
+  }
   SECTION("an unsupported normalizer") {
     root["normalizer"] = {{"type", "Sequence"}, {"normalizers", json::array({{{"type", "Lowercase"}}})}};
-    CHECK_THAT(load_error(dir, root), Contains(file) && Contains("normalizer.normalizers[0].type") &&
-                                          Contains("Lowercase"));
+    CHECK_THAT(load_error(dir, root),
+               Contains(file) && Contains("normalizer.normalizers[0].type") && Contains("Lowercase"));
   }
   SECTION("byte fallback") {
     root["model"]["byte_fallback"] = true;

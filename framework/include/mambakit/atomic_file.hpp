@@ -20,4 +20,11 @@ namespace mambakit {
 /// paths; concurrent writers of one path each replace it whole, the last rename wins.
 void write_file_atomically(const std::filesystem::path& path, const std::function<void(std::ostream&)>& write);
 
+/// Writes a folder atomically: `fill` populates a fresh staging folder beside `target`, which
+/// then replaces `target` by renames (the old folder, if any, is moved aside first and removed
+/// after). A crash leaves `target` either old or new, plus at worst a hidden leftover folder
+/// beside it. On failure the staging folder is removed and Error names `target`.
+void write_folder_atomically(const std::filesystem::path& target,
+                             const std::function<void(const std::filesystem::path& staging)>& fill);
+
 }  // namespace mambakit

@@ -58,6 +58,21 @@ class InferenceState {
   std::vector<std::vector<std::string>> names_;
 };
 
+/// A parameter's values and accumulated gradient, for optimizers. Pointers stay valid while
+/// the model lives.
+struct ParameterSlice {
+  std::string name;
+  float* values = nullptr;
+  float* gradients = nullptr;
+  std::int64_t numel = 0;
+  bool weight_decay = true;
+};
+
+/// What a training step needs besides the tokens.
+struct TrainingTargets {
+  std::vector<std::int32_t> labels;  ///< classification: one label per row
+};
+
 class Model {
  public:
   /// A model with randomly initialised parameters (ModelOptions::seed). Throws mambakit::Error
@@ -99,6 +114,35 @@ class Model {
   /// must match. Token ids must be in [0, vocab_size). With `last_position_only`, the head
   /// sees only each row's last hidden state (LM: logits (B, 1, V)), as prefill needs.
   FloatTensor forward(const TokenBatch& tokens, InferenceState* state = nullptr, bool last_position_only = false);
+
+  /// Forward and backward over one batch; ADDS the gradient of the loss to the parameters'
+  /// gradients (see zero_gradients()) and returns the loss. Causal LM: mean next-token
+  /// cross-entropy over the B*(L-1) targets (within tokens.lengths when given); classification: mean
+  /// cross-entropy of `targets.labels`. With `recompute`, only each layer's input is kept and
+  /// the layer's forward is recomputed during backward (activation checkpointing).
+  double accumulate_gradients(const TokenBatch& tokens, const TrainingTargets& targets = {}, bool recompute = false);
+
+  /// Sets every gradient to zero (allocating them on first use).
+  void zero_gradients();
+
+  /// Every parameter's values and gradients (gradients allocated on first call).
+  std::vector<ParameterSlice> parameter_slices();
+
+  /// The accumulated gradient of parameter `name`.
+  [[nodiscard]] std::vector<float> gradient_values(const std::string& name) const;
+
+  /// Bytes of activations the last accumulate_gradients() held at its peak.
+  [[nodiscard]] std::size_t last_activation_bytes() const;
+
+  /// Writes config.json and model.safetensors (weights as f32, f16 or bf16) into `dir`,
+  /// atomically: a crash leaves either the previous folder or the new one.
+  void save(const std::filesystem::path& dir, sdk::DType weights_dtype = sdk::DType::kF32) const;
+
+  /// Writes only the weights, in Hugging Face layout, to a safetensors file (atomically).
+  void write_weights(const std::filesystem::path& file, sdk::DType weights_dtype = sdk::DType::kF32) const;
+
+  /// Mean loss over one batch without touching the gradients (see accumulate_gradients()).
+  double evaluate_loss(const TokenBatch& tokens, const TrainingTargets& targets = {});
 
   /// One decode step: token `ids[b]` for each row b of `state`, through every mixer's step
   /// path; returns the head's output for that position (LM: logits (B, 1, V)) and advances

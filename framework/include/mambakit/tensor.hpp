@@ -26,6 +26,9 @@ struct TokenBatch {
   std::int64_t batch = 0;
   std::int64_t length = 0;
   std::vector<std::int32_t> ids;
+  /// Optional: valid tokens per row when rows are right-padded (pooling heads and losses
+  /// ignore the padding); empty means every row is `length` long.
+  std::vector<std::int32_t> lengths = {};
 };
 
 }  // namespace mambakit

@@ -123,4 +123,27 @@ void write_file_atomically(const std::filesystem::path& path, const std::functio
   sync_folder(folder);
 }
 
+void write_folder_atomically(const std::filesystem::path& target_path,
+                             const std::function<void(const std::filesystem::path& staging)>& fill) {
+  namespace fs = std::filesystem;
+  const fs::path target = fs::absolute(target_path);
+  const std::string name = target.filename().string();
+  const fs::path staging = target.parent_path() / fmt::format(".{}.tmp-{}", name, getpid());
+  const fs::path previous = target.parent_path() / fmt::format(".{}.old-{}", name, getpid());
+  std::error_code error;
+  fs::remove_all(staging, error);
+  fs::create_directories(staging, error);
+  if (error) throw Error(fmt::format("{}: cannot create the staging folder {}: {}", target.string(), staging.string(), error.message()));
+  try {
+    fill(staging);
+    if (fs::exists(target)) fs::rename(target, previous);
+    fs::rename(staging, target);
+  } catch (const std::exception& failure) {
+    fs::remove_all(staging, error);
+    if (!fs::exists(target) && fs::exists(previous)) fs::rename(previous, target, error);
+    throw Error(fmt::format("{}: writing the folder failed: {}", target.string(), failure.what()));
+  }
+  fs::remove_all(previous, error);
+}
+
 }  // namespace mambakit

@@ -15,6 +15,15 @@ void embedding_lookup(const std::int32_t* ids, const float* table, float* out, s
 void rms_norm(const float* x, const float* weight, float* out, std::int64_t rows, std::int64_t d_model, double eps,
               int n_threads);
 
+/// Backward of rms_norm(): grad_x (M, D) += d/dx, grad_weight (D) += d/dweight, given the
+/// forward input x and grad_out (M, D).
+void rms_norm_backward(const float* x, const float* weight, const float* grad_out, float* grad_x, float* grad_weight,
+                       std::int64_t rows, std::int64_t d_model, double eps, int n_threads);
+
+/// grad_table[ids[m]] (V, D) += grad_out[m] (M, D).
+void embedding_backward(const std::int32_t* ids, const float* grad_out, float* grad_table, std::int64_t rows,
+                        std::int64_t d_model);
+
 /// x (M, D) += y (M, D).
 void add_in_place(float* x, const float* y, std::int64_t count, int n_threads);
 

@@ -9,14 +9,12 @@
 #include <cstring>
 
 #include "backbone_kernels.hpp"
-#include "heap_workspace.hpp"
 #include "mambakit/error.hpp"
 #include "mambakit/safetensors.hpp"
-#include "parameter_store.hpp"
-#include "scan_selector.hpp"
-#include "views.hpp"
+#include "model_impl.hpp"
 
 namespace mambakit {
+
 
 namespace {
 
@@ -38,92 +36,8 @@ sdk::ParamSpec framework_param(const char* name, std::initializer_list<std::int6
   return spec;
 }
 
-sdk::TensorView view_of(FloatTensor& tensor) { return model::contiguous_view(tensor.values.data(), tensor.shape); }
-
-void check(const sdk::Status& status, const std::string& what) {
-  if (!status.ok()) throw Error(fmt::format("{}: {}", what, status.message));
-}
-
 }  // namespace
 
-struct Model::Impl {
-  ModelConfig config;
-  ModelOptions options;
-  int n_threads = 1;
-  std::vector<MixerPtr> mixers;
-  std::vector<std::string> mixer_names;
-  HeadPtr head;
-  model::ScanSelector scans;
-  model::ParameterStore store;
-  int embedding = -1, norm_f = -1;
-  std::vector<int> layer_norms;
-  std::vector<std::vector<int>> mixer_params;  // per layer, store index of each declared param
-  std::vector<int> head_params;
-  model::HeapWorkspace workspace;
-
-  const SsmConfig& ssm() const { return ssm_of(config); }
-
-  std::vector<sdk::TensorView> views(const std::vector<int>& indices) const {
-    std::vector<sdk::TensorView> result;
-    result.reserve(indices.size());
-    for (int index : indices) result.push_back(store.view(index));
-    return result;
-  }
-
-  sdk::Context context(std::int64_t batch, std::int64_t length) {
-    sdk::Context ctx;
-    ctx.n_threads = n_threads;
-    ctx.workspace = &workspace;
-    ctx.scan = scans.select(problem(batch, length)).backend;
-    return ctx;
-  }
-
-  sdk::ScanProblem problem(std::int64_t batch, std::int64_t length) const {
-    sdk::ScanProblem problem;
-    problem.batch = batch;
-    problem.length = length;
-    problem.d_inner = ssm().d_inner();
-    problem.d_state = ssm().d_state;
-    return problem;
-  }
-
-  /// Final norm of hidden (B, L', D), then the head; returns its output.
-  FloatTensor apply_head(const sdk::Context& ctx, const FloatTensor& hidden) {
-    const std::int64_t B = hidden.shape[0], L = hidden.shape[1], D = hidden.shape[2];
-    FloatTensor normed(hidden.shape);
-    model::rms_norm(hidden.values.data(), store.data(norm_f), normed.values.data(), B * L, D, ssm().norm_eps,
-                    n_threads);
-    sdk::TensorSpec output_spec;
-    const std::string owner = fmt::format("head/{}", head_name(config));
-    check(head->output_spec(B, L, &output_spec), owner);
-    FloatTensor output(std::vector<std::int64_t>(output_spec.shape, output_spec.shape + output_spec.rank));
-    const auto params = views(head_params);
-    sdk::HeadForwardArgs args;
-    args.params = params.data();
-    args.hidden = view_of(normed);
-    args.output = view_of(output);
-    check(head->forward(ctx, args), owner);
-    return output;
-  }
-
-  void check_tokens(const TokenBatch& tokens) const {
-    if (tokens.batch < 1 || tokens.length < 1) {
-      throw Error(fmt::format("the input is empty: {} rows of {} tokens", tokens.batch, tokens.length));
-    }
-    if (static_cast<std::int64_t>(tokens.ids.size()) != tokens.batch * tokens.length) {
-      throw Error(fmt::format("the input holds {} ids, but {} rows of {} tokens need {}", tokens.ids.size(),
-                              tokens.batch, tokens.length, tokens.batch * tokens.length));
-    }
-    const std::int64_t vocab = ssm().vocab_size;
-    for (std::size_t i = 0; i < tokens.ids.size(); ++i) {
-      if (tokens.ids[i] < 0 || tokens.ids[i] >= vocab) {
-        throw Error(fmt::format("token id {} at row {}, position {} is outside the vocabulary [0, {})", tokens.ids[i],
-                                static_cast<std::int64_t>(i) / tokens.length,
-                                static_cast<std::int64_t>(i) % tokens.length, vocab));
-      }
-    }
-  }
-};
 
 Model::Model(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Model::~Model() = default;
@@ -312,7 +226,7 @@ FloatTensor Model::forward(const TokenBatch& tokens, InferenceState* state, bool
     }
     hidden = std::move(last);
   }
-  FloatTensor output = impl.apply_head(ctx, hidden);
+  FloatTensor output = impl.apply_head(ctx, hidden, last_position_only ? std::vector<std::int32_t>{} : tokens.lengths);
   if (state != nullptr) state->seqlen_offset_ += L;
   return output;
 }

@@ -60,6 +60,19 @@ sdk::TensorView ParameterStore::view(int index) const {
   return contiguous_view(data(index), entries_[static_cast<std::size_t>(index)].shape);
 }
 
+void ParameterStore::ensure_gradients() {
+  if (gradients_.size() != block_.size()) gradients_.assign(block_.size(), 0.0f);
+}
+
+void ParameterStore::zero_gradients() {
+  ensure_gradients();
+  std::fill(gradients_.begin(), gradients_.end(), 0.0f);
+}
+
+sdk::TensorView ParameterStore::gradient_view(int index) const {
+  return contiguous_view(gradient(index), entries_[static_cast<std::size_t>(index)].shape);
+}
+
 void ParameterStore::initialize(std::uint64_t seed) {
   std::mt19937_64 rng(seed);
   for (std::size_t i = 0; i < entries_.size(); ++i) {

@@ -42,12 +42,23 @@ class ParameterStore {
     return block_.data() + entries_[static_cast<std::size_t>(index)].offset;
   }
   [[nodiscard]] sdk::TensorView view(int index) const;
+
+  /// Allocates the gradient block (zeroed) when it does not exist yet.
+  void ensure_gradients();
+  void zero_gradients();
+  [[nodiscard]] bool has_gradients() const { return !gradients_.empty(); }
+  [[nodiscard]] float* gradient(int index) { return gradients_.data() + entries_[static_cast<std::size_t>(index)].offset; }
+  [[nodiscard]] const float* gradient(int index) const {
+    return gradients_.data() + entries_[static_cast<std::size_t>(index)].offset;
+  }
+  [[nodiscard]] sdk::TensorView gradient_view(int index) const;
   [[nodiscard]] std::int64_t total_numel() const { return static_cast<std::int64_t>(block_.size()); }
 
  private:
   std::vector<ParameterEntry> entries_;
   std::unordered_map<std::string, int> by_name_;
   std::vector<float> block_;
+  std::vector<float> gradients_;
 };
 
 /// "(a, b, c)".

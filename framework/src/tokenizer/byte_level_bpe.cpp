@@ -52,28 +52,28 @@ class JsonReader {
     throw Error(fmt::format("{}: {} {}", file_, key, problem));
   }
 
-  const json& member(const json& object, std::string_view parent, const char* name) const {
-    const auto it = object.find(name);
-    if (it == object.end()) fail(join(parent, name), "is missing");
+  const json& member(const json& parent_value, std::string_view parent, const char* name) const {
+    const auto it = parent_value.find(name);
+    if (it == parent_value.end()) fail(join(parent, name), "is missing");
     return *it;
   }
 
-  const json& object(const json& object, std::string_view parent, const char* name) const {
-    const json& value = member(object, parent, name);
+  const json& object(const json& parent_value, std::string_view parent, const char* name) const {
+    const json& value = member(parent_value, parent, name);
     if (!value.is_object()) fail(join(parent, name), fmt::format("is {}, not an object", brief(value)));
     return value;
   }
 
-  bool flag(const json& object, std::string_view parent, const char* name, bool fallback) const {
-    const auto it = object.find(name);
-    if (it == object.end() || it->is_null()) return fallback;
+  bool flag(const json& parent_value, std::string_view parent, const char* name, bool fallback) const {
+    const auto it = parent_value.find(name);
+    if (it == parent_value.end() || it->is_null()) return fallback;
     if (!it->is_boolean()) fail(join(parent, name), fmt::format("is {}, not true or false", brief(*it)));
     return it->get<bool>();
   }
 
-  std::optional<std::string> string(const json& object, std::string_view parent, const char* name) const {
-    const auto it = object.find(name);
-    if (it == object.end() || it->is_null()) return std::nullopt;
+  std::optional<std::string> string(const json& parent_value, std::string_view parent, const char* name) const {
+    const auto it = parent_value.find(name);
+    if (it == parent_value.end() || it->is_null()) return std::nullopt;
     if (!it->is_string()) fail(join(parent, name), fmt::format("is {}, not a string", brief(*it)));
     return it->get<std::string>();
   }
@@ -84,6 +84,20 @@ class JsonReader {
       fail(key, fmt::format("is {}, not a token id (an integer in 0..2^31-1)", brief(value)));
     }
     return static_cast<std::int32_t>(value.get<std::int64_t>());
+  }
+
+  // root[name], which must be an object of "type": "ByteLevel".
+  const json& byte_level_component(const json& root, const char* name) const {
+    const json& component = member(root, "", name);
+    if (!component.is_object()) {
+      fail(name, fmt::format("is {}: mambakit reads byte-level BPE tokenizers (ByteLevel)", brief(component)));
+    }
+    const std::string type = string(component, name, "type").value_or("");
+    if (type != "ByteLevel") {
+      fail(join(name, "type"),
+           fmt::format("= \"{}\" is not supported: mambakit reads byte-level BPE tokenizers (ByteLevel)", type));
+    }
+    return component;
   }
 
   static std::string join(std::string_view parent, std::string_view name) {
@@ -106,7 +120,7 @@ class JsonReader {
 // the other 68 bytes to U+0100 upwards, in byte order.
 
 struct ByteLevelTables {
-  std::array<std::string, 256> byte_to_text;  // UTF-8 of the character standing for each byte
+  std::array<std::string, 256> byte_to_text;   // UTF-8 of the character standing for each byte
   std::array<std::int16_t, 324> char_to_byte;  // code point -> byte, or -1
 
   ByteLevelTables() {
@@ -211,8 +225,8 @@ class AddedTokenMatcher {
       for (std::size_t i = pos; i < text.size(); ++i) {
         const auto& children = nodes_[node].children;
         const auto byte = static_cast<unsigned char>(text[i]);
-        const auto it = std::find_if(children.begin(), children.end(),
-                                     [&](const auto& child) { return child.first == byte; });
+        const auto it =
+            std::find_if(children.begin(), children.end(), [&](const auto& child) { return child.first == byte; });
         if (it == children.end()) break;
         node = it->second;
         if (nodes_[node].token >= 0) {
@@ -432,12 +446,11 @@ class ByteLevelBpe final : public Tokenizer {
   std::optional<std::int32_t> unk_id_;
   bool fuse_unk_ = false;
 
-  std::unordered_map<std::string, std::int32_t> vocab_;              // token text -> id
-  std::unordered_map<std::string, std::int32_t> vocab_by_bytes_;     // for ignore_merges
-  std::unordered_map<std::uint64_t, Merge> merges_;                  // (left, right) -> merge
-  std::array<std::int32_t, 256> byte_ids_{};                         // id of each single byte, or -1
-  std::vector<std::string> id_bytes_;                                // decoded bytes of each id
-  std::vector<bool> id_known_;
+  std::unordered_map<std::string, std::int32_t> vocab_by_bytes_;  // for ignore_merges: word bytes -> id
+  std::unordered_map<std::uint64_t, Merge> merges_;               // (left id, right id) -> merge
+  std::array<std::int32_t, 256> byte_ids_{};                      // id of each single byte, or -1
+  std::vector<std::string> id_bytes_;                             // decoded bytes of each id
+  std::vector<bool> id_known_;                                    // whether an id names a token
   std::optional<std::int32_t> eos_id_;
 
   AddedTokenMatcher raw_tokens_;         // added tokens with normalized=false
@@ -483,26 +496,14 @@ void ByteLevelBpe::parse_normalizer(const json& root, const JsonReader& reader) 
 }
 
 void ByteLevelBpe::parse_pre_tokenizer(const json& root, const JsonReader& reader) {
-  const json& pre_tokenizer = reader.member(root, "", "pre_tokenizer");
-  const std::string type = pre_tokenizer.is_object() ? reader.string(pre_tokenizer, "pre_tokenizer", "type").value_or("")
-                                                     : JsonReader::brief(pre_tokenizer);
-  if (type != "ByteLevel") {
-    reader.fail("pre_tokenizer.type",
-                fmt::format("= \"{}\" is not supported: mambakit reads byte-level BPE tokenizers (ByteLevel)", type));
-  }
+  const json& pre_tokenizer = reader.byte_level_component(root, "pre_tokenizer");
   add_prefix_space_ = reader.flag(pre_tokenizer, "pre_tokenizer", "add_prefix_space", true);
   use_regex_ = reader.flag(pre_tokenizer, "pre_tokenizer", "use_regex", true);
-  reader.flag(pre_tokenizer, "pre_tokenizer", "trim_offsets", true);  // offsets only; validated
+  static_cast<void>(reader.flag(pre_tokenizer, "pre_tokenizer", "trim_offsets", true));  // offsets only
 }
 
 void ByteLevelBpe::parse_decoder(const json& root, const JsonReader& reader) {
-  const json& decoder = reader.member(root, "", "decoder");
-  const std::string type =
-      decoder.is_object() ? reader.string(decoder, "decoder", "type").value_or("") : JsonReader::brief(decoder);
-  if (type != "ByteLevel") {
-    reader.fail("decoder.type",
-                fmt::format("= \"{}\" is not supported: mambakit reads byte-level BPE tokenizers (ByteLevel)", type));
-  }
+  static_cast<void>(reader.byte_level_component(root, "decoder"));
 }
 
 void ByteLevelBpe::parse_model(const json& model, const JsonReader& reader) {
@@ -526,18 +527,19 @@ void ByteLevelBpe::parse_model(const json& model, const JsonReader& reader) {
   ignore_merges_ = reader.flag(model, "model", "ignore_merges", false);
   fuse_unk_ = reader.flag(model, "model", "fuse_unk", false);
 
-  const json& vocab = reader.object(model, "model", "vocab");
-  vocab_.reserve(vocab.size());
+  const json& vocab_json = reader.object(model, "model", "vocab");
+  std::unordered_map<std::string, std::int32_t> vocab;  // token text -> id
+  vocab.reserve(vocab_json.size());
   std::int32_t max_id = -1;
-  for (const auto& [token, value] : vocab.items()) {
+  for (const auto& [token, value] : vocab_json.items()) {
     const std::int32_t id = reader.id(value, fmt::format("model.vocab[\"{}\"]", token));
-    vocab_.emplace(token, id);
+    vocab.emplace(token, id);
     max_id = std::max(max_id, id);
   }
   id_bytes_.resize(static_cast<std::size_t>(max_id) + 1);
   id_known_.resize(id_bytes_.size());
   const ByteLevelTables& tables = byte_level_tables();
-  for (const auto& [token, id] : vocab_) {
+  for (const auto& [token, id] : vocab) {
     std::optional<std::string> bytes = tables.to_bytes(token);
     if (ignore_merges_ && bytes.has_value()) vocab_by_bytes_.emplace(*bytes, id);
     const auto index = static_cast<std::size_t>(id);
@@ -546,15 +548,15 @@ void ByteLevelBpe::parse_model(const json& model, const JsonReader& reader) {
     id_known_[index] = true;
   }
   for (std::size_t byte = 0; byte < 256; ++byte) {
-    const auto it = vocab_.find(tables.byte_to_text[byte]);
-    byte_ids_[byte] = it == vocab_.end() ? -1 : it->second;
+    const auto it = vocab.find(tables.byte_to_text[byte]);
+    byte_ids_[byte] = it == vocab.end() ? -1 : it->second;
   }
   if (const auto unk = reader.string(model, "model", "unk_token")) {
-    const auto it = vocab_.find(*unk);
-    if (it == vocab_.end()) reader.fail("model.unk_token", fmt::format("= \"{}\" is not in model.vocab", *unk));
+    const auto it = vocab.find(*unk);
+    if (it == vocab.end()) reader.fail("model.unk_token", fmt::format("= \"{}\" is not in model.vocab", *unk));
     unk_id_ = it->second;
   }
-  if (const auto eos = vocab_.find(std::string(kEndOfText)); eos != vocab_.end()) eos_id_ = eos->second;
+  if (const auto eos = vocab.find(std::string(kEndOfText)); eos != vocab.end()) eos_id_ = eos->second;
 
   const json& merges = reader.member(model, "model", "merges");
   if (!merges.is_array()) reader.fail("model.merges", fmt::format("is {}, not an array", JsonReader::brief(merges)));
@@ -581,10 +583,10 @@ void ByteLevelBpe::parse_model(const json& model, const JsonReader& reader) {
                                    JsonReader::brief(merge)));
     }
     const auto id_of = [&](const std::string& token) {
-      const auto it = vocab_.find(token);
-      if (it == vocab_.end()) {
-        reader.fail(key, fmt::format("= {} names the token \"{}\", which is not in model.vocab", JsonReader::brief(merge),
-                                     token));
+      const auto it = vocab.find(token);
+      if (it == vocab.end()) {
+        reader.fail(key, fmt::format("= {} names the token \"{}\", which is not in model.vocab",
+                                     JsonReader::brief(merge), token));
       }
       return it->second;
     };
@@ -689,7 +691,8 @@ void ByteLevelBpe::encode_words(std::string_view text, std::vector<std::int32_t>
     if (!text.empty()) encode_word(text, ids);
     return;
   }
-  split_gpt2_pattern(text, [&](std::size_t begin, std::size_t end) { encode_word(text.substr(begin, end - begin), ids); });
+  split_gpt2_pattern(text,
+                     [&](std::size_t begin, std::size_t end) { encode_word(text.substr(begin, end - begin), ids); });
 }
 
 void ByteLevelBpe::encode_word(std::string_view word, std::vector<std::int32_t>& ids) const {
@@ -758,7 +761,8 @@ void ByteLevelBpe::merge_short(std::vector<std::int32_t>& symbols) const {
     // Pair best+1 (the merged right symbol and the one after it) is gone; pairs best-1 and best
     // changed.
     if (best + 1 < count) {
-      std::copy(ranks.begin() + static_cast<std::ptrdiff_t>(best) + 2, ranks.begin() + static_cast<std::ptrdiff_t>(count),
+      std::copy(ranks.begin() + static_cast<std::ptrdiff_t>(best) + 2,
+                ranks.begin() + static_cast<std::ptrdiff_t>(count),
                 ranks.begin() + static_cast<std::ptrdiff_t>(best) + 1);
       std::copy(new_ids.begin() + static_cast<std::ptrdiff_t>(best) + 2,
                 new_ids.begin() + static_cast<std::ptrdiff_t>(count),
@@ -782,9 +786,7 @@ void ByteLevelBpe::merge_long(std::vector<std::int32_t>& symbols) const {
     std::uint32_t rank;
     std::size_t pos;
     std::int32_t new_id;
-    bool operator>(const Candidate& other) const {
-      return rank != other.rank ? rank > other.rank : pos > other.pos;
-    }
+    bool operator>(const Candidate& other) const { return rank != other.rank ? rank > other.rank : pos > other.pos; }
   };
   const auto count = static_cast<std::ptrdiff_t>(symbols.size());
   std::vector<Symbol> list;

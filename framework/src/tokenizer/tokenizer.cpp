@@ -1,11 +1,11 @@
 // The byte tokenizer, the model-folder lookup and DecodeStream.
 
+#include "mambakit/tokenizer.hpp"
+
 #include <filesystem>
 #include <string>
 #include <string_view>
 #include <system_error>
-
-#include "mambakit/tokenizer.hpp"
 
 namespace mambakit {
 

@@ -1,5 +1,7 @@
 // head/classification: sequence classification, scores = pool(hidden) W^T + b with pooling
-// last, mean or max over each row's valid tokens.
+// last, mean or max over each row's valid tokens. Backward goes through the linear layer and
+// the pooling (pool_backward). The model config's classification `dropout` is not applied: this
+// head has no dropout, in training or in inference, so backward is the exact gradient of forward.
 //
 // Dimensions: B batch, L length, D d_model, C num_labels.
 
@@ -28,7 +30,7 @@ class ClassificationHead final : public sdk::Head {
   void capabilities(sdk::HeadCapabilities* out) const noexcept override {
     out->devices = sdk::device_bit(sdk::DeviceType::kCpu);
     out->param_dtypes = sdk::dtype_bit(sdk::DType::kF32);
-    out->backward = false;
+    out->backward = true;
   }
 
   std::int32_t param_count() const noexcept override { return 2; }
@@ -67,8 +69,29 @@ class ClassificationHead final : public sdk::Head {
     });
   }
 
-  sdk::Status backward(const sdk::Context&, const sdk::HeadBackwardArgs&) noexcept override {
-    return sdk::Status::error(sdk::StatusCode::kUnsupported, "head/classification has no backward pass in this version");
+  sdk::Status backward(const sdk::Context&, const sdk::HeadBackwardArgs& args) noexcept override {
+    return sdk::guard([&] {
+      const std::int64_t batch = args.hidden.shape[0], length = args.hidden.shape[1];
+      const float* hidden = args.hidden.as<const float>();
+      const float* grad_scores = args.grad_output.as<const float>();  // (B, C)
+      std::vector<float> pooled(static_cast<std::size_t>(batch * d_model_));
+      plugin_common::pool(pooling_, hidden, args.lengths, pooled.data(), batch, length, d_model_);
+      if (args.grad_params != nullptr) {
+        float* grad_weight = args.grad_params[0].present() ? args.grad_params[0].as<float>() : nullptr;
+        float* grad_bias = args.grad_params[1].present() ? args.grad_params[1].as<float>() : nullptr;
+        plugin_common::linear_backward_params(grad_scores, num_labels_, pooled.data(), d_model_, grad_weight,
+                                              grad_bias, batch, d_model_, num_labels_);
+      }
+      if (args.grad_hidden.present()) {
+        std::vector<float> grad_pooled(static_cast<std::size_t>(batch * d_model_));  // (B, D)
+        plugin_common::linear_backward_input(grad_scores, num_labels_, args.params[0].as<const float>(),
+                                             grad_pooled.data(), d_model_, batch, d_model_, num_labels_,
+                                             /*accumulate=*/false);
+        plugin_common::pool_backward(pooling_, hidden, args.lengths, grad_pooled.data(), args.grad_hidden.as<float>(),
+                                     batch, length, d_model_);
+      }
+      return sdk::Status::success();
+    });
   }
 
  private:

@@ -1,5 +1,6 @@
 // head/features: feature extraction. Pooling "none" returns the final hidden states per token
-// (B, L, D); last, mean or max pool them to one embedding per row (B, D).
+// (B, L, D); last, mean or max pool them to one embedding per row (B, D). Backward passes the
+// gradient straight through (none) or back through the pooling.
 //
 // Dimensions: B batch, L length, D d_model.
 
@@ -22,7 +23,7 @@ class FeaturesHead final : public sdk::Head {
   void capabilities(sdk::HeadCapabilities* out) const noexcept override {
     out->devices = sdk::device_bit(sdk::DeviceType::kCpu);
     out->param_dtypes = sdk::dtype_bit(sdk::DType::kF32);
-    out->backward = false;
+    out->backward = true;
   }
 
   std::int32_t param_count() const noexcept override { return 0; }
@@ -53,8 +54,21 @@ class FeaturesHead final : public sdk::Head {
     });
   }
 
-  sdk::Status backward(const sdk::Context&, const sdk::HeadBackwardArgs&) noexcept override {
-    return sdk::Status::error(sdk::StatusCode::kUnsupported, "head/features has no backward pass in this version");
+  sdk::Status backward(const sdk::Context&, const sdk::HeadBackwardArgs& args) noexcept override {
+    return sdk::guard([&] {
+      if (!args.grad_hidden.present()) return sdk::Status::success();
+      const std::int64_t batch = args.hidden.shape[0], length = args.hidden.shape[1];
+      const float* grad_output = args.grad_output.as<const float>();
+      float* grad_hidden = args.grad_hidden.as<float>();
+      if (pooling_ == plugin_common::Pooling::kNone) {
+        const std::int64_t count = batch * length * d_model_;
+        for (std::int64_t i = 0; i < count; ++i) grad_hidden[i] += grad_output[i];
+      } else {
+        plugin_common::pool_backward(pooling_, args.hidden.as<const float>(), args.lengths, grad_output, grad_hidden,
+                                     batch, length, d_model_);
+      }
+      return sdk::Status::success();
+    });
   }
 
  private:

@@ -1,5 +1,8 @@
 // head/lm: next-token logits, logits = hidden W^T with W (V, D) either its own
 // `lm_head.weight` or, tied, the embedding `backbone.embeddings.weight` itself.
+// Backward: grad_hidden += grad_logits W and grad_W += grad_logits^T hidden. Tied or not is the
+// same code: when tied, the host passes the embedding's gradient as grad_W, so the head's
+// contribution adds to the lookup's.
 //
 // Dimensions: B batch, L length, D d_model, V vocab (padded).
 
@@ -23,7 +26,7 @@ class LmHead final : public sdk::Head {
   void capabilities(sdk::HeadCapabilities* out) const noexcept override {
     out->devices = sdk::device_bit(sdk::DeviceType::kCpu);
     out->param_dtypes = sdk::dtype_bit(sdk::DType::kF32);
-    out->backward = false;
+    out->backward = true;
   }
 
   std::int32_t param_count() const noexcept override { return 1; }
@@ -59,8 +62,21 @@ class LmHead final : public sdk::Head {
     });
   }
 
-  sdk::Status backward(const sdk::Context&, const sdk::HeadBackwardArgs&) noexcept override {
-    return sdk::Status::error(sdk::StatusCode::kUnsupported, "head/lm has no backward pass in this version");
+  sdk::Status backward(const sdk::Context& context, const sdk::HeadBackwardArgs& args) noexcept override {
+    return sdk::guard([&] {
+      const std::int64_t rows = args.hidden.shape[0] * args.hidden.shape[1];
+      const float* grad_logits = args.grad_output.as<const float>();
+      plugin_common::set_gemm_threads(context.n_threads);
+      if (args.grad_hidden.present()) {
+        plugin_common::linear_backward_input(grad_logits, vocab_, args.params[0].as<const float>(),
+                                             args.grad_hidden.as<float>(), d_model_, rows, d_model_, vocab_);
+      }
+      if (args.grad_params != nullptr && args.grad_params[0].present()) {
+        plugin_common::linear_backward_params(grad_logits, vocab_, args.hidden.as<const float>(), d_model_,
+                                              args.grad_params[0].as<float>(), nullptr, rows, d_model_, vocab_);
+      }
+      return sdk::Status::success();
+    });
   }
 
  private:

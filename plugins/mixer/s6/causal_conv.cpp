@@ -1,5 +1,6 @@
 #include "causal_conv.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -52,6 +53,65 @@ void causal_conv_silu(const float* input, std::int64_t input_row_stride, const f
           value = initial_state[(b * E + e) * K + time + K];
         }
         final_state[(b * E + e) * K + slot] = value;
+      }
+    }
+  }
+}
+
+void causal_conv_silu_backward(const float* input, std::int64_t input_row_stride, const float* weight,
+                               const float* bias, const float* initial_state, const float* grad_out,
+                               const float* grad_final_state, float* grad_input, std::int64_t grad_input_row_stride,
+                               float* grad_weight, float* grad_bias, float* grad_initial_state, std::int64_t batch,
+                               std::int64_t length, std::int64_t d_inner, std::int64_t d_conv, int n_threads) {
+  const std::int64_t E = d_inner, K = d_conv;
+  // Channels are independent (depthwise), so each thread owns a block of channels: their
+  // weight and bias gradients, and their columns of grad_input and grad_initial_state.
+  constexpr std::int64_t kBlock = 16;
+  const std::int64_t n_blocks = (E + kBlock - 1) / kBlock;
+  const bool with_state = initial_state != nullptr;
+  float* grad_state = with_state ? grad_initial_state : nullptr;
+#pragma omp parallel for num_threads(n_threads) schedule(static)
+  for (std::int64_t block = 0; block < n_blocks; ++block) {
+    const std::int64_t e0 = block * kBlock, width = std::min(kBlock, E - e0);
+    // Input of time `source` (>= -K) for channel e of row b, from the initial state before 0.
+    auto value = [&](std::int64_t b, std::int64_t source, std::int64_t e) -> float {
+      if (source >= 0) return input[(b * length + source) * input_row_stride + e];
+      return with_state ? initial_state[(b * E + e) * K + source + K] : 0.0f;
+    };
+    auto add_grad = [&](std::int64_t b, std::int64_t source, std::int64_t e, float g) {
+      if (source >= 0) {
+        grad_input[(b * length + source) * grad_input_row_stride + e] += g;
+      } else if (grad_state != nullptr) {
+        grad_state[(b * E + e) * K + source + K] += g;
+      }
+    };
+    for (std::int64_t b = 0; b < batch; ++b) {
+      for (std::int64_t t = 0; t < length; ++t) {
+        const float* g_row = grad_out + (b * length + t) * E;
+        for (std::int64_t i = 0; i < width; ++i) {
+          const std::int64_t e = e0 + i;
+          const float* w = weight + e * K;
+          float pre = bias != nullptr ? bias[e] : 0.0f;
+          for (std::int64_t k = 0; k < K; ++k) pre += w[k] * value(b, t - K + 1 + k, e);
+          // d silu(a)/da = s (1 + a (1 - s)), s = sigmoid(a).
+          const float s = 1.0f / (1.0f + std::exp(-pre));
+          const float g = g_row[e] * s * (1.0f + pre * (1.0f - s));
+          if (grad_bias != nullptr) grad_bias[e] += g;
+          for (std::int64_t k = 0; k < K; ++k) {
+            const std::int64_t source = t - K + 1 + k;
+            if (grad_weight != nullptr) grad_weight[e * K + k] += g * value(b, source, e);
+            add_grad(b, source, e, g * w[k]);
+          }
+        }
+      }
+      if (grad_final_state != nullptr) {
+        // The final state is the last K inputs: slot k holds time L - K + k.
+        for (std::int64_t i = 0; i < width; ++i) {
+          const std::int64_t e = e0 + i;
+          for (std::int64_t slot = 0; slot < K; ++slot) {
+            add_grad(b, length - K + slot, e, grad_final_state[(b * E + e) * K + slot]);
+          }
+        }
       }
     }
   }

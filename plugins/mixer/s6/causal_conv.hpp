@@ -18,6 +18,21 @@ void causal_conv_silu(const float* input, std::int64_t input_row_stride, const f
                       const float* initial_state, float* final_state, float* out, std::int64_t batch,
                       std::int64_t length, std::int64_t d_inner, std::int64_t d_conv, int n_threads);
 
+/// Backward of causal_conv_silu, accumulating (+=). Recomputes the pre-activation from
+/// `input`, `weight`, `bias` and `initial_state` (the forward's arguments), then with
+/// grad_out (B, L, E) the gradient of `out`, and grad_final_state (B, E, K) that of the final
+/// state (or null for zero):
+///   grad_input (B, L, E; row stride `grad_input_row_stride`) += d/d input,
+///   grad_weight (E, K) and grad_bias (E) += their gradients, each skipped when null,
+///   grad_initial_state (B, E, K) += d/d initial_state, when both it and initial_state are
+///   non-null (a null initial_state is a constant zero state and gets no gradient).
+/// Parallel over blocks of channels with `n_threads` threads; deterministic.
+void causal_conv_silu_backward(const float* input, std::int64_t input_row_stride, const float* weight,
+                               const float* bias, const float* initial_state, const float* grad_out,
+                               const float* grad_final_state, float* grad_input, std::int64_t grad_input_row_stride,
+                               float* grad_weight, float* grad_bias, float* grad_initial_state, std::int64_t batch,
+                               std::int64_t length, std::int64_t d_inner, std::int64_t d_conv, int n_threads);
+
 /// One token: shifts `state` (B, E, K) left, appends input (B, E; row stride
 /// `input_row_stride`), and writes out (B, E) = silu(bias + sum_k weight[e, k] state[b, e, k]).
 void causal_conv_silu_step(const float* input, std::int64_t input_row_stride, const float* weight, const float* bias,

@@ -7,9 +7,10 @@
 //   y = scan(xc, dt, -exp(A_log), B, C, D, z, dt_proj.bias)     (M, E)
 //   out = out_proj(y)               (M, D)
 //
+// With MixerForwardArgs::saved, xz, dbc and y are written into the saved views (see S6Saved)
+// instead of scratch memory; the arithmetic is the same, so y is too.
+//
 // Dimensions: B batch, L length, D d_model, E d_inner, N d_state, R dt_rank, K d_conv.
-
-#include <cmath>
 
 #include "causal_conv.hpp"
 #include "linear.hpp"
@@ -17,35 +18,9 @@
 #include "mambakit/sdk/scan_calls.hpp"
 #include "mambakit/sdk/workspace.hpp"
 #include "s6_mixer.hpp"
+#include "s6_views.hpp"
 
 namespace mambakit::mixer_s6 {
-
-namespace {
-
-const float* param(const sdk::TensorView* params, int index) {
-  return index < 0 ? nullptr : params[index].as<const float>();
-}
-
-/// A strided (rows, length, width) view into a row-major buffer whose rows are `row_stride`
-/// elements apart: how B, C and z are sliced out of wider projections without copies.
-sdk::TensorView strided_view(const float* data, std::int64_t batch, std::int64_t length, std::int64_t width,
-                             std::int64_t row_stride) {
-  sdk::TensorView view = sdk::make_view(const_cast<float*>(data), {batch, length, width});
-  view.strides[0] = length * row_stride;
-  view.strides[1] = row_stride;
-  return view;
-}
-
-sdk::TensorView vector_view(const float* data, std::int64_t size) {
-  return data == nullptr ? sdk::TensorView{} : sdk::make_view(const_cast<float*>(data), {size});
-}
-
-/// A = -exp(A_log), (E, N).
-void negative_exp(const float* a_log, float* a, std::int64_t count) {
-  for (std::int64_t i = 0; i < count; ++i) a[i] = -std::exp(a_log[i]);
-}
-
-}  // namespace
 
 sdk::Status s6_forward(const S6Dims& dims, const S6ParamIndex& index, const sdk::Context& context,
                        const sdk::MixerForwardArgs& args) {
@@ -55,37 +30,40 @@ sdk::Status s6_forward(const S6Dims& dims, const S6ParamIndex& index, const sdk:
     const std::int64_t W = dims.dbc_width();
     plugin_common::set_gemm_threads(context.n_threads);
 
-    sdk::WorkspaceArray<float> xz(context, M * 2 * E), xc(context, M * E), dbc(context, M * W), dt(context, M * E),
-        y(context, M * E), a(context, E * N);
+    const bool save = args.saved != nullptr;
+    sdk::WorkspaceArray<float> xz_scratch(context, save ? 0 : M * 2 * E), xc(context, M * E),
+        dbc_scratch(context, save ? 0 : M * W), dt(context, M * E), y_scratch(context, save ? 0 : M * E),
+        a(context, E * N);
+    float* xz = save ? args.saved[kSavedXz].as<float>() : xz_scratch.data();
+    float* dbc = save ? args.saved[kSavedDbc].as<float>() : dbc_scratch.data();
+    float* y = save ? args.saved[kSavedY].as<float>() : y_scratch.data();
 
     plugin_common::linear_forward(args.x.as<const float>(), D, param(args.params, index.in_proj_weight),
-                                  param(args.params, index.in_proj_bias), xz.data(), 2 * E, M, D, 2 * E);
-    causal_conv_silu(xz.data(), 2 * E, param(args.params, index.conv_weight), param(args.params, index.conv_bias),
+                                  param(args.params, index.in_proj_bias), xz, 2 * E, M, D, 2 * E);
+    causal_conv_silu(xz, 2 * E, param(args.params, index.conv_weight), param(args.params, index.conv_bias),
                      args.initial_state ? args.initial_state[kConvState].as<const float>() : nullptr,
                      args.final_state ? args.final_state[kConvState].as<float>() : nullptr, xc.data(), B, L, E, K,
                      context.n_threads);
-    plugin_common::linear_forward(xc.data(), E, param(args.params, index.x_proj_weight), nullptr, dbc.data(), W, M, E,
-                                  W);
-    plugin_common::linear_forward(dbc.data(), W, param(args.params, index.dt_proj_weight), nullptr, dt.data(), E, M,
-                                  R, E);
+    plugin_common::linear_forward(xc.data(), E, param(args.params, index.x_proj_weight), nullptr, dbc, W, M, E, W);
+    plugin_common::linear_forward(dbc, W, param(args.params, index.dt_proj_weight), nullptr, dt.data(), E, M, R, E);
     negative_exp(param(args.params, index.a_log), a.data(), E * N);
 
     sdk::ScanForwardArgs scan;
     scan.u = sdk::make_view(xc.data(), {B, L, E});
     scan.delta = sdk::make_view(dt.data(), {B, L, E});
     scan.A = sdk::make_view(a.data(), {E, N});
-    scan.B = strided_view(dbc.data() + R, B, L, N, W);
-    scan.C = strided_view(dbc.data() + R + N, B, L, N, W);
+    scan.B = strided_view(dbc + R, B, L, N, W);
+    scan.C = strided_view(dbc + R + N, B, L, N, W);
     scan.D = vector_view(param(args.params, index.d), E);
-    scan.z = strided_view(xz.data() + E, B, L, E, 2 * E);
+    scan.z = strided_view(xz + E, B, L, E, 2 * E);
     scan.delta_bias = vector_view(param(args.params, index.dt_proj_bias), E);
     scan.delta_softplus = true;
     if (args.initial_state) scan.initial_state = args.initial_state[kSsmState];
     if (args.final_state) scan.final_state = args.final_state[kSsmState];
-    scan.y = sdk::make_view(y.data(), {B, L, E});
+    scan.y = sdk::make_view(y, {B, L, E});
     MAMBAKIT_RETURN_IF_ERROR(sdk::selective_scan_forward(context, scan));
 
-    plugin_common::linear_forward(y.data(), E, param(args.params, index.out_proj_weight),
+    plugin_common::linear_forward(y, E, param(args.params, index.out_proj_weight),
                                   param(args.params, index.out_proj_bias), args.y.as<float>(), D, M, E, D);
     return sdk::Status::success();
   });

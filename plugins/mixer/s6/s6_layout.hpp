@@ -41,4 +41,13 @@ struct S6ParamIndex {
 /// Order of the recurrent state tensors.
 enum S6State : int { kConvState = 0, kSsmState = 1, kStateCount = 2 };
 
+/// Order of the activations forward() saves for backward(), each (B, L, width):
+///   xz  (2E)       in_proj's output (x half | z half)
+///   dbc (R + 2N)   x_proj's output (dt_low | B | C)
+///   y   (E)        the gated scan output, out_proj's input
+/// Backward recomputes the rest, which is cheap: the conv and its SiLU (K MACs per element),
+/// dt = dt_proj(dt_low) (R MACs per element) and A. The scan's own internals are recomputed by
+/// the scan backend's backward.
+enum S6Saved : int { kSavedXz = 0, kSavedDbc = 1, kSavedY = 2, kSavedCount = 3 };
+
 }  // namespace mambakit::mixer_s6

@@ -50,7 +50,7 @@ S6Mixer::S6Mixer(const char* config_json) : dims_(read_dims(config_json)), index
 void S6Mixer::capabilities(sdk::MixerCapabilities* out) const noexcept {
   out->devices = sdk::device_bit(sdk::DeviceType::kCpu);
   out->param_dtypes = sdk::dtype_bit(sdk::DType::kF32);
-  out->backward = false;
+  out->backward = true;
   out->step = true;
 }
 
@@ -101,16 +101,27 @@ sdk::Status S6Mixer::state_spec(std::int32_t i, std::int64_t batch, sdk::TensorS
   return sdk::Status::success();
 }
 
-sdk::Status S6Mixer::saved_spec(std::int32_t i, std::int64_t, std::int64_t, sdk::TensorSpec*) const noexcept {
-  return sdk::Status::error(sdk::StatusCode::kInvalidArgument, "mixer/s6 saves no activations (asked for %d)", i);
+sdk::Status S6Mixer::saved_spec(std::int32_t i, std::int64_t batch, std::int64_t length,
+                                sdk::TensorSpec* out) const noexcept {
+  if (i == kSavedXz) {
+    sdk::set_tensor_spec(*out, "xz", sdk::DType::kF32, {batch, length, 2 * dims_.d_inner});
+  } else if (i == kSavedDbc) {
+    sdk::set_tensor_spec(*out, "dbc", sdk::DType::kF32, {batch, length, dims_.dbc_width()});
+  } else if (i == kSavedY) {
+    sdk::set_tensor_spec(*out, "y", sdk::DType::kF32, {batch, length, dims_.d_inner});
+  } else {
+    return sdk::Status::error(sdk::StatusCode::kInvalidArgument, "mixer/s6 saves %d activations, not %d",
+                              static_cast<int>(kSavedCount), i + 1);
+  }
+  return sdk::Status::success();
 }
 
 sdk::Status S6Mixer::forward(const sdk::Context& context, const sdk::MixerForwardArgs& args) noexcept {
   return s6_forward(dims_, index_, context, args);
 }
 
-sdk::Status S6Mixer::backward(const sdk::Context&, const sdk::MixerBackwardArgs&) noexcept {
-  return sdk::Status::error(sdk::StatusCode::kUnsupported, "mixer/s6 has no backward pass in this version");
+sdk::Status S6Mixer::backward(const sdk::Context& context, const sdk::MixerBackwardArgs& args) noexcept {
+  return s6_backward(dims_, index_, context, args);
 }
 
 sdk::Status S6Mixer::step(const sdk::Context& context, const sdk::MixerStepArgs& args) noexcept {

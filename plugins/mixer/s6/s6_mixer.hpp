@@ -1,7 +1,8 @@
 #pragma once
 // mixer/s6: the Mamba-1 selective SSM mixer (Gu & Dao 2023), in Hugging Face's parameter
 // layout. The selective scan itself runs in the scan backend the host chose
-// (Context::scan); this plugin does the projections, the causal conv and the gating.
+// (Context::scan); this plugin does the projections, the causal conv and the gating, forward,
+// backward (s6_backward.cpp) and the decode step.
 
 #include "mambakit/sdk/mixer.hpp"
 #include "s6_layout.hpp"
@@ -17,7 +18,7 @@ class S6Mixer final : public sdk::Mixer {
   sdk::Status param_spec(std::int32_t index, sdk::ParamSpec* out) const noexcept override;
   std::int32_t state_count() const noexcept override { return kStateCount; }
   sdk::Status state_spec(std::int32_t index, std::int64_t batch, sdk::TensorSpec* out) const noexcept override;
-  std::int32_t saved_count() const noexcept override { return 0; }
+  std::int32_t saved_count() const noexcept override { return kSavedCount; }
   sdk::Status saved_spec(std::int32_t index, std::int64_t batch, std::int64_t length,
                          sdk::TensorSpec* out) const noexcept override;
   sdk::Status forward(const sdk::Context& context, const sdk::MixerForwardArgs& args) noexcept override;
@@ -32,6 +33,10 @@ class S6Mixer final : public sdk::Mixer {
 /// The forward pass over (B, L) tokens; see S6Mixer::forward.
 sdk::Status s6_forward(const S6Dims& dims, const S6ParamIndex& index, const sdk::Context& context,
                        const sdk::MixerForwardArgs& args);
+
+/// The backward pass of s6_forward; see S6Mixer::backward.
+sdk::Status s6_backward(const S6Dims& dims, const S6ParamIndex& index, const sdk::Context& context,
+                        const sdk::MixerBackwardArgs& args);
 
 /// One decode step; see S6Mixer::step.
 sdk::Status s6_step(const S6Dims& dims, const S6ParamIndex& index, const sdk::Context& context,

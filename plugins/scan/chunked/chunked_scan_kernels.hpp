@@ -87,11 +87,11 @@ struct Carries {
 /// carries.dt_sum the chunk sums of dt. Writes the chunk-local y when `y` is present and the
 /// final state (B, E, N) when `final_state` is present.
 template <class T, int kN>
-void forward_carries(const sdk::Context& context, const ScanViews<T>& v, const ChunkPlan& plan,
+void forward_carries(int threads, const ScanViews<T>& v, const ChunkPlan& plan,
                      const Carries<T>& carries, const Tensor<T>& y, const Tensor<T>& final_state) {
   constexpr int W = scan_cpu::kWidth<T>;
   const std::int64_t blocks = carries.blocks;
-#pragma omp parallel for num_threads(context.n_threads) schedule(static)
+#pragma omp parallel for num_threads(threads) schedule(static)
   for (std::int64_t item = 0; item < v.batch * plan.chunks; ++item) {
     const std::int64_t b = item / plan.chunks, c = item % plan.chunks;
     for (std::int64_t block = 0; block < blocks; ++block) {
@@ -108,7 +108,7 @@ void forward_carries(const sdk::Context& context, const ScanViews<T>& v, const C
       std::copy_n(h, blk.states(), carries.state(b, c, block));
     }
   }
-#pragma omp parallel for num_threads(context.n_threads) schedule(static)
+#pragma omp parallel for num_threads(threads) schedule(static)
   for (std::int64_t item = 0; item < v.batch * blocks; ++item) {
     const std::int64_t b = item / blocks, block = item % blocks;
     const Block<T, kN> blk(v, block * W);
@@ -137,7 +137,8 @@ void forward(const sdk::Context& context, const sdk::ScanForwardArgs& args, std:
   constexpr int W = scan_cpu::kWidth<T>;
   const ScanViews<T> v(args);
   const Tensor<T> y(args.y), final_state(args.final_state);
-  const ChunkPlan plan(v.length, choose_chunk(configured_chunk, v.batch, v.length, context.n_threads));
+  const int threads = scan_cpu::threads_for(context, v.batch * v.length * v.d_inner * v.d_state);
+  const ChunkPlan plan(v.length, choose_chunk(configured_chunk, v.batch, v.length, threads));
   const std::int64_t blocks = (v.d_inner + W - 1) / W;
   const scan_cpu::Scratch<T> scratch(context, Carries<T>::elements(v.batch, plan.chunks, blocks, v.d_state));
   Carries<T> carries;
@@ -147,8 +148,8 @@ void forward(const sdk::Context& context, const sdk::ScanForwardArgs& args, std:
   carries.carry = reinterpret_cast<Vec<T>*>(scratch.data());
   carries.dt_sum = carries.carry + v.batch * plan.chunks * blocks * v.d_state;
 
-  forward_carries<T, kN>(context, v, plan, carries, y, final_state);
-#pragma omp parallel for num_threads(context.n_threads) schedule(static)
+  forward_carries<T, kN>(threads, v, plan, carries, y, final_state);
+#pragma omp parallel for num_threads(threads) schedule(static)
   for (std::int64_t item = 0; item < v.batch * (plan.chunks - 1); ++item) {
     const std::int64_t b = item / (plan.chunks - 1), c = 1 + item % (plan.chunks - 1);
     for (std::int64_t block = 0; block < blocks; ++block) {
@@ -165,9 +166,9 @@ void backward(const sdk::Context& context, const sdk::ScanBackwardArgs& args, st
   const ScanViews<T> v(args.forward);
   const GradViews<T> g(args);
   const std::int64_t N = v.d_state;
-  const ChunkPlan plan(v.length, choose_chunk(configured_chunk, v.batch, v.length, context.n_threads));
+  const int threads = scan_cpu::threads_for(context, v.batch * v.length * v.d_inner * N);
+  const ChunkPlan plan(v.length, choose_chunk(configured_chunk, v.batch, v.length, threads));
   const std::int64_t blocks = (v.d_inner + W - 1) / W;
-  const int threads = std::max(1, context.n_threads);
 
   // Shared: the forward carries, then the adjoint carries (same layout, the chunk's incoming
   // adjoint in place of h_in). Per thread: backward_range()'s scratch and the (n_blocks,
@@ -188,7 +189,7 @@ void backward(const sdk::Context& context, const sdk::ScanBackwardArgs& args, st
   adjoints.carry = reinterpret_cast<Vec<T>*>(scratch.data() + carry_elems);
   T* thread_scratch = scratch.data() + carry_elems + adjoint_elems;
 
-  forward_carries<T, kN>(context, v, plan, carries, Tensor<T>{}, Tensor<T>{});
+  forward_carries<T, kN>(threads, v, plan, carries, Tensor<T>{}, Tensor<T>{});
 
   // The adjoint of each chunk from zero (the last chunk from grad_final_state).
 #pragma omp parallel for num_threads(threads) schedule(static)
@@ -232,7 +233,12 @@ void backward(const sdk::Context& context, const sdk::ScanBackwardArgs& args, st
   {
     T* mine = thread_scratch + per_thread * static_cast<std::size_t>(omp_get_thread_num());
     Vec<T>* sums = reinterpret_cast<Vec<T>*>(mine + range_elems);
-    std::fill_n(sums, blocks * (N + 2), Vec<T>{});
+    // Every slot's sums are zeroed, also those of threads the runtime did not start; slot s by
+    // thread s mod team, so a live slot only by its owner.
+    for (int slot = omp_get_thread_num(); slot < threads; slot += omp_get_num_threads()) {
+      std::fill_n(reinterpret_cast<Vec<T>*>(thread_scratch + per_thread * static_cast<std::size_t>(slot) + range_elems),
+                  blocks * (N + 2), Vec<T>{});
+    }
 #pragma omp for schedule(static)
     for (std::int64_t item = 0; item < v.batch * plan.chunks; ++item) {
       const std::int64_t b = item / plan.chunks, c = item % plan.chunks;

@@ -57,15 +57,20 @@ class ChunkedScan final : public sdk::ScanBackend {
   }
 
   /// 50 (below scan/fused's 100, above scan/sequential's 1) in general; 150 for f32 problems
-  /// where scan/fused, parallel over (row, block of 16 channels) only, leaves threads idle and
-  /// the sequence is long enough for chunks to pay (measured with bench/scan_bench).
+  /// long enough for chunks to pay where scan/fused would keep fewer than half the threads
+  /// busy. scan/fused runs one (row, block of 16 channels) per thread (one block over all rows
+  /// in the backward); scan/chunked does about twice its work (the chunk pass and the
+  /// correction pass; measured 1.8 to 2.3 times scan/fused on one thread with bench/scan_bench),
+  /// spread over every thread, so it is faster only when 2 * items < threads.
   std::int32_t score(const sdk::ScanProblem& problem) const noexcept override {
     const bool runs = problem.device.type == sdk::DeviceType::kCpu &&
                       (problem.dtype == sdk::DType::kF32 || problem.dtype == sdk::DType::kF64) &&
                       problem.d_state <= scan_cpu::kMaxDState;
     if (!runs) return 0;
-    const std::int64_t fused_items = problem.batch * ((problem.d_inner + 15) / 16);
-    const bool time_parallel_pays = fused_items < omp_get_max_threads() && problem.length >= kLongSequence;
+    const std::int64_t blocks = (problem.d_inner + 15) / 16;
+    const std::int64_t fused_items = problem.needs_backward ? blocks : problem.batch * blocks;
+    const bool time_parallel_pays =
+        problem.dtype == sdk::DType::kF32 && 2 * fused_items < omp_get_max_threads() && problem.length >= kLongSequence;
     return time_parallel_pays ? 150 : 50;
   }
 
@@ -99,11 +104,14 @@ class ChunkedScan final : public sdk::ScanBackend {
 
   sdk::Status step(const sdk::Context& context, const sdk::ScanStepArgs& args) noexcept override {
     return sdk::guard([&] {
-      if (args.u.dtype == sdk::DType::kF64) {
-        scan_cpu::scan_step<double>(context, args);
-      } else {
-        scan_cpu::scan_step<float>(context, args);
-      }
+      const bool f64 = args.u.dtype == sdk::DType::kF64;
+      scan_cpu::dispatch_d_state(args.A.shape[1], [&]<int kN>() {
+        if (f64) {
+          scan_cpu::scan_step<double, kN>(context, args);
+        } else {
+          scan_cpu::scan_step<float, kN>(context, args);
+        }
+      });
       return sdk::Status::success();
     });
   }

@@ -127,6 +127,17 @@ constexpr std::size_t round_to_vectors(std::size_t count) {
   return (count + w - 1) / w * w;
 }
 
+/// Problems with fewer state updates than this (B * L * E * N, or B * E * N for a step) run on
+/// the calling thread: opening a parallel region costs microseconds, and far more when the
+/// machine is busy and a worker waits for a core, while this much work takes ~20 us.
+inline constexpr std::int64_t kMinParallelWork = std::int64_t{1} << 16;
+
+/// The thread count for a call doing `work` state updates: context.n_threads, or 1 when the
+/// work is too small to share.
+inline int threads_for(const sdk::Context& context, std::int64_t work) {
+  return work < kMinParallelWork ? 1 : std::max(1, context.n_threads);
+}
+
 /// Calls `body.template operator()<kN>()` with kN = N for the d_state values compiled with a
 /// fixed count (4, 8, 16: Mamba's 16 and small test sizes), kN = 0 otherwise.
 template <class Body>
@@ -200,6 +211,7 @@ inline void scan_range(const ScanViews<T>& v, const Block<T, kN>& blk, std::int6
     if (y.present()) {
       const T* C_t = v.C.at(b, t, 0);
       V out = blk.d_skip * u;
+#pragma GCC unroll 16
       for (int n = 0; n < N; ++n) {
         h[n] = scan_simd::exp(dt * blk.a[n]) * h[n] + dtu * B_t[n];
         out += h[n] * C_t[n];
@@ -210,6 +222,7 @@ inline void scan_range(const ScanViews<T>& v, const Block<T, kN>& blk, std::int6
       }
       scan_simd::store(y.at(b, t, blk.e0), out, blk.width);
     } else {
+#pragma GCC unroll 16
       for (int n = 0; n < N; ++n) h[n] = scan_simd::exp(dt * blk.a[n]) * h[n] + dtu * B_t[n];
     }
   }
@@ -389,9 +402,9 @@ inline void backward_range(const ScanViews<T>& v, const GradViews<T>& g, const B
 
 /// One decode step (ScanStepArgs): per (row, channel) the N-vector state is updated in place
 /// and y written. Vectorised over the channels of a block for dt and the gate, then over
-/// the N states of each channel (contiguous in the (B, E, N) state). Parallel over
-/// (row, channel block).
-template <class T>
+/// the N states of each channel (contiguous in the (B, E, N) state; kN as in Block). Parallel
+/// over (row, channel block).
+template <class T, int kN>
 void scan_step(const sdk::Context& context, const sdk::ScanStepArgs& args) {
   using V = Vec<T>;
   constexpr int W = kWidth<T>;
@@ -399,9 +412,11 @@ void scan_step(const sdk::Context& context, const sdk::ScanStepArgs& args) {
   const Tensor<const T> u(args.u), delta(args.delta), A(args.A), B(args.B), C(args.C), D(args.D), z(args.z),
       delta_bias(args.delta_bias);
   const Tensor<T> state(args.state), y(args.y);
-  const std::int64_t batch = args.u.shape[0], d_inner = args.u.shape[1], d_state = args.A.shape[1];
+  const std::int64_t batch = args.u.shape[0], d_inner = args.u.shape[1];
+  const std::int64_t d_state = kN > 0 ? kN : args.A.shape[1];
   const std::int64_t blocks = (d_inner + W - 1) / W;
-#pragma omp parallel for num_threads(context.n_threads) schedule(static)
+  const int threads = threads_for(context, batch * d_inner * d_state);
+#pragma omp parallel for num_threads(threads) schedule(static)
   for (std::int64_t item = 0; item < batch * blocks; ++item) {
     const std::int64_t b = item / blocks;
     const std::int64_t e0 = (item % blocks) * W;
@@ -418,10 +433,15 @@ void scan_step(const sdk::Context& context, const sdk::ScanStepArgs& args) {
     V out = D.present() ? scan_simd::load(D.at(e0), width) * x : V{};
     const T* B_b = B.at(b, 0);
     const T* C_b = C.at(b, 0);
+    // Per-channel scalars in plain arrays: indexing a vector lane by a loop variable would go
+    // through memory on every access.
+    alignas(64) T dt_lanes[W], dtu_lanes[W], dots[W];
+    scan_simd::store(dt_lanes, dt, W);
+    scan_simd::store(dtu_lanes, dt * x, W);
     for (int j = 0; j < width; ++j) {
       const std::int64_t e = e0 + j;
-      const T dt_e = dt[j];
-      const T dtu = dt_e * x[j];
+      const T dt_e = dt_lanes[j];
+      const T dtu = dtu_lanes[j];
       T* h = state.at(b, e, 0);
       const T* a = A.at(e, 0);
       V dot{};
@@ -432,8 +452,9 @@ void scan_step(const sdk::Context& context, const sdk::ScanStepArgs& args) {
         scan_simd::store(h + n0, h_new, count);
         dot += h_new * scan_simd::load(C_b + n0, count);
       }
-      out[j] += scan_simd::hsum(dot);
+      dots[j] = scan_simd::hsum(dot);
     }
+    out += scan_simd::load(dots, width);
     scan_simd::store(y.at(b, e0), out * gate, width);
   }
 }

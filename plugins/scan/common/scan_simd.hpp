@@ -4,13 +4,18 @@
 // the target has AVX-512F (-march=native on the project's machines), and the compiler splits
 // it into narrower registers or scalar code on any other target, so the same source is its own
 // fallback. On top of the vectors: exp (Cephes' range reduction and polynomial/Pade forms,
-// about 1 ulp), log (Cephes' logf), softplus, sigmoid, horizontal sums, and loads and stores of
-// a partial vector of `count` lanes (the last channel block when E is not a multiple of the
-// width), either contiguous or strided.
+// about 1 ulp; the f32 one rounds and scales with AVX-512F instructions where they exist, with
+// portable bit arithmetic elsewhere), log (Cephes' logf), softplus, sigmoid, horizontal sums,
+// and loads and stores of a partial vector of `count` lanes (the last channel block when E is
+// not a multiple of the width), either contiguous or strided.
 //
 // Lanes are channels of the (B, L, E) layout, where channels are contiguous. Lanes past
 // `count` are zero after a load, and computing on them yields finite values only (the backends
 // rely on this: a zero lane stays zero through the recurrence).
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 #include <bit>
 #include <cmath>
@@ -56,9 +61,24 @@ template <class T>
   return Vec<T>{} + value;
 }
 
-/// Lanes 0..count-1 from p[0..count-1]; the rest zero.
+#if defined(__AVX512F__)
+/// The mask of lanes 0..count-1, 0 <= count <= 16.
+[[gnu::always_inline]] inline __mmask16 lane_mask(int count) {
+  return static_cast<__mmask16>(count >= 16 ? 0xffffu : (1u << count) - 1u);
+}
+#endif
+
+/// Lanes 0..count-1 from p[0..count-1]; the rest zero. Reads nothing past p[count - 1]
+/// (a masked load with AVX-512F).
 template <class T>
 [[gnu::always_inline]] inline Vec<T> load(const T* p, int count) {
+#if defined(__AVX512F__)
+  if constexpr (sizeof(T) == 4) {
+    return _mm512_maskz_loadu_ps(lane_mask(count), p);
+  } else {
+    return _mm512_maskz_loadu_pd(static_cast<__mmask8>(lane_mask(count)), p);
+  }
+#else
   Vec<T> v{};
   if (count == kWidth<T>) {
     std::memcpy(&v, p, sizeof v);
@@ -66,6 +86,7 @@ template <class T>
     for (int i = 0; i < count; ++i) v[i] = p[i];
   }
   return v;
+#endif
 }
 
 /// Lanes 0..count-1 from p[0], p[stride], ...; the rest zero.
@@ -76,14 +97,22 @@ template <class T>
   return v;
 }
 
-/// Writes lanes 0..count-1 to p[0..count-1].
+/// Writes lanes 0..count-1 to p[0..count-1] and nothing else.
 template <class T>
 [[gnu::always_inline]] inline void store(T* p, Vec<T> v, int count) {
+#if defined(__AVX512F__)
+  if constexpr (sizeof(T) == 4) {
+    _mm512_mask_storeu_ps(p, lane_mask(count), v);
+  } else {
+    _mm512_mask_storeu_pd(p, static_cast<__mmask8>(lane_mask(count)), v);
+  }
+#else
   if (count == kWidth<T>) {
     std::memcpy(p, &v, sizeof v);
   } else {
     for (int i = 0; i < count; ++i) p[i] = v[i];
   }
+#endif
 }
 
 /// Writes lanes 0..count-1 to p[0], p[stride], ...
@@ -114,15 +143,29 @@ template <class T>
 }
 
 /// exp(x) per lane, f32: x = n ln2 + r with |r| <= ln2/2 (Cody-Waite split of ln2), e^r by
-/// Cephes' degree-7 expf polynomial, 2^n applied as two powers of two built in the exponent
-/// bits (so that n = 128 and denormal results work). About 1 ulp for x in [-87.3, 88.7],
-/// gradual underflow to 0 below, +inf above, NaN stays NaN.
+/// Cephes' degree-7 expf polynomial, then 2^n applied. About 1 ulp for x in [-87.3, 88.7],
+/// gradual underflow to 0 below, +inf above, NaN stays NaN. With AVX-512F, the rounding and
+/// the scaling by 2^n are single instructions (vrndscaleps, vscalefps, which also handle
+/// overflow and denormals); elsewhere 2^n is built in the exponent bits, in two halves so that
+/// n = 128 and denormal results work.
 [[gnu::always_inline]] inline F32x16 exp(F32x16 x) {
   constexpr float kHi = 88.7228391116729996f;  // log(FLT_MAX)
   constexpr float kLo = -103.972076416f;       // below: 0
-  constexpr float kMagic = 12582912.0f;        // 1.5 * 2^23: adding it rounds to an integer
-  const F32x16 xc = x > kHi ? splat(kHi) : (x < kLo ? splat(kLo) : x);
+#if defined(__AVX512F__)
+  // The masked forms with every lane selected: the unmasked intrinsics of GCC 12 start from
+  // _mm512_undefined_ps(), which trips -Wuninitialized. vminps/vmaxps return their second
+  // operand when either is NaN, so NaN passes through the clamp.
+  F32x16 xc = _mm512_mask_min_ps(x, 0xffff, splat(kHi), x);
+  xc = _mm512_mask_max_ps(xc, 0xffff, splat(kLo), xc);
+  const F32x16 scaled = xc * 1.44269504088896341f;
+  const F32x16 nf =
+      _mm512_mask_roundscale_ps(scaled, 0xffff, scaled, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+#else
+  F32x16 xc = kHi < x ? splat(kHi) : x;
+  xc = kLo > xc ? splat(kLo) : xc;
+  constexpr float kMagic = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
   const F32x16 nf = (xc * 1.44269504088896341f + kMagic) - kMagic;
+#endif
   F32x16 r = xc - nf * 0.693359375f;
   r = r - nf * -2.12194440e-4f;
   F32x16 p = splat(1.9875691500e-4f);
@@ -132,12 +175,16 @@ template <class T>
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   p = p * (r * r) + r + 1.0f;
+#if defined(__AVX512F__)
+  return _mm512_mask_scalef_ps(p, 0xffff, p, nf);
+#else
   const I32x16 n = __builtin_convertvector(nf, I32x16);
   const I32x16 n1 = n >> 1;
   const F32x16 scale1 = std::bit_cast<F32x16>((n1 + 127) << 23);
   const F32x16 scale2 = std::bit_cast<F32x16>((n - n1 + 127) << 23);
   const F32x16 result = (p * scale1) * scale2;
   return x > kHi ? splat(HUGE_VALF) : (x < kLo ? F32x16{} : result);
+#endif
 }
 
 /// exp(x) per lane, f64: the same reduction with Cephes' Pade form of e^r. About 1 ulp for x

@@ -40,7 +40,8 @@ void forward(const sdk::Context& context, const sdk::ScanForwardArgs& args) {
   const ScanViews<float> v(args);
   const Tensor<float> y(args.y), final_state(args.final_state);
   const std::int64_t blocks = (v.d_inner + kW - 1) / kW;
-#pragma omp parallel for num_threads(context.n_threads) schedule(static)
+  const int threads = scan_cpu::threads_for(context, v.batch * v.length * v.d_inner * v.d_state);
+#pragma omp parallel for num_threads(threads) schedule(static)
   for (std::int64_t item = 0; item < v.batch * blocks; ++item) {
     const std::int64_t b = item / blocks;
     const Block<float, kN> blk(v, (item % blocks) * kW);
@@ -63,7 +64,7 @@ void backward(const sdk::Context& context, const sdk::ScanBackwardArgs& args) {
   const std::int64_t L = v.length, N = v.d_state;
   const std::int64_t blocks = (v.d_inner + kW - 1) / kW;
   const std::int64_t intervals = (L + kCheckpointInterval - 1) / kCheckpointInterval;
-  const int threads = std::max(1, context.n_threads);
+  const int threads = scan_cpu::threads_for(context, v.batch * L * v.d_inner * N);
 
   // Per thread: checkpoints (intervals, N) vectors, backward_range()'s scratch, and the
   // partial grad_B and grad_C (B, L, N) when requested.
@@ -82,8 +83,12 @@ void backward(const sdk::Context& context, const sdk::ScanBackwardArgs& args) {
     float* range_scratch = mine + checkpoint_elems;
     float* grad_B_part = partial_B > 0 ? range_scratch + range_elems : nullptr;
     float* grad_C_part = partial_C > 0 ? range_scratch + range_elems + partial_B : nullptr;
-    if (grad_B_part != nullptr) std::fill_n(grad_B_part, row_elems, 0.0f);
-    if (grad_C_part != nullptr) std::fill_n(grad_C_part, row_elems, 0.0f);
+    // Every slot is zeroed, also those of threads the runtime did not start (a team may be
+    // smaller than asked for); slot s by thread s mod team, so a live slot only by its owner.
+    for (int slot = omp_get_thread_num(); slot < threads; slot += omp_get_num_threads()) {
+      float* partials = scratch.data() + per_thread * static_cast<std::size_t>(slot) + checkpoint_elems + range_elems;
+      std::fill_n(partials, partial_B + partial_C, 0.0f);
+    }
 
 #pragma omp for schedule(static)
     for (std::int64_t block = 0; block < blocks; ++block) {

@@ -44,7 +44,7 @@ class FusedScan final : public sdk::ScanBackend {
 
   sdk::Status step(const sdk::Context& context, const sdk::ScanStepArgs& args) noexcept override {
     return sdk::guard([&] {
-      scan_cpu::scan_step<float>(context, args);
+      scan_cpu::dispatch_d_state(args.A.shape[1], [&]<int kN>() { scan_cpu::scan_step<float, kN>(context, args); });
       return sdk::Status::success();
     });
   }

@@ -1,0 +1,91 @@
+// mambakit classify and mambakit embed: a text through a classification or feature model.
+
+#include <fmt/format.h>
+
+#include <boost/program_options/value_semantic.hpp>
+#include <cmath>
+#include <nlohmann/json.hpp>
+
+#include "cli_common.hpp"
+#include "command.hpp"
+#include "mambakit/error.hpp"
+#include "mambakit/npy.hpp"
+#include "mambakit/tokenizer.hpp"
+
+namespace mambakit::cli {
+
+namespace po = boost::program_options;
+
+namespace {
+
+/// Loads --model, tokenizes --text and runs the model; checks the model's task.
+FloatTensor run_text(const po::variables_map& values, std::size_t task_index, const char* task,
+                     ModelConfig* config_out) {
+  const std::filesystem::path model_dir = values["model"].as<std::string>();
+  const auto host = load_plugins(values);
+  Model model = Model::load(model_dir, *host, model_options(values));
+  if (model.config().index() != task_index) {
+    throw Error(fmt::format("{} is a {} model; this command needs a {} model", model_dir.string(),
+                            task_name(model.config()), task));
+  }
+  const auto tokenizer = load_model_tokenizer(model_dir);
+  if (!tokenizer) throw Error(fmt::format("{} has no tokenizer (tokenizer.json or byte_tokenizer)", model_dir.string()));
+  const std::string text = values["text"].as<std::string>();
+  const auto ids = tokenizer->encode(text);
+  if (ids.empty()) throw Error("--text is empty");
+  *config_out = model.config();
+  return model.forward(TokenBatch{1, static_cast<std::int64_t>(ids.size()), ids});
+}
+
+bool parse_text_command(int argc, char** argv, const char* usage, po::options_description& extra,
+                        po::variables_map& values, int& exit_code) {
+  po::options_description options;
+  add_model_options(options, true);
+  options.add_options()("text", po::value<std::string>()->required(), "the input text");
+  options.add(extra);
+  add_plugin_options(options);
+  return parse_command_line(argc, argv, usage, options, values, exit_code);
+}
+
+}  // namespace
+
+int classify_main(int argc, char** argv) {
+  po::options_description extra;
+  po::variables_map values;
+  int exit_code = 0;
+  if (!parse_text_command(argc, argv, "mambakit classify --model DIR --text TEXT", extra, values, exit_code)) {
+    return exit_code;
+  }
+  ModelConfig config;
+  const FloatTensor scores = run_text(values, 1, "sequence_classification", &config);
+  const auto& labels = std::get<ClassificationConfig>(config).labels;
+  const float top = *std::max_element(scores.values.begin(), scores.values.end());
+  double total = 0.0;
+  for (float s : scores.values) total += std::exp(s - top);
+  for (std::size_t c = 0; c < scores.values.size(); ++c) {
+    const std::string name = c < labels.size() ? labels[c] : std::to_string(c);
+    fmt::print("{}\t{:.6f}\n", name, std::exp(scores.values[c] - top) / total);
+  }
+  return 0;
+}
+
+int embed_main(int argc, char** argv) {
+  po::options_description extra;
+  extra.add_options()("output", po::value<std::string>(), "write the embeddings as float32 .npy instead of printing");
+  po::variables_map values;
+  int exit_code = 0;
+  if (!parse_text_command(argc, argv, "mambakit embed --model DIR --text TEXT [--output FILE.npy]", extra, values,
+                          exit_code)) {
+    return exit_code;
+  }
+  ModelConfig config;
+  const FloatTensor features = run_text(values, 2, "feature_extraction", &config);
+  if (values.count("output") != 0) {
+    write_npy_f32(values["output"].as<std::string>(), features.values.data(), features.shape);
+    return 0;
+  }
+  fmt::print("{}\n", nlohmann::json{{"shape", features.shape}, {"values", features.values}}.dump());
+  return 0;
+}
+
+}  // namespace mambakit::cli

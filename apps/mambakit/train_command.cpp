@@ -1,0 +1,58 @@
+// mambakit train: runs a training run config; Ctrl-C saves a checkpoint and stops cleanly.
+
+#include <fmt/format.h>
+
+#include <atomic>
+#include <boost/program_options/value_semantic.hpp>
+#include <csignal>
+#include <fstream>
+#include <sstream>
+
+#include "cli_common.hpp"
+#include "command.hpp"
+#include "mambakit/error.hpp"
+#include "mambakit/trainer.hpp"
+
+namespace mambakit::cli {
+
+namespace po = boost::program_options;
+
+namespace {
+
+std::atomic<bool> stop_requested{false};
+
+extern "C" void request_stop(int) { stop_requested.store(true); }
+
+}  // namespace
+
+int train_main(int argc, char** argv) {
+  po::options_description options;
+  options.add_options()("config", po::value<std::string>()->required(), "run config (JSON); see docs/TRAINING.md")(
+      "set", po::value<std::vector<std::string>>()->composing(), "override a key: --set steps=200 (repeatable)")(
+      "output-dir", po::value<std::string>(), "same as --set output_dir=DIR")(
+      "resume", po::bool_switch(), "continue from OUTPUT_DIR/checkpoint");
+  add_plugin_options(options);
+  po::variables_map values;
+  int exit_code = 0;
+  if (!parse_command_line(argc, argv, "mambakit train --config RUN.json [--set KEY=VALUE]... [--output-dir DIR] [--resume]",
+                          options, values, exit_code)) {
+    return exit_code;
+  }
+  const std::string config_path = values["config"].as<std::string>();
+  std::ifstream stream(config_path);
+  if (!stream) throw Error(fmt::format("{}: cannot open the run config", config_path));
+  std::stringstream text;
+  text << stream.rdbuf();
+  std::vector<std::string> overrides;
+  if (values.count("set") != 0) overrides = values["set"].as<std::vector<std::string>>();
+  if (values.count("output-dir") != 0) overrides.push_back("output_dir=\"" + values["output-dir"].as<std::string>() + "\"");
+  const RunConfig run = parse_run_config(apply_overrides(text.str(), overrides), config_path);
+  const auto host = load_plugins(values);
+  std::signal(SIGINT, request_stop);
+  std::signal(SIGTERM, request_stop);
+  const bool finished = train(run, *host, values["resume"].as<bool>(), stop_requested,
+                              [](const std::string& line) { fmt::print(stderr, "{}\n", line); });
+  return finished ? 0 : 130;
+}
+
+}  // namespace mambakit::cli

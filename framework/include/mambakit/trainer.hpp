@@ -1,0 +1,64 @@
+#pragma once
+/// \file
+/// The training loop behind `mambakit train`: a run config, data, AdamW with warmup + cosine,
+/// gradient accumulation, validation, atomic checkpoints, bit-identical resume, and a clean
+/// stop on request (Ctrl-C).
+
+#include <atomic>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <string>
+
+#include "mambakit/config.hpp"
+#include "mambakit/plugin_host.hpp"
+
+namespace mambakit {
+
+/// A training run, as read from its JSON file (see docs/TRAINING.md for every key).
+struct RunConfig {
+  std::string model_json;        ///< the model config (mambakit's JSON), unless init_from is set
+  std::filesystem::path init_from;  ///< start from this model folder instead
+  std::filesystem::path train_data;  ///< text file (causal LM) or JSONL/CSV of (text, label)
+  std::filesystem::path valid_data;  ///< optional; otherwise the last valid_fraction of train_data
+  double valid_fraction = 0.05;
+  std::string tokenizer = "byte";   ///< "byte" or a tokenizer.json path
+  std::int64_t seq_len = 256;
+  std::int64_t batch_size = 16;
+  std::int64_t grad_accum = 1;
+  std::int64_t steps = 1000;
+  double lr = 3e-3;
+  double min_lr = 3e-4;
+  std::int64_t warmup = 100;
+  double weight_decay = 0.1;
+  double clip_norm = 1.0;
+  double beta1 = 0.9;
+  double beta2 = 0.95;
+  std::int64_t eval_every = 200;
+  std::int64_t eval_batches = 8;
+  std::int64_t save_every = 500;
+  std::int64_t log_every = 10;
+  std::filesystem::path output_dir = "runs/run";
+  std::uint64_t seed = 1;
+  int threads = 0;
+  bool recompute = false;
+  std::string save_dtype = "f32";  ///< weights of the final model: f32, f16 or bf16
+  std::string scan = "auto";
+};
+
+/// Parses a run config; unknown keys and bad values are errors naming the key and value.
+RunConfig parse_run_config(const std::string& json_text, const std::string& source);
+
+/// Applies "key=value" overrides (value in JSON, or a bare string) to a run config's JSON text.
+std::string apply_overrides(const std::string& json_text, const std::vector<std::string>& overrides);
+
+/// One line of progress or evaluation, for the caller to print.
+using TrainingLog = std::function<void(const std::string& line)>;
+
+/// Runs (or, with `resume`, continues from output_dir/checkpoint) the training run. Checks
+/// `stop_requested` after every step: when set, saves a checkpoint and returns false.
+/// Returns true when all steps ran. The final model goes to output_dir/model.
+bool train(const RunConfig& config, const PluginHost& host, bool resume, const std::atomic<bool>& stop_requested,
+           const TrainingLog& log);
+
+}  // namespace mambakit

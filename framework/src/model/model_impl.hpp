@@ -1,0 +1,128 @@
+#pragma once
+// Model's private state, shared by the files that implement it (assembly and inference in
+// model.cpp, training in model_training.cpp).
+
+#include <fmt/format.h>
+
+#include <string>
+#include <vector>
+
+#include "backbone_kernels.hpp"
+#include "heap_workspace.hpp"
+#include "mambakit/error.hpp"
+#include "mambakit/model.hpp"
+#include "parameter_store.hpp"
+#include "scan_selector.hpp"
+#include "views.hpp"
+
+namespace mambakit {
+
+namespace model {
+
+inline sdk::TensorView view_of(FloatTensor& tensor) { return model::contiguous_view(tensor.values.data(), tensor.shape); }
+
+inline void check(const sdk::Status& status, const std::string& what) {
+  if (!status.ok()) throw Error(fmt::format("{}: {}", what, status.message));
+}
+
+}  // namespace model
+
+using model::check;
+using model::view_of;
+
+struct Model::Impl {
+  ModelConfig config;
+  ModelOptions options;
+  int n_threads = 1;
+  std::vector<MixerPtr> mixers;
+  std::vector<std::string> mixer_names;
+  HeadPtr head;
+  model::ScanSelector scans;
+  model::ParameterStore store;
+  int embedding = -1, norm_f = -1;
+  std::vector<int> layer_norms;
+  std::vector<std::vector<int>> mixer_params;  // per layer, store index of each declared param
+  std::vector<int> head_params;
+  model::HeapWorkspace workspace;
+  std::size_t last_activation_bytes = 0;
+
+  const SsmConfig& ssm() const { return ssm_of(config); }
+
+  std::vector<sdk::TensorView> views(const std::vector<int>& indices) const {
+    std::vector<sdk::TensorView> result;
+    result.reserve(indices.size());
+    for (int index : indices) result.push_back(store.view(index));
+    return result;
+  }
+
+  sdk::Context context(std::int64_t batch, std::int64_t length, bool needs_backward = false) {
+    sdk::Context ctx;
+    ctx.n_threads = n_threads;
+    ctx.workspace = &workspace;
+    sdk::ScanProblem scan_problem = problem(batch, length);
+    scan_problem.needs_backward = needs_backward;
+    ctx.scan = scans.select(scan_problem).backend;
+    return ctx;
+  }
+
+  sdk::ScanProblem problem(std::int64_t batch, std::int64_t length) const {
+    sdk::ScanProblem problem;
+    problem.batch = batch;
+    problem.length = length;
+    problem.d_inner = ssm().d_inner();
+    problem.d_state = ssm().d_state;
+    return problem;
+  }
+
+  /// Final norm of hidden (B, L', D), then the head; returns its output.
+  FloatTensor apply_head(const sdk::Context& ctx, const FloatTensor& hidden, const std::vector<std::int32_t>& lengths = {}) {
+    const std::int64_t B = hidden.shape[0], L = hidden.shape[1], D = hidden.shape[2];
+    FloatTensor normed(hidden.shape);
+    model::rms_norm(hidden.values.data(), store.data(norm_f), normed.values.data(), B * L, D, ssm().norm_eps,
+                    n_threads);
+    sdk::TensorSpec output_spec;
+    const std::string owner = fmt::format("head/{}", head_name(config));
+    check(head->output_spec(B, L, &output_spec), owner);
+    FloatTensor output(std::vector<std::int64_t>(output_spec.shape, output_spec.shape + output_spec.rank));
+    const auto params = views(head_params);
+    sdk::HeadForwardArgs args;
+    args.params = params.data();
+    args.hidden = view_of(normed);
+    if (!lengths.empty()) {
+      args.lengths = sdk::make_view(const_cast<std::int32_t*>(lengths.data()), sdk::DType::kI32, {}, {B});
+    }
+    args.output = view_of(output);
+    check(head->forward(ctx, args), owner);
+    return output;
+  }
+
+  void check_tokens(const TokenBatch& tokens) const {
+    if (!tokens.lengths.empty()) {
+      if (static_cast<std::int64_t>(tokens.lengths.size()) != tokens.batch) {
+        throw Error(fmt::format("{} lengths given for {} rows", tokens.lengths.size(), tokens.batch));
+      }
+      for (std::size_t b = 0; b < tokens.lengths.size(); ++b) {
+        if (tokens.lengths[b] < 1 || tokens.lengths[b] > tokens.length) {
+          throw Error(fmt::format("row {} has length {}, outside [1, {}]", b, tokens.lengths[b], tokens.length));
+        }
+      }
+    }
+    if (tokens.batch < 1 || tokens.length < 1) {
+      throw Error(fmt::format("the input is empty: {} rows of {} tokens", tokens.batch, tokens.length));
+    }
+    if (static_cast<std::int64_t>(tokens.ids.size()) != tokens.batch * tokens.length) {
+      throw Error(fmt::format("the input holds {} ids, but {} rows of {} tokens need {}", tokens.ids.size(),
+                              tokens.batch, tokens.length, tokens.batch * tokens.length));
+    }
+    const std::int64_t vocab = ssm().vocab_size;
+    for (std::size_t i = 0; i < tokens.ids.size(); ++i) {
+      if (tokens.ids[i] < 0 || tokens.ids[i] >= vocab) {
+        throw Error(fmt::format("token id {} at row {}, position {} is outside the vocabulary [0, {})", tokens.ids[i],
+                                static_cast<std::int64_t>(i) / tokens.length,
+                                static_cast<std::int64_t>(i) % tokens.length, vocab));
+      }
+    }
+  }
+};
+
+}  // namespace mambakit

@@ -1,0 +1,245 @@
+// Training: forward with saved activations, the loss, and backward through head, final norm,
+// blocks (mixer backward + RMSNorm backward + residual) and embedding. Gradients accumulate.
+
+#include <fmt/format.h>
+
+#include <cmath>
+
+#include "mambakit/atomic_file.hpp"
+#include "mambakit/model.hpp"
+#include "model_impl.hpp"
+
+namespace mambakit {
+
+namespace {
+
+/// Mean next-token cross-entropy of logits (B, L, V) against the tokens; writes its gradient.
+double lm_cross_entropy(const FloatTensor& logits, const TokenBatch& tokens, const std::vector<std::int32_t>& lengths,
+                        FloatTensor& grad, int n_threads) {
+  const std::int64_t B = tokens.batch, L = tokens.length, V = logits.shape.back();
+  std::int64_t count = 0;
+  for (std::int64_t b = 0; b < B; ++b) {
+    const std::int64_t valid = lengths.empty() ? L : std::min<std::int64_t>(lengths[static_cast<std::size_t>(b)], L);
+    count += std::max<std::int64_t>(valid - 1, 0);
+  }
+  if (count == 0) throw Error(fmt::format("a causal-LM batch of {} rows of {} tokens has no next-token target", B, L));
+  double total = 0.0;
+#pragma omp parallel for num_threads(n_threads) collapse(2) reduction(+ : total) schedule(static)
+  for (std::int64_t b = 0; b < B; ++b) {
+    for (std::int64_t t = 0; t < L; ++t) {
+      const std::int64_t valid = lengths.empty() ? L : std::min<std::int64_t>(lengths[static_cast<std::size_t>(b)], L);
+      const float* row = logits.values.data() + (b * L + t) * V;
+      float* out = grad.values.data() + (b * L + t) * V;
+      if (t + 1 >= valid) continue;
+      const std::int32_t target = tokens.ids[static_cast<std::size_t>(b * L + t + 1)];
+      float top = row[0];
+      for (std::int64_t v = 1; v < V; ++v) top = std::max(top, row[v]);
+      double sum = 0.0;
+      for (std::int64_t v = 0; v < V; ++v) sum += std::exp(static_cast<double>(row[v] - top));
+      const double log_sum = std::log(sum) + top;
+      total += log_sum - row[target];
+      for (std::int64_t v = 0; v < V; ++v) {
+        out[v] = static_cast<float>(std::exp(row[v] - log_sum) / static_cast<double>(count));
+      }
+      out[target] -= static_cast<float>(1.0 / static_cast<double>(count));
+    }
+  }
+  return total / static_cast<double>(count);
+}
+
+/// Mean cross-entropy of scores (B, C) against one label per row; writes its gradient.
+double classification_cross_entropy(const FloatTensor& scores, const std::vector<std::int32_t>& labels, FloatTensor& grad) {
+  const std::int64_t B = scores.shape[0], C = scores.shape[1];
+  if (static_cast<std::int64_t>(labels.size()) != B) {
+    throw Error(fmt::format("a classification batch of {} rows needs {} labels, got {}", B, B, labels.size()));
+  }
+  double total = 0.0;
+  for (std::int64_t b = 0; b < B; ++b) {
+    const std::int32_t label = labels[static_cast<std::size_t>(b)];
+    if (label < 0 || label >= C) throw Error(fmt::format("label {} of row {} is outside [0, {})", label, b, C));
+    const float* row = scores.values.data() + b * C;
+    double top = row[0];
+    for (std::int64_t c = 1; c < C; ++c) top = std::max<double>(top, row[c]);
+    double sum = 0.0;
+    for (std::int64_t c = 0; c < C; ++c) sum += std::exp(row[c] - top);
+    const double log_sum = std::log(sum) + top;
+    total += log_sum - row[label];
+    for (std::int64_t c = 0; c < C; ++c) {
+      grad.values[static_cast<std::size_t>(b * C + c)] = static_cast<float>(std::exp(row[c] - log_sum) / B);
+    }
+    grad.values[static_cast<std::size_t>(b * C + label)] -= static_cast<float>(1.0 / B);
+  }
+  return total / static_cast<double>(B);
+}
+
+std::size_t bytes_of(const FloatTensor& tensor) { return tensor.values.size() * sizeof(float); }
+
+}  // namespace
+
+void Model::zero_gradients() { impl_->store.zero_gradients(); }
+
+std::vector<ParameterSlice> Model::parameter_slices() {
+  impl_->store.ensure_gradients();
+  std::vector<ParameterSlice> slices;
+  const auto& entries = impl_->store.entries();
+  for (std::size_t i = 0; i < entries.size(); ++i) {
+    slices.push_back({entries[i].name, impl_->store.data(static_cast<int>(i)), impl_->store.gradient(static_cast<int>(i)),
+                      entries[i].numel, entries[i].weight_decay});
+  }
+  return slices;
+}
+
+std::vector<float> Model::gradient_values(const std::string& name) const {
+  const auto* entry = impl_->store.find(name);
+  if (entry == nullptr) throw Error(fmt::format("the model has no parameter {}", name));
+  if (!impl_->store.has_gradients()) return std::vector<float>(static_cast<std::size_t>(entry->numel), 0.0f);
+  const float* begin = impl_->store.gradient(static_cast<int>(entry - impl_->store.entries().data()));
+  return std::vector<float>(begin, begin + entry->numel);
+}
+
+double Model::evaluate_loss(const TokenBatch& tokens, const TrainingTargets& targets) {
+  if (std::holds_alternative<FeatureExtractionConfig>(impl_->config)) {
+    throw Error("a feature_extraction model has no training objective");
+  }
+  if (std::holds_alternative<LmConfig>(impl_->config)) {
+    const FloatTensor logits = forward(tokens);
+    FloatTensor unused(logits.shape);
+    return lm_cross_entropy(logits, tokens, tokens.lengths, unused, impl_->n_threads);
+  }
+  const FloatTensor scores = forward(tokens);
+  FloatTensor unused(scores.shape);
+  return classification_cross_entropy(scores, targets.labels, unused);
+}
+
+std::size_t Model::last_activation_bytes() const { return impl_->last_activation_bytes; }
+
+double Model::accumulate_gradients(const TokenBatch& tokens, const TrainingTargets& targets, bool recompute) {
+  Impl& impl = *impl_;
+  impl.check_tokens(tokens);
+  if (std::holds_alternative<FeatureExtractionConfig>(impl.config)) {
+    throw Error("a feature_extraction model has no training objective; train a causal_lm or classification model");
+  }
+  impl.store.ensure_gradients();
+  const SsmConfig& ssm = impl.ssm();
+  const std::int64_t B = tokens.batch, L = tokens.length, D = ssm.d_model, M = B * L;
+  const std::size_t n_layer = impl.mixers.size();
+  sdk::Context ctx = impl.context(B, L, true);
+  std::size_t activation_bytes = 0;
+
+  // Saved tensors of a layer's mixer, as declared for (B, L).
+  auto make_saved = [&](std::size_t layer) {
+    std::vector<FloatTensor> saved;
+    const sdk::Mixer& mixer = *impl.mixers[layer];
+    for (std::int32_t i = 0; i < mixer.saved_count(); ++i) {
+      sdk::TensorSpec spec;
+      check(mixer.saved_spec(i, B, L, &spec), fmt::format("layer {} mixer/{}", layer, impl.mixer_names[layer]));
+      saved.emplace_back(std::vector<std::int64_t>(spec.shape, spec.shape + spec.rank));
+    }
+    return saved;
+  };
+  auto run_mixer_forward = [&](std::size_t layer, FloatTensor& normed, FloatTensor& out, std::vector<FloatTensor>& saved) {
+    const auto params = impl.views(impl.mixer_params[layer]);
+    std::vector<sdk::TensorView> saved_views;
+    for (auto& tensor : saved) saved_views.push_back(view_of(tensor));
+    sdk::MixerForwardArgs args;
+    args.params = params.data();
+    args.x = view_of(normed);
+    args.y = view_of(out);
+    args.saved = saved_views.data();
+    check(impl.mixers[layer]->forward(ctx, args), fmt::format("layer {} mixer/{}", layer, impl.mixer_names[layer]));
+  };
+
+  // Forward, keeping each layer's input and (without recomputation) the mixers' saved tensors.
+  std::vector<FloatTensor> layer_inputs(n_layer);
+  std::vector<std::vector<FloatTensor>> saved(n_layer);
+  FloatTensor hidden({B, L, D}), normed({B, L, D}), mixed({B, L, D});
+  model::embedding_lookup(tokens.ids.data(), impl.store.data(impl.embedding), hidden.values.data(), M, D, impl.n_threads);
+  for (std::size_t layer = 0; layer < n_layer; ++layer) {
+    layer_inputs[layer] = hidden;
+    activation_bytes += bytes_of(hidden);
+    model::rms_norm(hidden.values.data(), impl.store.data(impl.layer_norms[layer]), normed.values.data(), M, D,
+                    ssm.norm_eps, impl.n_threads);
+    std::vector<FloatTensor> layer_saved = make_saved(layer);
+    run_mixer_forward(layer, normed, mixed, layer_saved);
+    if (!recompute) {
+      for (const auto& tensor : layer_saved) activation_bytes += bytes_of(tensor);
+      saved[layer] = std::move(layer_saved);
+    }
+    model::add_in_place(hidden.values.data(), mixed.values.data(), M * D, impl.n_threads);
+  }
+  FloatTensor final_normed({B, L, D});
+  model::rms_norm(hidden.values.data(), impl.store.data(impl.norm_f), final_normed.values.data(), M, D, ssm.norm_eps,
+                  impl.n_threads);
+
+  // Head and loss.
+  const std::string head_owner = fmt::format("head/{}", head_name(impl.config));
+  sdk::TensorSpec output_spec;
+  check(impl.head->output_spec(B, L, &output_spec), head_owner);
+  FloatTensor output(std::vector<std::int64_t>(output_spec.shape, output_spec.shape + output_spec.rank));
+  FloatTensor grad_output(output.shape);
+  std::vector<std::int32_t> lengths = tokens.lengths;
+  const auto head_params = impl.views(impl.head_params);
+  std::vector<sdk::TensorView> head_grads;
+  for (int index : impl.head_params) head_grads.push_back(impl.store.gradient_view(index));
+  sdk::HeadForwardArgs head_args;
+  head_args.params = head_params.data();
+  head_args.hidden = view_of(final_normed);
+  if (!lengths.empty()) head_args.lengths = sdk::make_view(lengths.data(), sdk::DType::kI32, {}, {B});
+  head_args.output = view_of(output);
+  check(impl.head->forward(ctx, head_args), head_owner);
+  activation_bytes += bytes_of(output) * 2;
+  const double loss = std::holds_alternative<LmConfig>(impl.config)
+                          ? lm_cross_entropy(output, tokens, lengths, grad_output, impl.n_threads)
+                          : classification_cross_entropy(output, targets.labels, grad_output);
+  impl.last_activation_bytes = activation_bytes;
+
+  // Backward.
+  FloatTensor grad_final({B, L, D});
+  sdk::HeadBackwardArgs head_backward;
+  head_backward.params = head_params.data();
+  head_backward.hidden = head_args.hidden;
+  head_backward.lengths = head_args.lengths;
+  head_backward.grad_output = view_of(grad_output);
+  head_backward.grad_hidden = view_of(grad_final);
+  head_backward.grad_params = head_grads.data();
+  check(impl.head->backward(ctx, head_backward), head_owner + " backward");
+  FloatTensor grad_hidden({B, L, D});
+  model::rms_norm_backward(hidden.values.data(), impl.store.data(impl.norm_f), grad_final.values.data(),
+                           grad_hidden.values.data(), impl.store.gradient(impl.norm_f), M, D, ssm.norm_eps,
+                           impl.n_threads);
+  FloatTensor grad_normed({B, L, D});
+  for (std::size_t layer = n_layer; layer-- > 0;) {
+    const FloatTensor& input = layer_inputs[layer];
+    model::rms_norm(input.values.data(), impl.store.data(impl.layer_norms[layer]), normed.values.data(), M, D,
+                    ssm.norm_eps, impl.n_threads);
+    std::vector<FloatTensor> layer_saved;
+    if (recompute) {
+      layer_saved = make_saved(layer);
+      run_mixer_forward(layer, normed, mixed, layer_saved);
+    } else {
+      layer_saved = std::move(saved[layer]);
+    }
+    const auto params = impl.views(impl.mixer_params[layer]);
+    std::vector<sdk::TensorView> saved_views, grads;
+    for (auto& tensor : layer_saved) saved_views.push_back(view_of(tensor));
+    for (int index : impl.mixer_params[layer]) grads.push_back(impl.store.gradient_view(index));
+    std::fill(grad_normed.values.begin(), grad_normed.values.end(), 0.0f);
+    sdk::MixerBackwardArgs args;
+    args.params = params.data();
+    args.x = view_of(normed);
+    args.saved = saved_views.data();
+    args.grad_y = view_of(grad_hidden);
+    args.grad_x = view_of(grad_normed);
+    args.grad_params = grads.data();
+    check(impl.mixers[layer]->backward(ctx, args),
+          fmt::format("layer {} mixer/{} backward", layer, impl.mixer_names[layer]));
+    // The residual passes grad_hidden through unchanged; the norm adds its input gradient.
+    model::rms_norm_backward(input.values.data(), impl.store.data(impl.layer_norms[layer]), grad_normed.values.data(),
+                             grad_hidden.values.data(), impl.store.gradient(impl.layer_norms[layer]), M, D,
+                             ssm.norm_eps, impl.n_threads);
+  }
+  model::embedding_backward(tokens.ids.data(), grad_hidden.values.data(), impl.store.gradient(impl.embedding), M, D);
+  return loss;
+}
+
+}  // namespace mambakit

@@ -1,0 +1,234 @@
+// The training loop of `mambakit train`.
+
+#include <fmt/format.h>
+
+#include <chrono>
+#include <cmath>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <numeric>
+#include <sstream>
+
+#include "datasets.hpp"
+#include "mambakit/atomic_file.hpp"
+#include "mambakit/error.hpp"
+#include "mambakit/optimizer.hpp"
+#include "mambakit/tokenizer.hpp"
+#include "mambakit/trainer.hpp"
+
+namespace mambakit {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+std::unique_ptr<Tokenizer> make_tokenizer(const std::string& name) {
+  return name == "byte" ? make_byte_tokenizer() : load_tokenizer_json(name);
+}
+
+/// The generator of micro-batch `micro` of optimizer step `step`: batches depend only on the
+/// seed and the step, so a resumed run draws exactly what an uninterrupted one would.
+std::mt19937_64 batch_rng(std::uint64_t seed, std::int64_t step, std::int64_t micro) {
+  std::seed_seq sequence{static_cast<std::uint32_t>(seed), static_cast<std::uint32_t>(seed >> 32),
+                         static_cast<std::uint32_t>(step), static_cast<std::uint32_t>(micro)};
+  return std::mt19937_64(sequence);
+}
+
+std::string format_duration(double seconds) {
+  const auto total = static_cast<std::int64_t>(seconds);
+  return total >= 3600 ? fmt::format("{}h{:02}m", total / 3600, total / 60 % 60)
+                       : fmt::format("{}m{:02}s", total / 60, total % 60);
+}
+
+/// The data of a run: a token stream (causal LM) or labelled examples (classification).
+struct RunData {
+  std::vector<std::int32_t> train_stream, valid_stream;
+  std::vector<training::LabeledExample> train_examples, valid_examples;
+  bool classification = false;
+
+  std::pair<TokenBatch, TrainingTargets> batch(const RunConfig& run, std::mt19937_64& rng) const {
+    if (!classification) return {training::sample_windows(train_stream, run.batch_size, run.seq_len, rng), {}};
+    std::uniform_int_distribution<std::size_t> pick(0, train_examples.size() - 1);
+    std::vector<std::size_t> indices(static_cast<std::size_t>(run.batch_size));
+    for (auto& index : indices) index = pick(rng);
+    return training::make_labeled_batch(train_examples, indices);
+  }
+
+  std::vector<std::pair<TokenBatch, TrainingTargets>> validation(const RunConfig& run) const {
+    std::vector<std::pair<TokenBatch, TrainingTargets>> batches;
+    if (!classification) {
+      for (auto& tokens : training::evenly_spaced_windows(valid_stream, run.eval_batches, run.batch_size, run.seq_len)) {
+        batches.push_back({std::move(tokens), {}});
+      }
+      return batches;
+    }
+    for (std::size_t start = 0; start < valid_examples.size(); start += static_cast<std::size_t>(run.batch_size)) {
+      std::vector<std::size_t> indices;
+      for (std::size_t i = start; i < std::min(valid_examples.size(), start + static_cast<std::size_t>(run.batch_size)); ++i) {
+        indices.push_back(i);
+      }
+      batches.push_back(training::make_labeled_batch(valid_examples, indices));
+    }
+    return batches;
+  }
+};
+
+RunData load_data(const RunConfig& run, const ModelConfig& model_config, const Tokenizer& tokenizer) {
+  RunData data;
+  data.classification = std::holds_alternative<ClassificationConfig>(model_config);
+  if (!data.classification) {
+    auto stream = training::tokenize_text_file(run.train_data, tokenizer);
+    if (!run.valid_data.empty()) {
+      data.valid_stream = training::tokenize_text_file(run.valid_data, tokenizer);
+      data.train_stream = std::move(stream);
+    } else {
+      const auto split = static_cast<std::size_t>(static_cast<double>(stream.size()) * (1.0 - run.valid_fraction));
+      data.train_stream.assign(stream.begin(), stream.begin() + static_cast<std::ptrdiff_t>(split));
+      data.valid_stream.assign(stream.begin() + static_cast<std::ptrdiff_t>(split), stream.end());
+    }
+    return data;
+  }
+  const auto& labels = std::get<ClassificationConfig>(model_config).labels;
+  auto examples = training::read_labeled_file(run.train_data, tokenizer, labels, run.seq_len);
+  if (!run.valid_data.empty()) {
+    data.valid_examples = training::read_labeled_file(run.valid_data, tokenizer, labels, run.seq_len);
+    data.train_examples = std::move(examples);
+  } else {
+    const auto split = std::max<std::size_t>(1, static_cast<std::size_t>(static_cast<double>(examples.size()) * (1.0 - run.valid_fraction)));
+    data.train_examples.assign(examples.begin(), examples.begin() + static_cast<std::ptrdiff_t>(split));
+    data.valid_examples.assign(examples.begin() + static_cast<std::ptrdiff_t>(split), examples.end());
+    if (data.valid_examples.empty()) data.valid_examples = data.train_examples;
+  }
+  return data;
+}
+
+/// Validation loss, and accuracy for classification.
+std::pair<double, double> evaluate(Model& model, const std::vector<std::pair<TokenBatch, TrainingTargets>>& batches) {
+  double loss = 0.0, correct = 0.0, total = 0.0;
+  for (const auto& [tokens, targets] : batches) {
+    loss += model.evaluate_loss(tokens, targets);
+    if (targets.labels.empty()) continue;
+    const FloatTensor scores = model.forward(tokens);
+    const std::int64_t classes = scores.shape[1];
+    for (std::int64_t b = 0; b < tokens.batch; ++b) {
+      const auto begin = scores.values.begin() + b * classes;
+      correct += (std::max_element(begin, begin + classes) - begin) == targets.labels[static_cast<std::size_t>(b)];
+      total += 1;
+    }
+  }
+  return {loss / static_cast<double>(batches.size()), total > 0 ? correct / total : NAN};
+}
+
+void write_tokenizer(const fs::path& dir, const RunConfig& run) {
+  if (run.tokenizer == "byte") {
+    write_file_atomically(dir / "byte_tokenizer", [](std::ostream& out) { out << "byte-level: ids 0-255 are bytes, 256 is <|endoftext|>\n"; });
+  } else {
+    fs::copy_file(run.tokenizer, dir / "tokenizer.json", fs::copy_options::overwrite_existing);
+  }
+}
+
+void save_checkpoint(const fs::path& dir, const Model& model, const AdamW& optimizer, const RunConfig& run,
+                     const nlohmann::json& state) {
+  write_folder_atomically(dir, [&](const fs::path& staging) {
+    const std::string config = to_json(model.config());
+    write_file_atomically(staging / "config.json", [&](std::ostream& out) { out << config << "\n"; });
+    model.write_weights(staging / "model.safetensors");
+    optimizer.save(staging / "optimizer.safetensors");
+    write_file_atomically(staging / "trainer_state.json", [&](std::ostream& out) { out << state.dump(2) << "\n"; });
+    write_tokenizer(staging, run);
+  });
+}
+
+sdk::DType parse_dtype(const std::string& name) {
+  if (name == "f16") return sdk::DType::kF16;
+  if (name == "bf16") return sdk::DType::kBF16;
+  return sdk::DType::kF32;
+}
+
+}  // namespace
+
+bool train(const RunConfig& run, const PluginHost& host, bool resume, const std::atomic<bool>& stop_requested,
+           const TrainingLog& log) {
+  const auto tokenizer = make_tokenizer(run.tokenizer);
+  const fs::path checkpoint = run.output_dir / "checkpoint";
+  ModelOptions options{run.scan, run.threads, run.seed};
+  Model model = resume               ? Model::load(checkpoint, host, options)
+                : !run.init_from.empty() ? Model::load(run.init_from, host, options)
+                                         : Model::create(parse_model_config(run.model_json, "run config \"model\""), host, options);
+  if (tokenizer->vocab_size() > ssm_of(model.config()).vocab_size) {
+    throw Error(fmt::format("the tokenizer has {} ids but the model's vocab_size is {}", tokenizer->vocab_size(),
+                            ssm_of(model.config()).vocab_size));
+  }
+  AdamW optimizer(model, {run.beta1, run.beta2, 1e-8, run.weight_decay, run.clip_norm});
+  if (resume) optimizer.load(checkpoint / "optimizer.safetensors");
+  const RunData data = load_data(run, model.config(), *tokenizer);
+  const auto validation = data.validation(run);
+  fs::create_directories(run.output_dir);
+  std::ofstream metrics(run.output_dir / "metrics.jsonl", std::ios::app);
+  log(fmt::format("{} run: {:.2f}M parameters, {} training {}, step {} of {}", task_name(model.config()),
+                  model.parameter_count() / 1e6,
+                  data.classification ? data.train_examples.size() : data.train_stream.size(),
+                  data.classification ? "examples" : "tokens", optimizer.steps(), run.steps));
+
+  const auto started = std::chrono::steady_clock::now();
+  std::int64_t tokens_seen = 0;
+  const std::int64_t first_step = optimizer.steps();
+  bool stopped = false;
+  for (std::int64_t step = first_step; step < run.steps; ++step) {
+    model.zero_gradients();
+    double loss = 0.0;
+    for (std::int64_t micro = 0; micro < run.grad_accum; ++micro) {
+      auto rng = batch_rng(run.seed, step, micro);
+      const auto [tokens, targets] = data.batch(run, rng);
+      loss += model.accumulate_gradients(tokens, targets, run.recompute) / static_cast<double>(run.grad_accum);
+      tokens_seen += tokens.batch * tokens.length;
+    }
+    if (run.grad_accum > 1) {
+      for (auto& slice : model.parameter_slices()) {
+        for (std::int64_t i = 0; i < slice.numel; ++i) slice.gradients[i] /= static_cast<float>(run.grad_accum);
+      }
+    }
+    const double lr = cosine_learning_rate(step, run.warmup, run.steps, run.lr, run.min_lr);
+    const double grad_norm = optimizer.step(lr);
+    const std::int64_t done = step + 1;
+    nlohmann::json record = {{"step", done}, {"loss", loss}, {"lr", lr}, {"grad_norm", grad_norm}};
+    if (done % run.log_every == 0 || done == run.steps) {
+      const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+      const double rate = static_cast<double>(tokens_seen) / elapsed;
+      const double eta = elapsed / static_cast<double>(done - first_step) * static_cast<double>(run.steps - done);
+      log(fmt::format("step {}/{} | loss {:.4f} | lr {:.2e} | grad norm {:.3f} | {:.0f} tok/s | ETA {}", done, run.steps,
+                      loss, lr, grad_norm, rate, format_duration(eta)));
+    }
+    if (done % run.eval_every == 0 || done == run.steps) {
+      const auto [valid_loss, accuracy] = evaluate(model, validation);
+      record["valid_loss"] = valid_loss;
+      std::string line = fmt::format("eval step {}: valid loss {:.4f}", done, valid_loss);
+      if (!std::isnan(accuracy)) {
+        record["valid_accuracy"] = accuracy;
+        line += fmt::format(", accuracy {:.3f}", accuracy);
+      }
+      log(line);
+    }
+    metrics << record.dump() << "\n" << std::flush;
+    stopped = stop_requested.load();
+    if (done % run.save_every == 0 || done == run.steps || stopped) {
+      save_checkpoint(checkpoint, model, optimizer, run, {{"step", done}, {"loss", loss}});
+      log(fmt::format("saved checkpoint at step {} to {}", done, checkpoint.string()));
+    }
+    if (stopped) {
+      log(fmt::format("stopped at step {}; continue with --resume", done));
+      return false;
+    }
+  }
+  const fs::path final_dir = run.output_dir / "model";
+  write_folder_atomically(final_dir, [&](const fs::path& staging) {
+    const std::string config = to_json(model.config());
+    write_file_atomically(staging / "config.json", [&](std::ostream& out) { out << config << "\n"; });
+    model.write_weights(staging / "model.safetensors", parse_dtype(run.save_dtype));
+    write_tokenizer(staging, run);
+  });
+  log(fmt::format("wrote the trained model to {}", final_dir.string()));
+  return true;
+}
+
+}  // namespace mambakit

@@ -1,0 +1,103 @@
+// The trainer: a run that is stopped and resumed gives exactly the losses and weights of an
+// uninterrupted run; checkpoints and the final model load back; bad run configs are errors.
+
+#include <catch2/catch.hpp>
+#include <fmt/format.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "fixtures.hpp"
+#include "mambakit/error.hpp"
+#include "mambakit/model.hpp"
+#include "mambakit/safetensors.hpp"
+#include "mambakit/trainer.hpp"
+
+namespace fs = std::filesystem;
+using Catch::Matchers::Contains;
+
+namespace {
+
+fs::path scratch(const std::string& name) {
+  const fs::path dir = fs::path(MAMBAKIT_TEST_BINARY_DIR) / "scratch" / name;
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  return dir;
+}
+
+fs::path write_corpus(const fs::path& dir) {
+  std::ofstream out(dir / "corpus.txt");
+  for (int i = 0; i < 200; ++i) out << "In the beginning was the word " << i % 7 << ", and the word was with mambakit.\n";
+  return dir / "corpus.txt";
+}
+
+mambakit::RunConfig tiny_run(const fs::path& dir) {
+  const std::string json = fmt::format(R"({{
+    "model": {{"task": "causal_lm", "d_model": 16, "n_layer": 2, "d_state": 4, "vocab_size": 257}},
+    "train_data": "{}", "tokenizer": "byte", "seq_len": 32, "batch_size": 2, "grad_accum": 2,
+    "steps": 8, "lr": 0.01, "min_lr": 0.001, "warmup": 2, "eval_every": 4, "eval_batches": 2,
+    "save_every": 100, "log_every": 1, "output_dir": "{}", "seed": 7, "threads": 1}})",
+                                       write_corpus(dir).string(), (dir / "run").string());
+  return mambakit::parse_run_config(json, "tiny run");
+}
+
+std::vector<double> losses(const fs::path& metrics) {
+  std::vector<double> values;
+  std::ifstream in(metrics);
+  std::string line;
+  while (std::getline(in, line)) values.push_back(nlohmann::json::parse(line).at("loss").get<double>());
+  return values;
+}
+
+}  // namespace
+
+TEST_CASE("a stopped and resumed run reproduces an uninterrupted one bit for bit") {
+  const auto& host = mambakit::test::in_tree_plugins();
+  std::atomic<bool> never{false};
+  const fs::path straight_dir = scratch("straight");
+  const auto straight = tiny_run(straight_dir);
+  REQUIRE(mambakit::train(straight, host, false, never, [](const std::string&) {}));
+
+  const fs::path resumed_dir = scratch("resumed");
+  const auto resumed = tiny_run(resumed_dir);
+  std::atomic<bool> stop{false};
+  const bool finished = mambakit::train(resumed, host, false, stop, [&](const std::string& line) {
+    if (line.rfind("step 3/", 0) == 0) stop = true;  // as Ctrl-C would, after step 3
+  });
+  CHECK_FALSE(finished);
+  REQUIRE(fs::exists(resumed_dir / "run" / "checkpoint" / "optimizer.safetensors"));
+  std::atomic<bool> no_stop{false};
+  REQUIRE(mambakit::train(resumed, host, true, no_stop, [](const std::string&) {}));
+
+  const auto expected = losses(straight_dir / "run" / "metrics.jsonl");
+  REQUIRE(expected.size() == 8);
+  CHECK(losses(resumed_dir / "run" / "metrics.jsonl") == expected);
+  CHECK(expected.back() < expected.front());
+  const auto a = mambakit::SafetensorsFile::open(straight_dir / "run" / "model" / "model.safetensors");
+  const auto b = mambakit::SafetensorsFile::open(resumed_dir / "run" / "model" / "model.safetensors");
+  for (const auto& entry : a.entries()) CHECK(a.read_f32(entry.name) == b.read_f32(entry.name));
+
+  auto model = mambakit::Model::load(straight_dir / "run" / "model", host);
+  CHECK(fs::exists(straight_dir / "run" / "model" / "byte_tokenizer"));
+  CHECK(model.parameter_count() > 0);
+}
+
+TEST_CASE("bad run configs are errors naming the key") {
+  auto error_of = [](const std::string& json) {
+    try {
+      mambakit::parse_run_config(json, "run.json");
+    } catch (const mambakit::Error& error) {
+      return std::string(error.what());
+    }
+    return std::string("no error");
+  };
+  CHECK_THAT(error_of(R"({"train_data": "x.txt"})"), Contains("model"));
+  CHECK_THAT(error_of(R"({"model": {}, "train_data": "x.txt", "seq_len": 1})"), Contains("seq_len = 1"));
+  CHECK_THAT(error_of(R"({"model": {}, "train_data": "x.txt", "lr": -1})"), Contains("lr"));
+  CHECK_THAT(error_of(R"({"model": {}, "train_data": "x.txt", "stepz": 3})"), Contains("unknown key \"stepz\""));
+  CHECK_THAT(error_of(R"({"model": {}, "train_data": "x.txt", "save_dtype": "f8"})"), Contains("save_dtype = f8"));
+  CHECK(mambakit::apply_overrides(R"({"steps": 5})", {"steps=9", "output_dir=runs/x"}) ==
+        R"({"output_dir":"runs/x","steps":9})");
+  CHECK_THROWS_WITH(mambakit::apply_overrides("{}", {"novalue"}), Contains("novalue"));
+}
