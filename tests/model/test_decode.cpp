@@ -8,6 +8,8 @@
 #include "mambakit/model.hpp"
 #include "mambakit/safetensors.hpp"
 
+#include <nlohmann/json.hpp>
+
 using mambakit::test::max_abs_difference;
 
 TEST_CASE("prefill plus decode steps equals the full forward, for every scan backend") {
@@ -51,4 +53,31 @@ TEST_CASE("prefill plus decode steps equals the full forward, for every scan bac
       }
     }
   }
+}
+
+TEST_CASE("an inference state saved to a file continues generation exactly, and reports its size") {
+  const auto& host = mambakit::test::in_tree_plugins();
+  const auto dir = mambakit::test::data_dir() / "models" / "tiny_untied_bias";
+  auto model = mambakit::Model::load(dir, host);
+  mambakit::TokenBatch prompt{1, 6, {3, 1, 4, 1, 5, 9}};
+  auto state = model.make_state(1);
+  model.forward(prompt, &state);
+  const auto file = std::filesystem::path(MAMBAKIT_TEST_BINARY_DIR) / "state.safetensors";
+  state.save(file);
+  const auto direct = model.step({2}, state);
+
+  auto restored = model.make_state(1);
+  restored.load(file);
+  CHECK(restored.seqlen_offset() == 6);
+  CHECK(model.step({2}, restored).values == direct.values);
+  const auto info = nlohmann::json::parse(restored.info_json());
+  CHECK(info["layers"] == 3);
+  CHECK(info["tensors"] == 6);
+  CHECK(info["bytes"] == restored.bytes());
+  CHECK(info["seqlen_offset"] == 7);
+  restored.reset();
+  CHECK(restored.seqlen_offset() == 0);
+
+  auto wrong_batch = model.make_state(2);
+  CHECK_THROWS_WITH(wrong_batch.load(file), Catch::Matchers::Contains("state.safetensors"));
 }

@@ -47,8 +47,18 @@ class InferenceState {
   [[nodiscard]] std::int64_t tensor_count(std::int64_t layer) const;
   /// Total bytes of all state tensors.
   [[nodiscard]] std::size_t bytes() const;
-  /// Zeroes every tensor and the offset.
+  /// Zeroes every tensor and the offset (the seed's reset_cache()).
   void reset();
+
+  /// A summary (the seed's get_cache_info()): layers, tensors, bytes, batch, seqlen offset,
+  /// as a JSON object's text.
+  [[nodiscard]] std::string info_json() const;
+
+  /// Writes the state to a safetensors file (atomically), so a long prompt is processed once
+  /// and continued later; load() reads it back into a state of the same model and batch,
+  /// naming the file and tensor on any mismatch.
+  void save(const std::filesystem::path& file) const;
+  void load(const std::filesystem::path& file);
 
  private:
   friend class Model;

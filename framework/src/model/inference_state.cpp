@@ -1,9 +1,13 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <numeric>
+
+#include <nlohmann/json.hpp>
 
 #include "mambakit/error.hpp"
 #include "mambakit/model.hpp"
+#include "mambakit/safetensors.hpp"
 
 namespace mambakit {
 
@@ -51,6 +55,63 @@ void InferenceState::reset() {
     for (auto& tensor : layer) std::fill(tensor.values.begin(), tensor.values.end(), 0.0f);
   }
   seqlen_offset_ = 0;
+}
+
+std::string InferenceState::info_json() const {
+  std::int64_t tensors = 0;
+  for (const auto& layer : tensors_) tensors += static_cast<std::int64_t>(layer.size());
+  return nlohmann::json{{"layers", n_layers()},
+                        {"tensors", tensors},
+                        {"bytes", bytes()},
+                        {"batch", batch_},
+                        {"seqlen_offset", seqlen_offset_}}
+      .dump();
+}
+
+namespace {
+
+std::string state_tensor_key(std::int64_t layer, const std::string& name) { return fmt::format("layers.{}.{}", layer, name); }
+
+}  // namespace
+
+void InferenceState::save(const std::filesystem::path& file) const {
+  std::vector<SafetensorsTensor> tensors;
+  for (std::size_t layer = 0; layer < tensors_.size(); ++layer) {
+    for (std::size_t i = 0; i < tensors_[layer].size(); ++i) {
+      tensors.push_back({state_tensor_key(static_cast<std::int64_t>(layer), names_[layer][i]), sdk::DType::kF32,
+                         tensors_[layer][i].shape, tensors_[layer][i].values.data()});
+    }
+  }
+  write_safetensors(file, tensors,
+                    {{"kind", "mambakit-inference-state"}, {"seqlen_offset", std::to_string(seqlen_offset_)},
+                     {"batch", std::to_string(batch_)}});
+}
+
+void InferenceState::load(const std::filesystem::path& file) {
+  const SafetensorsFile stored = SafetensorsFile::open(file);
+  const auto& metadata = stored.metadata();
+  if (!metadata.count("kind") || metadata.at("kind") != "mambakit-inference-state" || !metadata.count("seqlen_offset")) {
+    throw Error(fmt::format("{}: not a mambakit inference state", file.string()));
+  }
+  for (std::size_t layer = 0; layer < tensors_.size(); ++layer) {
+    for (std::size_t i = 0; i < tensors_[layer].size(); ++i) {
+      const std::string key = state_tensor_key(static_cast<std::int64_t>(layer), names_[layer][i]);
+      const auto& entry = stored.at(key);
+      if (entry.shape != tensors_[layer][i].shape) {
+        throw Error(fmt::format("{}: {} has {} values in shape of rank {}, this model's state needs another shape "
+                                "(batch {})",
+                                file.string(), key, entry.numel(), entry.shape.size(), batch_));
+      }
+      stored.read_f32(entry, tensors_[layer][i].values.data());
+    }
+  }
+  if (stored.entries().size() != static_cast<std::size_t>(std::accumulate(
+                                      tensors_.begin(), tensors_.end(), std::size_t{0},
+                                      [](std::size_t n, const auto& layer) { return n + layer.size(); }))) {
+    throw Error(fmt::format("{}: the state holds {} tensors, this model's state has a different number", file.string(),
+                            stored.entries().size()));
+  }
+  seqlen_offset_ = std::stoll(metadata.at("seqlen_offset"));
 }
 
 }  // namespace mambakit

@@ -1,0 +1,123 @@
+// The model commands of the CLI on the fixture checkpoints: forward writes logits equal to the
+// PyTorch reference; generate, info and grad run; bad input is a clear error with exit 1.
+
+#include <catch2/catch.hpp>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "fixtures.hpp"
+#include "mambakit/npy.hpp"
+#include "mambakit/safetensors.hpp"
+#include "process.hpp"
+
+using Catch::Matchers::Contains;
+using mambakit::test::run_command;
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string cli(const std::string& arguments) { return std::string(MAMBAKIT_CLI_PATH) + " " + arguments; }
+
+fs::path fixture(const std::string& name) { return mambakit::test::data_dir() / "models" / name; }
+
+fs::path write_file(const std::string& name, const std::string& text) {
+  const fs::path path = fs::path(MAMBAKIT_TEST_BINARY_DIR) / name;
+  std::ofstream(path) << text;
+  return path;
+}
+
+}  // namespace
+
+TEST_CASE("mambakit forward writes the reference logits as a float32 .npy [B, L, V]") {
+  const auto expected = mambakit::SafetensorsFile::open(fixture("tiny_tied") / "expected.safetensors");
+  const auto tokens = expected.read_f32("tokens.L7");
+  nlohmann::json rows = nlohmann::json::array();
+  for (int b = 0; b < 2; ++b) {
+    rows.push_back(nlohmann::json::array());
+    for (int t = 0; t < 7; ++t) rows.back().push_back(static_cast<int>(tokens[b * 7 + t]));
+  }
+  const auto input = write_file("tokens.json", rows.dump());
+  const fs::path output = fs::path(MAMBAKIT_TEST_BINARY_DIR) / "logits.npy";
+  for (const char* scan : {"sequential", "fused", "chunked", "auto"}) {
+    const auto result = run_command(cli("forward --model " + fixture("tiny_tied").string() + " --input " +
+                                        input.string() + " --output " + output.string() + " --scan " + scan));
+    INFO(scan << ": " << result.errors);
+    REQUIRE(result.exit_code == 0);
+    std::vector<std::int64_t> shape;
+    const auto logits = mambakit::read_npy_f32(output, &shape);
+    CHECK(shape == std::vector<std::int64_t>{2, 7, 40});
+    CHECK(mambakit::test::max_abs_difference(logits, expected.read_f32("logits.L7")) < 1e-4);
+  }
+}
+
+TEST_CASE("mambakit forward rejects bad input with a message and exit code 1") {
+  const std::string model = "--model " + fixture("tiny_tied").string();
+  const std::string out = " --output " + (fs::path(MAMBAKIT_TEST_BINARY_DIR) / "never.npy").string();
+  struct Case {
+    const char* file_text;
+    const char* message;
+  };
+  for (const Case& c : {Case{"[[1, 2, 3], [4, 5]]", "row 1 has 2 tokens but row 0 has 3"},
+                        Case{"[[1, 2, 99]]", "token id 99 at row 0, position 2"}, Case{"[]", "non-empty"},
+                        Case{"[[1, -2]]", "position 1: -2 is not a token id"}, Case{"{\"a\": 1", "not valid JSON"}}) {
+    const auto input = write_file("bad.json", c.file_text);
+    const auto result = run_command(cli("forward " + model + " --input " + input.string() + out));
+    INFO(c.file_text);
+    CHECK(result.exit_code == 1);
+    CHECK_THAT(result.errors, Contains(c.message));
+  }
+  const auto missing = run_command(cli("forward " + model + " --input /nonexistent/tokens.json" + out));
+  CHECK(missing.exit_code == 1);
+  CHECK_THAT(missing.errors, Contains("/nonexistent/tokens.json"));
+  const auto valid = write_file("valid.json", "[[1, 2]]");
+  const auto no_model = run_command(cli("forward --model /nonexistent/model --input " + valid.string() + out));
+  CHECK(no_model.exit_code == 1);
+  CHECK_THAT(no_model.errors, Contains("/nonexistent/model"));
+  CHECK(run_command(cli("forward " + model)).exit_code == 2);
+  CHECK(!fs::exists(fs::path(MAMBAKIT_TEST_BINARY_DIR) / "never.npy"));
+}
+
+TEST_CASE("mambakit generate --format json gives per-row new tokens for ragged prompts") {
+  const auto input = write_file("prompts.json", "[[1, 2, 3], [7]]");
+  const auto result = run_command(cli("generate --model " + fixture("tiny_untied_bias").string() + " --input " +
+                                      input.string() + " --max-new-tokens 5 --temperature 0 --format json"));
+  REQUIRE(result.exit_code == 0);
+  const auto out = nlohmann::json::parse(result.output);
+  REQUIRE(out["new_tokens"].size() == 2);
+  CHECK(out["new_tokens"][0].size() == 5);
+  CHECK(out["new_tokens"][1].size() == 5);
+}
+
+TEST_CASE("mambakit generate explains what is missing") {
+  const auto no_tokenizer = run_command(cli("generate --model " + fixture("tiny_tied").string() + " --prompt hello"));
+  CHECK(no_tokenizer.exit_code == 1);
+  CHECK_THAT(no_tokenizer.errors, Contains("no tokenizer"));
+  const auto both = run_command(cli("generate --model " + fixture("tiny_tied").string()));
+  CHECK(both.exit_code == 1);
+  CHECK_THAT(both.errors, Contains("exactly one of --prompt"));
+  const auto input = write_file("one.json", "[[1]]");
+  const auto bad_temperature = run_command(cli("generate --model " + fixture("tiny_tied").string() + " --input " +
+                                               input.string() + " --temperature -1"));
+  CHECK(bad_temperature.exit_code == 1);
+  CHECK_THAT(bad_temperature.errors, Contains("temperature"));
+}
+
+TEST_CASE("mambakit info and grad run on a checkpoint") {
+  const auto info = run_command(cli("info --format json --model " + fixture("tiny_untied_bias").string()));
+  REQUIRE(info.exit_code == 0);
+  const auto parsed = nlohmann::json::parse(info.output);
+  CHECK(parsed["d_model"] == 24);
+  CHECK(parsed["n_layer"] == 3);
+
+  const auto input = write_file("grad_tokens.json", "[[1, 2, 3, 4], [5, 6, 7, 8]]");
+  const fs::path output = fs::path(MAMBAKIT_TEST_BINARY_DIR) / "grads.safetensors";
+  const auto grad = run_command(cli("grad --model " + fixture("tiny_tied").string() + " --input " + input.string() +
+                                    " --output " + output.string()));
+  REQUIRE(grad.exit_code == 0);
+  const auto grads = mambakit::SafetensorsFile::open(output);
+  CHECK(grads.find("backbone.embeddings.weight") != nullptr);
+  CHECK(grads.find("lm_head.weight") == nullptr);
+  CHECK(grads.find("backbone.layers.1.mixer.A_log") != nullptr);
+}
