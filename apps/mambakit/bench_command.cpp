@@ -1,5 +1,5 @@
-// mambakit bench: prefill throughput of a named model shape with random weights, per scan
-// backend, batch, length and thread count. Medians of repeated runs after a warm-up.
+// mambakit bench: prefill and decode throughput of a named model shape with random weights,
+// per scan backend, batch, length and thread count. Medians of repeated runs after a warm-up.
 
 #include <fmt/format.h>
 
@@ -72,6 +72,8 @@ int bench_main(int argc, char** argv) {
       "length", po::value<std::string>()->default_value("128,512"), "prompt lengths, comma-separated")(
       "threads", po::value<std::string>()->default_value("1,2"), "thread counts, comma-separated")(
       "repeat", po::value<int>()->default_value(5), "timed runs per case (the median is reported)")(
+      "mode", po::value<std::string>()->default_value("prefill"), "prefill, decode, or both")(
+      "decode-tokens", po::value<std::int64_t>()->default_value(32), "decode steps per timed run")(
       "format", po::value<std::string>()->default_value("text"), "output format: text or json");
   add_plugin_options(options);
   po::variables_map values;
@@ -90,6 +92,12 @@ int bench_main(int argc, char** argv) {
   const auto lengths = parse_list(values["length"].as<std::string>(), "length");
   const auto thread_counts = parse_list(values["threads"].as<std::string>(), "threads");
   const std::string shape = values["shape"].as<std::string>();
+  const std::string mode = values["mode"].as<std::string>();
+  if (mode != "prefill" && mode != "decode" && mode != "both") {
+    throw Error(fmt::format("--mode must be prefill, decode or both, got '{}'", mode));
+  }
+  const std::int64_t decode_tokens = values["decode-tokens"].as<std::int64_t>();
+  if (decode_tokens < 1) throw Error(fmt::format("--decode-tokens must be >= 1, got {}", decode_tokens));
   const LmConfig config = model_shape(shape);
 
   const auto host = load_plugins(values);
@@ -98,27 +106,21 @@ int bench_main(int argc, char** argv) {
   Model model = Model::create(config, *host, {});
   auto results = nlohmann::json::array();
   if (format == "text") {
-    fmt::print("prefill, shape {} ({:.1f}M parameters), logits for the last position; median of {} runs\n", shape,
-               model.parameter_count() / 1e6, repeat);
-    fmt::print("{:<12} {:>6} {:>7} {:>8} {:>12} {:>10}\n", "scan", "batch", "length", "threads", "tokens/s", "ms/run");
+    fmt::print("shape {} ({:.1f}M parameters, f32); prefill computes logits for the last position; decode runs {} "
+               "steps after a 16-token prompt; median of {} runs\n",
+               shape, model.parameter_count() / 1e6, decode_tokens, repeat);
+    fmt::print("{:<8} {:<12} {:>6} {:>7} {:>8} {:>12} {:>10}\n", "mode", "scan", "batch", "length", "threads", "tokens/s",
+               "ms/run");
   }
   for (const auto& scan : scans) {
     model.select_scan(*host, scan);
     for (const auto threads : thread_counts) {
       model.set_threads(static_cast<int>(threads));
       for (const auto batch : batches) {
-        for (const auto length : lengths) {
-          const TokenBatch tokens = random_tokens(batch, length, config.vocab_size);
-          model.forward(tokens, nullptr, true);  // warm-up: page in weights, grow workspaces
-          std::vector<double> seconds;
-          for (int run = 0; run < repeat; ++run) {
-            const auto start = std::chrono::steady_clock::now();
-            model.forward(tokens, nullptr, true);
-            seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-          }
+        auto record = [&](const char* case_mode, std::int64_t length, std::int64_t tokens, std::vector<double> seconds) {
           const double run_seconds = median(seconds);
-          const double tokens_per_s = static_cast<double>(batch * length) / run_seconds;
-          results.push_back({{"mode", "prefill"},
+          const double tokens_per_s = static_cast<double>(tokens) / run_seconds;
+          results.push_back({{"mode", case_mode},
                              {"shape", shape},
                              {"scan", scan},
                              {"batch", batch},
@@ -129,10 +131,36 @@ int bench_main(int argc, char** argv) {
                              {"min_s", *std::min_element(seconds.begin(), seconds.end())},
                              {"tokens_per_s", tokens_per_s}});
           if (format == "text") {
-            fmt::print("{:<12} {:>6} {:>7} {:>8} {:>12.1f} {:>10.1f}\n", scan, batch, length, threads, tokens_per_s,
-                       run_seconds * 1e3);
+            fmt::print("{:<8} {:<12} {:>6} {:>7} {:>8} {:>12.1f} {:>10.2f}\n", case_mode, scan, batch, length, threads,
+                       tokens_per_s, run_seconds * 1e3);
             std::fflush(stdout);
           }
+        };
+        if (mode != "decode") {
+          for (const auto length : lengths) {
+            const TokenBatch tokens = random_tokens(batch, length, config.vocab_size);
+            model.forward(tokens, nullptr, true);  // warm-up: page in weights, grow workspaces
+            std::vector<double> seconds;
+            for (int run = 0; run < repeat; ++run) {
+              const auto start = std::chrono::steady_clock::now();
+              model.forward(tokens, nullptr, true);
+              seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+            }
+            record("prefill", length, batch * length, seconds);
+          }
+        }
+        if (mode != "prefill") {
+          const TokenBatch prompt = random_tokens(batch, 16, config.vocab_size);
+          const std::vector<std::int32_t> next(static_cast<std::size_t>(batch), 1);
+          std::vector<double> seconds;
+          for (int run = 0; run <= repeat; ++run) {  // run 0 is the warm-up
+            InferenceState state = model.make_state(batch);
+            model.forward(prompt, &state, true);
+            const auto start = std::chrono::steady_clock::now();
+            for (std::int64_t t = 0; t < decode_tokens; ++t) model.step(next, state);
+            if (run > 0) seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+          }
+          record("decode", 1, batch * decode_tokens, seconds);
         }
       }
     }

@@ -20,6 +20,7 @@
 
 #include "mambakit/plugin_host.hpp"
 #include "mambakit/sdk/scan_calls.hpp"
+#include "fixtures.hpp"
 #include "scan_case.hpp"
 
 using mambakit::test::relative_error;
@@ -29,12 +30,7 @@ namespace sdk = mambakit::sdk;
 
 namespace {
 
-mambakit::PluginHost& plugin_host() {
-  static mambakit::PluginHost host;
-  static const int loaded = host.load_directory(mambakit::PluginHost::default_plugin_dir());
-  (void)loaded;
-  return host;
-}
+const mambakit::PluginHost& plugin_host() { return mambakit::test::in_tree_plugins(); }
 
 template <class T>
 constexpr double tolerance() {

@@ -18,6 +18,7 @@
 
 #include "mambakit/plugin_host.hpp"
 #include "mambakit/sdk/scan_calls.hpp"
+#include "fixtures.hpp"
 #include "scan_case.hpp"
 
 using mambakit::test::relative_error;
@@ -27,12 +28,7 @@ namespace sdk = mambakit::sdk;
 
 namespace {
 
-mambakit::PluginHost& plugin_host() {
-  static mambakit::PluginHost host;
-  static const int loaded = host.load_directory(mambakit::PluginHost::default_plugin_dir());
-  (void)loaded;
-  return host;
-}
+const mambakit::PluginHost& plugin_host() { return mambakit::test::in_tree_plugins(); }
 
 template <class T>
 void run_forward(sdk::ScanBackend& scan, ScanCase<T>& problem, int threads) {

@@ -6,6 +6,7 @@
 
 #include "mambakit/plugin_host.hpp"
 #include "mambakit/sdk/scan_calls.hpp"
+#include "fixtures.hpp"
 #include "scan_case.hpp"
 
 using Catch::Matchers::Contains;
@@ -15,9 +16,7 @@ using mambakit::test::ScanOptions;
 namespace {
 
 std::string forward_error(const mambakit::sdk::ScanForwardArgs& args) {
-  static mambakit::PluginHost host;
-  if (host.components().empty()) host.load_directory(mambakit::PluginHost::default_plugin_dir());
-  static auto scan = host.create_scan("sequential");
+  static auto scan = mambakit::test::in_tree_plugins().create_scan("sequential");
   mambakit::sdk::Context context;
   context.scan = scan.get();
   const auto status = mambakit::sdk::selective_scan_forward(context, args);

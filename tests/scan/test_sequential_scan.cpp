@@ -7,6 +7,7 @@
 
 #include "mambakit/plugin_host.hpp"
 #include "mambakit/sdk/scan_calls.hpp"
+#include "fixtures.hpp"
 #include "scan_case.hpp"
 
 using mambakit::test::ScanCase;
@@ -14,11 +15,7 @@ using mambakit::test::ScanOptions;
 
 namespace {
 
-mambakit::ScanPtr load_sequential() {
-  static mambakit::PluginHost host;
-  if (host.components().empty()) host.load_directory(mambakit::PluginHost::default_plugin_dir());
-  return host.create_scan("sequential");
-}
+mambakit::ScanPtr load_sequential() { return mambakit::test::in_tree_plugins().create_scan("sequential"); }
 
 template <class T>
 double loss_after_forward(ScanCase<T>& problem, mambakit::sdk::ScanBackend& scan) {

@@ -14,8 +14,8 @@
 using mambakit::DecodeStream;
 using mambakit::test::is_valid_utf8;
 using mambakit::test::tokenizer_file;
-using mambakit::test::TokenizerTempDir;
-using mambakit::test::write_text;
+using mambakit::test::TempDir;
+using mambakit::test::write_bytes;
 using nlohmann::json;
 using Ids = std::vector<std::int32_t>;
 
@@ -66,8 +66,8 @@ json added(int id, const std::string& content, bool lstrip = false, bool rstrip 
           {"special", true}};
 }
 
-std::unique_ptr<mambakit::Tokenizer> load(const TokenizerTempDir& dir, const json& root) {
-  write_text(dir / "tokenizer.json", root.dump());
+std::unique_ptr<mambakit::Tokenizer> load(const TempDir& dir, const json& root) {
+  write_bytes(dir / "tokenizer.json", root.dump());
   return mambakit::load_tokenizer_json(dir / "tokenizer.json");
 }
 
@@ -140,22 +140,22 @@ TEST_CASE("DecodeStream yields whole characters and concatenates to decode()") {
 }
 
 TEST_CASE("load_model_tokenizer finds tokenizer.json, else a byte tokenizer marker") {
-  TokenizerTempDir dir;
+  TempDir dir;
   CHECK(mambakit::load_model_tokenizer(dir.path()) == nullptr);
-  write_text(dir / "byte_tokenizer", "");
+  write_bytes(dir / "byte_tokenizer", "");
   const auto bytes = mambakit::load_model_tokenizer(dir.path());
   REQUIRE(bytes != nullptr);
   CHECK(bytes->vocab_size() == 257);
-  write_text(dir / "tokenizer.json", bytes_only_tokenizer(json::array()).dump());
+  write_bytes(dir / "tokenizer.json", bytes_only_tokenizer(json::array()).dump());
   const auto bpe = mambakit::load_model_tokenizer(dir.path());
   REQUIRE(bpe != nullptr);
   CHECK(bpe->vocab_size() == 256);
-  write_text(dir / "tokenizer.json", "[");
+  write_bytes(dir / "tokenizer.json", "[");
   CHECK_THROWS_AS(mambakit::load_model_tokenizer(dir.path()), mambakit::Error);
 }
 
 TEST_CASE("added tokens are matched longest first and honour lstrip, rstrip and single_word") {
-  TokenizerTempDir dir;
+  TempDir dir;
   const Ids plain_spaces{'a', ' ', 300, ' ', 'b'};
 
   SECTION("no flags") {
@@ -208,7 +208,7 @@ TEST_CASE("added tokens are matched longest first and honour lstrip, rstrip and 
 }
 
 TEST_CASE("tokenizer.json options: add_prefix_space, use_regex, ignore_merges, invalid UTF-8") {
-  TokenizerTempDir dir;
+  TempDir dir;
   json root = bytes_only_tokenizer(json::array());
 
   SECTION("add_prefix_space") {

@@ -12,10 +12,10 @@
 #include "mambakit/tokenizer.hpp"
 #include "tokenizer_test_support.hpp"
 
-using mambakit::test::read_text;
+using mambakit::test::read_bytes;
 using mambakit::test::tokenizer_file;
-using mambakit::test::TokenizerTempDir;
-using mambakit::test::write_text;
+using mambakit::test::TempDir;
+using mambakit::test::write_bytes;
 
 namespace {
 
@@ -94,15 +94,15 @@ TEST_CASE("decode is the concatenation of token_text, including partial characte
 }
 
 TEST_CASE("merges given as [left, right] pairs load the same as \"left right\" strings") {
-  TokenizerTempDir dir;
-  auto root = nlohmann::json::parse(read_text(tokenizer_file("gpt2", "tokenizer.json")));
+  TempDir dir;
+  auto root = nlohmann::json::parse(read_bytes(tokenizer_file("gpt2", "tokenizer.json")));
   for (auto& merge : root["model"]["merges"]) {
     const std::string text = merge.get<std::string>();
     const std::size_t space = text.find(' ');
     merge = nlohmann::json::array({text.substr(0, space), text.substr(space + 1)});
   }
   root["model"]["ignore_merges"] = false;
-  write_text(dir / "tokenizer.json", root.dump());
+  write_bytes(dir / "tokenizer.json", root.dump());
   const auto tokenizer = mambakit::load_tokenizer_json(dir / "tokenizer.json");
   const std::vector<ConformanceCase> cases = read_conformance("gpt2");
   CHECK(check_conformance(*tokenizer, cases) == cases.size());

@@ -9,9 +9,9 @@
 
 using Catch::Matchers::Contains;
 using mambakit::load_tokenizer_json;
-using mambakit::test::tokenizer_error;
-using mambakit::test::TokenizerTempDir;
-using mambakit::test::write_text;
+using mambakit::test::error_message;
+using mambakit::test::TempDir;
+using mambakit::test::write_bytes;
 using nlohmann::json;
 
 namespace {
@@ -30,17 +30,17 @@ json minimal_tokenizer() {
               {"model", {{"type", "BPE"}, {"vocab", vocab}, {"merges", json::array({"a b"})}}}};
 }
 
-std::string load_error(const TokenizerTempDir& dir, const json& root) {
+std::string load_error(const TempDir& dir, const json& root) {
   const auto file = dir / "tokenizer.json";
-  write_text(file, root.dump());
-  return tokenizer_error([&] { static_cast<void>(load_tokenizer_json(file)); });
+  write_bytes(file, root.dump());
+  return error_message([&] { static_cast<void>(load_tokenizer_json(file)); });
 }
 
 }  // namespace
 
 TEST_CASE("the minimal tokenizer used below loads") {
-  TokenizerTempDir dir;
-  write_text(dir / "tokenizer.json", minimal_tokenizer().dump());
+  TempDir dir;
+  write_bytes(dir / "tokenizer.json", minimal_tokenizer().dump());
   const auto tokenizer = load_tokenizer_json(dir / "tokenizer.json");
   CHECK(tokenizer->encode("abc") == std::vector<std::int32_t>{26, 2});
   CHECK(tokenizer->decode({26, 2}) == "abc");
@@ -49,17 +49,17 @@ TEST_CASE("the minimal tokenizer used below loads") {
 }
 
 TEST_CASE("malformed tokenizer.json files are rejected with the file and key") {
-  TokenizerTempDir dir;
+  TempDir dir;
   const std::string file = (dir / "tokenizer.json").string();
   json root = minimal_tokenizer();
 
   SECTION("a missing file") {
-    const auto message = tokenizer_error([&] { static_cast<void>(load_tokenizer_json(dir / "absent.json")); });
+    const auto message = error_message([&] { static_cast<void>(load_tokenizer_json(dir / "absent.json")); });
     CHECK_THAT(message, Contains((dir / "absent.json").string()));
   }
   SECTION("not JSON") {
-    write_text(dir / "tokenizer.json", "{\"model\": ");
-    const auto message = tokenizer_error([&] { static_cast<void>(load_tokenizer_json(dir / "tokenizer.json")); });
+    write_bytes(dir / "tokenizer.json", "{\"model\": ");
+    const auto message = error_message([&] { static_cast<void>(load_tokenizer_json(dir / "tokenizer.json")); });
     CHECK_THAT(message, Contains(file) && Contains("not valid JSON"));
   }
   SECTION("no model") {

@@ -1,6 +1,6 @@
 #pragma once
-// Helpers shared by the tokenizer tests: the committed tokenizer fixtures, a temporary folder,
-// UTF-8 validity, catching an Error.
+// Helpers shared by the tokenizer tests: the committed tokenizer fixtures and UTF-8 validity
+// (files and errors: tests/support/test_files.hpp).
 
 #include <stdlib.h>
 
@@ -14,6 +14,7 @@
 #include <system_error>
 
 #include "fixtures.hpp"
+#include "test_files.hpp"
 #include "mambakit/error.hpp"
 
 namespace mambakit::test {
@@ -21,39 +22,6 @@ namespace mambakit::test {
 /// tests/data/tokenizers/<name>/<file>: the copies of shared/tokenizers (see the README there).
 inline std::filesystem::path tokenizer_file(const std::string& name, const std::string& file) {
   return data_dir() / "tokenizers" / name / file;
-}
-
-/// A fresh folder under the system's temporary folder, removed with everything in it.
-class TokenizerTempDir {
- public:
-  TokenizerTempDir() {
-    std::string pattern = (std::filesystem::temp_directory_path() / "mambakit-tokenizer-XXXXXX").string();
-    REQUIRE(::mkdtemp(pattern.data()) != nullptr);
-    path_ = pattern;
-  }
-  TokenizerTempDir(const TokenizerTempDir&) = delete;
-  TokenizerTempDir& operator=(const TokenizerTempDir&) = delete;
-  ~TokenizerTempDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path_, ignored);
-  }
-  [[nodiscard]] const std::filesystem::path& path() const { return path_; }
-  [[nodiscard]] std::filesystem::path operator/(const std::string& name) const { return path_ / name; }
-
- private:
-  std::filesystem::path path_;
-};
-
-inline std::string read_text(const std::filesystem::path& path) {
-  std::ifstream stream(path, std::ios::binary);
-  REQUIRE(stream);
-  return {std::istreambuf_iterator<char>(stream), std::istreambuf_iterator<char>()};
-}
-
-inline void write_text(const std::filesystem::path& path, const std::string& bytes) {
-  std::ofstream stream(path, std::ios::binary | std::ios::trunc);
-  stream.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-  REQUIRE(stream);
 }
 
 /// Whether `text` is well-formed UTF-8 (no overlong forms, surrogates or values above U+10FFFF).
@@ -89,19 +57,6 @@ inline bool is_valid_utf8(std::string_view text) {
     pos += length;
   }
   return true;
-}
-
-/// The message of the mambakit::Error that `action` throws; fails the test when it throws
-/// nothing or something else.
-template <class Action>
-std::string tokenizer_error(Action&& action) {
-  try {
-    action();
-  } catch (const mambakit::Error& error) {
-    return error.what();
-  }
-  FAIL("no mambakit::Error was thrown");
-  return {};
 }
 
 }  // namespace mambakit::test

@@ -6,6 +6,19 @@
 #include "fixtures.hpp"
 #include "mambakit/optimizer.hpp"
 
+namespace {
+
+mambakit::Model small_model() {
+  mambakit::LmConfig config;
+  config.d_model = 8;
+  config.n_layer = 1;
+  config.d_state = 2;
+  config.vocab_size = 16;
+  return mambakit::Model::create(config, mambakit::test::in_tree_plugins());
+}
+
+}  // namespace
+
 TEST_CASE("the schedule warms up linearly, then follows a cosine to min_lr") {
   CHECK(mambakit::cosine_learning_rate(0, 10, 110, 1.0, 0.1) == Approx(0.1));
   CHECK(mambakit::cosine_learning_rate(9, 10, 110, 1.0, 0.1) == Approx(1.0));
@@ -16,12 +29,7 @@ TEST_CASE("the schedule warms up linearly, then follows a cosine to min_lr") {
 }
 
 TEST_CASE("one AdamW step moves each parameter by lr times the sign of its gradient, decaying only decayed ones") {
-  mambakit::LmConfig config;
-  config.d_model = 8;
-  config.n_layer = 1;
-  config.d_state = 2;
-  config.vocab_size = 16;
-  auto model = mambakit::Model::create(config, mambakit::test::in_tree_plugins());
+  auto model = small_model();
   auto slices = model.parameter_slices();
   std::vector<std::vector<float>> before;
   for (auto& slice : slices) {
@@ -42,12 +50,7 @@ TEST_CASE("one AdamW step moves each parameter by lr times the sign of its gradi
 }
 
 TEST_CASE("clipping scales the gradient to the clip norm") {
-  mambakit::LmConfig config;
-  config.d_model = 8;
-  config.n_layer = 1;
-  config.d_state = 2;
-  config.vocab_size = 16;
-  auto model = mambakit::Model::create(config, mambakit::test::in_tree_plugins());
+  auto model = small_model();
   double sum_squares = 0;
   for (auto& slice : model.parameter_slices()) {
     for (std::int64_t i = 0; i < slice.numel; ++i) {
