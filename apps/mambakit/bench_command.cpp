@@ -13,6 +13,7 @@
 #include "cli_common.hpp"
 #include "command.hpp"
 #include "mambakit/error.hpp"
+#include "mambakit/optimizer.hpp"
 #include "model_shapes.hpp"
 
 namespace mambakit::cli {
@@ -72,7 +73,9 @@ int bench_main(int argc, char** argv) {
       "length", po::value<std::string>()->default_value("128,512"), "prompt lengths, comma-separated")(
       "threads", po::value<std::string>()->default_value("1,2"), "thread counts, comma-separated")(
       "repeat", po::value<int>()->default_value(5), "timed runs per case (the median is reported)")(
-      "mode", po::value<std::string>()->default_value("prefill"), "prefill, decode, or both")(
+      "mode", po::value<std::string>()->default_value("prefill"),
+                 "prefill, decode, both (prefill and decode), or train (forward + backward + AdamW step, with and "
+                 "without activation recomputation)")(
       "decode-tokens", po::value<std::int64_t>()->default_value(32), "decode steps per timed run")(
       "format", po::value<std::string>()->default_value("text"), "output format: text or json");
   add_plugin_options(options);
@@ -93,8 +96,8 @@ int bench_main(int argc, char** argv) {
   const auto thread_counts = parse_list(values["threads"].as<std::string>(), "threads");
   const std::string shape = values["shape"].as<std::string>();
   const std::string mode = values["mode"].as<std::string>();
-  if (mode != "prefill" && mode != "decode" && mode != "both") {
-    throw Error(fmt::format("--mode must be prefill, decode or both, got '{}'", mode));
+  if (mode != "prefill" && mode != "decode" && mode != "both" && mode != "train") {
+    throw Error(fmt::format("--mode must be prefill, decode, both or train, got '{}'", mode));
   }
   const std::int64_t decode_tokens = values["decode-tokens"].as<std::int64_t>();
   if (decode_tokens < 1) throw Error(fmt::format("--decode-tokens must be >= 1, got {}", decode_tokens));
@@ -136,7 +139,29 @@ int bench_main(int argc, char** argv) {
             std::fflush(stdout);
           }
         };
-        if (mode != "decode") {
+        if (mode == "train") {
+          for (const auto length : lengths) {
+            const TokenBatch tokens = random_tokens(batch, length, config.vocab_size);
+            AdamW optimizer(model, {});
+            for (const bool recompute : {false, true}) {
+              std::vector<double> seconds;
+              for (int run = 0; run <= repeat; ++run) {  // run 0 is the warm-up
+                const auto start = std::chrono::steady_clock::now();
+                model.zero_gradients();
+                model.accumulate_gradients(tokens, {}, recompute);
+                optimizer.step(1e-4);
+                if (run > 0) seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+              }
+              record(recompute ? "train-rc" : "train", length, batch * length, seconds);
+              results.back()["recompute"] = recompute;
+              results.back()["activation_mib"] = static_cast<double>(model.last_activation_bytes()) / 1048576.0;
+              if (format == "text") {
+                fmt::print("{:>8} activations held: {:.1f} MiB\n", "", static_cast<double>(model.last_activation_bytes()) / 1048576.0);
+              }
+            }
+          }
+        }
+        if (mode != "decode" && mode != "train") {
           for (const auto length : lengths) {
             const TokenBatch tokens = random_tokens(batch, length, config.vocab_size);
             model.forward(tokens, nullptr, true);  // warm-up: page in weights, grow workspaces
@@ -149,7 +174,7 @@ int bench_main(int argc, char** argv) {
             record("prefill", length, batch * length, seconds);
           }
         }
-        if (mode != "prefill") {
+        if (mode == "decode" || mode == "both") {
           const TokenBatch prompt = random_tokens(batch, 16, config.vocab_size);
           const std::vector<std::int32_t> next(static_cast<std::size_t>(batch), 1);
           std::vector<double> seconds;
