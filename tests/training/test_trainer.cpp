@@ -101,3 +101,34 @@ TEST_CASE("bad run configs are errors naming the key") {
         R"({"output_dir":"runs/x","steps":9})");
   CHECK_THROWS_WITH(mambakit::apply_overrides("{}", {"novalue"}), Contains("novalue"));
 }
+
+TEST_CASE("a classification run trains on JSONL and reports validation accuracy") {
+  const auto& host = mambakit::test::in_tree_plugins();
+  const fs::path dir = scratch("classification");
+  {
+    std::ofstream out(dir / "train.jsonl");
+    for (int i = 0; i < 64; ++i) {
+      const bool loud = i % 2 == 0;
+      out << nlohmann::json{{"text", loud ? "GREAT WONDERFUL SUPER" + std::to_string(i) : "bad awful poor " + std::to_string(i)},
+                            {"label", loud ? "loud" : "quiet"}}
+                 .dump()
+          << "\n";
+    }
+  }
+  const std::string json = fmt::format(R"({{
+    "model": {{"task": "sequence_classification", "d_model": 16, "n_layer": 1, "d_state": 4, "vocab_size": 257,
+               "num_labels": 2, "pooling": "mean", "labels": ["quiet", "loud"]}},
+    "train_data": "{}", "valid_fraction": 0.25, "tokenizer": "byte", "seq_len": 32, "batch_size": 8,
+    "steps": 30, "lr": 0.01, "min_lr": 0.001, "warmup": 3, "eval_every": 30, "save_every": 100, "log_every": 10,
+    "output_dir": "{}", "seed": 3, "threads": 1}})",
+                                       (dir / "train.jsonl").string(), (dir / "run").string());
+  std::atomic<bool> never{false};
+  std::vector<std::string> lines;
+  REQUIRE(mambakit::train(mambakit::parse_run_config(json, "classification run"), host, false, never,
+                          [&](const std::string& line) { lines.push_back(line); }));
+  const auto eval = std::find_if(lines.begin(), lines.end(), [](const auto& l) { return l.rfind("eval step 30", 0) == 0; });
+  REQUIRE(eval != lines.end());
+  CHECK_THAT(*eval, Contains("accuracy 1.000"));
+  auto model = mambakit::Model::load(dir / "run" / "model", host);
+  CHECK(std::holds_alternative<mambakit::ClassificationConfig>(model.config()));
+}
