@@ -1,6 +1,8 @@
 #pragma once
 // Pooling a sequence's hidden states into one vector per row, over each row's valid tokens.
 //
+// Templated on the element type T (float, or double).
+//
 // Dimensions: B batch, L length, D d_model.
 
 #include <algorithm>
@@ -30,25 +32,26 @@ inline std::int64_t valid_length(const sdk::TensorView& lengths, std::int64_t b,
 }
 
 /// pooled (B, D) from hidden (B, L, D) with `pooling` (not kNone).
-inline void pool(Pooling pooling, const float* hidden, const sdk::TensorView& lengths, float* pooled,
+template <class T>
+void pool(Pooling pooling, const T* hidden, const sdk::TensorView& lengths, T* pooled,
                  std::int64_t batch, std::int64_t length, std::int64_t d_model) {
   for (std::int64_t b = 0; b < batch; ++b) {
     const std::int64_t valid = valid_length(lengths, b, length);
-    float* out = pooled + b * d_model;
-    const float* rows = hidden + b * length * d_model;
+    T* out = pooled + b * d_model;
+    const T* rows = hidden + b * length * d_model;
     if (pooling == Pooling::kLast) {
       std::copy(rows + (valid - 1) * d_model, rows + valid * d_model, out);
       continue;
     }
-    std::fill(out, out + d_model, pooling == Pooling::kMax ? -std::numeric_limits<float>::infinity() : 0.0f);
+    std::fill(out, out + d_model, pooling == Pooling::kMax ? -std::numeric_limits<T>::infinity() : T(0));
     for (std::int64_t t = 0; t < valid; ++t) {
       for (std::int64_t d = 0; d < d_model; ++d) {
-        const float v = rows[t * d_model + d];
+        const T v = rows[t * d_model + d];
         out[d] = pooling == Pooling::kMax ? std::max(out[d], v) : out[d] + v;
       }
     }
     if (pooling == Pooling::kMean) {
-      for (std::int64_t d = 0; d < d_model; ++d) out[d] /= static_cast<float>(valid);
+      for (std::int64_t d = 0; d < d_model; ++d) out[d] /= static_cast<T>(valid);
     }
   }
 }
@@ -57,24 +60,25 @@ inline void pool(Pooling pooling, const float* hidden, const sdk::TensorView& le
 /// (B, D) sends back through `pooling` (not kNone). Last: to the last valid token; mean: 1/valid
 /// to each valid token; max: to the first valid token holding the maximum (the one pool()
 /// returns), recomputed from hidden (B, L, D). Padding tokens get nothing.
-inline void pool_backward(Pooling pooling, const float* hidden, const sdk::TensorView& lengths,
-                          const float* grad_pooled, float* grad_hidden, std::int64_t batch, std::int64_t length,
+template <class T>
+void pool_backward(Pooling pooling, const T* hidden, const sdk::TensorView& lengths,
+                          const T* grad_pooled, T* grad_hidden, std::int64_t batch, std::int64_t length,
                           std::int64_t d_model) {
   for (std::int64_t b = 0; b < batch; ++b) {
     const std::int64_t valid = valid_length(lengths, b, length);
-    const float* grad = grad_pooled + b * d_model;
-    float* grad_rows = grad_hidden + b * length * d_model;
+    const T* grad = grad_pooled + b * d_model;
+    T* grad_rows = grad_hidden + b * length * d_model;
     if (pooling == Pooling::kLast) {
-      float* row = grad_rows + (valid - 1) * d_model;
+      T* row = grad_rows + (valid - 1) * d_model;
       for (std::int64_t d = 0; d < d_model; ++d) row[d] += grad[d];
     } else if (pooling == Pooling::kMean) {
-      const float scale = 1.0f / static_cast<float>(valid);
+      const T scale = T(1) / static_cast<T>(valid);
       for (std::int64_t t = 0; t < valid; ++t) {
-        float* row = grad_rows + t * d_model;
+        T* row = grad_rows + t * d_model;
         for (std::int64_t d = 0; d < d_model; ++d) row[d] += grad[d] * scale;
       }
     } else {
-      const float* rows = hidden + b * length * d_model;
+      const T* rows = hidden + b * length * d_model;
       for (std::int64_t d = 0; d < d_model; ++d) {
         std::int64_t best = 0;
         for (std::int64_t t = 1; t < valid; ++t) {

@@ -1,15 +1,14 @@
 #pragma once
-// Finite-difference gradient checks for the backward tests.
+// Finite-difference gradient checks for the backward tests, in double precision.
 //
-// The components compute in f32, so the differences are taken of an f32 computation: the loss
-// is summed in double from f32 outputs, whose rounding leaves noise of about delta = 1e-7 in a
-// loss of order 1 (unit roundoff, measured: 7e-5 * 2e-3). A difference quotient with step h
-// carries noise of order delta / h, plus its truncation error. Measured on mixer/s6, the
-// tensors on the dt path (dt_proj.*, A_log) have largest gradients of only 5e-3 to 1e-2, so
-// the textbook central difference with h = 1e-3 (noise ~7e-5) cannot check them to better
-// than ~1%. We therefore use the fourth-order stencil with h = 3e-2: noise ~5e-6, truncation
-// O(h^4) = 1e-6 relative. With it the measured errors shrink as h grows from 1e-3 to 4e-2
-// (noise-dominated, no systematic part), and sit 5x or more below the tolerance.
+// The components run entirely in f64 for these checks (f64 parameters make a mixer or head
+// compute in f64; see sdk/mixer.hpp), so the loss carries rounding noise of about
+// delta = 1e-16 * |loss|. The fourth-order central stencil with step h = 1e-3 has truncation
+// error O(h^4) and noise delta / h = 1e-13. Measured (the tests print it): errors of 1e-13 to
+// 1e-11 of each tensor's largest gradient, up to 7e-9 for A_log, whose exp makes the O(h^4)
+// term largest; the tolerance leaves a margin of more than 10x over that. The production f32
+// path is then checked against the f64 gradients of the same problem: measured up to 1.6e-6,
+// tolerance kPrecisionRtol.
 //
 // A tensor's analytic gradient g passes against the difference quotients f when
 //     max_i |g_i - f_i| <= kGradientRtol * max_i |f_i| + kGradientAtol,
@@ -27,30 +26,28 @@
 
 namespace mambakit::test {
 
-inline constexpr double kGradientRtol = 2e-3;
-inline constexpr double kGradientAtol = 1e-5;
-inline constexpr double kFiniteDifferenceStep = 3e-2;
+inline constexpr double kGradientRtol = 1e-7;
+inline constexpr double kGradientAtol = 1e-12;
+inline constexpr double kFiniteDifferenceStep = 1e-3;
+/// f32 gradients against the f64 ones of the same problem, relative to the largest element:
+/// f32 rounding through a few layers of arithmetic, with margin.
+inline constexpr double kPrecisionRtol = 2e-5;
 
 /// Fourth-order central differences of `loss()` with respect to each element of `values`
 /// (changed and restored in place), with step h:
 ///   f' = (f(v - 2h) - 8 f(v - h) + 8 f(v + h) - f(v + 2h)) / (12 h) + O(h^4).
-/// The steps are the f32 values actually set, so rounding v +- h to f32 costs nothing.
 template <class Loss>
-std::vector<double> finite_differences(std::vector<float>& values, Loss&& loss, double h = kFiniteDifferenceStep) {
+std::vector<double> finite_differences(std::vector<double>& values, Loss&& loss, double h = kFiniteDifferenceStep) {
   std::vector<double> result(values.size());
   for (std::size_t i = 0; i < values.size(); ++i) {
-    const float original = values[i];
-    auto at = [&](double offset, double& actual_offset) {
-      values[i] = static_cast<float>(original + offset);
-      actual_offset = static_cast<double>(values[i]) - static_cast<double>(original);
+    const double original = values[i];
+    auto at = [&](double offset) {
+      values[i] = original + offset;
       return loss();
     };
-    double h1 = 0, h2 = 0, m1 = 0, m2 = 0;
-    const double plus = at(h, h1), minus = at(-h, m1), plus2 = at(2 * h, h2), minus2 = at(-2 * h, m2);
+    const double plus = at(h), minus = at(-h), plus2 = at(2 * h), minus2 = at(-2 * h);
     values[i] = original;
-    // Up to f32 rounding of the steps, h1 = -m1 = h and h2 = -m2 = 2h; use their mean sizes.
-    const double step = 0.25 * (h1 - m1 + 0.5 * (h2 - m2));
-    result[i] = (minus2 - 8.0 * minus + 8.0 * plus - plus2) / (12.0 * step);
+    result[i] = (minus2 - 8.0 * minus + 8.0 * plus - plus2) / (12.0 * h);
   }
   return result;
 }
@@ -66,7 +63,8 @@ struct GradientComparison {
   [[nodiscard]] double relative() const { return max_error / std::max(max_gradient, 1e-30); }
 };
 
-inline GradientComparison compare_gradient(const std::vector<float>& analytic, const std::vector<double>& numeric) {
+template <class T>
+GradientComparison compare_gradient(const std::vector<T>& analytic, const std::vector<double>& numeric) {
   GradientComparison comparison;
   if (analytic.size() != numeric.size()) {
     comparison.max_error = std::numeric_limits<double>::infinity();
@@ -81,8 +79,20 @@ inline GradientComparison compare_gradient(const std::vector<float>& analytic, c
   return comparison;
 }
 
+/// max |f32_i - f64_i| / max |f64_i|: how far the f32 path's gradient is from the f64 one.
+inline double precision_error(const std::vector<float>& f32, const std::vector<double>& f64) {
+  double error = f32.size() == f64.size() ? 0.0 : std::numeric_limits<double>::infinity(), largest = 0.0;
+  for (std::size_t i = 0; i < f32.size() && i < f64.size(); ++i) {
+    const double difference = std::fabs(static_cast<double>(f32[i]) - f64[i]);
+    error = std::isnan(difference) ? std::numeric_limits<double>::infinity() : std::max(error, difference);
+    largest = std::max(largest, std::fabs(f64[i]));
+  }
+  return error / std::max(largest, 1e-30);
+}
+
 /// sum_i a_i * w_i in double.
-inline double weighted_sum(const std::vector<float>& a, const std::vector<float>& w) {
+template <class T>
+double weighted_sum(const std::vector<T>& a, const std::vector<T>& w) {
   double sum = 0.0;
   for (std::size_t i = 0; i < a.size() && i < w.size(); ++i) sum += static_cast<double>(a[i]) * w[i];
   return sum;

@@ -1,5 +1,7 @@
-// mixer/s6 backward against central finite differences of its own forward, with every
-// registered scan backend that has a backward pass.
+// mixer/s6 backward against central finite differences of its own forward in double precision
+// (f64 parameters make the mixer and the scan run in f64), with every registered scan backend
+// that has an f64 backward pass; then the f32 path's gradients, with every backend that has a
+// backward (f32 only ones included), against those f64 gradients.
 //
 // Loss: sum(y * w_y) + sum(final_conv_state * w_conv) + sum(final_ssm_state * w_ssm) with
 // random weights, so every upstream gradient (grad_y and both grad_final_state tensors) is
@@ -57,37 +59,42 @@ struct MixerVariant {
 
 const MixerVariant kVariants[] = {{4, false, true}, {3, false, true}, {4, true, false}, {3, true, true}};
 
+template <class T>
 struct Tensor {
   std::string name;
   std::vector<std::int64_t> shape;
-  std::vector<float> values;
+  std::vector<T> values;
 
   [[nodiscard]] sdk::TensorView view() {
-    return sdk::make_view(values.data(), sdk::DType::kF32, sdk::Device{}, shape.data(),
-                          static_cast<std::int32_t>(shape.size()));
+    const sdk::DType dtype = sizeof(T) == sizeof(double) ? sdk::DType::kF64 : sdk::DType::kF32;
+    return sdk::make_view(values.data(), dtype, sdk::Device{}, shape.data(), static_cast<std::int32_t>(shape.size()));
   }
 };
 
-Tensor make_tensor(const sdk::TensorSpec& spec) {
-  Tensor tensor{spec.name, std::vector<std::int64_t>(spec.shape, spec.shape + spec.rank), {}};
-  tensor.values.assign(static_cast<std::size_t>(spec.numel()), 0.0f);
+/// A zero tensor as `spec` declares it, with element type T whatever the declared dtype.
+template <class T>
+Tensor<T> make_tensor(const sdk::TensorSpec& spec) {
+  Tensor<T> tensor{spec.name, std::vector<std::int64_t>(spec.shape, spec.shape + spec.rank), {}};
+  tensor.values.assign(static_cast<std::size_t>(spec.numel()), T(0));
   return tensor;
 }
 
-std::vector<sdk::TensorView> views(std::vector<Tensor>& tensors) {
+template <class T>
+std::vector<sdk::TensorView> views(std::vector<Tensor<T>>& tensors) {
   std::vector<sdk::TensorView> result;
   for (auto& tensor : tensors) result.push_back(tensor.view());
   return result;
 }
 
-/// Names of the scan backends that have a backward pass.
-std::vector<std::string> backward_scan_names() {
+/// Names of the CPU scan backends that have a backward pass for problems of `dtype`.
+std::vector<std::string> backward_scan_names(sdk::DType dtype) {
   const auto& host = mambakit::test::in_tree_plugins();
   std::vector<std::string> names;
   for (const auto& name : host.names(mambakit::ComponentKind::kScan)) {
     sdk::ScanCapabilities capabilities;
     host.create_scan(name)->capabilities(&capabilities);
-    if (capabilities.backward && (capabilities.devices & sdk::device_bit(sdk::DeviceType::kCpu)) != 0) {
+    if (capabilities.backward && (capabilities.devices & sdk::device_bit(sdk::DeviceType::kCpu)) != 0 &&
+        (capabilities.dtypes & sdk::dtype_bit(dtype)) != 0) {
       names.push_back(name);
     }
   }
@@ -96,15 +103,16 @@ std::vector<std::string> backward_scan_names() {
 
 /// One mixer with random parameters, input, initial state and loss weights, and a context
 /// with the given scan backend.
+template <class T>
 class MixerProblem {
  public:
   struct Outputs {
-    std::vector<Tensor> final_state, saved;
-    Tensor y;
+    std::vector<Tensor<T>> final_state, saved;
+    Tensor<T> y;
   };
   struct Gradients {
-    std::vector<Tensor> params, initial_state;
-    Tensor x;
+    std::vector<Tensor<T>> params, initial_state;
+    Tensor<T> x;
   };
 
   MixerProblem(sdk::Mixer& mixer, sdk::ScanBackend& scan, std::int64_t batch, std::int64_t length,
@@ -115,25 +123,25 @@ class MixerProblem {
     context_.n_threads = 1;
     std::mt19937 rng(seed);
     std::uniform_real_distribution<double> unit(-1.0, 1.0);
-    auto uniform = [&](std::vector<float>& v, double bound) {
-      for (auto& value : v) value = static_cast<float>(bound * unit(rng));
+    auto uniform = [&](std::vector<T>& v, double bound) {
+      for (auto& value : v) value = static_cast<T>(bound * unit(rng));
     };
     for (std::int32_t i = 0; i < mixer.param_count(); ++i) {
       sdk::ParamSpec spec;
       REQUIRE(mixer.param_spec(i, &spec).ok());
-      params.push_back(make_tensor(spec.tensor));
+      params.push_back(make_tensor<T>(spec.tensor));
       initialise(params.back(), rng);
     }
     for (std::int32_t i = 0; i < mixer.state_count(); ++i) {
       sdk::TensorSpec spec;
       REQUIRE(mixer.state_spec(i, batch, &spec).ok());
-      initial_state.push_back(make_tensor(spec));
+      initial_state.push_back(make_tensor<T>(spec));
       uniform(initial_state.back().values, 1.0);
       state_weights_.push_back(initial_state.back());
       uniform(state_weights_.back().values, 1.0);
     }
     d_model_ = params.front().shape[1];  // in_proj.weight (2E, D)
-    x = Tensor{"x", {batch, length, d_model_}, std::vector<float>(static_cast<std::size_t>(batch * length * d_model_))};
+    x = Tensor<T>{"x", {batch, length, d_model_}, std::vector<T>(static_cast<std::size_t>(batch * length * d_model_))};
     uniform(x.values, 1.7);  // about unit variance, as after RMSNorm
     y_weights_ = x;
     uniform(y_weights_.values, 1.0);
@@ -148,7 +156,7 @@ class MixerProblem {
 
   Outputs forward(bool save) {
     Outputs out;
-    out.y = Tensor{"y", x.shape, std::vector<float>(x.values.size(), NAN)};
+    out.y = Tensor<T>{"y", x.shape, std::vector<T>(x.values.size(), NAN)};
     for (const auto& state : initial_state) {
       out.final_state.push_back(state);
       std::fill(out.final_state.back().values.begin(), out.final_state.back().values.end(), NAN);
@@ -157,7 +165,7 @@ class MixerProblem {
       for (std::int32_t i = 0; i < mixer_.saved_count(); ++i) {
         sdk::TensorSpec spec;
         REQUIRE(mixer_.saved_spec(i, batch_, length_, &spec).ok());
-        out.saved.push_back(make_tensor(spec));
+        out.saved.push_back(make_tensor<T>(spec));
         std::fill(out.saved.back().values.begin(), out.saved.back().values.end(), NAN);
       }
     }
@@ -192,9 +200,9 @@ class MixerProblem {
   Gradients zero_gradients() const {
     Gradients grads{params, initial_state, x};
     for (auto* group : {&grads.params, &grads.initial_state}) {
-      for (auto& tensor : *group) std::fill(tensor.values.begin(), tensor.values.end(), 0.0f);
+      for (auto& tensor : *group) std::fill(tensor.values.begin(), tensor.values.end(), T(0));
     }
-    std::fill(grads.x.values.begin(), grads.x.values.end(), 0.0f);
+    std::fill(grads.x.values.begin(), grads.x.values.end(), T(0));
     return grads;
   }
 
@@ -225,12 +233,12 @@ class MixerProblem {
     REQUIRE(status.ok());
   }
 
-  std::vector<Tensor> params, initial_state;
-  Tensor x;
+  std::vector<Tensor<T>> params, initial_state;
+  Tensor<T> x;
 
  private:
   /// The scales of the golden fixtures (tests/data/README.md).
-  static void initialise(Tensor& tensor, std::mt19937& rng) {
+  static void initialise(Tensor<T>& tensor, std::mt19937& rng) {
     std::uniform_real_distribution<double> unit(-1.0, 1.0);
     std::normal_distribution<double> normal(0.0, 1.0);
     const double fan_in = static_cast<double>(tensor.shape.back());
@@ -251,20 +259,21 @@ class MixerProblem {
       } else if (name == "D") {
         value = 1.0 + 0.5 * unit(rng);
       }
-      tensor.values[i] = static_cast<float>(value);
+      tensor.values[i] = static_cast<T>(value);
     }
   }
 
   sdk::Mixer& mixer_;
   std::int64_t batch_, length_, d_model_ = 0;
   bool with_initial_state_;
-  std::vector<Tensor> state_weights_;
-  Tensor y_weights_;
+  std::vector<Tensor<T>> state_weights_;
+  Tensor<T> y_weights_;
   TestWorkspace workspace_;
   sdk::Context context_;
 };
 
-bool identical(const std::vector<float>& a, const std::vector<float>& b) {
+template <class T>
+bool identical(const std::vector<T>& a, const std::vector<T>& b) {
   return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin());
 }
 
@@ -291,23 +300,26 @@ TEST_CASE("mixer/s6 declares saved activations and a backward pass") {
   CHECK_FALSE(mixer->saved_spec(3, 3, 7, &spec).ok());
 }
 
-TEST_CASE("mixer/s6 backward matches finite differences, for every scan backend with a backward") {
+TEST_CASE("mixer/s6 backward matches f64 finite differences, and the f32 path matches f64, for every scan backend") {
   const auto& host = mambakit::test::in_tree_plugins();
-  const auto backends = backward_scan_names();
-  REQUIRE(!backends.empty());
+  const auto f64_backends = backward_scan_names(sdk::DType::kF64);
+  const auto f32_backends = backward_scan_names(sdk::DType::kF32);
+  REQUIRE(!f64_backends.empty());
+  REQUIRE(f32_backends.size() >= f64_backends.size());
   // backend -> tensor kind -> worst max error / max |gradient|
-  std::map<std::string, std::map<std::string, double>> worst;
+  std::map<std::string, std::map<std::string, double>> worst, worst_f32;
   std::uint32_t seed = 1234;
   for (const auto& variant : kVariants) {
     auto mixer = host.create_mixer("s6", variant.config());
     for (const std::int64_t length : {1, 2, 5, 9}) {
       for (const bool with_initial_state : {false, true}) {
         ++seed;
-        for (const auto& backend : backends) {
+        std::vector<std::vector<double>> reference;  // f64 gradients: parameters, x, initial state
+        for (const auto& backend : f64_backends) {
           auto scan = host.create_scan(backend);
-          MixerProblem problem(*mixer, *scan, 2, length, with_initial_state, seed);
+          MixerProblem<double> problem(*mixer, *scan, 2, length, with_initial_state, seed);
           INFO(variant.label() << ", L " << length << (with_initial_state ? ", initial state" : ", zero state")
-                               << ", scan/" << backend);
+                               << ", scan/" << backend << " in f64");
 
           // Saving activations does not change the outputs.
           const auto plain = problem.forward(false);
@@ -322,11 +334,14 @@ TEST_CASE("mixer/s6 backward matches finite differences, for every scan backend 
           CHECK(problem.workspace_live() == 0);
 
           auto loss = [&] { return problem.loss(); };
-          auto check = [&](const std::string& kind, std::vector<float>& values, const std::vector<float>& analytic) {
+          auto check = [&](const std::string& kind, std::vector<double>& values, const std::vector<double>& analytic) {
             const GradientComparison comparison = compare_gradient(analytic, finite_differences(values, loss));
             INFO(kind << ": max error " << comparison.max_error << ", max |gradient| " << comparison.max_gradient
                       << ", tolerance " << comparison.tolerance());
             CHECK(comparison.passes());
+            if (reference.size() < problem.params.size() + 1 + problem.initial_state.size()) {
+              reference.push_back(analytic);
+            }
             // One token from a zero state: h_0 = dt B x does not involve A, so A_log's gradient
             // is exactly zero there (and the relative error meaningless).
             if (kind == "A_log" && length == 1 && !with_initial_state) return;
@@ -338,33 +353,66 @@ TEST_CASE("mixer/s6 backward matches finite differences, for every scan backend 
             check(problem.params[i].name, problem.params[i].values, grads.params[i].values);
           }
           check("grad_x", problem.x.values, grads.x.values);
-          if (with_initial_state) {
-            for (std::size_t i = 0; i < problem.initial_state.size(); ++i) {
+          for (std::size_t i = 0; i < problem.initial_state.size(); ++i) {
+            if (with_initial_state) {
               check("initial " + problem.initial_state[i].name, problem.initial_state[i].values,
                     grads.initial_state[i].values);
+            } else {
+              const auto& values = grads.initial_state[i].values;
+              CHECK(std::all_of(values.begin(), values.end(), [](double v) { return v == 0.0; }));
+              if (reference.size() < problem.params.size() + 1 + problem.initial_state.size()) {
+                reference.push_back(values);
+              }
             }
-          } else {
-            for (const auto& tensor : grads.initial_state) {
-              CHECK(std::all_of(tensor.values.begin(), tensor.values.end(), [](float v) { return v == 0.0f; }));
-            }
+          }
+        }
+
+        // The f32 path, on the same problem rounded to f32, against the f64 gradients.
+        for (const auto& backend : f32_backends) {
+          auto scan = host.create_scan(backend);
+          MixerProblem<float> problem(*mixer, *scan, 2, length, with_initial_state, seed);
+          INFO(variant.label() << ", L " << length << (with_initial_state ? ", initial state" : ", zero state")
+                               << ", scan/" << backend << " in f32");
+          auto saved = problem.forward(true);
+          auto grads = problem.zero_gradients();
+          problem.backward(saved, grads);
+          std::vector<std::pair<std::string, const std::vector<float>*>> tensors;
+          for (std::size_t i = 0; i < grads.params.size(); ++i) {
+            tensors.emplace_back(problem.params[i].name, &grads.params[i].values);
+          }
+          tensors.emplace_back("grad_x", &grads.x.values);
+          for (std::size_t i = 0; i < grads.initial_state.size(); ++i) {
+            tensors.emplace_back("initial " + problem.initial_state[i].name, &grads.initial_state[i].values);
+          }
+          REQUIRE(tensors.size() == reference.size());
+          for (std::size_t i = 0; i < tensors.size(); ++i) {
+            const double error = mambakit::test::precision_error(*tensors[i].second, reference[i]);
+            INFO(tensors[i].first << ": f32 vs f64 " << error);
+            CHECK(error <= mambakit::test::kPrecisionRtol);
+            double& entry = worst_f32[backend][tensors[i].first];
+            entry = std::max(entry, error);
           }
         }
       }
     }
   }
-  std::printf("mixer/s6 backward vs finite differences: max |error| / max |gradient| per tensor\n");
+  std::printf("mixer/s6 backward vs f64 finite differences: max |error| / max |gradient| per tensor\n");
   for (const auto& [backend, kinds] : worst) {
+    for (const auto& [kind, error] : kinds) std::printf("  scan/%-10s %-24s %.2e\n", backend.c_str(), kind.c_str(), error);
+  }
+  std::printf("mixer/s6 f32 gradients vs f64 gradients: max |error| / max |gradient| per tensor\n");
+  for (const auto& [backend, kinds] : worst_f32) {
     for (const auto& [kind, error] : kinds) std::printf("  scan/%-10s %-24s %.2e\n", backend.c_str(), kind.c_str(), error);
   }
 }
 
 TEST_CASE("mixer/s6 backward accumulates, respects frozen parameters, and is thread-count independent") {
   const auto& host = mambakit::test::in_tree_plugins();
-  for (const auto& backend : backward_scan_names()) {
+  for (const auto& backend : backward_scan_names(sdk::DType::kF32)) {
     auto scan = host.create_scan(backend);
     for (const auto& variant : {kVariants[0], kVariants[3]}) {
       auto mixer = host.create_mixer("s6", variant.config());
-      MixerProblem problem(*mixer, *scan, 2, 6, true, 77);
+      MixerProblem<float> problem(*mixer, *scan, 2, 6, true, 77);
       INFO(variant.label() << ", scan/" << backend);
       auto saved = problem.forward(true);
       auto once = problem.zero_gradients();

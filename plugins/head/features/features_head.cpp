@@ -22,7 +22,8 @@ class FeaturesHead final : public sdk::Head {
 
   void capabilities(sdk::HeadCapabilities* out) const noexcept override {
     out->devices = sdk::device_bit(sdk::DeviceType::kCpu);
-    out->param_dtypes = sdk::dtype_bit(sdk::DType::kF32);
+    out->param_dtypes = sdk::dtype_bit(sdk::DType::kF32) | sdk::dtype_bit(sdk::DType::kF64) |
+                        sdk::dtype_bit(sdk::DType::kF16) | sdk::dtype_bit(sdk::DType::kBF16);
     out->backward = true;
   }
 
@@ -43,35 +44,47 @@ class FeaturesHead final : public sdk::Head {
 
   sdk::Status forward(const sdk::Context&, const sdk::HeadForwardArgs& args) noexcept override {
     return sdk::guard([&] {
-      const std::int64_t batch = args.hidden.shape[0], length = args.hidden.shape[1];
-      const float* hidden = args.hidden.as<const float>();
-      if (pooling_ == plugin_common::Pooling::kNone) {
-        std::copy(hidden, hidden + batch * length * d_model_, args.output.as<float>());
-      } else {
-        plugin_common::pool(pooling_, hidden, args.lengths, args.output.as<float>(), batch, length, d_model_);
-      }
-      return sdk::Status::success();
+      if (args.hidden.dtype == sdk::DType::kF64) return forward_typed<double>(args);
+      return forward_typed<float>(args);
     });
   }
 
   sdk::Status backward(const sdk::Context&, const sdk::HeadBackwardArgs& args) noexcept override {
     return sdk::guard([&] {
-      if (!args.grad_hidden.present()) return sdk::Status::success();
-      const std::int64_t batch = args.hidden.shape[0], length = args.hidden.shape[1];
-      const float* grad_output = args.grad_output.as<const float>();
-      float* grad_hidden = args.grad_hidden.as<float>();
-      if (pooling_ == plugin_common::Pooling::kNone) {
-        const std::int64_t count = batch * length * d_model_;
-        for (std::int64_t i = 0; i < count; ++i) grad_hidden[i] += grad_output[i];
-      } else {
-        plugin_common::pool_backward(pooling_, args.hidden.as<const float>(), args.lengths, grad_output, grad_hidden,
-                                     batch, length, d_model_);
-      }
-      return sdk::Status::success();
+      if (args.hidden.dtype == sdk::DType::kF64) return backward_typed<double>(args);
+      return backward_typed<float>(args);
     });
   }
 
  private:
+  template <class T>
+  sdk::Status forward_typed(const sdk::HeadForwardArgs& args) const {
+    const std::int64_t batch = args.hidden.shape[0], length = args.hidden.shape[1];
+    const T* hidden = args.hidden.as<const T>();
+    if (pooling_ == plugin_common::Pooling::kNone) {
+      std::copy(hidden, hidden + batch * length * d_model_, args.output.as<T>());
+    } else {
+      plugin_common::pool(pooling_, hidden, args.lengths, args.output.as<T>(), batch, length, d_model_);
+    }
+    return sdk::Status::success();
+  }
+
+  template <class T>
+  sdk::Status backward_typed(const sdk::HeadBackwardArgs& args) const {
+    if (!args.grad_hidden.present()) return sdk::Status::success();
+    const std::int64_t batch = args.hidden.shape[0], length = args.hidden.shape[1];
+    const T* grad_output = args.grad_output.as<const T>();
+    T* grad_hidden = args.grad_hidden.as<T>();
+    if (pooling_ == plugin_common::Pooling::kNone) {
+      const std::int64_t count = batch * length * d_model_;
+      for (std::int64_t i = 0; i < count; ++i) grad_hidden[i] += grad_output[i];
+    } else {
+      plugin_common::pool_backward(pooling_, args.hidden.as<const T>(), args.lengths, grad_output, grad_hidden, batch,
+                                   length, d_model_);
+    }
+    return sdk::Status::success();
+  }
+
   std::int64_t d_model_ = 0;
   plugin_common::Pooling pooling_ = plugin_common::Pooling::kMean;
 };

@@ -7,8 +7,10 @@
 // Dimensions: B batch, L length, D d_model, V vocab (padded).
 
 #include "json_config.hpp"
+#include "few_rows.hpp"
 #include "linear.hpp"
 #include "mambakit/sdk/sdk.hpp"
+#include "typed_params.hpp"
 
 namespace mambakit::head_lm {
 
@@ -25,7 +27,8 @@ class LmHead final : public sdk::Head {
 
   void capabilities(sdk::HeadCapabilities* out) const noexcept override {
     out->devices = sdk::device_bit(sdk::DeviceType::kCpu);
-    out->param_dtypes = sdk::dtype_bit(sdk::DType::kF32);
+    out->param_dtypes = sdk::dtype_bit(sdk::DType::kF32) | sdk::dtype_bit(sdk::DType::kF64) |
+                        sdk::dtype_bit(sdk::DType::kF16) | sdk::dtype_bit(sdk::DType::kBF16);
     out->backward = true;
   }
 
@@ -49,37 +52,53 @@ class LmHead final : public sdk::Head {
   sdk::Status forward(const sdk::Context& context, const sdk::HeadForwardArgs& args) noexcept override {
     return sdk::guard([&] {
       const std::int64_t rows = args.hidden.shape[0] * args.hidden.shape[1];
+      if (args.hidden.dtype == sdk::DType::kF64) return forward_typed<double>(context, args);
       if (rows <= kFewRows) {  // decode: stream the weights once, row results independent of batch
-        plugin_common::linear_few_rows(args.hidden.as<const float>(), d_model_, args.params[0].as<const float>(),
-                                       nullptr, args.output.as<float>(), vocab_, rows, d_model_, vocab_,
-                                       context.n_threads);
+        plugin_common::linear_few_rows(args.hidden.as<const float>(), d_model_, args.params[0], nullptr,
+                                       args.output.as<float>(), vocab_, rows, d_model_, vocab_, context.n_threads);
         return sdk::Status::success();
       }
-      plugin_common::set_gemm_threads(context.n_threads);
-      plugin_common::linear_forward(args.hidden.as<const float>(), d_model_, args.params[0].as<const float>(), nullptr,
-                                    args.output.as<float>(), vocab_, rows, d_model_, vocab_);
-      return sdk::Status::success();
+      return forward_typed<float>(context, args);
     });
   }
 
   sdk::Status backward(const sdk::Context& context, const sdk::HeadBackwardArgs& args) noexcept override {
     return sdk::guard([&] {
-      const std::int64_t rows = args.hidden.shape[0] * args.hidden.shape[1];
-      const float* grad_logits = args.grad_output.as<const float>();
-      plugin_common::set_gemm_threads(context.n_threads);
-      if (args.grad_hidden.present()) {
-        plugin_common::linear_backward_input(grad_logits, vocab_, args.params[0].as<const float>(),
-                                             args.grad_hidden.as<float>(), d_model_, rows, d_model_, vocab_);
+      if (args.hidden.dtype == sdk::DType::kF64) return backward_typed<double>(context, args);
+      if (args.params[0].dtype != sdk::DType::kF32) {
+        return sdk::Status::error(sdk::StatusCode::kInvalidArgument, "head/lm backward needs f32 parameters");
       }
-      if (args.grad_params != nullptr && args.grad_params[0].present()) {
-        plugin_common::linear_backward_params(grad_logits, vocab_, args.hidden.as<const float>(), d_model_,
-                                              args.grad_params[0].as<float>(), nullptr, rows, d_model_, vocab_);
-      }
-      return sdk::Status::success();
+      return backward_typed<float>(context, args);
     });
   }
 
  private:
+  template <class T>
+  sdk::Status forward_typed(const sdk::Context& context, const sdk::HeadForwardArgs& args) const {
+    const std::int64_t rows = args.hidden.shape[0] * args.hidden.shape[1];
+    const plugin_common::TypedParams<T> param(context, args.params, 1, "head/lm");
+    plugin_common::set_gemm_threads(context.n_threads);
+    plugin_common::linear_forward<T>(args.hidden.as<const T>(), d_model_, param[0], nullptr, args.output.as<T>(),
+                                     vocab_, rows, d_model_, vocab_);
+    return sdk::Status::success();
+  }
+
+  template <class T>
+  sdk::Status backward_typed(const sdk::Context& context, const sdk::HeadBackwardArgs& args) const {
+    const std::int64_t rows = args.hidden.shape[0] * args.hidden.shape[1];
+    const T* grad_logits = args.grad_output.as<const T>();
+    plugin_common::set_gemm_threads(context.n_threads);
+    if (args.grad_hidden.present()) {
+      plugin_common::linear_backward_input(grad_logits, vocab_, args.params[0].as<const T>(), args.grad_hidden.as<T>(),
+                                           d_model_, rows, d_model_, vocab_);
+    }
+    if (args.grad_params != nullptr && args.grad_params[0].present()) {
+      plugin_common::linear_backward_params<T>(grad_logits, vocab_, args.hidden.as<const T>(), d_model_,
+                                               args.grad_params[0].as<T>(), nullptr, rows, d_model_, vocab_);
+    }
+    return sdk::Status::success();
+  }
+
   std::int64_t d_model_ = 0, vocab_ = 0;
   bool tied_ = true;
 };

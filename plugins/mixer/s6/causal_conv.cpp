@@ -8,32 +8,36 @@ namespace mambakit::mixer_s6 {
 
 namespace {
 
-inline float silu(float v) { return v / (1.0f + std::exp(-v)); }
+template <class T>
+T silu(T v) {
+  return v / (T(1) + std::exp(-v));
+}
 
 }  // namespace
 
-void causal_conv_silu(const float* input, std::int64_t input_row_stride, const float* weight, const float* bias,
-                      const float* initial_state, float* final_state, float* out, std::int64_t batch,
+template <class T>
+void causal_conv_silu(const T* input, std::int64_t input_row_stride, const T* weight, const T* bias,
+                      const T* initial_state, T* final_state, T* out, std::int64_t batch,
                       std::int64_t length, std::int64_t d_inner, std::int64_t d_conv, int n_threads) {
   const std::int64_t E = d_inner, K = d_conv;
   // Transposed weights (K, E) so the inner loop runs over contiguous channels.
-  std::vector<float> weight_t(static_cast<std::size_t>(K * E));
+  std::vector<T> weight_t(static_cast<std::size_t>(K * E));
   for (std::int64_t e = 0; e < E; ++e) {
     for (std::int64_t k = 0; k < K; ++k) weight_t[k * E + e] = weight[e * K + k];
   }
 #pragma omp parallel for num_threads(n_threads) collapse(2) schedule(static)
   for (std::int64_t b = 0; b < batch; ++b) {
     for (std::int64_t t = 0; t < length; ++t) {
-      float* row = out + (b * length + t) * E;
-      for (std::int64_t e = 0; e < E; ++e) row[e] = bias != nullptr ? bias[e] : 0.0f;
+      T* row = out + (b * length + t) * E;
+      for (std::int64_t e = 0; e < E; ++e) row[e] = bias != nullptr ? bias[e] : T(0);
       for (std::int64_t k = 0; k < K; ++k) {
         const std::int64_t source = t - K + 1 + k;
-        const float* w = &weight_t[k * E];
+        const T* w = &weight_t[k * E];
         if (source >= 0) {
-          const float* x = input + (b * length + source) * input_row_stride;
+          const T* x = input + (b * length + source) * input_row_stride;
           for (std::int64_t e = 0; e < E; ++e) row[e] += w[e] * x[e];
         } else if (initial_state != nullptr) {
-          const float* state = initial_state + b * E * K;
+          const T* state = initial_state + b * E * K;
           const std::int64_t slot = source + K;
           for (std::int64_t e = 0; e < E; ++e) row[e] += w[e] * state[e * K + slot];
         }
@@ -46,7 +50,7 @@ void causal_conv_silu(const float* input, std::int64_t input_row_stride, const f
     for (std::int64_t slot = 0; slot < K; ++slot) {
       const std::int64_t time = length - K + slot;
       for (std::int64_t e = 0; e < E; ++e) {
-        float value = 0.0f;
+        T value = T(0);
         if (time >= 0) {
           value = input[(b * length + time) * input_row_stride + e];
         } else if (initial_state != nullptr) {
@@ -58,10 +62,11 @@ void causal_conv_silu(const float* input, std::int64_t input_row_stride, const f
   }
 }
 
-void causal_conv_silu_backward(const float* input, std::int64_t input_row_stride, const float* weight,
-                               const float* bias, const float* initial_state, const float* grad_out,
-                               const float* grad_final_state, float* grad_input, std::int64_t grad_input_row_stride,
-                               float* grad_weight, float* grad_bias, float* grad_initial_state, std::int64_t batch,
+template <class T>
+void causal_conv_silu_backward(const T* input, std::int64_t input_row_stride, const T* weight,
+                               const T* bias, const T* initial_state, const T* grad_out,
+                               const T* grad_final_state, T* grad_input, std::int64_t grad_input_row_stride,
+                               T* grad_weight, T* grad_bias, T* grad_initial_state, std::int64_t batch,
                                std::int64_t length, std::int64_t d_inner, std::int64_t d_conv, int n_threads) {
   const std::int64_t E = d_inner, K = d_conv;
   // Channels are independent (depthwise), so each thread owns a block of channels: their
@@ -69,16 +74,16 @@ void causal_conv_silu_backward(const float* input, std::int64_t input_row_stride
   constexpr std::int64_t kBlock = 16;
   const std::int64_t n_blocks = (E + kBlock - 1) / kBlock;
   const bool with_state = initial_state != nullptr;
-  float* grad_state = with_state ? grad_initial_state : nullptr;
+  T* grad_state = with_state ? grad_initial_state : nullptr;
 #pragma omp parallel for num_threads(n_threads) schedule(static)
   for (std::int64_t block = 0; block < n_blocks; ++block) {
     const std::int64_t e0 = block * kBlock, width = std::min(kBlock, E - e0);
     // Input of time `source` (>= -K) for channel e of row b, from the initial state before 0.
-    auto value = [&](std::int64_t b, std::int64_t source, std::int64_t e) -> float {
+    auto value = [&](std::int64_t b, std::int64_t source, std::int64_t e) -> T {
       if (source >= 0) return input[(b * length + source) * input_row_stride + e];
-      return with_state ? initial_state[(b * E + e) * K + source + K] : 0.0f;
+      return with_state ? initial_state[(b * E + e) * K + source + K] : T(0);
     };
-    auto add_grad = [&](std::int64_t b, std::int64_t source, std::int64_t e, float g) {
+    auto add_grad = [&](std::int64_t b, std::int64_t source, std::int64_t e, T g) {
       if (source >= 0) {
         grad_input[(b * length + source) * grad_input_row_stride + e] += g;
       } else if (grad_state != nullptr) {
@@ -87,15 +92,15 @@ void causal_conv_silu_backward(const float* input, std::int64_t input_row_stride
     };
     for (std::int64_t b = 0; b < batch; ++b) {
       for (std::int64_t t = 0; t < length; ++t) {
-        const float* g_row = grad_out + (b * length + t) * E;
+        const T* g_row = grad_out + (b * length + t) * E;
         for (std::int64_t i = 0; i < width; ++i) {
           const std::int64_t e = e0 + i;
-          const float* w = weight + e * K;
-          float pre = bias != nullptr ? bias[e] : 0.0f;
+          const T* w = weight + e * K;
+          T pre = bias != nullptr ? bias[e] : T(0);
           for (std::int64_t k = 0; k < K; ++k) pre += w[k] * value(b, t - K + 1 + k, e);
           // d silu(a)/da = s (1 + a (1 - s)), s = sigmoid(a).
-          const float s = 1.0f / (1.0f + std::exp(-pre));
-          const float g = g_row[e] * s * (1.0f + pre * (1.0f - s));
+          const T s = T(1) / (T(1) + std::exp(-pre));
+          const T g = g_row[e] * s * (T(1) + pre * (T(1) - s));
           if (grad_bias != nullptr) grad_bias[e] += g;
           for (std::int64_t k = 0; k < K; ++k) {
             const std::int64_t source = t - K + 1 + k;
@@ -117,19 +122,32 @@ void causal_conv_silu_backward(const float* input, std::int64_t input_row_stride
   }
 }
 
-void causal_conv_silu_step(const float* input, std::int64_t input_row_stride, const float* weight, const float* bias,
-                           float* state, float* out, std::int64_t batch, std::int64_t d_inner, std::int64_t d_conv) {
+template <class T>
+void causal_conv_silu_step(const T* input, std::int64_t input_row_stride, const T* weight, const T* bias,
+                           T* state, T* out, std::int64_t batch, std::int64_t d_inner, std::int64_t d_conv) {
   const std::int64_t E = d_inner, K = d_conv;
   for (std::int64_t b = 0; b < batch; ++b) {
     for (std::int64_t e = 0; e < E; ++e) {
-      float* window = state + (b * E + e) * K;
+      T* window = state + (b * E + e) * K;
       for (std::int64_t k = 0; k + 1 < K; ++k) window[k] = window[k + 1];
       window[K - 1] = input[b * input_row_stride + e];
-      float sum = bias != nullptr ? bias[e] : 0.0f;
+      T sum = bias != nullptr ? bias[e] : T(0);
       for (std::int64_t k = 0; k < K; ++k) sum += weight[e * K + k] * window[k];
       out[b * E + e] = silu(sum);
     }
   }
 }
+
+#define MAMBAKIT_INSTANTIATE_CONV(T)                                                                           \
+  template void causal_conv_silu<T>(const T*, std::int64_t, const T*, const T*, const T*, T*, T*, std::int64_t,     \
+                                    std::int64_t, std::int64_t, std::int64_t, int);                                 \
+  template void causal_conv_silu_backward<T>(const T*, std::int64_t, const T*, const T*, const T*, const T*,       \
+                                             const T*, T*, std::int64_t, T*, T*, T*, std::int64_t, std::int64_t,    \
+                                             std::int64_t, std::int64_t, int);                                      \
+  template void causal_conv_silu_step<T>(const T*, std::int64_t, const T*, const T*, T*, T*, std::int64_t,         \
+                                         std::int64_t, std::int64_t);
+MAMBAKIT_INSTANTIATE_CONV(float)
+MAMBAKIT_INSTANTIATE_CONV(double)
+#undef MAMBAKIT_INSTANTIATE_CONV
 
 }  // namespace mambakit::mixer_s6

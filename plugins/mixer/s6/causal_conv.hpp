@@ -3,6 +3,8 @@
 // step. The conv state holds the last K conv *inputs* per channel, oldest first: slot k holds
 // the input of time k - K relative to the first new token.
 //
+// Templated on the element type T (float, or double); instantiated for both.
+//
 // Dimensions: B batch, L length, E d_inner, K d_conv.
 
 #include <cstdint>
@@ -14,8 +16,9 @@ namespace mambakit::mixer_s6 {
 /// input: (B, L, E) with row stride `input_row_stride` (elements between consecutive (b, t)).
 /// weight: (E, K); bias: (E) or null. When `final_state` (B, E, K) is non-null, the last K
 /// inputs (including initial-state ones when L < K) are written there.
-void causal_conv_silu(const float* input, std::int64_t input_row_stride, const float* weight, const float* bias,
-                      const float* initial_state, float* final_state, float* out, std::int64_t batch,
+template <class T>
+void causal_conv_silu(const T* input, std::int64_t input_row_stride, const T* weight, const T* bias,
+                      const T* initial_state, T* final_state, T* out, std::int64_t batch,
                       std::int64_t length, std::int64_t d_inner, std::int64_t d_conv, int n_threads);
 
 /// Backward of causal_conv_silu, accumulating (+=). Recomputes the pre-activation from
@@ -27,15 +30,17 @@ void causal_conv_silu(const float* input, std::int64_t input_row_stride, const f
 ///   grad_initial_state (B, E, K) += d/d initial_state, when both it and initial_state are
 ///   non-null (a null initial_state is a constant zero state and gets no gradient).
 /// Parallel over blocks of channels with `n_threads` threads; deterministic.
-void causal_conv_silu_backward(const float* input, std::int64_t input_row_stride, const float* weight,
-                               const float* bias, const float* initial_state, const float* grad_out,
-                               const float* grad_final_state, float* grad_input, std::int64_t grad_input_row_stride,
-                               float* grad_weight, float* grad_bias, float* grad_initial_state, std::int64_t batch,
+template <class T>
+void causal_conv_silu_backward(const T* input, std::int64_t input_row_stride, const T* weight,
+                               const T* bias, const T* initial_state, const T* grad_out,
+                               const T* grad_final_state, T* grad_input, std::int64_t grad_input_row_stride,
+                               T* grad_weight, T* grad_bias, T* grad_initial_state, std::int64_t batch,
                                std::int64_t length, std::int64_t d_inner, std::int64_t d_conv, int n_threads);
 
 /// One token: shifts `state` (B, E, K) left, appends input (B, E; row stride
 /// `input_row_stride`), and writes out (B, E) = silu(bias + sum_k weight[e, k] state[b, e, k]).
-void causal_conv_silu_step(const float* input, std::int64_t input_row_stride, const float* weight, const float* bias,
-                           float* state, float* out, std::int64_t batch, std::int64_t d_inner, std::int64_t d_conv);
+template <class T>
+void causal_conv_silu_step(const T* input, std::int64_t input_row_stride, const T* weight, const T* bias,
+                           T* state, T* out, std::int64_t batch, std::int64_t d_inner, std::int64_t d_conv);
 
 }  // namespace mambakit::mixer_s6

@@ -17,6 +17,8 @@
 // its gradient is skipped; an absent initial state is a constant zero state and gets no
 // gradient (as in the scan backends).
 //
+// Runs in the parameters' type: f32 or f64 (half-precision parameters are for inference only).
+//
 // Dimensions: B batch, L length, D d_model, E d_inner, N d_state, R dt_rank, K d_conv,
 // W = R + 2N, M = B * L rows.
 
@@ -39,7 +41,119 @@ sdk::TensorView optional_view(const sdk::TensorView* views, int i) {
   return views == nullptr ? sdk::TensorView{} : views[i];
 }
 
-void fill_zero(float* data, std::int64_t count) { std::fill(data, data + count, 0.0f); }
+template <class T>
+void fill_zero(T* data, std::int64_t count) {
+  std::fill(data, data + count, T(0));
+}
+
+template <class T>
+sdk::Status backward_typed(const S6Dims& dims, const S6ParamIndex& index, const sdk::Context& context,
+                           const sdk::MixerBackwardArgs& args) {
+  const std::int64_t B = args.x.shape[0], L = args.x.shape[1], M = B * L;
+  const std::int64_t D = dims.d_model, E = dims.d_inner, N = dims.d_state, R = dims.dt_rank, K = dims.d_conv;
+  const std::int64_t W = dims.dbc_width();
+  plugin_common::set_gemm_threads(context.n_threads);
+
+  const plugin_common::TypedParams<T> param(context, args.params, index.count, "mixer/s6 backward");
+  // The gradient of parameter `i`, or nullptr when it is absent or frozen.
+  auto grad_param = [&](int i) -> T* {
+    if (i < 0 || args.grad_params == nullptr || !args.grad_params[i].present()) return nullptr;
+    return args.grad_params[i].as<T>();
+  };
+  const T* xz = args.saved[kSavedXz].as<const T>();    // (M, 2E)
+  const T* dbc = args.saved[kSavedDbc].as<const T>();  // (M, W)
+  const T* y = args.saved[kSavedY].as<const T>();      // (M, E)
+  const T* grad_out = args.grad_y.as<const T>();       // (M, D)
+
+  const sdk::TensorView initial_conv = optional_view(args.initial_state, kConvState);
+  const sdk::TensorView initial_ssm = optional_view(args.initial_state, kSsmState);
+  const sdk::TensorView grad_final_conv = optional_view(args.grad_final_state, kConvState);
+  const sdk::TensorView grad_final_ssm = optional_view(args.grad_final_state, kSsmState);
+  const sdk::TensorView grad_initial_conv =
+      initial_conv.present() ? optional_view(args.grad_initial_state, kConvState) : sdk::TensorView{};
+  const sdk::TensorView grad_initial_ssm =
+      initial_ssm.present() ? optional_view(args.grad_initial_state, kSsmState) : sdk::TensorView{};
+  T* grad_a_log = grad_param(index.a_log);
+
+  sdk::WorkspaceArray<T> xc(context, M * E), dt(context, M * E), a(context, E * N),
+      grad_a(context, grad_a_log != nullptr ? E * N : 0), grad_y(context, M * E), grad_xc(context, M * E),
+      grad_dt(context, M * E), grad_dbc(context, M * W), grad_xz(context, M * 2 * E);
+
+  // out_proj.
+  plugin_common::linear_backward_params(grad_out, D, y, E, grad_param(index.out_proj_weight),
+                                        grad_param(index.out_proj_bias), M, E, D);
+  plugin_common::linear_backward_input(grad_out, D, param[index.out_proj_weight], grad_y.data(), E, M, E, D,
+                                       /*accumulate=*/false);
+
+  // Recompute the scan's inputs that were not saved.
+  causal_conv_silu(xz, 2 * E, param[index.conv_weight], param[index.conv_bias],
+                   initial_conv.as<const T>(), static_cast<T*>(nullptr), xc.data(), B, L, E, K, context.n_threads);
+  plugin_common::linear_forward(dbc, W, param[index.dt_proj_weight], nullptr, dt.data(), E, M, R, E);
+  negative_exp(param[index.a_log], a.data(), E * N);
+
+  fill_zero(grad_xc.data(), M * E);
+  fill_zero(grad_dt.data(), M * E);
+  fill_zero(grad_dbc.data(), M * W);
+  fill_zero(grad_xz.data(), M * 2 * E);
+  if (grad_a_log != nullptr) fill_zero(grad_a.data(), E * N);
+
+  // The selective scan.
+  sdk::ScanBackwardArgs scan;
+  scan.forward.u = typed_view(xc.data(), {B, L, E});
+  scan.forward.delta = typed_view(dt.data(), {B, L, E});
+  scan.forward.A = typed_view(a.data(), {E, N});
+  scan.forward.B = strided_view(dbc + R, B, L, N, W);
+  scan.forward.C = strided_view(dbc + R + N, B, L, N, W);
+  scan.forward.D = vector_view(param[index.d], E);
+  scan.forward.z = strided_view(xz + E, B, L, E, 2 * E);
+  scan.forward.delta_bias = vector_view(param[index.dt_proj_bias], E);
+  scan.forward.delta_softplus = true;
+  scan.forward.initial_state = initial_ssm;
+  scan.grad_y = typed_view(grad_y.data(), {B, L, E});
+  scan.grad_final_state = grad_final_ssm;
+  scan.grad_u = typed_view(grad_xc.data(), {B, L, E});
+  scan.grad_delta = typed_view(grad_dt.data(), {B, L, E});
+  if (grad_a_log != nullptr) scan.grad_A = typed_view(grad_a.data(), {E, N});
+  scan.grad_B = strided_view(grad_dbc.data() + R, B, L, N, W);
+  scan.grad_C = strided_view(grad_dbc.data() + R + N, B, L, N, W);
+  scan.grad_D = vector_view(grad_param(index.d), E);
+  scan.grad_z = strided_view(grad_xz.data() + E, B, L, E, 2 * E);
+  scan.grad_delta_bias = vector_view(grad_param(index.dt_proj_bias), E);
+  scan.grad_initial_state = grad_initial_ssm;
+  MAMBAKIT_RETURN_IF_ERROR(sdk::selective_scan_backward(context, scan));
+
+  if (grad_a_log != nullptr) {
+    for (std::int64_t i = 0; i < E * N; ++i) grad_a_log[i] += grad_a[i] * a[i];
+  }
+
+  // dt_proj: dt = dt_low W_dt^T, dt_low the first R columns of dbc.
+  plugin_common::linear_backward_params(grad_dt.data(), E, dbc, W, grad_param(index.dt_proj_weight), nullptr, M, R,
+                                        E);
+  plugin_common::linear_backward_input(grad_dt.data(), E, param[index.dt_proj_weight], grad_dbc.data(), W,
+                                       M, R, E);
+
+  // x_proj: dbc = xc W_x^T.
+  plugin_common::linear_backward_params(grad_dbc.data(), W, xc.data(), E, grad_param(index.x_proj_weight), nullptr,
+                                        M, E, W);
+  plugin_common::linear_backward_input(grad_dbc.data(), W, param[index.x_proj_weight], grad_xc.data(), E, M,
+                                       E, W);
+
+  // conv + SiLU, into the x half of grad_xz.
+  causal_conv_silu_backward(xz, 2 * E, param[index.conv_weight], param[index.conv_bias],
+                            initial_conv.as<const T>(), grad_xc.data(), grad_final_conv.as<const T>(),
+                            grad_xz.data(), 2 * E, grad_param(index.conv_weight), grad_param(index.conv_bias),
+                            grad_initial_conv.as<T>(), B, L, E, K, context.n_threads);
+
+  // in_proj: xz = x W_in^T + b_in.
+  plugin_common::linear_backward_params(grad_xz.data(), 2 * E, args.x.as<const T>(), D,
+                                        grad_param(index.in_proj_weight), grad_param(index.in_proj_bias), M, D,
+                                        2 * E);
+  if (args.grad_x.present()) {
+    plugin_common::linear_backward_input(grad_xz.data(), 2 * E, param[index.in_proj_weight],
+                                         args.grad_x.as<T>(), D, M, D, 2 * E);
+  }
+  return sdk::Status::success();
+}
 
 }  // namespace
 
@@ -50,110 +164,16 @@ sdk::Status s6_backward(const S6Dims& dims, const S6ParamIndex& index, const sdk
       return sdk::Status::error(sdk::StatusCode::kInvalidArgument,
                                 "mixer/s6 backward needs the activations its forward saved (args.saved is null)");
     }
-    const std::int64_t B = args.x.shape[0], L = args.x.shape[1], M = B * L;
-    const std::int64_t D = dims.d_model, E = dims.d_inner, N = dims.d_state, R = dims.dt_rank, K = dims.d_conv;
-    const std::int64_t W = dims.dbc_width();
-    plugin_common::set_gemm_threads(context.n_threads);
-
-    const sdk::TensorView* params = args.params;
-    // The gradient of parameter `i`, or nullptr when it is absent or frozen.
-    auto grad_param = [&](int i) -> float* {
-      if (i < 0 || args.grad_params == nullptr || !args.grad_params[i].present()) return nullptr;
-      return args.grad_params[i].as<float>();
-    };
-    const float* xz = args.saved[kSavedXz].as<const float>();    // (M, 2E)
-    const float* dbc = args.saved[kSavedDbc].as<const float>();  // (M, W)
-    const float* y = args.saved[kSavedY].as<const float>();      // (M, E)
-    const float* grad_out = args.grad_y.as<const float>();       // (M, D)
-
-    const sdk::TensorView initial_conv = optional_view(args.initial_state, kConvState);
-    const sdk::TensorView initial_ssm = optional_view(args.initial_state, kSsmState);
-    const sdk::TensorView grad_final_conv = optional_view(args.grad_final_state, kConvState);
-    const sdk::TensorView grad_final_ssm = optional_view(args.grad_final_state, kSsmState);
-    const sdk::TensorView grad_initial_conv =
-        initial_conv.present() ? optional_view(args.grad_initial_state, kConvState) : sdk::TensorView{};
-    const sdk::TensorView grad_initial_ssm =
-        initial_ssm.present() ? optional_view(args.grad_initial_state, kSsmState) : sdk::TensorView{};
-    float* grad_a_log = grad_param(index.a_log);
-
-    sdk::WorkspaceArray<float> xc(context, M * E), dt(context, M * E), a(context, E * N),
-        grad_a(context, grad_a_log != nullptr ? E * N : 0), grad_y(context, M * E), grad_xc(context, M * E),
-        grad_dt(context, M * E), grad_dbc(context, M * W), grad_xz(context, M * 2 * E);
-
-    // out_proj.
-    plugin_common::linear_backward_params(grad_out, D, y, E, grad_param(index.out_proj_weight),
-                                          grad_param(index.out_proj_bias), M, E, D);
-    plugin_common::linear_backward_input(grad_out, D, param(params, index.out_proj_weight), grad_y.data(), E, M, E, D,
-                                         /*accumulate=*/false);
-
-    // Recompute the scan's inputs that were not saved.
-    causal_conv_silu(xz, 2 * E, param(params, index.conv_weight), param(params, index.conv_bias),
-                     initial_conv.as<const float>(), nullptr, xc.data(), B, L, E, K, context.n_threads);
-    plugin_common::linear_forward(dbc, W, param(params, index.dt_proj_weight), nullptr, dt.data(), E, M, R, E);
-    negative_exp(param(params, index.a_log), a.data(), E * N);
-
-    fill_zero(grad_xc.data(), M * E);
-    fill_zero(grad_dt.data(), M * E);
-    fill_zero(grad_dbc.data(), M * W);
-    fill_zero(grad_xz.data(), M * 2 * E);
-    if (grad_a_log != nullptr) fill_zero(grad_a.data(), E * N);
-
-    // The selective scan.
-    sdk::ScanBackwardArgs scan;
-    scan.forward.u = sdk::make_view(xc.data(), {B, L, E});
-    scan.forward.delta = sdk::make_view(dt.data(), {B, L, E});
-    scan.forward.A = sdk::make_view(a.data(), {E, N});
-    scan.forward.B = strided_view(dbc + R, B, L, N, W);
-    scan.forward.C = strided_view(dbc + R + N, B, L, N, W);
-    scan.forward.D = vector_view(param(params, index.d), E);
-    scan.forward.z = strided_view(xz + E, B, L, E, 2 * E);
-    scan.forward.delta_bias = vector_view(param(params, index.dt_proj_bias), E);
-    scan.forward.delta_softplus = true;
-    scan.forward.initial_state = initial_ssm;
-    scan.grad_y = sdk::make_view(grad_y.data(), {B, L, E});
-    scan.grad_final_state = grad_final_ssm;
-    scan.grad_u = sdk::make_view(grad_xc.data(), {B, L, E});
-    scan.grad_delta = sdk::make_view(grad_dt.data(), {B, L, E});
-    if (grad_a_log != nullptr) scan.grad_A = sdk::make_view(grad_a.data(), {E, N});
-    scan.grad_B = strided_view(grad_dbc.data() + R, B, L, N, W);
-    scan.grad_C = strided_view(grad_dbc.data() + R + N, B, L, N, W);
-    scan.grad_D = vector_view(grad_param(index.d), E);
-    scan.grad_z = strided_view(grad_xz.data() + E, B, L, E, 2 * E);
-    scan.grad_delta_bias = vector_view(grad_param(index.dt_proj_bias), E);
-    scan.grad_initial_state = grad_initial_ssm;
-    MAMBAKIT_RETURN_IF_ERROR(sdk::selective_scan_backward(context, scan));
-
-    if (grad_a_log != nullptr) {
-      for (std::int64_t i = 0; i < E * N; ++i) grad_a_log[i] += grad_a[i] * a[i];
+    if (args.x.dtype == sdk::DType::kF64) return backward_typed<double>(dims, index, context, args);
+    for (std::int32_t i = 0; i < index.count; ++i) {
+      if (args.params[i].dtype != sdk::DType::kF32) {
+        return sdk::Status::error(sdk::StatusCode::kInvalidArgument,
+                                  "mixer/s6 backward needs f32 parameters; parameter %d is %s (half-precision "
+                                  "weights are for inference)",
+                                  i, sdk::dtype_name(args.params[i].dtype));
+      }
     }
-
-    // dt_proj: dt = dt_low W_dt^T, dt_low the first R columns of dbc.
-    plugin_common::linear_backward_params(grad_dt.data(), E, dbc, W, grad_param(index.dt_proj_weight), nullptr, M, R,
-                                          E);
-    plugin_common::linear_backward_input(grad_dt.data(), E, param(params, index.dt_proj_weight), grad_dbc.data(), W,
-                                         M, R, E);
-
-    // x_proj: dbc = xc W_x^T.
-    plugin_common::linear_backward_params(grad_dbc.data(), W, xc.data(), E, grad_param(index.x_proj_weight), nullptr,
-                                          M, E, W);
-    plugin_common::linear_backward_input(grad_dbc.data(), W, param(params, index.x_proj_weight), grad_xc.data(), E, M,
-                                         E, W);
-
-    // conv + SiLU, into the x half of grad_xz.
-    causal_conv_silu_backward(xz, 2 * E, param(params, index.conv_weight), param(params, index.conv_bias),
-                              initial_conv.as<const float>(), grad_xc.data(), grad_final_conv.as<const float>(),
-                              grad_xz.data(), 2 * E, grad_param(index.conv_weight), grad_param(index.conv_bias),
-                              grad_initial_conv.as<float>(), B, L, E, K, context.n_threads);
-
-    // in_proj: xz = x W_in^T + b_in.
-    plugin_common::linear_backward_params(grad_xz.data(), 2 * E, args.x.as<const float>(), D,
-                                          grad_param(index.in_proj_weight), grad_param(index.in_proj_bias), M, D,
-                                          2 * E);
-    if (args.grad_x.present()) {
-      plugin_common::linear_backward_input(grad_xz.data(), 2 * E, param(params, index.in_proj_weight),
-                                           args.grad_x.as<float>(), D, M, D, 2 * E);
-    }
-    return sdk::Status::success();
+    return backward_typed<float>(dims, index, context, args);
   });
 }
 

@@ -7,12 +7,17 @@
 //   y = scan(xc, dt, -exp(A_log), B, C, D, z, dt_proj.bias)     (M, E)
 //   out = out_proj(y)               (M, D)
 //
+// The forward runs in f32 (f32, f16 or bf16 parameters, the half ones widened per call) or
+// entirely in f64 (f64 parameters). The step reads its four weight matrices in their stored
+// type (few_rows.hpp), so half-precision weights halve the bytes a decode step streams.
+//
 // With MixerForwardArgs::saved, xz, dbc and y are written into the saved views (see S6Saved)
 // instead of scratch memory; the arithmetic is the same, so y is too.
 //
 // Dimensions: B batch, L length, D d_model, E d_inner, N d_state, R dt_rank, K d_conv.
 
 #include "causal_conv.hpp"
+#include "few_rows.hpp"
 #include "linear.hpp"
 #include "mambakit/sdk/guard.hpp"
 #include "mambakit/sdk/scan_calls.hpp"
@@ -22,50 +27,64 @@
 
 namespace mambakit::mixer_s6 {
 
+namespace {
+
+constexpr const char* kComponent = "mixer/s6";
+
+template <class T>
+sdk::Status forward_typed(const S6Dims& dims, const S6ParamIndex& index, const sdk::Context& context,
+                          const sdk::MixerForwardArgs& args) {
+  const std::int64_t B = args.x.shape[0], L = args.x.shape[1], M = B * L;
+  const std::int64_t D = dims.d_model, E = dims.d_inner, N = dims.d_state, R = dims.dt_rank, K = dims.d_conv;
+  const std::int64_t W = dims.dbc_width();
+  plugin_common::set_gemm_threads(context.n_threads);
+  const plugin_common::TypedParams<T> param(context, args.params, index.count, kComponent);
+
+  const bool save = args.saved != nullptr;
+  sdk::WorkspaceArray<T> xz_scratch(context, save ? 0 : M * 2 * E), xc(context, M * E),
+      dbc_scratch(context, save ? 0 : M * W), dt(context, M * E), y_scratch(context, save ? 0 : M * E),
+      a(context, E * N);
+  T* xz = save ? args.saved[kSavedXz].as<T>() : xz_scratch.data();
+  T* dbc = save ? args.saved[kSavedDbc].as<T>() : dbc_scratch.data();
+  T* y = save ? args.saved[kSavedY].as<T>() : y_scratch.data();
+
+  plugin_common::linear_forward(args.x.as<const T>(), D, param[index.in_proj_weight], param[index.in_proj_bias], xz,
+                                2 * E, M, D, 2 * E);
+  causal_conv_silu(xz, 2 * E, param[index.conv_weight], param[index.conv_bias],
+                   args.initial_state ? args.initial_state[kConvState].as<const T>() : nullptr,
+                   args.final_state ? args.final_state[kConvState].as<T>() : nullptr, xc.data(), B, L, E, K,
+                   context.n_threads);
+  plugin_common::linear_forward<T>(xc.data(), E, param[index.x_proj_weight], nullptr, dbc, W, M, E, W);
+  plugin_common::linear_forward<T>(dbc, W, param[index.dt_proj_weight], nullptr, dt.data(), E, M, R, E);
+  negative_exp(param[index.a_log], a.data(), E * N);
+
+  sdk::ScanForwardArgs scan;
+  scan.u = typed_view(xc.data(), {B, L, E});
+  scan.delta = typed_view(dt.data(), {B, L, E});
+  scan.A = typed_view(a.data(), {E, N});
+  scan.B = strided_view(dbc + R, B, L, N, W);
+  scan.C = strided_view(dbc + R + N, B, L, N, W);
+  scan.D = vector_view(param[index.d], E);
+  scan.z = strided_view(xz + E, B, L, E, 2 * E);
+  scan.delta_bias = vector_view(param[index.dt_proj_bias], E);
+  scan.delta_softplus = true;
+  if (args.initial_state) scan.initial_state = args.initial_state[kSsmState];
+  if (args.final_state) scan.final_state = args.final_state[kSsmState];
+  scan.y = typed_view(y, {B, L, E});
+  MAMBAKIT_RETURN_IF_ERROR(sdk::selective_scan_forward(context, scan));
+
+  plugin_common::linear_forward(y, E, param[index.out_proj_weight], param[index.out_proj_bias], args.y.as<T>(), D, M,
+                                E, D);
+  return sdk::Status::success();
+}
+
+}  // namespace
+
 sdk::Status s6_forward(const S6Dims& dims, const S6ParamIndex& index, const sdk::Context& context,
                        const sdk::MixerForwardArgs& args) {
   return sdk::guard([&]() -> sdk::Status {
-    const std::int64_t B = args.x.shape[0], L = args.x.shape[1], M = B * L;
-    const std::int64_t D = dims.d_model, E = dims.d_inner, N = dims.d_state, R = dims.dt_rank, K = dims.d_conv;
-    const std::int64_t W = dims.dbc_width();
-    plugin_common::set_gemm_threads(context.n_threads);
-
-    const bool save = args.saved != nullptr;
-    sdk::WorkspaceArray<float> xz_scratch(context, save ? 0 : M * 2 * E), xc(context, M * E),
-        dbc_scratch(context, save ? 0 : M * W), dt(context, M * E), y_scratch(context, save ? 0 : M * E),
-        a(context, E * N);
-    float* xz = save ? args.saved[kSavedXz].as<float>() : xz_scratch.data();
-    float* dbc = save ? args.saved[kSavedDbc].as<float>() : dbc_scratch.data();
-    float* y = save ? args.saved[kSavedY].as<float>() : y_scratch.data();
-
-    plugin_common::linear_forward(args.x.as<const float>(), D, param(args.params, index.in_proj_weight),
-                                  param(args.params, index.in_proj_bias), xz, 2 * E, M, D, 2 * E);
-    causal_conv_silu(xz, 2 * E, param(args.params, index.conv_weight), param(args.params, index.conv_bias),
-                     args.initial_state ? args.initial_state[kConvState].as<const float>() : nullptr,
-                     args.final_state ? args.final_state[kConvState].as<float>() : nullptr, xc.data(), B, L, E, K,
-                     context.n_threads);
-    plugin_common::linear_forward(xc.data(), E, param(args.params, index.x_proj_weight), nullptr, dbc, W, M, E, W);
-    plugin_common::linear_forward(dbc, W, param(args.params, index.dt_proj_weight), nullptr, dt.data(), E, M, R, E);
-    negative_exp(param(args.params, index.a_log), a.data(), E * N);
-
-    sdk::ScanForwardArgs scan;
-    scan.u = sdk::make_view(xc.data(), {B, L, E});
-    scan.delta = sdk::make_view(dt.data(), {B, L, E});
-    scan.A = sdk::make_view(a.data(), {E, N});
-    scan.B = strided_view(dbc + R, B, L, N, W);
-    scan.C = strided_view(dbc + R + N, B, L, N, W);
-    scan.D = vector_view(param(args.params, index.d), E);
-    scan.z = strided_view(xz + E, B, L, E, 2 * E);
-    scan.delta_bias = vector_view(param(args.params, index.dt_proj_bias), E);
-    scan.delta_softplus = true;
-    if (args.initial_state) scan.initial_state = args.initial_state[kSsmState];
-    if (args.final_state) scan.final_state = args.final_state[kSsmState];
-    scan.y = sdk::make_view(y, {B, L, E});
-    MAMBAKIT_RETURN_IF_ERROR(sdk::selective_scan_forward(context, scan));
-
-    plugin_common::linear_forward(y, E, param(args.params, index.out_proj_weight),
-                                  param(args.params, index.out_proj_bias), args.y.as<float>(), D, M, E, D);
-    return sdk::Status::success();
+    if (args.x.dtype == sdk::DType::kF64) return forward_typed<double>(dims, index, context, args);
+    return forward_typed<float>(dims, index, context, args);
   });
 }
 
@@ -76,39 +95,44 @@ sdk::Status s6_step(const S6Dims& dims, const S6ParamIndex& index, const sdk::Co
     const std::int64_t D = dims.d_model, E = dims.d_inner, N = dims.d_state, R = dims.dt_rank, K = dims.d_conv;
     const std::int64_t W = dims.dbc_width();
     const int threads = context.n_threads;
+    // The weight matrices are read in their stored type; the small parameters as f32.
+    const plugin_common::TypedParams<float> param(
+        context, args.params, index.count, kComponent,
+        {index.in_proj_weight, index.x_proj_weight, index.dt_proj_weight, index.out_proj_weight});
+    const sdk::TensorView* weights = args.params;
 
     sdk::WorkspaceArray<float> xz(context, B * 2 * E), xc(context, B * E), dbc(context, B * W), dt(context, B * E),
         y(context, B * E), a(context, E * N);
 
-    plugin_common::linear_few_rows(args.x.as<const float>(), D, param(args.params, index.in_proj_weight),
-                                   param(args.params, index.in_proj_bias), xz.data(), 2 * E, B, D, 2 * E, threads);
-    causal_conv_silu_step(xz.data(), 2 * E, param(args.params, index.conv_weight), param(args.params, index.conv_bias),
+    plugin_common::linear_few_rows(args.x.as<const float>(), D, weights[index.in_proj_weight],
+                                   param[index.in_proj_bias], xz.data(), 2 * E, B, D, 2 * E, threads);
+    causal_conv_silu_step(xz.data(), 2 * E, param[index.conv_weight], param[index.conv_bias],
                           args.state[kConvState].as<float>(), xc.data(), B, E, K);
-    plugin_common::linear_few_rows(xc.data(), E, param(args.params, index.x_proj_weight), nullptr, dbc.data(), W, B, E,
-                                   W, threads);
-    plugin_common::linear_few_rows(dbc.data(), W, param(args.params, index.dt_proj_weight), nullptr, dt.data(), E, B,
-                                   R, E, threads);
-    negative_exp(param(args.params, index.a_log), a.data(), E * N);
+    plugin_common::linear_few_rows(xc.data(), E, weights[index.x_proj_weight], nullptr, dbc.data(), W, B, E, W,
+                                   threads);
+    plugin_common::linear_few_rows(dbc.data(), W, weights[index.dt_proj_weight], nullptr, dt.data(), E, B, R, E,
+                                   threads);
+    negative_exp(param[index.a_log], a.data(), E * N);
 
     sdk::ScanStepArgs scan;
-    scan.u = sdk::make_view(xc.data(), {B, E});
-    scan.delta = sdk::make_view(dt.data(), {B, E});
-    scan.A = sdk::make_view(a.data(), {E, N});
-    scan.B = sdk::make_view(dbc.data() + R, {B, N});
+    scan.u = typed_view(xc.data(), {B, E});
+    scan.delta = typed_view(dt.data(), {B, E});
+    scan.A = typed_view(a.data(), {E, N});
+    scan.B = typed_view(dbc.data() + R, {B, N});
     scan.B.strides[0] = W;
-    scan.C = sdk::make_view(dbc.data() + R + N, {B, N});
+    scan.C = typed_view(dbc.data() + R + N, {B, N});
     scan.C.strides[0] = W;
-    scan.D = vector_view(param(args.params, index.d), E);
-    scan.z = sdk::make_view(xz.data() + E, {B, E});
+    scan.D = vector_view(param[index.d], E);
+    scan.z = typed_view(xz.data() + E, {B, E});
     scan.z.strides[0] = 2 * E;
-    scan.delta_bias = vector_view(param(args.params, index.dt_proj_bias), E);
+    scan.delta_bias = vector_view(param[index.dt_proj_bias], E);
     scan.delta_softplus = true;
     scan.state = args.state[kSsmState];
-    scan.y = sdk::make_view(y.data(), {B, E});
+    scan.y = typed_view(y.data(), {B, E});
     MAMBAKIT_RETURN_IF_ERROR(sdk::selective_scan_step(context, scan));
 
-    plugin_common::linear_few_rows(y.data(), E, param(args.params, index.out_proj_weight),
-                                   param(args.params, index.out_proj_bias), args.y.as<float>(), D, B, E, D, threads);
+    plugin_common::linear_few_rows(y.data(), E, weights[index.out_proj_weight], param[index.out_proj_bias],
+                                   args.y.as<float>(), D, B, E, D, threads);
     return sdk::Status::success();
   });
 }

@@ -49,7 +49,8 @@ S6Mixer::S6Mixer(const char* config_json) : dims_(read_dims(config_json)), index
 
 void S6Mixer::capabilities(sdk::MixerCapabilities* out) const noexcept {
   out->devices = sdk::device_bit(sdk::DeviceType::kCpu);
-  out->param_dtypes = sdk::dtype_bit(sdk::DType::kF32);
+  out->param_dtypes = sdk::dtype_bit(sdk::DType::kF32) | sdk::dtype_bit(sdk::DType::kF64) |
+                      sdk::dtype_bit(sdk::DType::kF16) | sdk::dtype_bit(sdk::DType::kBF16);
   out->backward = true;
   out->step = true;
 }

@@ -1,6 +1,6 @@
 #pragma once
-// Helpers shared by the S6 forward, backward and step: parameter pointers and the views of
-// projection outputs handed to the scan.
+// Helpers shared by the S6 forward, backward and step: the views of projection outputs handed
+// to the scan, and A. Templated on the compute type T (float, or double).
 //
 // Dimensions: B batch, L length, E d_inner, N d_state.
 
@@ -8,32 +8,37 @@
 #include <cstdint>
 
 #include "mambakit/sdk/tensor_view.hpp"
+#include "typed_params.hpp"
 
 namespace mambakit::mixer_s6 {
 
-/// Parameter `index` of `params` as f32, or nullptr for an absent optional parameter (-1).
-inline const float* param(const sdk::TensorView* params, int index) {
-  return index < 0 ? nullptr : params[index].as<const float>();
+/// A contiguous CPU view of `data` with the given shape, typed by T.
+template <class T>
+sdk::TensorView typed_view(const T* data, std::initializer_list<std::int64_t> shape) {
+  return sdk::make_view(const_cast<T*>(data), plugin_common::dtype_of<T>(), sdk::Device{}, shape);
 }
 
 /// A strided (rows, length, width) view into a row-major buffer whose rows are `row_stride`
 /// elements apart: how B, C and z (and their gradients) are sliced out of wider projections
 /// without copies.
-inline sdk::TensorView strided_view(const float* data, std::int64_t batch, std::int64_t length, std::int64_t width,
-                                    std::int64_t row_stride) {
-  sdk::TensorView view = sdk::make_view(const_cast<float*>(data), {batch, length, width});
+template <class T>
+sdk::TensorView strided_view(const T* data, std::int64_t batch, std::int64_t length, std::int64_t width,
+                             std::int64_t row_stride) {
+  sdk::TensorView view = typed_view(data, {batch, length, width});
   view.strides[0] = length * row_stride;
   view.strides[1] = row_stride;
   return view;
 }
 
 /// A (size) view of `data`, absent when `data` is null.
-inline sdk::TensorView vector_view(const float* data, std::int64_t size) {
-  return data == nullptr ? sdk::TensorView{} : sdk::make_view(const_cast<float*>(data), {size});
+template <class T>
+sdk::TensorView vector_view(const T* data, std::int64_t size) {
+  return data == nullptr ? sdk::TensorView{} : typed_view(data, {size});
 }
 
 /// A = -exp(A_log), (E, N).
-inline void negative_exp(const float* a_log, float* a, std::int64_t count) {
+template <class T>
+void negative_exp(const T* a_log, T* a, std::int64_t count) {
   for (std::int64_t i = 0; i < count; ++i) a[i] = -std::exp(a_log[i]);
 }
 

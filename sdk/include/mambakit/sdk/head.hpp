@@ -4,6 +4,10 @@
 /// features).
 ///
 /// Dimension legend: B batch, L length, D d_model.
+///
+/// Element types follow the mixer's rules (mixer.hpp): with f32, f16 or bf16 parameters the
+/// hidden states, the output and every gradient are f32 (f32 accumulation), and backward()
+/// requires f32 parameters; with f64 parameters everything is f64.
 
 #include <cstdint>
 
@@ -24,10 +28,10 @@ struct HeadCapabilities {
 /// Arguments of a head's forward pass.
 struct HeadForwardArgs {
   const TensorView* params = nullptr;  ///< in, param_count() views in declared order
-  TensorView hidden;                   ///< in  (B, L, D) f32, after the final norm
+  TensorView hidden;                   ///< in  (B, L, D), after the final norm
   /// in  (B) i32, optional: valid tokens per row (rows are right-padded); absent means L for all.
   TensorView lengths;
-  TensorView output;                   ///< out, f32, shaped as output_spec(B, L), overwritten
+  TensorView output;                   ///< out, shaped as output_spec(B, L), overwritten
 };
 
 /// Arguments of a head's backward pass. Gradient outputs accumulate (+=); an absent view in
@@ -38,7 +42,7 @@ struct HeadBackwardArgs {
   TensorView lengths;                       ///< in, as in forward
   TensorView grad_output;                   ///< in, shaped as output_spec(B, L)
   TensorView grad_hidden;                   ///< out (B, L, D) +=
-  const TensorView* grad_params = nullptr;  ///< out, param_count() views (f32) +=
+  const TensorView* grad_params = nullptr;  ///< out, param_count() views (the parameters' dtype) +=
 };
 
 /// A head instance, created by a plugin factory from a JSON config (see registrar.hpp). Owned
@@ -57,7 +61,8 @@ class Head {
   /// "lm_head.weight", or "/backbone.embeddings.weight" to share the embedding: see ParamSpec).
   virtual Status param_spec(std::int32_t index, ParamSpec* out) const noexcept = 0;
 
-  /// Shape of the output for a (batch, length) input, written to `out` (dtype f32).
+  /// Shape of the output for a (batch, length) input, written to `out` (dtype f32; f64 in a
+  /// double-precision run).
   virtual Status output_spec(std::int64_t batch, std::int64_t length, TensorSpec* out) const noexcept = 0;
 
   /// Computes the output from the hidden states.

@@ -4,10 +4,15 @@
 ///
 /// Dimension legend: B batch, L length, D d_model.
 /// A mixer declares its parameters, its recurrent state and the activations it saves for the
-/// backward pass; the host allocates all of them and passes views in declared order. The
-/// residual stream (x, y and their gradients) is always f32; parameters have the dtype the
-/// host chose among those the mixer supports. Every view the host passes to a mixer is
-/// contiguous (row-major).
+/// backward pass; the host allocates all of them and passes views in declared order.
+///
+/// Element types. The host holds a layer's parameters in one dtype that the mixer supports
+/// (MixerCapabilities::param_dtypes; the declared ParamSpec dtype is the f32 default):
+///   - f32, f16 or bf16 parameters: the residual stream (x, y), the state, the saved
+///     activations and every gradient are f32, and arithmetic accumulates in f32. backward()
+///     requires f32 parameters (training keeps f32 master weights).
+///   - f64 parameters: everything is f64 (a double-precision run, used by gradient checks).
+/// Every view the host passes to a mixer is contiguous (row-major).
 
 #include <cstdint>
 
@@ -29,8 +34,8 @@ struct MixerCapabilities {
 /// Arguments of a forward pass over whole sequences.
 struct MixerForwardArgs {
   const TensorView* params = nullptr;         ///< in, param_count() views in declared order
-  TensorView x;                               ///< in  (B, L, D) f32
-  TensorView y;                               ///< out (B, L, D) f32, overwritten
+  TensorView x;                               ///< in  (B, L, D) f32 (f64 with f64 parameters)
+  TensorView y;                               ///< out (B, L, D), overwritten
   const TensorView* initial_state = nullptr;  ///< in, state_count() views, or nullptr for zero state
   const TensorView* final_state = nullptr;    ///< out, state_count() views written, or nullptr
   /// out, saved_count() views for backward(), or nullptr when no backward follows (inference).
@@ -47,7 +52,7 @@ struct MixerBackwardArgs {
   TensorView grad_y;                               ///< in  (B, L, D)
   const TensorView* grad_final_state = nullptr;    ///< in, state_count() views, or nullptr for zero
   TensorView grad_x;                               ///< out (B, L, D) +=
-  const TensorView* grad_params = nullptr;         ///< out, param_count() views (f32) +=
+  const TensorView* grad_params = nullptr;         ///< out, param_count() views (the parameters' dtype) +=
   const TensorView* grad_initial_state = nullptr;  ///< out, state_count() views +=, or nullptr
 };
 
@@ -55,7 +60,7 @@ struct MixerBackwardArgs {
 struct MixerStepArgs {
   const TensorView* params = nullptr;  ///< in, as in forward
   TensorView x;                        ///< in  (B, D) f32
-  TensorView y;                        ///< out (B, D) f32, overwritten
+  TensorView y;                        ///< out (B, D), overwritten
   const TensorView* state = nullptr;   ///< in/out, state_count() views: the state before the token in,
                                        ///< after it out
 };

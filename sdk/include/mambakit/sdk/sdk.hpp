@@ -5,6 +5,7 @@
 #include "mambakit/sdk/context.hpp"
 #include "mambakit/sdk/dtype.hpp"
 #include "mambakit/sdk/guard.hpp"
+#include "mambakit/sdk/half.hpp"
 #include "mambakit/sdk/head.hpp"
 #include "mambakit/sdk/mixer.hpp"
 #include "mambakit/sdk/plugin.hpp"

@@ -80,4 +80,9 @@ inline TensorView make_view(float* data, std::initializer_list<std::int64_t> sha
   return make_view(data, DType::kF32, Device{}, shape);
 }
 
+/// A contiguous f64 CPU view (double-precision runs, e.g. gradient checks).
+inline TensorView make_view(double* data, std::initializer_list<std::int64_t> shape) noexcept {
+  return make_view(data, DType::kF64, Device{}, shape);
+}
+
 }  // namespace mambakit::sdk

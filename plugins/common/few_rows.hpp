@@ -1,0 +1,137 @@
+#pragma once
+// The decode path's projection: y = x W^T + bias for a few rows of x (one token per sequence),
+// with W in f32, f16 or bf16 and f32 accumulation. Memory-bound: W is streamed once per call,
+// so half-precision weights halve the bytes moved.
+//
+// Every y[m][n] is summed in one fixed order (16 lanes over K, a fixed reduction tree, then the
+// tail), whatever the number of rows and threads, so a row's result does not depend on the rows
+// computed with it: batched generation equals generating each row alone.
+//
+// Dimensions: M rows, K in features, N out features.
+
+#include <cstdint>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+
+#include "mambakit/sdk/half.hpp"
+#include "mambakit/sdk/tensor_view.hpp"
+
+#if defined(__AVX512F__) || defined(__F16C__)
+#include <immintrin.h>
+#endif
+
+namespace mambakit::plugin_common {
+
+namespace few_rows_detail {
+
+typedef float Lanes __attribute__((vector_size(64)));           // 16 x f32
+typedef float HalfLanes __attribute__((vector_size(32)));       // 8 x f32
+typedef std::uint16_t Bits16 __attribute__((vector_size(32)));  // 16 x u16
+typedef std::uint32_t Bits32 __attribute__((vector_size(64)));  // 16 x u32
+
+struct Bf16 {};
+struct F16 {};
+
+/// 16 consecutive weights from `p` (no alignment needed) as f32.
+inline Lanes load16(const float* p) {
+  Lanes v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+inline Lanes load16(const std::uint16_t* p, Bf16) {
+  Bits16 bits;
+  std::memcpy(&bits, p, sizeof bits);
+  const Bits32 wide = __builtin_convertvector(bits, Bits32) << 16;
+  Lanes v;
+  std::memcpy(&v, &wide, sizeof v);
+  return v;
+}
+inline Lanes load16(const std::uint16_t* p, F16) {
+  Lanes v;
+#if defined(__AVX512F__)
+  const __m512 wide = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+  std::memcpy(&v, &wide, sizeof v);
+#elif defined(__F16C__)
+  const __m256 low = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  const __m256 high = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 8)));
+  std::memcpy(&v, &low, sizeof low);
+  std::memcpy(reinterpret_cast<char*>(&v) + sizeof low, &high, sizeof high);
+#else
+  for (int i = 0; i < 16; ++i) v[i] = sdk::f16_to_f32(p[i]);
+#endif
+  return v;
+}
+
+inline float scalar(const float* p, std::int64_t i) { return p[i]; }
+inline float scalar(const std::uint16_t* p, std::int64_t i, Bf16) { return sdk::bf16_to_f32(p[i]); }
+inline float scalar(const std::uint16_t* p, std::int64_t i, F16) { return sdk::f16_to_f32(p[i]); }
+
+/// The sum of the 16 lanes by a fixed tree (halves, quarters, ...).
+inline float reduce(Lanes v) {
+  HalfLanes h = __builtin_shufflevector(v, v, 0, 1, 2, 3, 4, 5, 6, 7) +
+                __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15);
+  float sum = 0.0f;
+  for (int i = 0; i < 4; ++i) sum += h[i] + h[i + 4];
+  return sum;
+}
+
+/// y[r, j] for r < m and j in [j0, j0 + count), count <= 4: each weight row read once per
+/// block and reused from cache for every input row. `Format...` is empty for f32 weights, or
+/// Bf16 / F16 for 16-bit ones.
+template <class W, class... Format>
+inline void block_of_outputs(const float* x, std::int64_t ldx, const W* weight, const float* bias, float* y,
+                             std::int64_t ldy, std::int64_t m, std::int64_t k, std::int64_t j0, int count) {
+  constexpr int kOutputs = 4;
+  const std::int64_t k16 = k - k % 16;
+  for (std::int64_t r = 0; r < m; ++r) {
+    const float* row = x + r * ldx;
+    Lanes acc[kOutputs] = {};
+    for (std::int64_t i = 0; i < k16; i += 16) {
+      const Lanes xv = load16(row + i);
+      for (int q = 0; q < count; ++q) acc[q] += load16(weight + (j0 + q) * k + i, Format{}...) * xv;
+    }
+    for (int q = 0; q < count; ++q) {
+      const W* w = weight + (j0 + q) * k;
+      float sum = reduce(acc[q]);
+      for (std::int64_t i = k16; i < k; ++i) sum += scalar(w, i, Format{}...) * row[i];
+      y[r * ldy + j0 + q] = sum + (bias != nullptr ? bias[j0 + q] : 0.0f);
+    }
+  }
+}
+
+template <class W, class... Format>
+void few_rows(const float* x, std::int64_t ldx, const W* weight, const float* bias, float* y, std::int64_t ldy,
+              std::int64_t m, std::int64_t k, std::int64_t n, int n_threads) {
+  constexpr std::int64_t kOutputs = 4;
+  const std::int64_t blocks = (n + kOutputs - 1) / kOutputs;
+#pragma omp parallel for num_threads(n_threads) schedule(static)
+  for (std::int64_t block = 0; block < blocks; ++block) {
+    const std::int64_t j0 = block * kOutputs;
+    const int count = static_cast<int>(n - j0 < kOutputs ? n - j0 : kOutputs);
+    block_of_outputs<W, Format...>(x, ldx, weight, bias, y, ldy, m, k, j0, count);
+  }
+}
+
+}  // namespace few_rows_detail
+
+/// y (M, N; row stride ldy) = x (M, K; row stride ldx) W^T + bias (N, or null), W (N, K) a
+/// contiguous f32, f16 or bf16 view, in parallel over output features with `n_threads` threads.
+inline void linear_few_rows(const float* x, std::int64_t ldx, const sdk::TensorView& weight, const float* bias,
+                            float* y, std::int64_t ldy, std::int64_t m, std::int64_t k, std::int64_t n,
+                            int n_threads) {
+  using namespace few_rows_detail;
+  switch (weight.dtype) {
+    case sdk::DType::kF32:
+      return few_rows(x, ldx, weight.as<const float>(), bias, y, ldy, m, k, n, n_threads);
+    case sdk::DType::kBF16:
+      return few_rows<std::uint16_t, Bf16>(x, ldx, weight.as<const std::uint16_t>(), bias, y, ldy, m, k, n, n_threads);
+    case sdk::DType::kF16:
+      return few_rows<std::uint16_t, F16>(x, ldx, weight.as<const std::uint16_t>(), bias, y, ldy, m, k, n, n_threads);
+    default:
+      throw std::invalid_argument(std::string("linear_few_rows: weights must be f32, f16 or bf16, not ") +
+                                  sdk::dtype_name(weight.dtype));
+  }
+}
+
+}  // namespace mambakit::plugin_common

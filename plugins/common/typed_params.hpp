@@ -1,0 +1,88 @@
+#pragma once
+// A component's parameters as plain arrays of its compute type T: f32 or f64 parameters are
+// used in place; f16 and bf16 ones (inference with half-precision weights) are widened to f32
+// into the call's workspace. Parameters the caller reads in their stored type (the decode
+// path's weight matrices, see few_rows.hpp) can be left out of the widening.
+
+#include <algorithm>
+#include <cstdint>
+#include <initializer_list>
+#include <stdexcept>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "mambakit/sdk/half.hpp"
+#include "mambakit/sdk/tensor_view.hpp"
+#include "mambakit/sdk/workspace.hpp"
+
+namespace mambakit::plugin_common {
+
+template <class T>
+constexpr sdk::DType dtype_of() {
+  return sizeof(T) == sizeof(double) ? sdk::DType::kF64 : sdk::DType::kF32;
+}
+
+/// Widens `count` f16 or bf16 elements to f32 (in parallel for large tensors).
+inline void widen_to_f32(const sdk::TensorView& source, float* destination, std::int64_t count) {
+  const auto* bits = source.as<const std::uint16_t>();
+  const bool bf16 = source.dtype == sdk::DType::kBF16;
+#pragma omp parallel for schedule(static) if (count > (1 << 20))
+  for (std::int64_t i = 0; i < count; ++i) destination[i] = bf16 ? sdk::bf16_to_f32(bits[i]) : sdk::f16_to_f32(bits[i]);
+}
+
+template <class T>
+class TypedParams {
+ public:
+  /// `params`: `count` contiguous views; `component` names the caller in errors. The indices in
+  /// `left_as_stored` get a null pointer when they would need widening (read them from their
+  /// views instead).
+  TypedParams(const sdk::Context& context, const sdk::TensorView* params, int count, const char* component,
+              std::initializer_list<int> left_as_stored = {})
+      : storage_(context, widened_elements(params, count, component, left_as_stored)), pointers_(count, nullptr) {
+    std::int64_t offset = 0;
+    for (int i = 0; i < count; ++i) {
+      const sdk::TensorView& view = params[i];
+      if (view.dtype == dtype_of<T>()) {
+        pointers_[i] = view.as<const T>();
+      } else if (!contains(left_as_stored, i)) {
+        if constexpr (std::is_same_v<T, float>) {
+          widen_to_f32(view, storage_.data() + offset, view.numel());
+          pointers_[i] = storage_.data() + offset;
+          offset += view.numel();
+        }
+      }
+    }
+  }
+
+  /// Parameter `index` as T, or nullptr for an absent optional parameter (index -1).
+  const T* operator[](int index) const { return index < 0 ? nullptr : pointers_[static_cast<std::size_t>(index)]; }
+
+ private:
+  static bool contains(std::initializer_list<int> list, int value) {
+    return std::find(list.begin(), list.end(), value) != list.end();
+  }
+
+  static std::int64_t widened_elements(const sdk::TensorView* params, int count, const char* component,
+                                       std::initializer_list<int> left_as_stored) {
+    std::int64_t total = 0;
+    for (int i = 0; i < count; ++i) {
+      const sdk::DType dtype = params[i].dtype;
+      if (dtype == dtype_of<T>()) continue;
+      const bool half = dtype == sdk::DType::kF16 || dtype == sdk::DType::kBF16;
+      if (!half || !std::is_same_v<T, float>) {
+        throw std::invalid_argument(std::string(component) + ": parameter " + std::to_string(i) + " is " +
+                                    sdk::dtype_name(dtype) + " in a " + sdk::dtype_name(dtype_of<T>()) +
+                                    " computation; parameters must be f32, f16 or bf16 with f32 activations, or "
+                                    "all f64");
+      }
+      if (!contains(left_as_stored, i)) total += params[i].numel();
+    }
+    return total;
+  }
+
+  sdk::WorkspaceArray<T> storage_;
+  std::vector<const T*> pointers_;
+};
+
+}  // namespace mambakit::plugin_common
