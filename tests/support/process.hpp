@@ -2,6 +2,7 @@
 // Running a command in a test and capturing what it prints.
 
 #include <string>
+#include <vector>
 
 namespace mambakit::test {
 
@@ -14,5 +15,13 @@ struct ProcessResult {
 
 /// Runs `command` through /bin/sh and waits for it.
 ProcessResult run_command(const std::string& command);
+
+/// Starts `argv` (argv[0] a path) directly, without a shell, waits until its stderr contains
+/// `marker`, sends it `signal_number` (SIGINT as Ctrl-C would, SIGKILL as a crash would), and
+/// waits for it to end. exit_code is the exit status, or 128 + the signal for a process the
+/// signal killed. A process that neither prints the marker nor ends within `timeout_seconds`
+/// is killed and reported with exit_code -1.
+ProcessResult signal_after(const std::vector<std::string>& argv, const std::string& marker, int signal_number,
+                           double timeout_seconds);
 
 }  // namespace mambakit::test

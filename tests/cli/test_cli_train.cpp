@@ -1,0 +1,112 @@
+// `mambakit train` as a process: Ctrl-C (a real SIGINT) saves a checkpoint and exits cleanly
+// with status 130, and --resume continues from it; a run killed outright (SIGKILL) leaves its
+// last checkpoint intact and loadable.
+
+#include <catch2/catch.hpp>
+#include <fmt/format.h>
+
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <string>
+
+#include "fixtures.hpp"
+#include "mambakit/model.hpp"
+#include "process.hpp"
+
+namespace fs = std::filesystem;
+using Catch::Matchers::Contains;
+using mambakit::test::signal_after;
+
+namespace {
+
+/// A run folder with a corpus and a run config that would train for far longer than a test.
+fs::path long_run(const std::string& name) {
+  const fs::path dir = fs::path(MAMBAKIT_TEST_BINARY_DIR) / "scratch" / name;
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  {
+    std::ofstream corpus(dir / "corpus.txt");
+    for (int i = 0; i < 300; ++i) corpus << "And the evening and the morning were the day " << i % 9 << ".\n";
+  }
+  std::ofstream(dir / "run.json") << fmt::format(R"({{
+    "model": {{"task": "causal_lm", "d_model": 16, "n_layer": 2, "d_state": 4, "vocab_size": 257}},
+    "train_data": "{}", "tokenizer": "byte", "seq_len": 32, "batch_size": 2, "steps": 1000000,
+    "lr": 0.01, "warmup": 2, "eval_every": 1000000, "save_every": 2, "log_every": 1,
+    "output_dir": "{}", "seed": 3, "threads": 1}})",
+                                                (dir / "corpus.txt").string(), (dir / "run").string());
+  return dir;
+}
+
+std::vector<std::string> train_command(const fs::path& dir, std::vector<std::string> extra = {}) {
+  std::vector<std::string> argv = {MAMBAKIT_CLI_PATH, "train", "--config", (dir / "run.json").string()};
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  return argv;
+}
+
+/// The number in the last "<prefix> N" of `log`, or -1.
+long last_number_after(const std::string& log, const std::string& prefix) {
+  const std::regex pattern(prefix + " ([0-9]+)");
+  long value = -1;
+  for (auto it = std::sregex_iterator(log.begin(), log.end(), pattern); it != std::sregex_iterator(); ++it) {
+    value = std::stol((*it)[1]);
+  }
+  return value;
+}
+
+/// No staging or temporary entries left beside the run's outputs.
+bool no_leftovers(const fs::path& run) {
+  for (const auto& entry : fs::recursive_directory_iterator(run)) {
+    const std::string name = entry.path().filename().string();
+    if (name.find(".tmp") != std::string::npos || name.find("staging") != std::string::npos) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+TEST_CASE("Ctrl-C during mambakit train saves a checkpoint, exits with 130, and --resume continues") {
+  const fs::path dir = long_run("sigint");
+  const auto interrupted = signal_after(train_command(dir), "step 5/", SIGINT, 120.0);
+  INFO(interrupted.errors);
+  REQUIRE(interrupted.exit_code == 130);
+  const long stopped_at = last_number_after(interrupted.errors, "stopped at step");
+  REQUIRE(stopped_at >= 5);
+  CHECK(last_number_after(interrupted.errors, "saved checkpoint at step") == stopped_at);
+  const fs::path checkpoint = dir / "run" / "checkpoint";
+  for (const char* file : {"config.json", "model.safetensors", "optimizer.safetensors"}) {
+    CHECK(fs::exists(checkpoint / file));
+  }
+  CHECK(no_leftovers(dir / "run"));
+  CHECK_NOTHROW(mambakit::Model::load(checkpoint, mambakit::test::in_tree_plugins()));
+
+  // --resume picks up at the next step and runs to the (overridden) end.
+  const auto resumed = mambakit::test::run_command(
+      fmt::format("{} train --config {} --resume --set steps={}", MAMBAKIT_CLI_PATH, (dir / "run.json").string(),
+                  stopped_at + 2));
+  INFO(resumed.errors);
+  CHECK(resumed.exit_code == 0);
+  CHECK_THAT(resumed.errors, Contains(fmt::format("step {}/{}", stopped_at + 1, stopped_at + 2)));
+  CHECK(resumed.errors.find(fmt::format("step {}/", stopped_at)) == std::string::npos);
+  CHECK(fs::exists(dir / "run" / "model" / "model.safetensors"));
+}
+
+TEST_CASE("a mambakit train killed outright keeps its last checkpoint intact") {
+  const fs::path dir = long_run("sigkill");
+  const auto killed = signal_after(train_command(dir), "saved checkpoint at step 4", SIGKILL, 120.0);
+  INFO(killed.errors);
+  REQUIRE(killed.exit_code == 128 + SIGKILL);
+  const long saved = last_number_after(killed.errors, "saved checkpoint at step");
+  REQUIRE(saved >= 4);
+  const fs::path checkpoint = dir / "run" / "checkpoint";
+  CHECK_NOTHROW(mambakit::Model::load(checkpoint, mambakit::test::in_tree_plugins()));
+  const auto resumed = mambakit::test::run_command(
+      fmt::format("{} train --config {} --resume --set steps={}", MAMBAKIT_CLI_PATH, (dir / "run.json").string(),
+                  saved + 1));
+  INFO(resumed.errors);
+  CHECK(resumed.exit_code == 0);
+  // It resumes after the last checkpoint it logged (a kill during a later save leaves that save
+  // unfinished and the previous checkpoint in place).
+  CHECK_THAT(resumed.errors, Contains(fmt::format("step {}/{}", saved + 1, saved + 1)));
+}
