@@ -117,7 +117,7 @@ TEST_CASE("a classification run trains on JSONL and reports validation accuracy"
   }
   const std::string json = fmt::format(R"({{
     "model": {{"task": "sequence_classification", "d_model": 16, "n_layer": 1, "d_state": 4, "vocab_size": 257,
-               "num_labels": 2, "pooling": "mean", "labels": ["quiet", "loud"]}},
+               "num_labels": 2, "pooling": "mean", "labels": ["quiet", "loud"], "dropout": 0.1}},
     "train_data": "{}", "valid_fraction": 0.25, "tokenizer": "byte", "seq_len": 32, "batch_size": 8,
     "steps": 30, "lr": 0.01, "min_lr": 0.001, "warmup": 3, "eval_every": 30, "save_every": 100, "log_every": 10,
     "output_dir": "{}", "seed": 3, "threads": 1}})",

@@ -60,6 +60,7 @@ struct LmConfig : SsmConfig {
 struct ClassificationConfig : SsmConfig {
   std::int64_t num_labels = 2;
   Pooling pooling = Pooling::kLast;
+  /// Dropout on the hidden states the head sees, in training only (accumulate_gradients()).
   double dropout = 0.0;
   std::vector<std::string> labels;  ///< optional names of the labels
 };

@@ -81,6 +81,9 @@ struct ParameterSlice {
 /// What a training step needs besides the tokens.
 struct TrainingTargets {
   std::vector<std::int32_t> labels;  ///< classification: one label per row
+  /// Seed of the batch's dropout mask (classification `dropout` > 0): the same seed gives the
+  /// same mask, so a resumed run repeats the uninterrupted one exactly.
+  std::uint64_t dropout_seed = 0;
 };
 
 class Model {
@@ -128,7 +131,8 @@ class Model {
   /// Forward and backward over one batch; ADDS the gradient of the loss to the parameters'
   /// gradients (see zero_gradients()) and returns the loss. Causal LM: mean next-token
   /// cross-entropy over the B*(L-1) targets (within tokens.lengths when given); classification: mean
-  /// cross-entropy of `targets.labels`. With `recompute`, only each layer's input is kept and
+  /// cross-entropy of `targets.labels`, with the config's dropout applied to the hidden states the
+  /// head sees (inverted dropout: kept values scaled by 1/(1-p); mask from targets.dropout_seed). With `recompute`, only each layer's input is kept and
   /// the layer's forward is recomputed during backward (activation checkpointing).
   double accumulate_gradients(const TokenBatch& tokens, const TrainingTargets& targets = {}, bool recompute = false);
 

@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include <cmath>
+#include <random>
 
 #include "mambakit/atomic_file.hpp"
 #include "mambakit/model.hpp"
@@ -73,6 +74,25 @@ double classification_cross_entropy(const FloatTensor& scores, const std::vector
 }
 
 std::size_t bytes_of(const FloatTensor& tensor) { return tensor.values.size() * sizeof(float); }
+
+/// Inverted dropout with rate p: a mask (same size as `values`) of 0 or 1/(1-p), drawn from
+/// `seed`, applied to `values` in place. Returns the mask for the backward pass.
+std::vector<float> apply_dropout(std::vector<float>& values, double p, std::uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::bernoulli_distribution keep(1.0 - p);
+  const auto scale = static_cast<float>(1.0 / (1.0 - p));
+  std::vector<float> mask(values.size());
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    mask[i] = keep(rng) ? scale : 0.0f;
+    values[i] *= mask[i];
+  }
+  return mask;
+}
+
+double dropout_rate(const ModelConfig& config) {
+  const auto* classification = std::get_if<ClassificationConfig>(&config);
+  return classification != nullptr ? classification->dropout : 0.0;
+}
 
 }  // namespace
 
@@ -170,6 +190,9 @@ double Model::accumulate_gradients(const TokenBatch& tokens, const TrainingTarge
   FloatTensor final_normed({B, L, D});
   model::rms_norm(hidden.values.data(), impl.store.data(impl.norm_f), final_normed.values.data(), M, D, ssm.norm_eps,
                   impl.n_threads);
+  const double dropout = dropout_rate(impl.config);
+  std::vector<float> dropout_mask;
+  if (dropout > 0.0) dropout_mask = apply_dropout(final_normed.values, dropout, targets.dropout_seed);
 
   // Head and loss.
   const std::string head_owner = fmt::format("head/{}", head_name(impl.config));
@@ -203,6 +226,7 @@ double Model::accumulate_gradients(const TokenBatch& tokens, const TrainingTarge
   head_backward.grad_hidden = view_of(grad_final);
   head_backward.grad_params = head_grads.data();
   check(impl.head->backward(ctx, head_backward), head_owner + " backward");
+  for (std::size_t i = 0; i < dropout_mask.size(); ++i) grad_final.values[i] *= dropout_mask[i];
   FloatTensor grad_hidden({B, L, D});
   model::rms_norm_backward(hidden.values.data(), impl.store.data(impl.norm_f), grad_final.values.data(),
                            grad_hidden.values.data(), impl.store.gradient(impl.norm_f), M, D, ssm.norm_eps,

@@ -179,7 +179,8 @@ bool train(const RunConfig& run, const PluginHost& host, bool resume, const std:
     double loss = 0.0;
     for (std::int64_t micro = 0; micro < run.grad_accum; ++micro) {
       auto rng = batch_rng(run.seed, step, micro);
-      const auto [tokens, targets] = data.batch(run, rng);
+      auto [tokens, targets] = data.batch(run, rng);
+      targets.dropout_seed = rng();
       loss += model.accumulate_gradients(tokens, targets, run.recompute) / static_cast<double>(run.grad_accum);
       tokens_seen += tokens.batch * tokens.length;
     }

@@ -1,7 +1,7 @@
 // head/classification: sequence classification, scores = pool(hidden) W^T + b with pooling
 // last, mean or max over each row's valid tokens. Backward goes through the linear layer and
-// the pooling (pool_backward). The model config's classification `dropout` is not applied: this
-// head has no dropout, in training or in inference, so backward is the exact gradient of forward.
+// the pooling (pool_backward). The classification config's `dropout` is applied by the host in
+// training, to the hidden states this head receives; the head itself is deterministic.
 //
 // Dimensions: B batch, L length, D d_model, C num_labels.
 
@@ -12,6 +12,7 @@
 #include "linear.hpp"
 #include "mambakit/sdk/sdk.hpp"
 #include "pooling.hpp"
+#include "typed_params.hpp"
 
 namespace mambakit::head_classification {
 
@@ -29,7 +30,8 @@ class ClassificationHead final : public sdk::Head {
 
   void capabilities(sdk::HeadCapabilities* out) const noexcept override {
     out->devices = sdk::device_bit(sdk::DeviceType::kCpu);
-    out->param_dtypes = sdk::dtype_bit(sdk::DType::kF32);
+    out->param_dtypes = sdk::dtype_bit(sdk::DType::kF32) | sdk::dtype_bit(sdk::DType::kF64) |
+                        sdk::dtype_bit(sdk::DType::kF16) | sdk::dtype_bit(sdk::DType::kBF16);
     out->backward = true;
   }
 
@@ -56,45 +58,59 @@ class ClassificationHead final : public sdk::Head {
     return sdk::Status::success();
   }
 
-  sdk::Status forward(const sdk::Context&, const sdk::HeadForwardArgs& args) noexcept override {
+  sdk::Status forward(const sdk::Context& context, const sdk::HeadForwardArgs& args) noexcept override {
     return sdk::guard([&] {
-      const std::int64_t batch = args.hidden.shape[0], length = args.hidden.shape[1];
-      std::vector<float> pooled(static_cast<std::size_t>(batch * d_model_));
-      plugin_common::pool(pooling_, args.hidden.as<const float>(), args.lengths, pooled.data(), batch, length,
-                          d_model_);
-      plugin_common::linear_forward(pooled.data(), d_model_, args.params[0].as<const float>(),
-                                    args.params[1].as<const float>(), args.output.as<float>(), num_labels_, batch,
-                                    d_model_, num_labels_);
-      return sdk::Status::success();
+      if (args.hidden.dtype == sdk::DType::kF64) return forward_typed<double>(context, args);
+      return forward_typed<float>(context, args);
     });
   }
 
-  sdk::Status backward(const sdk::Context&, const sdk::HeadBackwardArgs& args) noexcept override {
+  sdk::Status backward(const sdk::Context& context, const sdk::HeadBackwardArgs& args) noexcept override {
     return sdk::guard([&] {
-      const std::int64_t batch = args.hidden.shape[0], length = args.hidden.shape[1];
-      const float* hidden = args.hidden.as<const float>();
-      const float* grad_scores = args.grad_output.as<const float>();  // (B, C)
-      std::vector<float> pooled(static_cast<std::size_t>(batch * d_model_));
-      plugin_common::pool(pooling_, hidden, args.lengths, pooled.data(), batch, length, d_model_);
-      if (args.grad_params != nullptr) {
-        float* grad_weight = args.grad_params[0].present() ? args.grad_params[0].as<float>() : nullptr;
-        float* grad_bias = args.grad_params[1].present() ? args.grad_params[1].as<float>() : nullptr;
-        plugin_common::linear_backward_params(grad_scores, num_labels_, pooled.data(), d_model_, grad_weight,
-                                              grad_bias, batch, d_model_, num_labels_);
+      if (args.hidden.dtype == sdk::DType::kF64) return backward_typed<double>(context, args);
+      if (args.params[0].dtype != sdk::DType::kF32 || args.params[1].dtype != sdk::DType::kF32) {
+        return sdk::Status::error(sdk::StatusCode::kInvalidArgument,
+                                  "head/classification backward needs f32 parameters");
       }
-      if (args.grad_hidden.present()) {
-        std::vector<float> grad_pooled(static_cast<std::size_t>(batch * d_model_));  // (B, D)
-        plugin_common::linear_backward_input(grad_scores, num_labels_, args.params[0].as<const float>(),
-                                             grad_pooled.data(), d_model_, batch, d_model_, num_labels_,
-                                             /*accumulate=*/false);
-        plugin_common::pool_backward(pooling_, hidden, args.lengths, grad_pooled.data(), args.grad_hidden.as<float>(),
-                                     batch, length, d_model_);
-      }
-      return sdk::Status::success();
+      return backward_typed<float>(context, args);
     });
   }
 
  private:
+  template <class T>
+  sdk::Status forward_typed(const sdk::Context& context, const sdk::HeadForwardArgs& args) const {
+    const std::int64_t batch = args.hidden.shape[0], length = args.hidden.shape[1];
+    const plugin_common::TypedParams<T> param(context, args.params, 2, "head/classification");
+    std::vector<T> pooled(static_cast<std::size_t>(batch * d_model_));
+    plugin_common::pool(pooling_, args.hidden.as<const T>(), args.lengths, pooled.data(), batch, length, d_model_);
+    plugin_common::linear_forward(static_cast<const T*>(pooled.data()), d_model_, param[0], param[1],
+                                  args.output.as<T>(), num_labels_, batch, d_model_, num_labels_);
+    return sdk::Status::success();
+  }
+
+  template <class T>
+  sdk::Status backward_typed(const sdk::Context&, const sdk::HeadBackwardArgs& args) const {
+    const std::int64_t batch = args.hidden.shape[0], length = args.hidden.shape[1];
+    const T* hidden = args.hidden.as<const T>();
+    const T* grad_scores = args.grad_output.as<const T>();  // (B, C)
+    std::vector<T> pooled(static_cast<std::size_t>(batch * d_model_));
+    plugin_common::pool(pooling_, hidden, args.lengths, pooled.data(), batch, length, d_model_);
+    if (args.grad_params != nullptr) {
+      T* grad_weight = args.grad_params[0].present() ? args.grad_params[0].as<T>() : nullptr;
+      T* grad_bias = args.grad_params[1].present() ? args.grad_params[1].as<T>() : nullptr;
+      plugin_common::linear_backward_params(grad_scores, num_labels_, static_cast<const T*>(pooled.data()), d_model_,
+                                            grad_weight, grad_bias, batch, d_model_, num_labels_);
+    }
+    if (args.grad_hidden.present()) {
+      std::vector<T> grad_pooled(static_cast<std::size_t>(batch * d_model_));  // (B, D)
+      plugin_common::linear_backward_input(grad_scores, num_labels_, args.params[0].as<const T>(), grad_pooled.data(),
+                                           d_model_, batch, d_model_, num_labels_, /*accumulate=*/false);
+      plugin_common::pool_backward(pooling_, hidden, args.lengths, static_cast<const T*>(grad_pooled.data()),
+                                   args.grad_hidden.as<T>(), batch, length, d_model_);
+    }
+    return sdk::Status::success();
+  }
+
   std::int64_t d_model_ = 0, num_labels_ = 0;
   plugin_common::Pooling pooling_ = plugin_common::Pooling::kLast;
 };
