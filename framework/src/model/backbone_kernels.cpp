@@ -7,29 +7,32 @@
 
 namespace mambakit::model {
 
-void embedding_lookup(const std::int32_t* ids, const float* table, float* out, std::int64_t rows, std::int64_t d_model,
+template <class T>
+void embedding_lookup(const std::int32_t* ids, const T* table, T* out, std::int64_t rows, std::int64_t d_model,
                       int n_threads) {
 #pragma omp parallel for num_threads(n_threads) schedule(static)
   for (std::int64_t r = 0; r < rows; ++r) {
-    const float* source = table + static_cast<std::int64_t>(ids[r]) * d_model;
+    const T* source = table + static_cast<std::int64_t>(ids[r]) * d_model;
     std::copy(source, source + d_model, out + r * d_model);
   }
 }
 
-void rms_norm(const float* x, const float* weight, float* out, std::int64_t rows, std::int64_t d_model, double eps,
+template <class T>
+void rms_norm(const T* x, const T* weight, T* out, std::int64_t rows, std::int64_t d_model, double eps,
               int n_threads) {
 #pragma omp parallel for num_threads(n_threads) schedule(static)
   for (std::int64_t r = 0; r < rows; ++r) {
-    const float* row = x + r * d_model;
+    const T* row = x + r * d_model;
     double sum_squares = 0.0;
     for (std::int64_t d = 0; d < d_model; ++d) sum_squares += static_cast<double>(row[d]) * row[d];
-    const float scale = static_cast<float>(1.0 / std::sqrt(sum_squares / static_cast<double>(d_model) + eps));
-    float* result = out + r * d_model;
+    const T scale = static_cast<T>(1.0 / std::sqrt(sum_squares / static_cast<double>(d_model) + eps));
+    T* result = out + r * d_model;
     for (std::int64_t d = 0; d < d_model; ++d) result[d] = row[d] * scale * weight[d];
   }
 }
 
-void rms_norm_backward(const float* x, const float* weight, const float* grad_out, float* grad_x, float* grad_weight,
+template <class T>
+void rms_norm_backward(const T* x, const T* weight, const T* grad_out, T* grad_x, T* grad_weight,
                        std::int64_t rows, std::int64_t d_model, double eps, int n_threads) {
   // y = x r w with r = (mean(x^2) + eps)^-1/2:  dx = r (g w) - x r^3 <g w, x> / D,  dw = sum_rows g x r.
   std::vector<double> weight_sums(static_cast<std::size_t>(d_model) * static_cast<std::size_t>(n_threads), 0.0);
@@ -38,8 +41,8 @@ void rms_norm_backward(const float* x, const float* weight, const float* grad_ou
     double* my_sums = weight_sums.data() + static_cast<std::size_t>(omp_get_thread_num()) * static_cast<std::size_t>(d_model);
 #pragma omp for schedule(static)
     for (std::int64_t r = 0; r < rows; ++r) {
-      const float* row = x + r * d_model;
-      const float* g = grad_out + r * d_model;
+      const T* row = x + r * d_model;
+      const T* g = grad_out + r * d_model;
       double sum_squares = 0.0, dot = 0.0;
       for (std::int64_t d = 0; d < d_model; ++d) {
         sum_squares += static_cast<double>(row[d]) * row[d];
@@ -47,23 +50,24 @@ void rms_norm_backward(const float* x, const float* weight, const float* grad_ou
       }
       const double scale = 1.0 / std::sqrt(sum_squares / static_cast<double>(d_model) + eps);
       const double correction = scale * scale * scale * dot / static_cast<double>(d_model);
-      float* out = grad_x + r * d_model;
+      T* out = grad_x + r * d_model;
       for (std::int64_t d = 0; d < d_model; ++d) {
-        out[d] += static_cast<float>(scale * g[d] * weight[d] - row[d] * correction);
+        out[d] += static_cast<T>(scale * g[d] * weight[d] - row[d] * correction);
         my_sums[d] += static_cast<double>(g[d]) * row[d] * scale;
       }
     }
   }
   for (int t = 0; t < n_threads; ++t) {
-    for (std::int64_t d = 0; d < d_model; ++d) grad_weight[d] += static_cast<float>(weight_sums[static_cast<std::size_t>(t * d_model + d)]);
+    for (std::int64_t d = 0; d < d_model; ++d) grad_weight[d] += static_cast<T>(weight_sums[static_cast<std::size_t>(t * d_model + d)]);
   }
 }
 
-void embedding_backward(const std::int32_t* ids, const float* grad_out, float* grad_table, std::int64_t rows,
+template <class T>
+void embedding_backward(const std::int32_t* ids, const T* grad_out, T* grad_table, std::int64_t rows,
                         std::int64_t d_model) {
   for (std::int64_t r = 0; r < rows; ++r) {
-    float* target = grad_table + static_cast<std::int64_t>(ids[r]) * d_model;
-    const float* source = grad_out + r * d_model;
+    T* target = grad_table + static_cast<std::int64_t>(ids[r]) * d_model;
+    const T* source = grad_out + r * d_model;
     for (std::int64_t d = 0; d < d_model; ++d) target[d] += source[d];
   }
 }
@@ -72,5 +76,14 @@ void add_in_place(float* x, const float* y, std::int64_t count, int n_threads) {
 #pragma omp parallel for num_threads(n_threads) schedule(static)
   for (std::int64_t i = 0; i < count; ++i) x[i] += y[i];
 }
+
+#define MAMBAKIT_INSTANTIATE_BACKBONE(T)                                                                          \
+  template void embedding_lookup<T>(const std::int32_t*, const T*, T*, std::int64_t, std::int64_t, int);              \
+  template void rms_norm<T>(const T*, const T*, T*, std::int64_t, std::int64_t, double, int);                        \
+  template void rms_norm_backward<T>(const T*, const T*, const T*, T*, T*, std::int64_t, std::int64_t, double, int); \
+  template void embedding_backward<T>(const std::int32_t*, const T*, T*, std::int64_t, std::int64_t);
+MAMBAKIT_INSTANTIATE_BACKBONE(float)
+MAMBAKIT_INSTANTIATE_BACKBONE(double)
+#undef MAMBAKIT_INSTANTIATE_BACKBONE
 
 }  // namespace mambakit::model

@@ -1,5 +1,6 @@
 #pragma once
-// The framework's own layers: embedding lookup, RMSNorm and the residual add.
+// The framework's own layers: embedding lookup, RMSNorm and the residual add. Templated on the
+// element type T, instantiated for float (what models run in) and double (gradient checks).
 //
 // Dimensions: M rows (batch x length), D d_model, V vocabulary rows.
 
@@ -8,20 +9,24 @@
 namespace mambakit::model {
 
 /// out (M, D) = table[ids[m]] with table (V, D). Ids must already be checked.
-void embedding_lookup(const std::int32_t* ids, const float* table, float* out, std::int64_t rows, std::int64_t d_model,
+template <class T>
+void embedding_lookup(const std::int32_t* ids, const T* table, T* out, std::int64_t rows, std::int64_t d_model,
                       int n_threads);
 
 /// out (M, D) = x * rsqrt(mean(x^2) + eps) * weight (D).
-void rms_norm(const float* x, const float* weight, float* out, std::int64_t rows, std::int64_t d_model, double eps,
+template <class T>
+void rms_norm(const T* x, const T* weight, T* out, std::int64_t rows, std::int64_t d_model, double eps,
               int n_threads);
 
 /// Backward of rms_norm(): grad_x (M, D) += d/dx, grad_weight (D) += d/dweight, given the
 /// forward input x and grad_out (M, D).
-void rms_norm_backward(const float* x, const float* weight, const float* grad_out, float* grad_x, float* grad_weight,
+template <class T>
+void rms_norm_backward(const T* x, const T* weight, const T* grad_out, T* grad_x, T* grad_weight,
                        std::int64_t rows, std::int64_t d_model, double eps, int n_threads);
 
 /// grad_table[ids[m]] (V, D) += grad_out[m] (M, D).
-void embedding_backward(const std::int32_t* ids, const float* grad_out, float* grad_table, std::int64_t rows,
+template <class T>
+void embedding_backward(const std::int32_t* ids, const T* grad_out, T* grad_table, std::int64_t rows,
                         std::int64_t d_model);
 
 /// x (M, D) += y (M, D).
