@@ -24,7 +24,7 @@ int main() {
     classifier_config.num_labels = 2;
     classifier_config.pooling = mambakit::Pooling::kMean;
     classifier_config.labels = {"mostly-low", "mostly-high"};
-    mambakit::Model classifier = mambakit::Model::create(classifier_config, plugins, {"auto", 0, 5});
+    mambakit::Model classifier = mambakit::Model::create(classifier_config, plugins, {"auto", 0, 5, {}});
     std::printf("classifier: %lld parameters\n", static_cast<long long>(classifier.parameter_count()));
 
     // Toy task: is the sequence mostly made of high token ids?
@@ -43,7 +43,7 @@ int main() {
     mambakit::FeatureExtractionConfig features_config;
     static_cast<mambakit::SsmConfig&>(features_config) = classifier_config;
     features_config.pooling = mambakit::Pooling::kLast;
-    mambakit::Model extractor = mambakit::Model::create(features_config, plugins, {"auto", 0, 5});
+    mambakit::Model extractor = mambakit::Model::create(features_config, plugins, {"auto", 0, 5, {}});
     const auto embeddings = extractor.forward(batch);
     std::printf("embeddings: %lld x %lld\n", static_cast<long long>(embeddings.shape[0]),
                 static_cast<long long>(embeddings.shape[1]));

@@ -37,7 +37,9 @@ void add_model_options(po::options_description& options, bool model_required) {
   if (model_required) model->required();
   options.add_options()("model", model, "model folder: config.json + model.safetensors")(
       "scan", po::value<std::string>()->default_value("auto"), "scan backend: a name from `mambakit plugins`, or auto")(
-      "threads", po::value<int>()->default_value(0), "CPU threads (0: all available)");
+      "threads", po::value<int>()->default_value(0), "CPU threads (0: all available)")(
+      "dtype", po::value<std::string>()->default_value("auto"),
+      "weights in memory: f32, f16, bf16, or auto (as stored in the checkpoint)");
 }
 
 namespace {
@@ -66,6 +68,16 @@ ModelOptions model_options(const po::variables_map& values) {
   options.scan = values["scan"].as<std::string>();
   options.n_threads = values["threads"].as<int>();
   if (options.n_threads < 0) throw Error(fmt::format("--threads must be >= 0, got {}", options.n_threads));
+  const std::string dtype = values["dtype"].as<std::string>();
+  if (dtype == "f32") {
+    options.weights_dtype = sdk::DType::kF32;
+  } else if (dtype == "f16") {
+    options.weights_dtype = sdk::DType::kF16;
+  } else if (dtype == "bf16") {
+    options.weights_dtype = sdk::DType::kBF16;
+  } else if (dtype != "auto") {
+    throw Error(fmt::format("--dtype {} is invalid: use f32, f16, bf16 or auto", dtype));
+  }
   return options;
 }
 

@@ -27,7 +27,9 @@ int grad_main(int argc, char** argv) {
   }
   const TokenBatch tokens = read_token_file(values["input"].as<std::string>());
   const auto host = load_plugins(values);
-  Model model = Model::load(values["model"].as<std::string>(), *host, model_options(values));
+  ModelOptions model_settings = model_options(values);
+  if (!model_settings.weights_dtype) model_settings.weights_dtype = sdk::DType::kF32;  // gradients need f32 weights
+  Model model = Model::load(values["model"].as<std::string>(), *host, model_settings);
   model.zero_gradients();
   const double loss = model.accumulate_gradients(tokens);
   std::vector<SafetensorsTensor> tensors;

@@ -41,6 +41,7 @@ int info_main(int argc, char** argv) {
                          {"mixers", ssm.mixers},
                          {"parameters", model.parameter_count()},
                          {"parameter_bytes", model.parameter_bytes()},
+                         {"weights_dtype", sdk::dtype_name(model.weights_dtype())},
                          {"state_bytes_per_row", state_bytes}};
   if (format == "json") {
     fmt::print("{}\n", info.dump(2));
@@ -52,7 +53,8 @@ int info_main(int argc, char** argv) {
   fmt::print("dt_rank         {}\nvocab_size      {}\nmixers          {}\n", ssm.resolved_dt_rank(), ssm.vocab_size,
              info["mixers"].dump());
   fmt::print("parameters      {} ({:.1f}M)\n", model.parameter_count(), model.parameter_count() / 1e6);
-  fmt::print("weights memory  {:.1f} MiB (f32)\n", model.parameter_bytes() / 1048576.0);
+  fmt::print("weights memory  {:.1f} MiB ({})\n", model.parameter_bytes() / 1048576.0,
+             sdk::dtype_name(model.weights_dtype()));
   fmt::print("state per row   {:.1f} KiB (constant in sequence length)\n", state_bytes / 1024.0);
   return 0;
 }

@@ -30,14 +30,14 @@ TEST_CASE("feature extraction returns per-token hidden states, and pooled ones c
   const auto& host = mambakit::test::in_tree_plugins();
   auto per_token = small_config<mambakit::FeatureExtractionConfig>();
   per_token.pooling = mambakit::Pooling::kNone;
-  auto model = mambakit::Model::create(per_token, host, {"auto", 1, 7});
+  auto model = mambakit::Model::create(per_token, host, {"auto", 1, 7, {}});
   const auto hidden = model.forward(two_rows());
   REQUIRE(hidden.shape == std::vector<std::int64_t>{2, 5, 16});
 
   for (const auto pooling : {mambakit::Pooling::kLast, mambakit::Pooling::kMean, mambakit::Pooling::kMax}) {
     auto pooled_config = per_token;
     pooled_config.pooling = pooling;
-    auto pooled_model = mambakit::Model::create(pooled_config, host, {"auto", 1, 7});
+    auto pooled_model = mambakit::Model::create(pooled_config, host, {"auto", 1, 7, {}});
     const auto pooled = pooled_model.forward(two_rows());
     REQUIRE(pooled.shape == std::vector<std::int64_t>{2, 16});
     for (int b = 0; b < 2; ++b) {
@@ -58,7 +58,7 @@ TEST_CASE("feature extraction returns per-token hidden states, and pooled ones c
 TEST_CASE("sequence classification gives one score per label and row") {
   auto config = small_config<mambakit::ClassificationConfig>();
   config.num_labels = 3;
-  auto model = mambakit::Model::create(config, mambakit::test::in_tree_plugins(), {"auto", 1, 3});
+  auto model = mambakit::Model::create(config, mambakit::test::in_tree_plugins(), {"auto", 1, 3, {}});
   const auto scores = model.forward(two_rows());
   CHECK(scores.shape == std::vector<std::int64_t>{2, 3});
   CHECK(scores.values[0] != scores.values[3]);

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -20,6 +21,10 @@ struct ModelOptions {
   std::string scan = "auto";  ///< scan backend name, or "auto" (highest score per problem)
   int n_threads = 0;          ///< CPU threads; 0 = OpenMP's default
   std::uint64_t seed = 0;     ///< seed of the random initialisation (create() only)
+  /// The dtype the weights are held in: f32, f16 or bf16 (arithmetic accumulates in f32
+  /// either way; the norms stay f32). Unset: as stored in the checkpoint (load(); f32 when it
+  /// stores f32 or mixed types) or f32 (create()). Training needs f32.
+  std::optional<sdk::DType> weights_dtype;
 };
 
 /// A parameter as the model holds it.
@@ -103,12 +108,16 @@ class Model {
   [[nodiscard]] const ModelConfig& config() const;
   [[nodiscard]] const ModelOptions& options() const;
   [[nodiscard]] std::int64_t parameter_count() const;
+  /// Bytes the parameters occupy in memory (2 per element when held in 16 bits).
   [[nodiscard]] std::size_t parameter_bytes() const;
+  /// The dtype the weights are held in (see ModelOptions::weights_dtype).
+  [[nodiscard]] sdk::DType weights_dtype() const;
   [[nodiscard]] std::vector<ParameterInfo> parameters() const;
   /// The values of parameter `name` (row-major), or throws when there is none.
   [[nodiscard]] std::vector<float> parameter_values(const std::string& name) const;
 
-  /// Replaces the parameters with those of a safetensors file in Hugging Face layout.
+  /// Replaces the parameters with those of a safetensors file in Hugging Face layout (converted
+  /// to the dtype the model holds them in).
   void load_weights(const std::filesystem::path& file);
 
   /// Switches the scan backend ("auto" or a name) for later calls.

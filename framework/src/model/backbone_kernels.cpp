@@ -5,6 +5,8 @@
 #include <omp.h>
 #include <vector>
 
+#include "mambakit/half.hpp"
+
 namespace mambakit::model {
 
 template <class T>
@@ -14,6 +16,18 @@ void embedding_lookup(const std::int32_t* ids, const T* table, T* out, std::int6
   for (std::int64_t r = 0; r < rows; ++r) {
     const T* source = table + static_cast<std::int64_t>(ids[r]) * d_model;
     std::copy(source, source + d_model, out + r * d_model);
+  }
+}
+
+void embedding_lookup(const std::int32_t* ids, const sdk::TensorView& table, float* out, std::int64_t rows,
+                      std::int64_t d_model, int n_threads) {
+  if (table.dtype == sdk::DType::kF32) {
+    embedding_lookup(ids, table.as<const float>(), out, rows, d_model, n_threads);
+    return;
+  }
+  const auto* bits = table.as<const std::uint16_t>();
+  for (std::int64_t r = 0; r < rows; ++r) {
+    convert_to_f32(table.dtype, bits + static_cast<std::int64_t>(ids[r]) * d_model, out + r * d_model, d_model);
   }
 }
 

@@ -6,12 +6,18 @@
 
 #include <cstdint>
 
+#include "mambakit/sdk/tensor_view.hpp"
+
 namespace mambakit::model {
 
 /// out (M, D) = table[ids[m]] with table (V, D). Ids must already be checked.
 template <class T>
 void embedding_lookup(const std::int32_t* ids, const T* table, T* out, std::int64_t rows, std::int64_t d_model,
                       int n_threads);
+
+/// The same lookup from a table held as f32, f16 or bf16 (rows widened to f32).
+void embedding_lookup(const std::int32_t* ids, const sdk::TensorView& table, float* out, std::int64_t rows,
+                      std::int64_t d_model, int n_threads);
 
 /// out (M, D) = x * rsqrt(mean(x^2) + eps) * weight (D).
 template <class T>

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <optional>
 
 #include "backbone_kernels.hpp"
 #include "mambakit/error.hpp"
@@ -36,8 +37,19 @@ sdk::ParamSpec framework_param(const char* name, std::initializer_list<std::int6
   return spec;
 }
 
-}  // namespace
+/// The dtype a checkpoint's weights are stored in when all its floating-point tensors share
+/// f16 or bf16; f32 otherwise.
+sdk::DType stored_dtype(const std::filesystem::path& file) {
+  const SafetensorsFile checkpoint = SafetensorsFile::open(file);
+  std::optional<sdk::DType> common;
+  for (const auto& entry : checkpoint.entries()) {
+    if (common && *common != entry.dtype) return sdk::DType::kF32;
+    common = entry.dtype;
+  }
+  return common && (*common == sdk::DType::kF16 || *common == sdk::DType::kBF16) ? *common : sdk::DType::kF32;
+}
 
+}  // namespace
 
 Model::Model(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Model::~Model() = default;
@@ -83,6 +95,13 @@ Model Model::create(const ModelConfig& config, const PluginHost& host, const Mod
   }
   impl->store.allocate();
   impl->store.initialize(options.seed);
+  const sdk::DType dtype = options.weights_dtype.value_or(sdk::DType::kF32);
+  if (dtype != sdk::DType::kF32) {
+    impl->check_param_dtype(dtype);
+    std::vector<int> norms = impl->layer_norms;
+    norms.push_back(impl->norm_f);
+    impl->store.hold_as(dtype, norms);
+  }
   Model model(std::move(impl));
   model.select_scan(host, options.scan);
   model.set_threads(options.n_threads);
@@ -93,7 +112,10 @@ Model Model::load(const std::filesystem::path& dir, const PluginHost& host, cons
   if (!std::filesystem::is_directory(dir)) {
     throw Error(fmt::format("{}: the model folder does not exist or is not a folder", dir.string()));
   }
-  Model model = create(load_model_config(dir / "config.json"), host, options);
+  const ModelConfig config = load_model_config(dir / "config.json");
+  ModelOptions resolved = options;
+  if (!resolved.weights_dtype) resolved.weights_dtype = stored_dtype(dir / "model.safetensors");
+  Model model = create(config, host, resolved);
   model.load_weights(dir / "model.safetensors");
   return model;
 }
@@ -117,7 +139,13 @@ void Model::load_weights(const std::filesystem::path& file) {
       throw Error(fmt::format("{}: tensor {} has shape {} but the model expects {}", file.string(), stored->name,
                               model::format_shape(stored->shape), model::format_shape(parameter.shape)));
     }
-    checkpoint.read_f32(*stored, impl_->store.data(static_cast<int>(i)));
+    if (parameter.dtype == sdk::DType::kF32) {
+      checkpoint.read_f32(*stored, impl_->store.data(static_cast<int>(i)));
+    } else {
+      std::vector<float> values(static_cast<std::size_t>(parameter.numel));
+      checkpoint.read_f32(*stored, values.data());
+      impl_->store.assign(static_cast<int>(i), values.data());
+    }
     mark_used(stored);
   }
   const auto* lm = std::get_if<LmConfig>(&impl_->config);
@@ -137,7 +165,8 @@ std::int64_t Model::parameter_count() const {
   for (const auto& entry : impl_->store.entries()) total += entry.numel;
   return total;
 }
-std::size_t Model::parameter_bytes() const { return static_cast<std::size_t>(parameter_count()) * sizeof(float); }
+std::size_t Model::parameter_bytes() const { return impl_->store.bytes(); }
+sdk::DType Model::weights_dtype() const { return impl_->store.weights_dtype(); }
 
 std::vector<ParameterInfo> Model::parameters() const {
   std::vector<ParameterInfo> list;
@@ -148,8 +177,7 @@ std::vector<ParameterInfo> Model::parameters() const {
 std::vector<float> Model::parameter_values(const std::string& name) const {
   const auto* entry = impl_->store.find(name);
   if (entry == nullptr) throw Error(fmt::format("the model has no parameter {}", name));
-  const float* begin = impl_->store.data(static_cast<int>(entry - impl_->store.entries().data()));
-  return std::vector<float>(begin, begin + entry->numel);
+  return impl_->store.values_f32(static_cast<int>(entry - impl_->store.entries().data()));
 }
 
 void Model::select_scan(const PluginHost& host, const std::string& name) {
@@ -196,7 +224,7 @@ FloatTensor Model::forward(const TokenBatch& tokens, InferenceState* state, bool
   sdk::Context ctx = impl.context(B, L);
   FloatTensor hidden({B, L, D}), normed({B, L, D}), mixed({B, L, D});
 
-  model::embedding_lookup(tokens.ids.data(), impl.store.data(impl.embedding), hidden.values.data(), M, D,
+  model::embedding_lookup(tokens.ids.data(), impl.store.view(impl.embedding), hidden.values.data(), M, D,
                           impl.n_threads);
   for (std::size_t layer = 0; layer < impl.mixers.size(); ++layer) {
     model::rms_norm(hidden.values.data(), impl.store.data(impl.layer_norms[layer]), normed.values.data(), M, D,
@@ -242,7 +270,7 @@ FloatTensor Model::step(const std::vector<std::int32_t>& ids, InferenceState& st
   const std::int64_t D = ssm.d_model;
   sdk::Context ctx = impl.context(B, 1);
   FloatTensor hidden({B, 1, D}), normed({B, D}), mixed({B, D});
-  model::embedding_lookup(ids.data(), impl.store.data(impl.embedding), hidden.values.data(), B, D, impl.n_threads);
+  model::embedding_lookup(ids.data(), impl.store.view(impl.embedding), hidden.values.data(), B, D, impl.n_threads);
   for (std::size_t layer = 0; layer < impl.mixers.size(); ++layer) {
     model::rms_norm(hidden.values.data(), impl.store.data(impl.layer_norms[layer]), normed.values.data(), B, D,
                     ssm.norm_eps, impl.n_threads);

@@ -96,6 +96,24 @@ struct Model::Impl {
     return output;
   }
 
+  /// Throws unless every mixer and the head can take parameters of `dtype`.
+  void check_param_dtype(sdk::DType dtype) const {
+    for (std::size_t layer = 0; layer < mixers.size(); ++layer) {
+      sdk::MixerCapabilities capabilities;
+      mixers[layer]->capabilities(&capabilities);
+      if ((capabilities.param_dtypes & sdk::dtype_bit(dtype)) == 0) {
+        throw Error(fmt::format("layer {} mixer/{} cannot hold its parameters as {}; use --dtype f32", layer,
+                                mixer_names[layer], sdk::dtype_name(dtype)));
+      }
+    }
+    sdk::HeadCapabilities capabilities;
+    head->capabilities(&capabilities);
+    if ((capabilities.param_dtypes & sdk::dtype_bit(dtype)) == 0) {
+      throw Error(fmt::format("head/{} cannot hold its parameters as {}; use --dtype f32", head_name(config),
+                              sdk::dtype_name(dtype)));
+    }
+  }
+
   void check_tokens(const TokenBatch& tokens) const {
     if (!tokens.lengths.empty()) {
       if (static_cast<std::int64_t>(tokens.lengths.size()) != tokens.batch) {

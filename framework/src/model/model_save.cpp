@@ -19,11 +19,14 @@ void Model::write_weights(const fs::path& file, sdk::DType weights_dtype) const 
   }
   const auto& store = impl_->store;
   std::vector<std::vector<std::uint16_t>> halves;
+  std::vector<std::vector<float>> widened;  // parameters held in 16 bits, as f32
   std::vector<SafetensorsTensor> tensors;
   halves.reserve(store.entries().size());
+  widened.reserve(store.entries().size());
   for (std::size_t i = 0; i < store.entries().size(); ++i) {
     const auto& entry = store.entries()[i];
-    const float* values = store.data(static_cast<int>(i));
+    if (entry.dtype != sdk::DType::kF32) widened.push_back(store.values_f32(static_cast<int>(i)));
+    const float* values = entry.dtype == sdk::DType::kF32 ? store.data(static_cast<int>(i)) : widened.back().data();
     if (weights_dtype == sdk::DType::kF32) {
       tensors.push_back({entry.name, sdk::DType::kF32, entry.shape, values});
       continue;

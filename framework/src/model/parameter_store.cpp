@@ -3,9 +3,11 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "mambakit/error.hpp"
+#include "mambakit/half.hpp"
 #include "views.hpp"
 
 namespace mambakit::model {
@@ -56,11 +58,90 @@ const ParameterEntry* ParameterStore::find(const std::string& name) const {
   return found == by_name_.end() ? nullptr : &entries_[static_cast<std::size_t>(found->second)];
 }
 
+const ParameterEntry& ParameterStore::f32_entry(int index) const {
+  const ParameterEntry& entry = entries_[static_cast<std::size_t>(index)];
+  if (entry.dtype != sdk::DType::kF32) {
+    throw Error(fmt::format("parameter {} is held as {}, where f32 is needed", entry.name, sdk::dtype_name(entry.dtype)));
+  }
+  return entry;
+}
+
 sdk::TensorView ParameterStore::view(int index) const {
-  return contiguous_view(data(index), entries_[static_cast<std::size_t>(index)].shape);
+  const ParameterEntry& entry = entries_[static_cast<std::size_t>(index)];
+  if (entry.dtype == sdk::DType::kF32) return contiguous_view(data(index), entry.shape);
+  auto* values = const_cast<std::uint16_t*>(halves_.data() + entry.offset);
+  return sdk::make_view(values, entry.dtype, sdk::Device{}, entry.shape.data(), static_cast<std::int32_t>(entry.shape.size()));
+}
+
+std::vector<float> ParameterStore::values_f32(int index) const {
+  const ParameterEntry& entry = entries_[static_cast<std::size_t>(index)];
+  std::vector<float> values(static_cast<std::size_t>(entry.numel));
+  if (entry.dtype == sdk::DType::kF32) {
+    std::copy_n(data(index), entry.numel, values.data());
+  } else {
+    convert_to_f32(entry.dtype, halves_.data() + entry.offset, values.data(), entry.numel);
+  }
+  return values;
+}
+
+void ParameterStore::assign(int index, const float* values) {
+  const ParameterEntry& entry = entries_[static_cast<std::size_t>(index)];
+  if (entry.dtype == sdk::DType::kF32) {
+    std::copy_n(values, entry.numel, data(index));
+    return;
+  }
+  std::uint16_t* out = halves_.data() + entry.offset;
+  const bool bf16 = entry.dtype == sdk::DType::kBF16;
+  for (std::int64_t i = 0; i < entry.numel; ++i) out[i] = bf16 ? f32_to_bf16(values[i]) : f32_to_f16(values[i]);
+}
+
+std::size_t ParameterStore::bytes() const {
+  return block_.size() * sizeof(float) + halves_.size() * sizeof(std::uint16_t);
+}
+
+void ParameterStore::hold_as(sdk::DType dtype, const std::vector<int>& keep_f32) {
+  if (dtype == sdk::DType::kF32) return;
+  if (dtype != sdk::DType::kF16 && dtype != sdk::DType::kBF16) {
+    throw Error(fmt::format("weights can be held as f32, f16 or bf16, not {}", sdk::dtype_name(dtype)));
+  }
+  if (weights_dtype_ != sdk::DType::kF32 || !gradients_.empty()) {
+    throw Error("hold_as: the parameters are already converted, or have gradients");
+  }
+  std::vector<ParameterEntry> converted = entries_;
+  std::int64_t f32_total = 0, half_total = 0;
+  for (std::size_t i = 0; i < converted.size(); ++i) {
+    const bool keep = std::find(keep_f32.begin(), keep_f32.end(), static_cast<int>(i)) != keep_f32.end();
+    auto& entry = converted[i];
+    entry.dtype = keep ? sdk::DType::kF32 : dtype;
+    std::int64_t& total = keep ? f32_total : half_total;
+    entry.offset = total;
+    total += (entry.numel + 31) / 32 * 32;  // every tensor starts 64-byte aligned
+  }
+  std::vector<float> block(static_cast<std::size_t>(f32_total), 0.0f);
+  std::vector<std::uint16_t> halves(static_cast<std::size_t>(half_total), 0);
+  for (std::size_t i = 0; i < converted.size(); ++i) {
+    const float* source = block_.data() + entries_[i].offset;
+    const auto& entry = converted[i];
+    if (entry.dtype == sdk::DType::kF32) {
+      std::copy_n(source, entry.numel, block.data() + entry.offset);
+      continue;
+    }
+    std::uint16_t* out = halves.data() + entry.offset;
+    for (std::int64_t j = 0; j < entry.numel; ++j) {
+      out[j] = dtype == sdk::DType::kBF16 ? f32_to_bf16(source[j]) : f32_to_f16(source[j]);
+    }
+  }
+  entries_ = std::move(converted);
+  block_ = std::move(block);
+  halves_ = std::move(halves);
+  weights_dtype_ = dtype;
 }
 
 void ParameterStore::ensure_gradients() {
+  if (weights_dtype_ != sdk::DType::kF32) {
+    throw Error(fmt::format("training needs f32 weights, but this model holds them as {}; load it with dtype f32",
+                            sdk::dtype_name(weights_dtype_)));
+  }
   if (gradients_.size() != block_.size()) gradients_.assign(block_.size(), 0.0f);
 }
 

@@ -1,5 +1,6 @@
 #pragma once
-// All parameters of a model in one f32 block, each a named slice. Components declare
+// All parameters of a model, each a named slice of one block: an f32 block, and for inference
+// with half-precision weights (hold_as()) a 16-bit block beside it. Components declare
 // parameters by name; a name declared twice (a tied LM head and the embedding) is one tensor.
 
 #include <cstdint>
@@ -18,7 +19,8 @@ struct ParameterEntry {
   std::vector<std::int64_t> shape;
   sdk::Init init;
   bool weight_decay = true;
-  std::int64_t offset = 0;  ///< in floats from the block start
+  sdk::DType dtype = sdk::DType::kF32;  ///< f32, or f16 / bf16 after hold_as()
+  std::int64_t offset = 0;              ///< in elements from the start of its dtype's block
   std::int64_t numel = 0;
 };
 
@@ -35,15 +37,28 @@ class ParameterStore {
   /// Fills every parameter by its Init rule, in declaration order, from `seed`.
   void initialize(std::uint64_t seed);
 
+  /// Holds every parameter except those in `keep_f32` as `dtype` (f16 or bf16, rounded to
+  /// nearest even; f32 leaves everything as it is). For inference: gradients need f32.
+  void hold_as(sdk::DType dtype, const std::vector<int>& keep_f32);
+  /// The dtype the converted parameters are held in (f32 unless hold_as() changed it).
+  [[nodiscard]] sdk::DType weights_dtype() const { return weights_dtype_; }
+
   [[nodiscard]] const std::vector<ParameterEntry>& entries() const { return entries_; }
   [[nodiscard]] const ParameterEntry* find(const std::string& name) const;
-  [[nodiscard]] float* data(int index) { return block_.data() + entries_[static_cast<std::size_t>(index)].offset; }
-  [[nodiscard]] const float* data(int index) const {
-    return block_.data() + entries_[static_cast<std::size_t>(index)].offset;
-  }
+  /// The values of an f32 parameter; throws naming it when it is held in 16 bits.
+  [[nodiscard]] float* data(int index) { return block_.data() + f32_entry(index).offset; }
+  [[nodiscard]] const float* data(int index) const { return block_.data() + f32_entry(index).offset; }
+  /// A view of parameter `index` in the dtype it is held in.
   [[nodiscard]] sdk::TensorView view(int index) const;
+  /// Parameter `index` as f32 values, whatever it is held in.
+  [[nodiscard]] std::vector<float> values_f32(int index) const;
+  /// Sets parameter `index` from `count` = numel f32 values (rounded when held in 16 bits).
+  void assign(int index, const float* values);
+  /// Bytes the parameters occupy.
+  [[nodiscard]] std::size_t bytes() const;
 
-  /// Allocates the gradient block (zeroed) when it does not exist yet.
+  /// Allocates the gradient block (zeroed) when it does not exist yet; throws when the
+  /// parameters are held in 16 bits.
   void ensure_gradients();
   void zero_gradients();
   [[nodiscard]] bool has_gradients() const { return !gradients_.empty(); }
@@ -52,12 +67,15 @@ class ParameterStore {
     return gradients_.data() + entries_[static_cast<std::size_t>(index)].offset;
   }
   [[nodiscard]] sdk::TensorView gradient_view(int index) const;
-  [[nodiscard]] std::int64_t total_numel() const { return static_cast<std::int64_t>(block_.size()); }
 
  private:
+  const ParameterEntry& f32_entry(int index) const;
+
   std::vector<ParameterEntry> entries_;
   std::unordered_map<std::string, int> by_name_;
   std::vector<float> block_;
+  std::vector<std::uint16_t> halves_;
+  sdk::DType weights_dtype_ = sdk::DType::kF32;
   std::vector<float> gradients_;
 };
 
