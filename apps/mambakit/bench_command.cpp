@@ -77,13 +77,15 @@ int bench_main(int argc, char** argv) {
                  "prefill, decode, both (prefill and decode), or train (forward + backward + AdamW step, with and "
                  "without activation recomputation)")(
       "decode-tokens", po::value<std::int64_t>()->default_value(32), "decode steps per timed run")(
+      "dtype", po::value<std::string>()->default_value("f32"),
+      "weight dtypes in memory, comma-separated: f32, f16, bf16 (train: f32 only)")(
       "format", po::value<std::string>()->default_value("text"), "output format: text or json");
   add_plugin_options(options);
   po::variables_map values;
   int exit_code = 0;
   if (!parse_command_line(argc, argv,
                           "mambakit bench [--shape 130m] [--scan all|NAMES] [--batch 1,8] [--length 128,512,2048] "
-                          "[--threads 1,2] [--repeat N] [--format text|json]",
+                          "[--threads 1,2] [--dtype f32,bf16] [--repeat N] [--format text|json]",
                           options, values, exit_code)) {
     return exit_code;
   }
@@ -102,90 +104,110 @@ int bench_main(int argc, char** argv) {
   const std::int64_t decode_tokens = values["decode-tokens"].as<std::int64_t>();
   if (decode_tokens < 1) throw Error(fmt::format("--decode-tokens must be >= 1, got {}", decode_tokens));
   const LmConfig config = model_shape(shape);
+  std::vector<sdk::DType> dtypes;
+  for (const auto& name : parse_names(values["dtype"].as<std::string>())) {
+    if (name == "f32") {
+      dtypes.push_back(sdk::DType::kF32);
+    } else if (name == "f16") {
+      dtypes.push_back(sdk::DType::kF16);
+    } else if (name == "bf16") {
+      dtypes.push_back(sdk::DType::kBF16);
+    } else {
+      throw Error(fmt::format("--dtype takes f32, f16 or bf16 (comma-separated), got '{}'", name));
+    }
+    if (mode == "train" && dtypes.back() != sdk::DType::kF32) throw Error("--mode train needs --dtype f32");
+  }
 
   const auto host = load_plugins(values);
   std::vector<std::string> scans = values["scan"].as<std::string>() == "all" ? host->names(ComponentKind::kScan)
                                                                              : parse_names(values["scan"].as<std::string>());
-  Model model = Model::create(config, *host, {});
   auto results = nlohmann::json::array();
-  if (format == "text") {
-    fmt::print("shape {} ({:.1f}M parameters, f32); prefill computes logits for the last position; decode runs {} "
-               "steps after a 16-token prompt; median of {} runs\n",
-               shape, model.parameter_count() / 1e6, decode_tokens, repeat);
-    fmt::print("{:<8} {:<12} {:>6} {:>7} {:>8} {:>12} {:>10}\n", "mode", "scan", "batch", "length", "threads", "tokens/s",
-               "ms/run");
-  }
-  for (const auto& scan : scans) {
-    model.select_scan(*host, scan);
-    for (const auto threads : thread_counts) {
-      model.set_threads(static_cast<int>(threads));
-      for (const auto batch : batches) {
-        auto record = [&](const char* case_mode, std::int64_t length, std::int64_t tokens, std::vector<double> seconds) {
-          const double run_seconds = median(seconds);
-          const double tokens_per_s = static_cast<double>(tokens) / run_seconds;
-          results.push_back({{"mode", case_mode},
-                             {"shape", shape},
-                             {"scan", scan},
-                             {"batch", batch},
-                             {"length", length},
-                             {"threads", threads},
-                             {"runs", repeat},
-                             {"median_s", run_seconds},
-                             {"min_s", *std::min_element(seconds.begin(), seconds.end())},
-                             {"tokens_per_s", tokens_per_s}});
-          if (format == "text") {
-            fmt::print("{:<8} {:<12} {:>6} {:>7} {:>8} {:>12.1f} {:>10.2f}\n", case_mode, scan, batch, length, threads,
-                       tokens_per_s, run_seconds * 1e3);
-            std::fflush(stdout);
+  bool header_printed = false;
+  for (const sdk::DType dtype : dtypes) {
+    ModelOptions model_settings;
+    model_settings.weights_dtype = dtype;
+    Model model = Model::create(config, *host, model_settings);
+    if (format == "text" && !header_printed) {
+      fmt::print("shape {} ({:.1f}M parameters); prefill computes logits for the last position; decode runs {} "
+                 "steps after a 16-token prompt; median of {} runs\n",
+                 shape, model.parameter_count() / 1e6, decode_tokens, repeat);
+      fmt::print("{:<8} {:<12} {:>5} {:>6} {:>7} {:>8} {:>12} {:>10}\n", "mode", "scan", "dtype", "batch", "length",
+                 "threads", "tokens/s", "ms/run");
+      header_printed = true;
+    }
+    for (const auto& scan : scans) {
+      model.select_scan(*host, scan);
+      for (const auto threads : thread_counts) {
+        model.set_threads(static_cast<int>(threads));
+        for (const auto batch : batches) {
+          auto record = [&](const char* case_mode, std::int64_t length, std::int64_t tokens, std::vector<double> seconds) {
+            const double run_seconds = median(seconds);
+            const double tokens_per_s = static_cast<double>(tokens) / run_seconds;
+            results.push_back({{"mode", case_mode},
+                               {"shape", shape},
+                               {"scan", scan},
+                               {"dtype", sdk::dtype_name(dtype)},
+                               {"batch", batch},
+                               {"length", length},
+                               {"threads", threads},
+                               {"runs", repeat},
+                               {"median_s", run_seconds},
+                               {"min_s", *std::min_element(seconds.begin(), seconds.end())},
+                               {"tokens_per_s", tokens_per_s}});
+            if (format == "text") {
+              fmt::print("{:<8} {:<12} {:>5} {:>6} {:>7} {:>8} {:>12.1f} {:>10.2f}\n", case_mode, scan,
+                         sdk::dtype_name(dtype), batch, length, threads, tokens_per_s, run_seconds * 1e3);
+              std::fflush(stdout);
+            }
+          };
+          if (mode == "train") {
+            for (const auto length : lengths) {
+              const TokenBatch tokens = random_tokens(batch, length, config.vocab_size);
+              AdamW optimizer(model, {});
+              for (const bool recompute : {false, true}) {
+                std::vector<double> seconds;
+                for (int run = 0; run <= repeat; ++run) {  // run 0 is the warm-up
+                  const auto start = std::chrono::steady_clock::now();
+                  model.zero_gradients();
+                  model.accumulate_gradients(tokens, {}, recompute);
+                  optimizer.step(1e-4);
+                  if (run > 0) seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+                }
+                record(recompute ? "train-rc" : "train", length, batch * length, seconds);
+                results.back()["recompute"] = recompute;
+                results.back()["activation_mib"] = static_cast<double>(model.last_activation_bytes()) / 1048576.0;
+                if (format == "text") {
+                  fmt::print("{:>8} activations held: {:.1f} MiB\n", "", static_cast<double>(model.last_activation_bytes()) / 1048576.0);
+                }
+              }
+            }
           }
-        };
-        if (mode == "train") {
-          for (const auto length : lengths) {
-            const TokenBatch tokens = random_tokens(batch, length, config.vocab_size);
-            AdamW optimizer(model, {});
-            for (const bool recompute : {false, true}) {
+          if (mode != "decode" && mode != "train") {
+            for (const auto length : lengths) {
+              const TokenBatch tokens = random_tokens(batch, length, config.vocab_size);
+              model.forward(tokens, nullptr, true);  // warm-up: page in weights, grow workspaces
               std::vector<double> seconds;
-              for (int run = 0; run <= repeat; ++run) {  // run 0 is the warm-up
+              for (int run = 0; run < repeat; ++run) {
                 const auto start = std::chrono::steady_clock::now();
-                model.zero_gradients();
-                model.accumulate_gradients(tokens, {}, recompute);
-                optimizer.step(1e-4);
-                if (run > 0) seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+                model.forward(tokens, nullptr, true);
+                seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
               }
-              record(recompute ? "train-rc" : "train", length, batch * length, seconds);
-              results.back()["recompute"] = recompute;
-              results.back()["activation_mib"] = static_cast<double>(model.last_activation_bytes()) / 1048576.0;
-              if (format == "text") {
-                fmt::print("{:>8} activations held: {:.1f} MiB\n", "", static_cast<double>(model.last_activation_bytes()) / 1048576.0);
-              }
+              record("prefill", length, batch * length, seconds);
             }
           }
-        }
-        if (mode != "decode" && mode != "train") {
-          for (const auto length : lengths) {
-            const TokenBatch tokens = random_tokens(batch, length, config.vocab_size);
-            model.forward(tokens, nullptr, true);  // warm-up: page in weights, grow workspaces
+          if (mode == "decode" || mode == "both") {
+            const TokenBatch prompt = random_tokens(batch, 16, config.vocab_size);
+            const std::vector<std::int32_t> next(static_cast<std::size_t>(batch), 1);
             std::vector<double> seconds;
-            for (int run = 0; run < repeat; ++run) {
+            for (int run = 0; run <= repeat; ++run) {  // run 0 is the warm-up
+              InferenceState state = model.make_state(batch);
+              model.forward(prompt, &state, true);
               const auto start = std::chrono::steady_clock::now();
-              model.forward(tokens, nullptr, true);
-              seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+              for (std::int64_t t = 0; t < decode_tokens; ++t) model.step(next, state);
+              if (run > 0) seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
             }
-            record("prefill", length, batch * length, seconds);
+            record("decode", 1, batch * decode_tokens, seconds);
           }
-        }
-        if (mode == "decode" || mode == "both") {
-          const TokenBatch prompt = random_tokens(batch, 16, config.vocab_size);
-          const std::vector<std::int32_t> next(static_cast<std::size_t>(batch), 1);
-          std::vector<double> seconds;
-          for (int run = 0; run <= repeat; ++run) {  // run 0 is the warm-up
-            InferenceState state = model.make_state(batch);
-            model.forward(prompt, &state, true);
-            const auto start = std::chrono::steady_clock::now();
-            for (std::int64_t t = 0; t < decode_tokens; ++t) model.step(next, state);
-            if (run > 0) seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-          }
-          record("decode", 1, batch * decode_tokens, seconds);
         }
       }
     }

@@ -40,11 +40,17 @@ inline Lanes load16(const float* p) {
   return v;
 }
 inline Lanes load16(const std::uint16_t* p, Bf16) {
+  Lanes v;
+#if defined(__AVX512F__)
+  const __m512 wide = _mm512_castsi512_ps(
+      _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))), 16));
+  std::memcpy(&v, &wide, sizeof v);
+#else
   Bits16 bits;
   std::memcpy(&bits, p, sizeof bits);
   const Bits32 wide = __builtin_convertvector(bits, Bits32) << 16;
-  Lanes v;
   std::memcpy(&v, &wide, sizeof v);
+#endif
   return v;
 }
 inline Lanes load16(const std::uint16_t* p, F16) {
@@ -76,25 +82,32 @@ inline float reduce(Lanes v) {
   return sum;
 }
 
-/// y[r, j] for r < m and j in [j0, j0 + count), count <= 4: each weight row read once per
-/// block and reused from cache for every input row. `Format...` is empty for f32 weights, or
-/// Bf16 / F16 for 16-bit ones.
-template <class W, class... Format>
+/// Output features computed together: each weight row of a block is streamed once per call and
+/// reused from cache for every input row, with kBlock accumulators in registers and kBlock
+/// memory streams in flight.
+constexpr int kBlock = 8;
+/// How far ahead (bytes) the weight streams are prefetched.
+constexpr std::int64_t kPrefetchBytes = 1024;
+
+/// y[r, j] for r < m and j in [j0, j0 + kCount).
+template <int kCount, class W, class... Format>
 inline void block_of_outputs(const float* x, std::int64_t ldx, const W* weight, const float* bias, float* y,
-                             std::int64_t ldy, std::int64_t m, std::int64_t k, std::int64_t j0, int count) {
-  constexpr int kOutputs = 4;
+                             std::int64_t ldy, std::int64_t m, std::int64_t k, std::int64_t j0) {
   const std::int64_t k16 = k - k % 16;
+  const W* w = weight + j0 * k;
   for (std::int64_t r = 0; r < m; ++r) {
     const float* row = x + r * ldx;
-    Lanes acc[kOutputs] = {};
+    Lanes acc[kCount] = {};
     for (std::int64_t i = 0; i < k16; i += 16) {
+      if (r == 0) {
+        for (int q = 0; q < kCount; ++q) __builtin_prefetch(w + q * k + i + kPrefetchBytes / sizeof(W));
+      }
       const Lanes xv = load16(row + i);
-      for (int q = 0; q < count; ++q) acc[q] += load16(weight + (j0 + q) * k + i, Format{}...) * xv;
+      for (int q = 0; q < kCount; ++q) acc[q] += load16(w + q * k + i, Format{}...) * xv;
     }
-    for (int q = 0; q < count; ++q) {
-      const W* w = weight + (j0 + q) * k;
+    for (int q = 0; q < kCount; ++q) {
       float sum = reduce(acc[q]);
-      for (std::int64_t i = k16; i < k; ++i) sum += scalar(w, i, Format{}...) * row[i];
+      for (std::int64_t i = k16; i < k; ++i) sum += scalar(w + q * k, i, Format{}...) * row[i];
       y[r * ldy + j0 + q] = sum + (bias != nullptr ? bias[j0 + q] : 0.0f);
     }
   }
@@ -103,13 +116,17 @@ inline void block_of_outputs(const float* x, std::int64_t ldx, const W* weight, 
 template <class W, class... Format>
 void few_rows(const float* x, std::int64_t ldx, const W* weight, const float* bias, float* y, std::int64_t ldy,
               std::int64_t m, std::int64_t k, std::int64_t n, int n_threads) {
-  constexpr std::int64_t kOutputs = 4;
-  const std::int64_t blocks = (n + kOutputs - 1) / kOutputs;
-#pragma omp parallel for num_threads(n_threads) schedule(static)
-  for (std::int64_t block = 0; block < blocks; ++block) {
-    const std::int64_t j0 = block * kOutputs;
-    const int count = static_cast<int>(n - j0 < kOutputs ? n - j0 : kOutputs);
-    block_of_outputs<W, Format...>(x, ldx, weight, bias, y, ldy, m, k, j0, count);
+  const std::int64_t blocks = n / kBlock;
+#pragma omp parallel num_threads(n_threads)
+  {
+#pragma omp for schedule(static) nowait
+    for (std::int64_t block = 0; block < blocks; ++block) {
+      block_of_outputs<kBlock, W, Format...>(x, ldx, weight, bias, y, ldy, m, k, block * kBlock);
+    }
+#pragma omp for schedule(static)
+    for (std::int64_t j = blocks * kBlock; j < n; ++j) {
+      block_of_outputs<1, W, Format...>(x, ldx, weight, bias, y, ldy, m, k, j);
+    }
   }
 }
 
