@@ -27,6 +27,16 @@ const PluginHost& in_tree_plugins() {
   return host;
 }
 
+std::vector<std::string> cpu_scan_names() {
+  std::vector<std::string> names;
+  for (const auto& name : in_tree_plugins().names(ComponentKind::kScan)) {
+    sdk::ScanCapabilities capabilities;
+    in_tree_plugins().create_scan(name)->capabilities(&capabilities);
+    if ((capabilities.devices & sdk::device_bit(sdk::DeviceType::kCpu)) != 0) names.push_back(name);
+  }
+  return names;
+}
+
 double max_abs_difference(const std::vector<float>& a, const std::vector<float>& b) {
   if (a.size() != b.size()) {
     throw std::runtime_error("compared arrays differ in size: " + std::to_string(a.size()) + " vs " +

@@ -18,6 +18,10 @@ std::vector<std::filesystem::path> model_fixture_dirs();
 /// A PluginHost with the in-tree plugins loaded (shared by the tests of one binary).
 const PluginHost& in_tree_plugins();
 
+/// The names of the loaded scan backends that run on the CPU (all but GPU ones like scan/cuda),
+/// for tests that run whole models on the CPU with every backend.
+std::vector<std::string> cpu_scan_names();
+
 /// max |a - b| over two equally long arrays (throws when the sizes differ).
 double max_abs_difference(const std::vector<float>& a, const std::vector<float>& b);
 
