@@ -9,10 +9,18 @@
 
 namespace mambakit::model {
 
+namespace {
+
+/// Below this many elements a loop runs on the calling thread: waking the other threads costs
+/// more than the work (decode steps touch one row of d_model per sequence).
+constexpr std::int64_t kParallelElements = 1 << 15;
+
+}  // namespace
+
 template <class T>
 void embedding_lookup(const std::int32_t* ids, const T* table, T* out, std::int64_t rows, std::int64_t d_model,
                       int n_threads) {
-#pragma omp parallel for num_threads(n_threads) schedule(static)
+#pragma omp parallel for num_threads(n_threads) if (rows * d_model >= kParallelElements) schedule(static)
   for (std::int64_t r = 0; r < rows; ++r) {
     const T* source = table + static_cast<std::int64_t>(ids[r]) * d_model;
     std::copy(source, source + d_model, out + r * d_model);
@@ -34,7 +42,7 @@ void embedding_lookup(const std::int32_t* ids, const sdk::TensorView& table, flo
 template <class T>
 void rms_norm(const T* x, const T* weight, T* out, std::int64_t rows, std::int64_t d_model, double eps,
               int n_threads) {
-#pragma omp parallel for num_threads(n_threads) schedule(static)
+#pragma omp parallel for num_threads(n_threads) if (rows * d_model >= kParallelElements) schedule(static)
   for (std::int64_t r = 0; r < rows; ++r) {
     const T* row = x + r * d_model;
     double sum_squares = 0.0;
@@ -50,7 +58,7 @@ void rms_norm_backward(const T* x, const T* weight, const T* grad_out, T* grad_x
                        std::int64_t rows, std::int64_t d_model, double eps, int n_threads) {
   // y = x r w with r = (mean(x^2) + eps)^-1/2:  dx = r (g w) - x r^3 <g w, x> / D,  dw = sum_rows g x r.
   std::vector<double> weight_sums(static_cast<std::size_t>(d_model) * static_cast<std::size_t>(n_threads), 0.0);
-#pragma omp parallel num_threads(n_threads)
+#pragma omp parallel num_threads(n_threads) if (rows * d_model >= kParallelElements)
   {
     double* my_sums = weight_sums.data() + static_cast<std::size_t>(omp_get_thread_num()) * static_cast<std::size_t>(d_model);
 #pragma omp for schedule(static)
@@ -87,7 +95,7 @@ void embedding_backward(const std::int32_t* ids, const T* grad_out, T* grad_tabl
 }
 
 void add_in_place(float* x, const float* y, std::int64_t count, int n_threads) {
-#pragma omp parallel for num_threads(n_threads) schedule(static)
+#pragma omp parallel for num_threads(n_threads) if (count >= kParallelElements) schedule(static)
   for (std::int64_t i = 0; i < count; ++i) x[i] += y[i];
 }
 

@@ -4,10 +4,11 @@
 //
 // Dimensions: B batch, L length, E d_inner, N d_state.
 
-#include <cmath>
+#include <algorithm>
 #include <cstdint>
 
 #include "mambakit/sdk/tensor_view.hpp"
+#include "scan_simd.hpp"
 #include "typed_params.hpp"
 
 namespace mambakit::mixer_s6 {
@@ -36,10 +37,14 @@ sdk::TensorView vector_view(const T* data, std::int64_t size) {
   return data == nullptr ? sdk::TensorView{} : typed_view(data, {size});
 }
 
-/// A = -exp(A_log), (E, N).
+/// A = -exp(A_log), (E, N), a SIMD vector at a time (it is recomputed every decode step).
 template <class T>
 void negative_exp(const T* a_log, T* a, std::int64_t count) {
-  for (std::int64_t i = 0; i < count; ++i) a[i] = -std::exp(a_log[i]);
+  constexpr int kWidth = scan_simd::kWidth<T>;
+  for (std::int64_t i = 0; i < count; i += kWidth) {
+    const int lanes = static_cast<int>(std::min<std::int64_t>(kWidth, count - i));
+    scan_simd::store(a + i, -scan_simd::exp(scan_simd::load(a_log + i, lanes)), lanes);
+  }
 }
 
 }  // namespace mambakit::mixer_s6

@@ -1,6 +1,6 @@
 #pragma once
-// 64-byte SIMD vectors for the CPU scan backends (scan/fused, scan/chunked), written with the
-// GCC/Clang vector extensions: one vector is 16 f32 or 8 f64 lanes, one AVX-512 register where
+// 64-byte SIMD vectors for the CPU scan backends (scan/fused, scan/chunked) and the S6 mixer's
+// A = -exp(A_log), written with the GCC/Clang vector extensions: one vector is 16 f32 or 8 f64 lanes, one AVX-512 register where
 // the target has AVX-512F (-march=native on the project's machines), and the compiler splits
 // it into narrower registers or scalar code on any other target, so the same source is its own
 // fallback. On top of the vectors: exp (Cephes' range reduction and polynomial/Pade forms,
