@@ -10,64 +10,16 @@
 // Dimensions: M rows, K in features, N out features.
 
 #include <cstdint>
-#include <cstring>
 #include <stdexcept>
 #include <string>
 
-#include "mambakit/sdk/half.hpp"
-#include "mambakit/sdk/tensor_view.hpp"
-
-#if defined(__AVX512F__) || defined(__F16C__)
-#include <immintrin.h>
-#endif
+#include "half_lanes.hpp"
 
 namespace mambakit::plugin_common {
 
 namespace few_rows_detail {
 
-typedef float Lanes __attribute__((vector_size(64)));           // 16 x f32
-typedef float HalfLanes __attribute__((vector_size(32)));       // 8 x f32
-typedef std::uint16_t Bits16 __attribute__((vector_size(32)));  // 16 x u16
-typedef std::uint32_t Bits32 __attribute__((vector_size(64)));  // 16 x u32
-
-struct Bf16 {};
-struct F16 {};
-
-/// 16 consecutive weights from `p` (no alignment needed) as f32.
-inline Lanes load16(const float* p) {
-  Lanes v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
-inline Lanes load16(const std::uint16_t* p, Bf16) {
-  Lanes v;
-#if defined(__AVX512F__)
-  const __m512 wide = _mm512_castsi512_ps(
-      _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))), 16));
-  std::memcpy(&v, &wide, sizeof v);
-#else
-  Bits16 bits;
-  std::memcpy(&bits, p, sizeof bits);
-  const Bits32 wide = __builtin_convertvector(bits, Bits32) << 16;
-  std::memcpy(&v, &wide, sizeof v);
-#endif
-  return v;
-}
-inline Lanes load16(const std::uint16_t* p, F16) {
-  Lanes v;
-#if defined(__AVX512F__)
-  const __m512 wide = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
-  std::memcpy(&v, &wide, sizeof v);
-#elif defined(__F16C__)
-  const __m256 low = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
-  const __m256 high = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 8)));
-  std::memcpy(&v, &low, sizeof low);
-  std::memcpy(reinterpret_cast<char*>(&v) + sizeof low, &high, sizeof high);
-#else
-  for (int i = 0; i < 16; ++i) v[i] = sdk::f16_to_f32(p[i]);
-#endif
-  return v;
-}
+using namespace half_lanes;
 
 inline float scalar(const float* p, std::int64_t i) { return p[i]; }
 inline float scalar(const std::uint16_t* p, std::int64_t i, Bf16) { return sdk::bf16_to_f32(p[i]); }

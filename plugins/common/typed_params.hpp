@@ -12,7 +12,7 @@
 #include <type_traits>
 #include <vector>
 
-#include "mambakit/sdk/half.hpp"
+#include "half_lanes.hpp"
 #include "mambakit/sdk/tensor_view.hpp"
 #include "mambakit/sdk/workspace.hpp"
 
@@ -21,14 +21,6 @@ namespace mambakit::plugin_common {
 template <class T>
 constexpr sdk::DType dtype_of() {
   return sizeof(T) == sizeof(double) ? sdk::DType::kF64 : sdk::DType::kF32;
-}
-
-/// Widens `count` f16 or bf16 elements to f32 (with `n_threads` threads for large tensors).
-inline void widen_to_f32(const sdk::TensorView& source, float* destination, std::int64_t count, int n_threads) {
-  const auto* bits = source.as<const std::uint16_t>();
-  const bool bf16 = source.dtype == sdk::DType::kBF16;
-#pragma omp parallel for num_threads(n_threads) schedule(static) if (count > (1 << 16))
-  for (std::int64_t i = 0; i < count; ++i) destination[i] = bf16 ? sdk::bf16_to_f32(bits[i]) : sdk::f16_to_f32(bits[i]);
 }
 
 template <class T>
@@ -47,7 +39,7 @@ class TypedParams {
         pointers_[i] = view.as<const T>();
       } else if (!contains(left_as_stored, i)) {
         if constexpr (std::is_same_v<T, float>) {
-          widen_to_f32(view, storage_.data() + offset, view.numel(), context.n_threads);
+          widen_to_f32(view, storage_.data() + offset, view.numel());
           pointers_[i] = storage_.data() + offset;
           offset += view.numel();
         }
