@@ -65,6 +65,15 @@ inline void block_of_outputs(const float* x, std::int64_t ldx, const W* weight, 
   }
 }
 
+/// Output features [begin, end) on the calling thread.
+template <class W, class... Format>
+void few_rows_range(const float* x, std::int64_t ldx, const W* weight, const float* bias, float* y, std::int64_t ldy,
+                    std::int64_t m, std::int64_t k, std::int64_t begin, std::int64_t end) {
+  std::int64_t j = begin;
+  for (; j + kBlock <= end; j += kBlock) block_of_outputs<kBlock, W, Format...>(x, ldx, weight, bias, y, ldy, m, k, j);
+  for (; j < end; ++j) block_of_outputs<1, W, Format...>(x, ldx, weight, bias, y, ldy, m, k, j);
+}
+
 template <class W, class... Format>
 void few_rows(const float* x, std::int64_t ldx, const W* weight, const float* bias, float* y, std::int64_t ldy,
               std::int64_t m, std::int64_t k, std::int64_t n, int n_threads) {
@@ -82,6 +91,22 @@ void few_rows(const float* x, std::int64_t ldx, const W* weight, const float* bi
   }
 }
 
+/// Calls `kernel(pointer, Format{}...)` with W's data typed by its dtype.
+template <class Kernel>
+void with_typed_weights(const sdk::TensorView& weight, Kernel&& kernel) {
+  switch (weight.dtype) {
+    case sdk::DType::kF32:
+      return kernel(weight.as<const float>());
+    case sdk::DType::kBF16:
+      return kernel(weight.as<const std::uint16_t>(), Bf16{});
+    case sdk::DType::kF16:
+      return kernel(weight.as<const std::uint16_t>(), F16{});
+    default:
+      throw std::invalid_argument(std::string("linear_few_rows: weights must be f32, f16 or bf16, not ") +
+                                  sdk::dtype_name(weight.dtype));
+  }
+}
+
 }  // namespace few_rows_detail
 
 /// y (M, N; row stride ldy) = x (M, K; row stride ldx) W^T + bias (N, or null), W (N, K) a
@@ -89,18 +114,19 @@ void few_rows(const float* x, std::int64_t ldx, const W* weight, const float* bi
 inline void linear_few_rows(const float* x, std::int64_t ldx, const sdk::TensorView& weight, const float* bias,
                             float* y, std::int64_t ldy, std::int64_t m, std::int64_t k, std::int64_t n,
                             int n_threads) {
-  using namespace few_rows_detail;
-  switch (weight.dtype) {
-    case sdk::DType::kF32:
-      return few_rows(x, ldx, weight.as<const float>(), bias, y, ldy, m, k, n, n_threads);
-    case sdk::DType::kBF16:
-      return few_rows<std::uint16_t, Bf16>(x, ldx, weight.as<const std::uint16_t>(), bias, y, ldy, m, k, n, n_threads);
-    case sdk::DType::kF16:
-      return few_rows<std::uint16_t, F16>(x, ldx, weight.as<const std::uint16_t>(), bias, y, ldy, m, k, n, n_threads);
-    default:
-      throw std::invalid_argument(std::string("linear_few_rows: weights must be f32, f16 or bf16, not ") +
-                                  sdk::dtype_name(weight.dtype));
-  }
+  few_rows_detail::with_typed_weights(weight, [&]<class W, class... Format>(const W* w, Format...) {
+    few_rows_detail::few_rows<W, Format...>(x, ldx, w, bias, y, ldy, m, k, n, n_threads);
+  });
+}
+
+/// The same product for output features [begin, end) only, on the calling thread: for callers
+/// that split one step's work between the threads of their own parallel region.
+inline void linear_few_rows_range(const float* x, std::int64_t ldx, const sdk::TensorView& weight, const float* bias,
+                                  float* y, std::int64_t ldy, std::int64_t m, std::int64_t k, std::int64_t begin,
+                                  std::int64_t end) {
+  few_rows_detail::with_typed_weights(weight, [&]<class W, class... Format>(const W* w, Format...) {
+    few_rows_detail::few_rows_range<W, Format...>(x, ldx, w, bias, y, ldy, m, k, begin, end);
+  });
 }
 
 }  // namespace mambakit::plugin_common
