@@ -41,6 +41,7 @@
 using mambakit::test::relative_error;
 using mambakit::test::ScanCase;
 using mambakit::test::ScanOptions;
+using mambakit::test::options_from_bits;
 namespace sdk = mambakit::sdk;
 
 namespace {
@@ -341,16 +342,6 @@ double tolerance(sdk::DType dtype) {
     case sdk::DType::kBF16: return 1.5e-2;
     default: return 1e-5;
   }
-}
-
-ScanOptions options_from_bits(unsigned bits) {
-  ScanOptions options;
-  options.with_D = (bits & 1u) != 0;
-  options.with_z = (bits & 2u) != 0;
-  options.with_delta_bias = (bits & 4u) != 0;
-  options.with_initial_state = (bits & 8u) != 0;
-  options.delta_softplus = (bits & 16u) != 0;
-  return options;
 }
 
 std::string describe(std::int64_t batch, std::int64_t length, std::int64_t d_inner, std::int64_t d_state,

@@ -24,6 +24,17 @@ struct ScanOptions {
   bool delta_softplus = true;
 };
 
+/// Options from the low five bits of `bits`: D, z, delta_bias, initial state, softplus.
+inline ScanOptions options_from_bits(unsigned bits) {
+  ScanOptions options;
+  options.with_D = (bits & 1u) != 0;
+  options.with_z = (bits & 2u) != 0;
+  options.with_delta_bias = (bits & 4u) != 0;
+  options.with_initial_state = (bits & 8u) != 0;
+  options.delta_softplus = (bits & 16u) != 0;
+  return options;
+}
+
 template <class T>
 struct ScanCase {
   std::int64_t batch, length, d_inner, d_state;
