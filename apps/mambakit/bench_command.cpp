@@ -62,13 +62,74 @@ double median(std::vector<double> values) {
   return n % 2 == 1 ? values[n / 2] : 0.5 * (values[n / 2 - 1] + values[n / 2]);
 }
 
+/// The loaded scan backends that run on the CPU (`--scan all`; GPU ones like scan/cuda are not).
+std::vector<std::string> cpu_scan_names(const PluginHost& host) {
+  std::vector<std::string> names;
+  for (const auto& name : host.names(ComponentKind::kScan)) {
+    sdk::ScanCapabilities capabilities;
+    host.create_scan(name)->capabilities(&capabilities);
+    if ((capabilities.devices & sdk::device_bit(sdk::DeviceType::kCpu)) != 0) names.push_back(name);
+  }
+  return names;
+}
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+/// The seconds `run` reports (it times its own measured part), for `repeat` runs after one
+/// untimed warm-up run (which pages in the weights and grows the workspaces).
+template <class Run>
+std::vector<double> repeated(int repeat, Run&& run) {
+  std::vector<double> seconds;
+  for (int i = 0; i <= repeat; ++i) {
+    const double measured = run();
+    if (i > 0) seconds.push_back(measured);
+  }
+  return seconds;
+}
+
+/// One optimizer step: forward, backward and AdamW.
+std::vector<double> time_training(Model& model, const TokenBatch& tokens, bool recompute, int repeat) {
+  AdamW optimizer(model, {});
+  return repeated(repeat, [&] {
+    const auto start = std::chrono::steady_clock::now();
+    model.zero_gradients();
+    model.accumulate_gradients(tokens, {}, recompute);
+    optimizer.step(1e-4);
+    return seconds_since(start);
+  });
+}
+
+/// A prefill: the whole prompt, logits for its last position.
+std::vector<double> time_prefill(Model& model, const TokenBatch& tokens, int repeat) {
+  return repeated(repeat, [&] {
+    const auto start = std::chrono::steady_clock::now();
+    model.forward(tokens, nullptr, true);
+    return seconds_since(start);
+  });
+}
+
+/// `steps` decode steps after an untimed 16-token prefill.
+std::vector<double> time_decode(Model& model, std::int64_t batch, std::int64_t steps, int repeat) {
+  const TokenBatch prompt = random_tokens(batch, 16, ssm_of(model.config()).vocab_size);
+  const std::vector<std::int32_t> next(static_cast<std::size_t>(batch), 1);
+  return repeated(repeat, [&] {
+    InferenceState state = model.make_state(batch);
+    model.forward(prompt, &state, true);
+    const auto start = std::chrono::steady_clock::now();
+    for (std::int64_t t = 0; t < steps; ++t) model.step(next, state);
+    return seconds_since(start);
+  });
+}
+
 }  // namespace
 
 int bench_main(int argc, char** argv) {
   po::options_description options;
   options.add_options()("shape", po::value<std::string>()->default_value("130m"),
                         "model shape: tiny, 130m, 370m, 790m, 1.4b, 2.8b (random weights)")(
-      "scan", po::value<std::string>()->default_value("all"), "scan backends: all, or a comma-separated list")(
+      "scan", po::value<std::string>()->default_value("all"), "scan backends: all (that run on the CPU), or a comma-separated list")(
       "batch", po::value<std::string>()->default_value("1"), "batch sizes, comma-separated")(
       "length", po::value<std::string>()->default_value("128,512"), "prompt lengths, comma-separated")(
       "threads", po::value<std::string>()->default_value("1,2"), "thread counts, comma-separated")(
@@ -119,7 +180,7 @@ int bench_main(int argc, char** argv) {
   }
 
   const auto host = load_plugins(values);
-  std::vector<std::string> scans = values["scan"].as<std::string>() == "all" ? host->names(ComponentKind::kScan)
+  std::vector<std::string> scans = values["scan"].as<std::string>() == "all" ? cpu_scan_names(*host)
                                                                              : parse_names(values["scan"].as<std::string>());
   auto results = nlohmann::json::array();
   bool header_printed = false;
@@ -163,50 +224,24 @@ int bench_main(int argc, char** argv) {
           if (mode == "train") {
             for (const auto length : lengths) {
               const TokenBatch tokens = random_tokens(batch, length, config.vocab_size);
-              AdamW optimizer(model, {});
               for (const bool recompute : {false, true}) {
-                std::vector<double> seconds;
-                for (int run = 0; run <= repeat; ++run) {  // run 0 is the warm-up
-                  const auto start = std::chrono::steady_clock::now();
-                  model.zero_gradients();
-                  model.accumulate_gradients(tokens, {}, recompute);
-                  optimizer.step(1e-4);
-                  if (run > 0) seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-                }
-                record(recompute ? "train-rc" : "train", length, batch * length, seconds);
+                record(recompute ? "train-rc" : "train", length, batch * length,
+                       time_training(model, tokens, recompute, repeat));
+                const double activation_mib = static_cast<double>(model.last_activation_bytes()) / 1048576.0;
                 results.back()["recompute"] = recompute;
-                results.back()["activation_mib"] = static_cast<double>(model.last_activation_bytes()) / 1048576.0;
-                if (format == "text") {
-                  fmt::print("{:>8} activations held: {:.1f} MiB\n", "", static_cast<double>(model.last_activation_bytes()) / 1048576.0);
-                }
+                results.back()["activation_mib"] = activation_mib;
+                if (format == "text") fmt::print("{:>8} activations held: {:.1f} MiB\n", "", activation_mib);
               }
             }
           }
-          if (mode != "decode" && mode != "train") {
+          if (mode == "prefill" || mode == "both") {
             for (const auto length : lengths) {
               const TokenBatch tokens = random_tokens(batch, length, config.vocab_size);
-              model.forward(tokens, nullptr, true);  // warm-up: page in weights, grow workspaces
-              std::vector<double> seconds;
-              for (int run = 0; run < repeat; ++run) {
-                const auto start = std::chrono::steady_clock::now();
-                model.forward(tokens, nullptr, true);
-                seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-              }
-              record("prefill", length, batch * length, seconds);
+              record("prefill", length, batch * length, time_prefill(model, tokens, repeat));
             }
           }
           if (mode == "decode" || mode == "both") {
-            const TokenBatch prompt = random_tokens(batch, 16, config.vocab_size);
-            const std::vector<std::int32_t> next(static_cast<std::size_t>(batch), 1);
-            std::vector<double> seconds;
-            for (int run = 0; run <= repeat; ++run) {  // run 0 is the warm-up
-              InferenceState state = model.make_state(batch);
-              model.forward(prompt, &state, true);
-              const auto start = std::chrono::steady_clock::now();
-              for (std::int64_t t = 0; t < decode_tokens; ++t) model.step(next, state);
-              if (run > 0) seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-            }
-            record("decode", 1, batch * decode_tokens, seconds);
+            record("decode", 1, batch * decode_tokens, time_decode(model, batch, decode_tokens, repeat));
           }
         }
       }

@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <string>
 
 #include "fixtures.hpp"
@@ -120,4 +121,30 @@ TEST_CASE("mambakit info and grad run on a checkpoint") {
   CHECK(grads.find("backbone.embeddings.weight") != nullptr);
   CHECK(grads.find("lm_head.weight") == nullptr);
   CHECK(grads.find("backbone.layers.1.mixer.A_log") != nullptr);
+}
+
+TEST_CASE("mambakit bench runs every CPU scan backend and weight dtype, and rejects bad options") {
+  const auto result = run_command(cli("bench --shape tiny --mode both --length 8 --decode-tokens 2 --repeat 1 "
+                                      "--threads 1 --dtype f32,bf16 --format json"));
+  INFO(result.errors);
+  REQUIRE(result.exit_code == 0);
+  const auto rows = nlohmann::json::parse(result.output);
+  std::set<std::string> scans, dtypes, modes;
+  for (const auto& row : rows) {
+    scans.insert(row.at("scan").get<std::string>());
+    dtypes.insert(row.at("dtype").get<std::string>());
+    modes.insert(row.at("mode").get<std::string>());
+    CHECK(row.at("tokens_per_s").get<double>() > 0.0);
+  }
+  CHECK(scans == std::set<std::string>{"chunked", "fused", "sequential"});  // no GPU backend on the CPU
+  CHECK(dtypes == std::set<std::string>{"bf16", "f32"});
+  CHECK(modes == std::set<std::string>{"decode", "prefill"});
+  CHECK(rows.size() == 3 * 2 * 2);
+
+  const auto bad_dtype = run_command(cli("bench --shape tiny --dtype f8"));
+  CHECK(bad_dtype.exit_code == 1);
+  CHECK_THAT(bad_dtype.errors, Contains("--dtype") && Contains("f8"));
+  const auto train_half = run_command(cli("bench --shape tiny --mode train --dtype bf16"));
+  CHECK(train_half.exit_code == 1);
+  CHECK_THAT(train_half.errors, Contains("--mode train needs --dtype f32"));
 }
