@@ -37,9 +37,11 @@
 #include "mambakit/plugin_host.hpp"
 #include "mambakit/sdk/scan_calls.hpp"
 #include "scan_case.hpp"
+#include "scan_report.hpp"
 
 using mambakit::test::relative_error;
 using mambakit::test::ScanCase;
+using mambakit::test::Report;
 using mambakit::test::ScanOptions;
 using mambakit::test::options_from_bits;
 namespace sdk = mambakit::sdk;
@@ -346,29 +348,10 @@ double tolerance(sdk::DType dtype) {
 
 std::string describe(std::int64_t batch, std::int64_t length, std::int64_t d_inner, std::int64_t d_state,
                      const ScanOptions& o, sdk::DType dtype, bool gapped) {
-  char text[200];
-  std::snprintf(text, sizeof text, "%s B=%lld L=%lld E=%lld N=%lld D=%d z=%d bias=%d h0=%d softplus=%d gapped=%d",
-                sdk::dtype_name(dtype), static_cast<long long>(batch), static_cast<long long>(length),
-                static_cast<long long>(d_inner), static_cast<long long>(d_state), o.with_D, o.with_z,
-                o.with_delta_bias, o.with_initial_state, o.delta_softplus, gapped);
-  return text;
+  return std::string(sdk::dtype_name(dtype)) + " " + mambakit::test::describe(batch, length, d_inner, d_state, o) +
+         " gapped=" + (gapped ? "1" : "0");
 }
 
-/// Largest error per quantity, printed at the end of a test case.
-class Report {
- public:
-  void note(const std::string& key, double error) {
-    auto [it, inserted] = worst_.try_emplace(key, error);
-    if (!inserted && !(it->second >= error)) it->second = error;
-  }
-  void print(const char* title) const {
-    std::printf("%s: largest error (relative_error, see scan_case.hpp)\n", title);
-    for (const auto& [key, error] : worst_) std::printf("  %-44s %.3g\n", key.c_str(), error);
-  }
-
- private:
-  std::map<std::string, double> worst_;
-};
 
 void check_status(const sdk::Status& status) {
   INFO(status.message);

@@ -22,10 +22,13 @@
 #include "mambakit/sdk/scan_calls.hpp"
 #include "fixtures.hpp"
 #include "scan_case.hpp"
+#include "scan_report.hpp"
 
 using mambakit::test::relative_error;
 using mambakit::test::ScanCase;
+using mambakit::test::Report;
 using mambakit::test::ScanOptions;
+using mambakit::test::describe;
 using mambakit::test::options_from_bits;
 namespace sdk = mambakit::sdk;
 
@@ -42,35 +45,6 @@ template <class T>
 const char* dtype_label() {
   return sizeof(T) == 8 ? "f64" : "f32";
 }
-
-std::string describe(std::int64_t batch, std::int64_t length, std::int64_t d_inner, std::int64_t d_state,
-                     const ScanOptions& o) {
-  char text[160];
-  std::snprintf(text, sizeof text, "B=%lld L=%lld E=%lld N=%lld D=%d z=%d bias=%d h0=%d softplus=%d",
-                static_cast<long long>(batch), static_cast<long long>(length), static_cast<long long>(d_inner),
-                static_cast<long long>(d_state), o.with_D, o.with_z, o.with_delta_bias, o.with_initial_state,
-                o.delta_softplus);
-  return text;
-}
-
-/// Largest error seen per (backend, dtype, quantity), printed at the end of a test.
-class Report {
- public:
-  void note(const std::string& key, double error) {
-    auto [it, inserted] = worst_.try_emplace(key, error);
-    if (!inserted && !(it->second >= error)) it->second = error;
-  }
-  void skip(const std::string& key) { ++skipped_[key]; }
-  void print(const char* title) const {
-    std::printf("%s: largest error per backend (relative_error, see scan_case.hpp)\n", title);
-    for (const auto& [key, error] : worst_) std::printf("  %-40s %.3g\n", key.c_str(), error);
-    for (const auto& [key, count] : skipped_) std::printf("  %-40s skipped %d problems\n", key.c_str(), count);
-  }
-
- private:
-  std::map<std::string, double> worst_;
-  std::map<std::string, int> skipped_;
-};
 
 /// A backend under test: every registered scan except the oracle itself.
 struct Candidate {
