@@ -67,9 +67,10 @@ sdk::Status check_batch(std::int64_t batch) noexcept {
   return sdk::Status::success();
 }
 
-ForwardParams forward_params(const sdk::ScanForwardArgs& args) noexcept {
-  ForwardParams params;
-  params.shape = {args.u.shape[0], args.u.shape[1], args.u.shape[2], args.A.shape[1]};
+/// The inputs and the output y that forward and step share, from `args` (ScanForwardArgs or
+/// ScanStepArgs) into `params` (ForwardParams or StepParams).
+template <class Params, class Args>
+void set_common_params(Params& params, const Args& args) noexcept {
   params.dtype = args.u.dtype;
   params.u = device_view(args.u);
   params.delta = device_view(args.delta);
@@ -79,10 +80,16 @@ ForwardParams forward_params(const sdk::ScanForwardArgs& args) noexcept {
   params.D = device_view(args.D);
   params.z = device_view(args.z);
   params.delta_bias = device_view(args.delta_bias);
-  params.initial_state = device_view(args.initial_state);
-  params.final_state = device_view(args.final_state);
   params.y = device_view(args.y);
   params.delta_softplus = args.delta_softplus;
+}
+
+ForwardParams forward_params(const sdk::ScanForwardArgs& args) noexcept {
+  ForwardParams params;
+  params.shape = {args.u.shape[0], args.u.shape[1], args.u.shape[2], args.A.shape[1]};
+  set_common_params(params, args);
+  params.initial_state = device_view(args.initial_state);
+  params.final_state = device_view(args.final_state);
   return params;
 }
 
@@ -184,18 +191,8 @@ class CudaScan final : public sdk::ScanBackend {
       params.batch = args.u.shape[0];
       params.d_inner = args.u.shape[1];
       params.d_state = args.A.shape[1];
-      params.dtype = args.u.dtype;
-      params.u = device_view(args.u);
-      params.delta = device_view(args.delta);
-      params.A = device_view(args.A);
-      params.B = device_view(args.B);
-      params.C = device_view(args.C);
-      params.D = device_view(args.D);
-      params.z = device_view(args.z);
-      params.delta_bias = device_view(args.delta_bias);
+      set_common_params(params, args);
       params.state = device_view(args.state);
-      params.y = device_view(args.y);
-      params.delta_softplus = args.delta_softplus;
       MAMBAKIT_CUDA_RETURN_IF_ERROR(launch_step(params, stream_of(context)));
       return sdk::Status::success();
     });
