@@ -62,11 +62,9 @@ inline Lanes load16(const std::uint16_t* p, F16) {
 
 }  // namespace half_lanes
 
-/// Widens `count` f16 or bf16 elements of `source` to f32, 16 lanes at a time.
-inline void widen_to_f32(const sdk::TensorView& source, float* destination, std::int64_t count) {
+/// Widens `count` f16 (or, with `bf16`, bf16) elements at `bits` to f32, 16 lanes at a time.
+inline void widen_to_f32(const std::uint16_t* bits, bool bf16, float* destination, std::int64_t count) {
   using namespace half_lanes;
-  const auto* bits = source.as<const std::uint16_t>();
-  const bool bf16 = source.dtype == sdk::DType::kBF16;
   const std::int64_t full = count - count % 16;
   for (std::int64_t i = 0; i < full; i += 16) {
     const Lanes v = bf16 ? load16(bits + i, Bf16{}) : load16(bits + i, F16{});
@@ -75,6 +73,11 @@ inline void widen_to_f32(const sdk::TensorView& source, float* destination, std:
   for (std::int64_t i = full; i < count; ++i) {
     destination[i] = bf16 ? sdk::bf16_to_f32(bits[i]) : sdk::f16_to_f32(bits[i]);
   }
+}
+
+/// Widens `count` f16 or bf16 elements of `source` to f32.
+inline void widen_to_f32(const sdk::TensorView& source, float* destination, std::int64_t count) {
+  widen_to_f32(source.as<const std::uint16_t>(), source.dtype == sdk::DType::kBF16, destination, count);
 }
 
 }  // namespace mambakit::plugin_common

@@ -12,6 +12,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <map>
 #include <utility>
 #include <vector>
 
@@ -26,6 +27,52 @@
 namespace mambakit::mixer_s6 {
 
 namespace {
+
+/// The small parameters a step reads as f32, slice by slice: an f32 parameter in place, a
+/// 16-bit one widened into scratch memory by the thread that reads the slice (threads read
+/// disjoint slices, so the widening is parallel and needs no synchronisation).
+class F32Slices {
+ public:
+  F32Slices(const sdk::Context& context, const sdk::TensorView* params, std::initializer_list<int> indices)
+      : params_(params), scratch_(context, widened_elements(params, indices)) {
+    std::int64_t offset = 0;
+    for (const int index : indices) {
+      if (index < 0) continue;
+      const sdk::TensorView& view = params[index];
+      if (view.dtype == sdk::DType::kF32) {
+        bases_[index] = view.as<const float>();
+      } else {
+        bases_[index] = scratch_.data() + offset;
+        offset += view.numel();
+      }
+    }
+  }
+
+  /// Parameter `index` as f32 (only the slices widened so far hold values), or nullptr for an
+  /// absent optional parameter (-1).
+  [[nodiscard]] const float* base(int index) const { return index < 0 ? nullptr : bases_.at(index); }
+
+  /// Makes elements [begin, end) of parameter `index` readable through base(); index -1 is a no-op.
+  void widen(int index, std::int64_t begin, std::int64_t end) const {
+    if (index < 0 || end <= begin || params_[index].dtype == sdk::DType::kF32) return;
+    const sdk::TensorView& view = params_[index];
+    plugin_common::widen_to_f32(view.as<const std::uint16_t>() + begin, view.dtype == sdk::DType::kBF16,
+                                const_cast<float*>(bases_.at(index)) + begin, end - begin);
+  }
+
+ private:
+  static std::int64_t widened_elements(const sdk::TensorView* params, std::initializer_list<int> indices) {
+    std::int64_t total = 0;
+    for (const int index : indices) {
+      if (index >= 0 && params[index].dtype != sdk::DType::kF32) total += params[index].numel();
+    }
+    return total;
+  }
+
+  const sdk::TensorView* params_;
+  sdk::WorkspaceArray<float> scratch_;
+  std::map<int, const float*> bases_;
+};
 
 /// The channels [begin, end) of thread `thread` of `threads`: whole 16-channel blocks (the scan
 /// backends' SIMD width), as evenly as they divide.
@@ -58,17 +105,16 @@ sdk::Status s6_step(const S6Dims& dims, const S6ParamIndex& index, const sdk::Co
     const std::int64_t D = dims.d_model, E = dims.d_inner, N = dims.d_state, R = dims.dt_rank, K = dims.d_conv;
     const std::int64_t W = dims.dbc_width();
     // The weight matrices are read in their stored type; the small parameters as f32.
-    const int matrices[] = {index.in_proj_weight, index.x_proj_weight, index.dt_proj_weight, index.out_proj_weight};
-    const plugin_common::TypedParams<float> param(
-        context, args.params, index.count, "mixer/s6",
-        {index.in_proj_weight, index.x_proj_weight, index.dt_proj_weight, index.out_proj_weight});
-    for (const int matrix : matrices) {
-      const sdk::DType dtype = args.params[matrix].dtype;
+    for (int i = 0; i < index.count; ++i) {
+      const sdk::DType dtype = args.params[i].dtype;
       if (dtype != sdk::DType::kF32 && dtype != sdk::DType::kF16 && dtype != sdk::DType::kBF16) {
-        return sdk::Status::error(sdk::StatusCode::kInvalidArgument, "mixer/s6 step: parameter %d is %s", matrix,
+        return sdk::Status::error(sdk::StatusCode::kInvalidArgument, "mixer/s6 step: parameter %d is %s", i,
                                   sdk::dtype_name(dtype));
       }
     }
+    const F32Slices param(context, args.params,
+                          {index.in_proj_bias, index.conv_weight, index.conv_bias, index.dt_proj_bias, index.a_log,
+                           index.d, index.out_proj_bias});
     const sdk::TensorView* weights = args.params;
     const float* x = args.x.as<const float>();
     float* conv_state = args.state[kConvState].as<float>();
@@ -86,18 +132,26 @@ sdk::Status s6_step(const S6Dims& dims, const S6ParamIndex& index, const sdk::Co
       const int thread = omp_get_thread_num(), team = omp_get_num_threads();
       const auto [e0, e1] = channel_range(E, thread, team);
       const std::int64_t width = e1 - e0;
+      // The small parameters of my channels (and my rows of in_proj's bias) as f32.
+      param.widen(index.in_proj_bias, e0, e1);
+      param.widen(index.in_proj_bias, E + e0, E + e1);
+      param.widen(index.conv_weight, e0 * K, e1 * K);
+      param.widen(index.conv_bias, e0, e1);
+      param.widen(index.a_log, e0 * N, e1 * N);
+      param.widen(index.d, e0, e1);
+      param.widen(index.dt_proj_bias, e0, e1);
       // in_proj, x and z halves of my channels; the conv and A of my channels.
-      plugin_common::linear_few_rows_range(x, D, weights[index.in_proj_weight], param[index.in_proj_bias], xz.data(),
+      plugin_common::linear_few_rows_range(x, D, weights[index.in_proj_weight], param.base(index.in_proj_bias), xz.data(),
                                            2 * E, B, D, e0, e1);
-      plugin_common::linear_few_rows_range(x, D, weights[index.in_proj_weight], param[index.in_proj_bias], xz.data(),
+      plugin_common::linear_few_rows_range(x, D, weights[index.in_proj_weight], param.base(index.in_proj_bias), xz.data(),
                                            2 * E, B, D, E + e0, E + e1);
-      const float* conv_bias = param[index.conv_bias];
+      const float* conv_bias = param.base(index.conv_bias);
       for (std::int64_t b = 0; b < B && width > 0; ++b) {
-        causal_conv_silu_step(xz.data() + b * 2 * E + e0, 2 * E, param[index.conv_weight] + e0 * K,
+        causal_conv_silu_step(xz.data() + b * 2 * E + e0, 2 * E, param.base(index.conv_weight) + e0 * K,
                               conv_bias != nullptr ? conv_bias + e0 : nullptr, conv_state + (b * E + e0) * K,
                               xc.data() + b * E + e0, std::int64_t{1}, width, K);
       }
-      negative_exp(param[index.a_log] + e0 * N, a.data() + e0 * N, width * N);
+      negative_exp(param.base(index.a_log) + e0 * N, a.data() + e0 * N, width * N);
 #pragma omp barrier
       // x_proj mixes every channel: dt_low | B | C.
       const auto [w0, w1] = row_range(W, thread, team);
@@ -114,9 +168,9 @@ sdk::Status s6_step(const S6Dims& dims, const S6ParamIndex& index, const sdk::Co
         scan.A = typed_view(a.data() + e0 * N, {width, N});
         scan.B = rows_view(dbc.data() + R, B, N, W);
         scan.C = rows_view(dbc.data() + R + N, B, N, W);
-        scan.D = vector_view(param[index.d] != nullptr ? param[index.d] + e0 : nullptr, width);
+        scan.D = vector_view(param.base(index.d) != nullptr ? param.base(index.d) + e0 : nullptr, width);
         scan.z = rows_view(xz.data() + E + e0, B, width, 2 * E);
-        scan.delta_bias = vector_view(param[index.dt_proj_bias] != nullptr ? param[index.dt_proj_bias] + e0 : nullptr,
+        scan.delta_bias = vector_view(param.base(index.dt_proj_bias) != nullptr ? param.base(index.dt_proj_bias) + e0 : nullptr,
                                       width);
         scan.delta_softplus = true;
         scan.state = ssm_state;
@@ -128,7 +182,8 @@ sdk::Status s6_step(const S6Dims& dims, const S6ParamIndex& index, const sdk::Co
 #pragma omp barrier
       // out_proj mixes every channel.
       const auto [d0, d1] = row_range(D, thread, team);
-      plugin_common::linear_few_rows_range(y.data(), E, weights[index.out_proj_weight], param[index.out_proj_bias],
+      param.widen(index.out_proj_bias, d0, d1);
+      plugin_common::linear_few_rows_range(y.data(), E, weights[index.out_proj_weight], param.base(index.out_proj_bias),
                                            args.y.as<float>(), D, B, E, d0, d1);
     }
     for (const auto& status : statuses) MAMBAKIT_RETURN_IF_ERROR(status);
