@@ -9,9 +9,13 @@
 //
 // Dimensions: M rows, K in features, N out features.
 
+#include <omp.h>
+
+#include <algorithm>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 #include "half_lanes.hpp"
 
@@ -74,23 +78,6 @@ void few_rows_range(const float* x, std::int64_t ldx, const W* weight, const flo
   for (; j < end; ++j) block_of_outputs<1, W, Format...>(x, ldx, weight, bias, y, ldy, m, k, j);
 }
 
-template <class W, class... Format>
-void few_rows(const float* x, std::int64_t ldx, const W* weight, const float* bias, float* y, std::int64_t ldy,
-              std::int64_t m, std::int64_t k, std::int64_t n, int n_threads) {
-  const std::int64_t blocks = n / kBlock;
-#pragma omp parallel num_threads(n_threads)
-  {
-#pragma omp for schedule(static) nowait
-    for (std::int64_t block = 0; block < blocks; ++block) {
-      block_of_outputs<kBlock, W, Format...>(x, ldx, weight, bias, y, ldy, m, k, block * kBlock);
-    }
-#pragma omp for schedule(static)
-    for (std::int64_t j = blocks * kBlock; j < n; ++j) {
-      block_of_outputs<1, W, Format...>(x, ldx, weight, bias, y, ldy, m, k, j);
-    }
-  }
-}
-
 /// Calls `kernel(pointer, Format{}...)` with W's data typed by its dtype.
 template <class Kernel>
 void with_typed_weights(const sdk::TensorView& weight, Kernel&& kernel) {
@@ -109,13 +96,25 @@ void with_typed_weights(const sdk::TensorView& weight, Kernel&& kernel) {
 
 }  // namespace few_rows_detail
 
+/// Output features [begin, end) of `n` for thread `thread` of `threads`: whole blocks of the
+/// kernel's block size, as evenly as they divide.
+inline std::pair<std::int64_t, std::int64_t> few_rows_share(std::int64_t n, int thread, int threads) {
+  constexpr std::int64_t kBlock = few_rows_detail::kBlock;
+  const std::int64_t blocks = (n + kBlock - 1) / kBlock;
+  return {std::min(blocks * thread / threads * kBlock, n), std::min(blocks * (thread + 1) / threads * kBlock, n)};
+}
+
 /// y (M, N; row stride ldy) = x (M, K; row stride ldx) W^T + bias (N, or null), W (N, K) a
 /// contiguous f32, f16 or bf16 view, in parallel over output features with `n_threads` threads.
 inline void linear_few_rows(const float* x, std::int64_t ldx, const sdk::TensorView& weight, const float* bias,
                             float* y, std::int64_t ldy, std::int64_t m, std::int64_t k, std::int64_t n,
                             int n_threads) {
   few_rows_detail::with_typed_weights(weight, [&]<class W, class... Format>(const W* w, Format...) {
-    few_rows_detail::few_rows<W, Format...>(x, ldx, w, bias, y, ldy, m, k, n, n_threads);
+#pragma omp parallel num_threads(n_threads)
+    {
+      const auto [begin, end] = few_rows_share(n, omp_get_thread_num(), omp_get_num_threads());
+      few_rows_detail::few_rows_range<W, Format...>(x, ldx, w, bias, y, ldy, m, k, begin, end);
+    }
   });
 }
 

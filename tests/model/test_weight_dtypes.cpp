@@ -115,6 +115,11 @@ TEST_CASE("weights are held as stored unless converted, and training refuses 16-
     CHECK(model.weights_dtype() == stored);
   }
   auto model = load(mambakit::test::data_dir() / "models" / "tiny_tied", sdk::DType::kBF16);
+  // Loading weights into a model that holds bf16 rounds them the same way as the conversion.
+  const auto embedding = model.parameter_values("backbone.embeddings.weight");
+  model.load_weights(mambakit::test::data_dir() / "models" / "tiny_tied" / "model.safetensors");
+  CHECK(model.weights_dtype() == sdk::DType::kBF16);
+  CHECK(model.parameter_values("backbone.embeddings.weight") == embedding);
   mambakit::TokenBatch tokens{1, 4, {1, 2, 3, 4}};
   CHECK_THROWS_WITH(model.accumulate_gradients(tokens), Contains("training needs f32 weights") && Contains("bf16"));
   // Saving converts back: a bf16-held model saved as f32 reloads with the same (rounded) values.

@@ -16,6 +16,8 @@
 
 namespace mambakit {
 
+class SafetensorsFile;
+
 /// How a model runs.
 struct ModelOptions {
   std::string scan = "auto";  ///< scan backend name, or "auto" (highest score per problem)
@@ -175,6 +177,8 @@ class Model {
  private:
   struct Impl;
   explicit Model(std::unique_ptr<Impl> impl);
+  /// load_weights() from an open checkpoint; `file` names it in errors.
+  void load_weights(const SafetensorsFile& checkpoint, const std::filesystem::path& file);
   std::unique_ptr<Impl> impl_;
 };
 

@@ -39,8 +39,7 @@ sdk::ParamSpec framework_param(const char* name, std::initializer_list<std::int6
 
 /// The dtype a checkpoint's weights are stored in when all its floating-point tensors share
 /// f16 or bf16; f32 otherwise.
-sdk::DType stored_dtype(const std::filesystem::path& file) {
-  const SafetensorsFile checkpoint = SafetensorsFile::open(file);
+sdk::DType stored_dtype(const SafetensorsFile& checkpoint) {
   std::optional<sdk::DType> common;
   for (const auto& entry : checkpoint.entries()) {
     if (common && *common != entry.dtype) return sdk::DType::kF32;
@@ -95,13 +94,7 @@ Model Model::create(const ModelConfig& config, const PluginHost& host, const Mod
   }
   impl->store.allocate();
   impl->store.initialize(options.seed);
-  const sdk::DType dtype = options.weights_dtype.value_or(sdk::DType::kF32);
-  if (dtype != sdk::DType::kF32) {
-    impl->check_param_dtype(dtype);
-    std::vector<int> norms = impl->layer_norms;
-    norms.push_back(impl->norm_f);
-    impl->store.hold_as(dtype, norms);
-  }
+  impl->hold_weights_as(options.weights_dtype.value_or(sdk::DType::kF32));
   Model model(std::move(impl));
   model.select_scan(host, options.scan);
   model.set_threads(options.n_threads);
@@ -112,16 +105,20 @@ Model Model::load(const std::filesystem::path& dir, const PluginHost& host, cons
   if (!std::filesystem::is_directory(dir)) {
     throw Error(fmt::format("{}: the model folder does not exist or is not a folder", dir.string()));
   }
-  const ModelConfig config = load_model_config(dir / "config.json");
-  ModelOptions resolved = options;
-  if (!resolved.weights_dtype) resolved.weights_dtype = stored_dtype(dir / "model.safetensors");
-  Model model = create(config, host, resolved);
-  model.load_weights(dir / "model.safetensors");
+  // Loaded as f32, then converted once when the weights are to be held in 16 bits.
+  ModelOptions as_f32 = options;
+  as_f32.weights_dtype = sdk::DType::kF32;
+  Model model = create(load_model_config(dir / "config.json"), host, as_f32);
+  const std::filesystem::path file = dir / "model.safetensors";
+  const SafetensorsFile checkpoint = SafetensorsFile::open(file);
+  model.load_weights(checkpoint, file);
+  model.impl_->hold_weights_as(options.weights_dtype.value_or(stored_dtype(checkpoint)));
   return model;
 }
 
-void Model::load_weights(const std::filesystem::path& file) {
-  const SafetensorsFile checkpoint = SafetensorsFile::open(file);
+void Model::load_weights(const std::filesystem::path& file) { load_weights(SafetensorsFile::open(file), file); }
+
+void Model::load_weights(const SafetensorsFile& checkpoint, const std::filesystem::path& file) {
   std::vector<bool> used(checkpoint.entries().size(), false);
   auto mark_used = [&](const SafetensorsEntry* entry) {
     used[static_cast<std::size_t>(entry - checkpoint.entries().data())] = true;

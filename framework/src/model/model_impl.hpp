@@ -96,6 +96,17 @@ struct Model::Impl {
     return output;
   }
 
+  /// Holds the parameters as `dtype` from now on (f32 leaves them as they are; the norms stay
+  /// f32 either way). Throws unless every mixer and the head can take parameters of `dtype`.
+  void hold_weights_as(sdk::DType dtype) {
+    if (dtype == sdk::DType::kF32) return;
+    check_param_dtype(dtype);
+    std::vector<int> norms = layer_norms;
+    norms.push_back(norm_f);
+    store.hold_as(dtype, norms);
+    options.weights_dtype = dtype;
+  }
+
   /// Throws unless every mixer and the head can take parameters of `dtype`.
   void check_param_dtype(sdk::DType dtype) const {
     for (std::size_t layer = 0; layer < mixers.size(); ++layer) {

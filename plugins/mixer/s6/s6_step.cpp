@@ -82,13 +82,6 @@ std::pair<std::int64_t, std::int64_t> channel_range(std::int64_t channels, int t
   return {std::min(begin, channels), std::min(end, channels)};
 }
 
-/// Rows [begin, end) of `rows` for thread `thread` of `threads`, in blocks of 8 (the few-rows
-/// kernel's block).
-std::pair<std::int64_t, std::int64_t> row_range(std::int64_t rows, int thread, int threads) {
-  const std::int64_t blocks = (rows + 7) / 8;
-  return {std::min(blocks * thread / threads * 8, rows), std::min(blocks * (thread + 1) / threads * 8, rows)};
-}
-
 /// A (rows, width) view of `data` whose rows are `row_stride` elements apart.
 sdk::TensorView rows_view(const float* data, std::int64_t rows, std::int64_t width, std::int64_t row_stride) {
   sdk::TensorView view = typed_view(data, {rows, width});
@@ -154,7 +147,7 @@ sdk::Status s6_step(const S6Dims& dims, const S6ParamIndex& index, const sdk::Co
       negative_exp(param.base(index.a_log) + e0 * N, a.data() + e0 * N, width * N);
 #pragma omp barrier
       // x_proj mixes every channel: dt_low | B | C.
-      const auto [w0, w1] = row_range(W, thread, team);
+      const auto [w0, w1] = plugin_common::few_rows_share(W, thread, team);
       plugin_common::linear_few_rows_range(xc.data(), E, weights[index.x_proj_weight], nullptr, dbc.data(), W, B, E,
                                            w0, w1);
 #pragma omp barrier
@@ -181,7 +174,7 @@ sdk::Status s6_step(const S6Dims& dims, const S6ParamIndex& index, const sdk::Co
       }
 #pragma omp barrier
       // out_proj mixes every channel.
-      const auto [d0, d1] = row_range(D, thread, team);
+      const auto [d0, d1] = plugin_common::few_rows_share(D, thread, team);
       param.widen(index.out_proj_bias, d0, d1);
       plugin_common::linear_few_rows_range(y.data(), E, weights[index.out_proj_weight], param.base(index.out_proj_bias),
                                            args.y.as<float>(), D, B, E, d0, d1);
