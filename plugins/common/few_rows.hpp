@@ -3,8 +3,8 @@
 // with W in f32, f16 or bf16 and f32 accumulation. Memory-bound: W is streamed once per call,
 // so half-precision weights halve the bytes moved.
 //
-// Every y[m][n] is summed in one fixed order (16 lanes over K, a fixed reduction tree, then the
-// tail), whatever the number of rows and threads, so a row's result does not depend on the rows
+// Every y[m][n] is summed in one fixed order (two 16-lane accumulators over K, a fixed reduction
+// tree, then the tail), whatever the number of rows and threads, so a row's result does not depend on the rows
 // computed with it: batched generation equals generating each row alone.
 //
 // Dimensions: M rows, K in features, N out features.
@@ -38,44 +38,95 @@ inline float reduce(Lanes v) {
   return sum;
 }
 
-/// Output features computed together: each weight row of a block is streamed once per call and
-/// reused from cache for every input row, with kBlock accumulators in registers and kBlock
-/// memory streams in flight.
-constexpr int kBlock = 8;
-/// How far ahead (bytes) the weight streams are prefetched.
-constexpr std::int64_t kPrefetchBytes = 1024;
+/// Input rows computed together against one weight row (2 accumulators each stay in registers).
+constexpr int kRowGroup = 4;
+/// How far ahead (bytes) the weight stream is prefetched.
+constexpr std::int64_t kPrefetchBytes = 4096;
+/// Granularity of the split between threads, in output features.
+constexpr std::int64_t kShareBlock = 8;
 
-/// y[r, j] for r < m and j in [j0, j0 + kCount).
-template <int kCount, class W, class... Format>
-inline void block_of_outputs(const float* x, std::int64_t ldx, const W* weight, const float* bias, float* y,
-                             std::int64_t ldy, std::int64_t m, std::int64_t k, std::int64_t j0) {
-  const std::int64_t k16 = k - k % 16;
-  const W* w = weight + j0 * k;
-  for (std::int64_t r = 0; r < m; ++r) {
-    const float* row = x + r * ldx;
-    Lanes acc[kCount] = {};
-    for (std::int64_t i = 0; i < k16; i += 16) {
-      if (r == 0) {
-        for (int q = 0; q < kCount; ++q) __builtin_prefetch(w + q * k + i + kPrefetchBytes / sizeof(W));
+/// sums[q * kOutputs + o] = x[q] . W[o] for q < kRows, o < kOutputs: the kOutputs weight rows
+/// (contiguous in memory) are read once, 32 weights at a time, in address order, so a thread's
+/// whole share is one linear stream that the hardware prefetcher follows; each weight vector is
+/// used for all kRows input rows from registers. Each sum keeps its own two 16-lane accumulators
+/// (the even and odd 16-weight halves of each 32), so its order depends on neither kRows nor
+/// kOutputs.
+template <int kRows, int kOutputs, class W, class... Format>
+inline void rows_times_weight_rows(const float* x, std::int64_t ldx, const W* w, std::int64_t k, bool prefetch,
+                                   float* sums) {
+  const std::int64_t k32 = k - k % 32, k16 = k - k % 16;
+  Lanes even[kRows][kOutputs] = {}, odd[kRows][kOutputs] = {};
+  for (std::int64_t i = 0; i < k32; i += 32) {
+    if (prefetch) {
+      for (int o = 0; o < kOutputs; ++o) {
+        for (std::int64_t byte = 0; byte < 32 * std::int64_t{sizeof(W)}; byte += 64) {
+          __builtin_prefetch(reinterpret_cast<const char*>(w + o * k + i) + byte + kPrefetchBytes);
+        }
       }
-      const Lanes xv = load16(row + i);
-      for (int q = 0; q < kCount; ++q) acc[q] += load16(w + q * k + i, Format{}...) * xv;
     }
-    for (int q = 0; q < kCount; ++q) {
-      float sum = reduce(acc[q]);
-      for (std::int64_t i = k16; i < k; ++i) sum += scalar(w + q * k, i, Format{}...) * row[i];
-      y[r * ldy + j0 + q] = sum + (bias != nullptr ? bias[j0 + q] : 0.0f);
+    Lanes w_even[kOutputs], w_odd[kOutputs];
+    for (int o = 0; o < kOutputs; ++o) {
+      w_even[o] = load16(w + o * k + i, Format{}...);
+      w_odd[o] = load16(w + o * k + i + 16, Format{}...);
+    }
+    for (int q = 0; q < kRows; ++q) {
+      const Lanes x_even = load16(x + q * ldx + i), x_odd = load16(x + q * ldx + i + 16);
+      for (int o = 0; o < kOutputs; ++o) {
+        even[q][o] += w_even[o] * x_even;
+        odd[q][o] += w_odd[o] * x_odd;
+      }
+    }
+  }
+  if (k16 > k32) {
+    for (int q = 0; q < kRows; ++q) {
+      const Lanes x_even = load16(x + q * ldx + k32);
+      for (int o = 0; o < kOutputs; ++o) even[q][o] += load16(w + o * k + k32, Format{}...) * x_even;
+    }
+  }
+  for (int q = 0; q < kRows; ++q) {
+    for (int o = 0; o < kOutputs; ++o) {
+      float sum = reduce(even[q][o] + odd[q][o]);
+      for (std::int64_t i = k16; i < k; ++i) sum += scalar(w + o * k, i, Format{}...) * x[q * ldx + i];
+      sums[q * kOutputs + o] = sum;
     }
   }
 }
 
-/// Output features [begin, end) on the calling thread.
+/// y[r, j0 + o] for every input row r < m and o < kOutputs, in groups of kRowGroup input rows.
+template <int kOutputs, class W, class... Format>
+inline void outputs_for_all_rows(const float* x, std::int64_t ldx, const W* weight, const float* bias, float* y,
+                                 std::int64_t ldy, std::int64_t m, std::int64_t k, std::int64_t j0) {
+  float sums[kRowGroup * kOutputs];
+  const W* w = weight + j0 * k;
+  for (std::int64_t r0 = 0; r0 < m; r0 += kRowGroup) {
+    const float* rows = x + r0 * ldx;
+    const bool first = r0 == 0;  // later groups find the weight rows in L1
+    const std::int64_t count = std::min<std::int64_t>(kRowGroup, m - r0);
+    switch (count) {
+      case 4: rows_times_weight_rows<4, kOutputs, W, Format...>(rows, ldx, w, k, first, sums); break;
+      case 3: rows_times_weight_rows<3, kOutputs, W, Format...>(rows, ldx, w, k, first, sums); break;
+      case 2: rows_times_weight_rows<2, kOutputs, W, Format...>(rows, ldx, w, k, first, sums); break;
+      default: rows_times_weight_rows<1, kOutputs, W, Format...>(rows, ldx, w, k, first, sums); break;
+    }
+    for (std::int64_t q = 0; q < count; ++q) {
+      for (int o = 0; o < kOutputs; ++o) {
+        y[(r0 + q) * ldy + j0 + o] = sums[q * kOutputs + o] + (bias != nullptr ? bias[j0 + o] : 0.0f);
+      }
+    }
+  }
+}
+
+/// Output features [begin, end) on the calling thread. One token (m = 1) is pure streaming: one
+/// weight row at a time. With more rows the arithmetic starts to count, and two weight rows per
+/// pass halve the loads of x per multiply-add.
 template <class W, class... Format>
 void few_rows_range(const float* x, std::int64_t ldx, const W* weight, const float* bias, float* y, std::int64_t ldy,
                     std::int64_t m, std::int64_t k, std::int64_t begin, std::int64_t end) {
   std::int64_t j = begin;
-  for (; j + kBlock <= end; j += kBlock) block_of_outputs<kBlock, W, Format...>(x, ldx, weight, bias, y, ldy, m, k, j);
-  for (; j < end; ++j) block_of_outputs<1, W, Format...>(x, ldx, weight, bias, y, ldy, m, k, j);
+  if (m > 1) {
+    for (; j + 2 <= end; j += 2) outputs_for_all_rows<2, W, Format...>(x, ldx, weight, bias, y, ldy, m, k, j);
+  }
+  for (; j < end; ++j) outputs_for_all_rows<1, W, Format...>(x, ldx, weight, bias, y, ldy, m, k, j);
 }
 
 /// Calls `kernel(pointer, Format{}...)` with W's data typed by its dtype.
@@ -96,10 +147,10 @@ void with_typed_weights(const sdk::TensorView& weight, Kernel&& kernel) {
 
 }  // namespace few_rows_detail
 
-/// Output features [begin, end) of `n` for thread `thread` of `threads`: whole blocks of the
-/// kernel's block size, as evenly as they divide.
+/// Output features [begin, end) of `n` for thread `thread` of `threads`: whole blocks of
+/// kShareBlock features, as evenly as they divide.
 inline std::pair<std::int64_t, std::int64_t> few_rows_share(std::int64_t n, int thread, int threads) {
-  constexpr std::int64_t kBlock = few_rows_detail::kBlock;
+  constexpr std::int64_t kBlock = few_rows_detail::kShareBlock;
   const std::int64_t blocks = (n + kBlock - 1) / kBlock;
   return {std::min(blocks * thread / threads * kBlock, n), std::min(blocks * (thread + 1) / threads * kBlock, n)};
 }
