@@ -40,8 +40,9 @@ inline float reduce(Lanes v) {
 
 /// Input rows computed together against one weight row (2 accumulators each stay in registers).
 constexpr int kRowGroup = 4;
-/// How far ahead (bytes) the weight stream is prefetched.
-constexpr std::int64_t kPrefetchBytes = 4096;
+/// How far ahead (bytes) the weight stream is prefetched. The prefetch is non-temporal: the
+/// weights are used once per call and would only evict x and the state from the caches.
+constexpr std::int64_t kPrefetchBytes = 2048;
 /// Granularity of the split between threads, in output features.
 constexpr std::int64_t kShareBlock = 8;
 
@@ -60,7 +61,7 @@ inline void rows_times_weight_rows(const float* x, std::int64_t ldx, const W* w,
     if (prefetch) {
       for (int o = 0; o < kOutputs; ++o) {
         for (std::int64_t byte = 0; byte < 32 * std::int64_t{sizeof(W)}; byte += 64) {
-          __builtin_prefetch(reinterpret_cast<const char*>(w + o * k + i) + byte + kPrefetchBytes);
+          __builtin_prefetch(reinterpret_cast<const char*>(w + o * k + i) + byte + kPrefetchBytes, 0, 0);
         }
       }
     }
