@@ -46,29 +46,30 @@ constexpr std::int64_t kPrefetchBytes = 2048;
 /// Granularity of the split between threads, in output features.
 constexpr std::int64_t kShareBlock = 8;
 
-/// sums[q * kOutputs + o] = x[q] . W[o] for q < kRows, o < kOutputs: the kOutputs weight rows
-/// (contiguous in memory) are read once, 32 weights at a time, in address order, so a thread's
-/// whole share is one linear stream that the hardware prefetcher follows; each weight vector is
-/// used for all kRows input rows from registers. Each sum keeps its own two 16-lane accumulators
+/// sums[q * kOutputs + o] = x[q] . W[o * step] for q < kRows, o < kOutputs: each of the kOutputs
+/// weight rows is read once, 32 weights at a time, in address order (a thread's share is one or
+/// two linear streams that the hardware prefetcher follows); each weight vector is used for all
+/// kRows input rows from registers. Each sum keeps its own two 16-lane accumulators
 /// (the even and odd 16-weight halves of each 32), so its order depends on neither kRows nor
 /// kOutputs.
 template <int kRows, int kOutputs, class W, class... Format>
-inline void rows_times_weight_rows(const float* x, std::int64_t ldx, const W* w, std::int64_t k, bool prefetch,
-                                   float* sums) {
+inline void rows_times_weight_rows(const float* x, std::int64_t ldx, const W* w, std::int64_t step, std::int64_t k,
+                                   bool prefetch, float* sums) {
+  const std::int64_t row_step = step * k;
   const std::int64_t k32 = k - k % 32, k16 = k - k % 16;
   Lanes even[kRows][kOutputs] = {}, odd[kRows][kOutputs] = {};
   for (std::int64_t i = 0; i < k32; i += 32) {
     if (prefetch) {
       for (int o = 0; o < kOutputs; ++o) {
         for (std::int64_t byte = 0; byte < 32 * std::int64_t{sizeof(W)}; byte += 64) {
-          __builtin_prefetch(reinterpret_cast<const char*>(w + o * k + i) + byte + kPrefetchBytes, 0, 0);
+          __builtin_prefetch(reinterpret_cast<const char*>(w + o * row_step + i) + byte + kPrefetchBytes, 0, 0);
         }
       }
     }
     Lanes w_even[kOutputs], w_odd[kOutputs];
     for (int o = 0; o < kOutputs; ++o) {
-      w_even[o] = load16(w + o * k + i, Format{}...);
-      w_odd[o] = load16(w + o * k + i + 16, Format{}...);
+      w_even[o] = load16(w + o * row_step + i, Format{}...);
+      w_odd[o] = load16(w + o * row_step + i + 16, Format{}...);
     }
     for (int q = 0; q < kRows; ++q) {
       const Lanes x_even = load16(x + q * ldx + i), x_odd = load16(x + q * ldx + i + 16);
@@ -81,22 +82,24 @@ inline void rows_times_weight_rows(const float* x, std::int64_t ldx, const W* w,
   if (k16 > k32) {
     for (int q = 0; q < kRows; ++q) {
       const Lanes x_even = load16(x + q * ldx + k32);
-      for (int o = 0; o < kOutputs; ++o) even[q][o] += load16(w + o * k + k32, Format{}...) * x_even;
+      for (int o = 0; o < kOutputs; ++o) even[q][o] += load16(w + o * row_step + k32, Format{}...) * x_even;
     }
   }
   for (int q = 0; q < kRows; ++q) {
     for (int o = 0; o < kOutputs; ++o) {
       float sum = reduce(even[q][o] + odd[q][o]);
-      for (std::int64_t i = k16; i < k; ++i) sum += scalar(w + o * k, i, Format{}...) * x[q * ldx + i];
+      for (std::int64_t i = k16; i < k; ++i) sum += scalar(w + o * row_step, i, Format{}...) * x[q * ldx + i];
       sums[q * kOutputs + o] = sum;
     }
   }
 }
 
-/// y[r, j0 + o] for every input row r < m and o < kOutputs, in groups of kRowGroup input rows.
+/// y[r, j0 + o * step] for every input row r < m and o < kOutputs, in groups of kRowGroup input
+/// rows.
 template <int kOutputs, class W, class... Format>
 inline void outputs_for_all_rows(const float* x, std::int64_t ldx, const W* weight, const float* bias, float* y,
-                                 std::int64_t ldy, std::int64_t m, std::int64_t k, std::int64_t j0) {
+                                 std::int64_t ldy, std::int64_t m, std::int64_t k, std::int64_t j0,
+                                 std::int64_t step) {
   float sums[kRowGroup * kOutputs];
   const W* w = weight + j0 * k;
   for (std::int64_t r0 = 0; r0 < m; r0 += kRowGroup) {
@@ -104,30 +107,36 @@ inline void outputs_for_all_rows(const float* x, std::int64_t ldx, const W* weig
     const bool first = r0 == 0;  // later groups find the weight rows in L1
     const std::int64_t count = std::min<std::int64_t>(kRowGroup, m - r0);
     switch (count) {
-      case 4: rows_times_weight_rows<4, kOutputs, W, Format...>(rows, ldx, w, k, first, sums); break;
-      case 3: rows_times_weight_rows<3, kOutputs, W, Format...>(rows, ldx, w, k, first, sums); break;
-      case 2: rows_times_weight_rows<2, kOutputs, W, Format...>(rows, ldx, w, k, first, sums); break;
-      default: rows_times_weight_rows<1, kOutputs, W, Format...>(rows, ldx, w, k, first, sums); break;
+      case 4: rows_times_weight_rows<4, kOutputs, W, Format...>(rows, ldx, w, step, k, first, sums); break;
+      case 3: rows_times_weight_rows<3, kOutputs, W, Format...>(rows, ldx, w, step, k, first, sums); break;
+      case 2: rows_times_weight_rows<2, kOutputs, W, Format...>(rows, ldx, w, step, k, first, sums); break;
+      default: rows_times_weight_rows<1, kOutputs, W, Format...>(rows, ldx, w, step, k, first, sums); break;
     }
     for (std::int64_t q = 0; q < count; ++q) {
       for (int o = 0; o < kOutputs; ++o) {
-        y[(r0 + q) * ldy + j0 + o] = sums[q * kOutputs + o] + (bias != nullptr ? bias[j0 + o] : 0.0f);
+        const std::int64_t j = j0 + o * step;
+        y[(r0 + q) * ldy + j] = sums[q * kOutputs + o] + (bias != nullptr ? bias[j] : 0.0f);
       }
     }
   }
 }
 
-/// Output features [begin, end) on the calling thread. One token (m = 1) is pure streaming: one
-/// weight row at a time. With more rows the arithmetic starts to count, and two weight rows per
-/// pass halve the loads of x per multiply-add.
+/// Output features [begin, end) on the calling thread. With several input rows the arithmetic
+/// starts to count: two adjacent weight rows per pass halve the loads of x per multiply-add. One
+/// token (m = 1) is pure streaming; f32 weights then stream the two halves of the range at once
+/// (two streams keep more memory reads in flight than one; 16-bit weights gain nothing from it).
 template <class W, class... Format>
 void few_rows_range(const float* x, std::int64_t ldx, const W* weight, const float* bias, float* y, std::int64_t ldy,
                     std::int64_t m, std::int64_t k, std::int64_t begin, std::int64_t end) {
   std::int64_t j = begin;
   if (m > 1) {
-    for (; j + 2 <= end; j += 2) outputs_for_all_rows<2, W, Format...>(x, ldx, weight, bias, y, ldy, m, k, j);
+    for (; j + 2 <= end; j += 2) outputs_for_all_rows<2, W, Format...>(x, ldx, weight, bias, y, ldy, m, k, j, 1);
+  } else if (sizeof(W) == sizeof(float)) {
+    const std::int64_t half = (end - begin) / 2;
+    for (; j < begin + half; ++j) outputs_for_all_rows<2, W, Format...>(x, ldx, weight, bias, y, ldy, m, k, j, half);
+    j = begin + 2 * half;
   }
-  for (; j < end; ++j) outputs_for_all_rows<1, W, Format...>(x, ldx, weight, bias, y, ldy, m, k, j);
+  for (; j < end; ++j) outputs_for_all_rows<1, W, Format...>(x, ldx, weight, bias, y, ldy, m, k, j, 1);
 }
 
 /// Calls `kernel(pointer, Format{}...)` with W's data typed by its dtype.
