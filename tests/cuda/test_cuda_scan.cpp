@@ -6,8 +6,7 @@
 // and a CUDA error reported as a Status.
 //
 // Without a CUDA device the GPU cases end the executable with kSkipReturnCode, which ctest
-// reports as skipped (SKIP_RETURN_CODE in CMakeLists.txt; Catch2 v2 has no SKIP). ctest runs
-// every test case in its own process, so each one skips on its own.
+// reports as skipped (see cuda_test_support.hpp).
 //
 // Error measure and tolerances: relative_error() in scan_case.hpp and the rule of
 // tests/scan/test_scan_conformance.cpp: 1e-5 in f32, and f32 gradients also pass within 3
@@ -33,13 +32,17 @@
 #include <utility>
 #include <vector>
 
+#include "cuda_test_support.hpp"
 #include "fixtures.hpp"
 #include "mambakit/plugin_host.hpp"
 #include "mambakit/sdk/scan_calls.hpp"
 #include "scan_case.hpp"
 #include "scan_report.hpp"
 
+using mambakit::test::DeviceWorkspace;
+using mambakit::test::kGpu;
 using mambakit::test::relative_error;
+using mambakit::test::require_cuda_device;
 using mambakit::test::ScanCase;
 using mambakit::test::Report;
 using mambakit::test::ScanOptions;
@@ -47,56 +50,6 @@ using mambakit::test::options_from_bits;
 namespace sdk = mambakit::sdk;
 
 namespace {
-
-/// Exit code of a test case skipped for want of a device (SKIP_RETURN_CODE in CMakeLists.txt).
-constexpr int kSkipReturnCode = 77;
-
-constexpr sdk::Device kGpu{sdk::DeviceType::kCuda, 0};
-
-bool cuda_device_present() {
-  int count = 0;
-  return cudaGetDeviceCount(&count) == cudaSuccess && count > 0;
-}
-
-/// Ends the process with kSkipReturnCode when no CUDA device is usable.
-void require_cuda_device() {
-  if (cuda_device_present()) return;
-  std::printf("no CUDA device: skipped\n");
-  std::fflush(stdout);
-  std::exit(kSkipReturnCode);
-}
-
-void check_cuda(cudaError_t error, const char* what) {
-  INFO(what << ": " << cudaGetErrorString(error));
-  REQUIRE(error == cudaSuccess);
-}
-#define CUDA_REQUIRE(expr) check_cuda((expr), #expr)
-
-/// Device scratch memory for the plugin's calls: cudaMalloc per request (256-byte aligned, the
-/// most the plugin asks for), with a count of blocks still held.
-class DeviceWorkspace final : public sdk::WorkspaceAllocator {
- public:
-  DeviceWorkspace() = default;
-  DeviceWorkspace(const DeviceWorkspace&) = delete;
-  DeviceWorkspace& operator=(const DeviceWorkspace&) = delete;
-  ~DeviceWorkspace() = default;
-
-  void* allocate(std::size_t bytes, std::size_t alignment) noexcept override {
-    void* memory = nullptr;
-    if (alignment > 256 || cudaMalloc(&memory, bytes == 0 ? 1 : bytes) != cudaSuccess) return nullptr;
-    ++live_;
-    return memory;
-  }
-  void deallocate(void* memory) noexcept override {
-    if (memory == nullptr) return;
-    --live_;
-    cudaFree(memory);  // waits for the work queued on the device, which may still use it
-  }
-  [[nodiscard]] std::ptrdiff_t live() const noexcept { return live_; }
-
- private:
-  std::ptrdiff_t live_ = 0;
-};
 
 std::uint16_t encode_half(float v, sdk::DType dtype) {
   if (dtype == sdk::DType::kF16) return static_cast<__half_raw>(__float2half_rn(v)).x;

@@ -3,6 +3,8 @@
 // Backward: grad_hidden += grad_logits W and grad_W += grad_logits^T hidden. Tied or not is the
 // same code: when tied, the host passes the embedding's gradient as grad_W, so the head's
 // contribution adds to the lookup's.
+// On CUDA tensors (builds with CUDA) forward runs on the GPU, see lm_head_cuda.hpp; backward
+// runs on the CPU only.
 //
 // Dimensions: B batch, L length, D d_model, V vocab (padded).
 
@@ -11,6 +13,10 @@
 #include "linear.hpp"
 #include "mambakit/sdk/sdk.hpp"
 #include "typed_params.hpp"
+
+#ifdef MAMBAKIT_LM_WITH_CUDA
+#include "lm_head_cuda.hpp"
+#endif
 
 namespace mambakit::head_lm {
 
@@ -27,6 +33,9 @@ class LmHead final : public sdk::Head {
 
   void capabilities(sdk::HeadCapabilities* out) const noexcept override {
     out->devices = sdk::device_bit(sdk::DeviceType::kCpu);
+#ifdef MAMBAKIT_LM_WITH_CUDA
+    out->devices |= sdk::device_bit(sdk::DeviceType::kCuda);  // forward only, see lm_head_cuda.hpp
+#endif
     out->param_dtypes = sdk::dtype_bit(sdk::DType::kF32) | sdk::dtype_bit(sdk::DType::kF64) |
                         sdk::dtype_bit(sdk::DType::kF16) | sdk::dtype_bit(sdk::DType::kBF16);
     out->backward = true;
@@ -50,6 +59,15 @@ class LmHead final : public sdk::Head {
   }
 
   sdk::Status forward(const sdk::Context& context, const sdk::HeadForwardArgs& args) noexcept override {
+    if (context.device.type != sdk::DeviceType::kCpu) {
+#ifdef MAMBAKIT_LM_WITH_CUDA
+      if (context.device.type == sdk::DeviceType::kCuda) {
+        return lm_forward_cuda(context, args, d_model_, vocab_, kFewRows);
+      }
+#endif
+      return sdk::Status::error(sdk::StatusCode::kUnsupported, "head/lm was built without support for %s tensors",
+                                sdk::device_type_name(context.device.type));
+    }
     return sdk::guard([&] {
       const std::int64_t rows = args.hidden.shape[0] * args.hidden.shape[1];
       if (args.hidden.dtype == sdk::DType::kF64) return forward_typed<double>(context, args);
@@ -63,6 +81,11 @@ class LmHead final : public sdk::Head {
   }
 
   sdk::Status backward(const sdk::Context& context, const sdk::HeadBackwardArgs& args) noexcept override {
+    if (context.device.type != sdk::DeviceType::kCpu) {
+      return sdk::Status::error(sdk::StatusCode::kUnsupported,
+                                "head/lm: backward (training) on %s is not implemented yet; run training on the cpu",
+                                sdk::device_type_name(context.device.type));
+    }
     return sdk::guard([&] {
       if (args.hidden.dtype == sdk::DType::kF64) return backward_typed<double>(context, args);
       if (args.params[0].dtype != sdk::DType::kF32) {

@@ -4,6 +4,7 @@
 
 #include "json_config.hpp"
 #include "mambakit/sdk/plugin.hpp"
+#include "s6_cuda.hpp"
 
 namespace mambakit::mixer_s6 {
 
@@ -49,6 +50,11 @@ S6Mixer::S6Mixer(const char* config_json) : dims_(read_dims(config_json)), index
 
 void S6Mixer::capabilities(sdk::MixerCapabilities* out) const noexcept {
   out->devices = sdk::device_bit(sdk::DeviceType::kCpu);
+#ifdef MAMBAKIT_S6_WITH_CUDA
+  // On CUDA: inference (forward without saved activations, step) with f32, f16 or bf16
+  // parameters; backward and f64 stay on the CPU (see s6_cuda.hpp).
+  out->devices |= sdk::device_bit(sdk::DeviceType::kCuda);
+#endif
   out->param_dtypes = sdk::dtype_bit(sdk::DType::kF32) | sdk::dtype_bit(sdk::DType::kF64) |
                       sdk::dtype_bit(sdk::DType::kF16) | sdk::dtype_bit(sdk::DType::kBF16);
   out->backward = true;
@@ -117,16 +123,39 @@ sdk::Status S6Mixer::saved_spec(std::int32_t i, std::int64_t batch, std::int64_t
   return sdk::Status::success();
 }
 
+namespace {
+
+/// kUnsupported for a call on a device this build cannot run.
+sdk::Status no_device(const sdk::Context& context) noexcept {
+  return sdk::Status::error(sdk::StatusCode::kUnsupported, "mixer/s6 was built without support for %s tensors",
+                            sdk::device_type_name(context.device.type));
+}
+
+}  // namespace
+
 sdk::Status S6Mixer::forward(const sdk::Context& context, const sdk::MixerForwardArgs& args) noexcept {
-  return s6_forward(dims_, index_, context, args);
+  if (context.device.type == sdk::DeviceType::kCpu) return s6_forward(dims_, index_, context, args);
+#ifdef MAMBAKIT_S6_WITH_CUDA
+  if (context.device.type == sdk::DeviceType::kCuda) return s6_forward_cuda(dims_, index_, context, args);
+#endif
+  return no_device(context);
 }
 
 sdk::Status S6Mixer::backward(const sdk::Context& context, const sdk::MixerBackwardArgs& args) noexcept {
+  if (context.device.type == sdk::DeviceType::kCuda) {
+    return sdk::Status::error(sdk::StatusCode::kUnsupported,
+                              "mixer/s6: backward (training) on cuda is not implemented yet; run training on the cpu");
+  }
+  if (context.device.type != sdk::DeviceType::kCpu) return no_device(context);
   return s6_backward(dims_, index_, context, args);
 }
 
 sdk::Status S6Mixer::step(const sdk::Context& context, const sdk::MixerStepArgs& args) noexcept {
-  return s6_step(dims_, index_, context, args);
+  if (context.device.type == sdk::DeviceType::kCpu) return s6_step(dims_, index_, context, args);
+#ifdef MAMBAKIT_S6_WITH_CUDA
+  if (context.device.type == sdk::DeviceType::kCuda) return s6_step_cuda(dims_, index_, context, args);
+#endif
+  return no_device(context);
 }
 
 namespace {

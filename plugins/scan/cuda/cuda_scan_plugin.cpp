@@ -11,52 +11,29 @@
 #include <cuda_runtime_api.h>
 
 #include <cstdint>
-#include <cstring>
+#include <utility>
 
 #include "cuda_scan_launch.hpp"
+#include "cuda_status.hpp"
 #include "mambakit/sdk/plugin.hpp"
 #include "mambakit/sdk/scan_backend.hpp"
 #include "mambakit/sdk/workspace.hpp"
-
-/// Returns a kDeviceError Status naming the call, file, line and CUDA error when `expr` (a
-/// cudaError_t) is not cudaSuccess.
-#define MAMBAKIT_CUDA_RETURN_IF_ERROR(expr)                                                         \
-  do {                                                                                              \
-    const cudaError_t mambakit_cuda_error_ = (expr);                                                \
-    if (mambakit_cuda_error_ != cudaSuccess) {                                                      \
-      return ::mambakit::scan_cuda::cuda_error_status(mambakit_cuda_error_, #expr, __FILE__, __LINE__); \
-    }                                                                                               \
-  } while (false)
 
 namespace mambakit::scan_cuda {
 
 namespace {
 
-sdk::Status cuda_error_status(cudaError_t error, const char* what, const char* file, int line) noexcept {
-  const char* slash = std::strrchr(file, '/');
-  if (slash != nullptr) file = slash + 1;
-  return sdk::Status::error(sdk::StatusCode::kDeviceError, "scan/cuda: %s failed at %s:%d: %s (%s)", what, file,
-                            line, cudaGetErrorString(error), cudaGetErrorName(error));
-}
+constexpr const char* kComponent = "scan/cuda";
 
 constexpr std::uint32_t kDTypes =
     sdk::dtype_bit(sdk::DType::kF32) | sdk::dtype_bit(sdk::DType::kF16) | sdk::dtype_bit(sdk::DType::kBF16);
 
-cudaStream_t stream_of(const sdk::Context& context) noexcept { return static_cast<cudaStream_t>(context.stream); }
+using cuda_common::stream_of;
 
-/// Runs `body` (returning Status) with context.device current, then restores the caller's
-/// device. Exceptions (a failed workspace allocation) become a Status.
+/// Runs `body` (returning Status) with context.device current (see cuda_common::on_device).
 template <class Body>
 sdk::Status on_device(const sdk::Context& context, Body&& body) noexcept {
-  return sdk::guard([&]() -> sdk::Status {
-    int previous = 0;
-    MAMBAKIT_CUDA_RETURN_IF_ERROR(cudaGetDevice(&previous));
-    const int wanted = context.device.index;
-    if (previous != wanted) MAMBAKIT_CUDA_RETURN_IF_ERROR(cudaSetDevice(wanted));
-    const sdk::Status status = body();
-    if (previous != wanted) cudaSetDevice(previous);
-    return status;
-  });
+  return cuda_common::on_device(kComponent, context, std::forward<Body>(body));
 }
 
 sdk::Status check_batch(std::int64_t batch) noexcept {
@@ -126,7 +103,7 @@ class CudaScan final : public sdk::ScanBackend {
   sdk::Status forward(const sdk::Context& context, const sdk::ScanForwardArgs& args) noexcept override {
     MAMBAKIT_RETURN_IF_ERROR(check_batch(args.u.shape[0]));
     return on_device(context, [&]() -> sdk::Status {
-      MAMBAKIT_CUDA_RETURN_IF_ERROR(launch_forward(forward_params(args), stream_of(context)));
+      MAMBAKIT_CUDA_CHECK(kComponent, launch_forward(forward_params(args), stream_of(context)));
       return sdk::Status::success();
     });
   }
@@ -140,7 +117,7 @@ class CudaScan final : public sdk::ScanBackend {
       const ScanShape shape = params.forward.shape;
       const std::int64_t states = shape.batch * shape.d_inner * chunk_count(shape.length) * shape.d_state;
       sdk::WorkspaceArray<float> chunk_states(context, states);
-      MAMBAKIT_CUDA_RETURN_IF_ERROR(launch_chunk_states(params.forward, chunk_states.data(), stream));
+      MAMBAKIT_CUDA_CHECK(kComponent, launch_chunk_states(params.forward, chunk_states.data(), stream));
       params.chunk_states = chunk_states.data();
       params.grad_y = device_view(args.grad_y);
       params.grad_final_state = device_view(args.grad_final_state);
@@ -163,21 +140,21 @@ class CudaScan final : public sdk::ScanBackend {
         params.grad_C = device_view(args.grad_C);
       } else {
         if (args.grad_B.present()) {
-          MAMBAKIT_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(grad_B_sum.data(), 0, sum_bytes, stream));
+          MAMBAKIT_CUDA_CHECK(kComponent, cudaMemsetAsync(grad_B_sum.data(), 0, sum_bytes, stream));
           params.grad_B = accumulator_view(grad_B_sum.data(), shape);
         }
         if (args.grad_C.present()) {
-          MAMBAKIT_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(grad_C_sum.data(), 0, sum_bytes, stream));
+          MAMBAKIT_CUDA_CHECK(kComponent, cudaMemsetAsync(grad_C_sum.data(), 0, sum_bytes, stream));
           params.grad_C = accumulator_view(grad_C_sum.data(), shape);
         }
       }
-      MAMBAKIT_CUDA_RETURN_IF_ERROR(launch_backward(params, stream));
+      MAMBAKIT_CUDA_CHECK(kComponent, launch_backward(params, stream));
       if (!direct && args.grad_B.present()) {
-        MAMBAKIT_CUDA_RETURN_IF_ERROR(
+        MAMBAKIT_CUDA_CHECK(kComponent, 
             launch_add_accumulator(device_view(args.grad_B), params.forward.dtype, grad_B_sum.data(), shape, stream));
       }
       if (!direct && args.grad_C.present()) {
-        MAMBAKIT_CUDA_RETURN_IF_ERROR(
+        MAMBAKIT_CUDA_CHECK(kComponent, 
             launch_add_accumulator(device_view(args.grad_C), params.forward.dtype, grad_C_sum.data(), shape, stream));
       }
       return sdk::Status::success();
@@ -193,7 +170,7 @@ class CudaScan final : public sdk::ScanBackend {
       params.d_state = args.A.shape[1];
       set_common_params(params, args);
       params.state = device_view(args.state);
-      MAMBAKIT_CUDA_RETURN_IF_ERROR(launch_step(params, stream_of(context)));
+      MAMBAKIT_CUDA_CHECK(kComponent, launch_step(params, stream_of(context)));
       return sdk::Status::success();
     });
   }

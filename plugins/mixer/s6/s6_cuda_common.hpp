@@ -1,0 +1,117 @@
+#pragma once
+// Host-side helpers shared by mixer/s6's CUDA forward and step: parameters as DeviceParams,
+// device views of workspace buffers for the scan, and the scan's f32 per-channel inputs.
+// Host code of CUDA builds only.
+//
+// Dimensions: B batch, L length, E d_inner, N d_state.
+
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+#include <initializer_list>
+
+#include "cuda_status.hpp"
+#include "linear_launch.hpp"
+#include "mambakit/sdk/context.hpp"
+#include "mambakit/sdk/tensor_view.hpp"
+#include "mambakit/sdk/workspace.hpp"
+#include "s6_cuda_launch.hpp"
+#include "s6_layout.hpp"
+
+namespace mambakit::mixer_s6 {
+
+inline constexpr const char* kCudaComponent = "mixer/s6";
+
+/// Parameter `index` of `params`, absent for an absent optional parameter (index -1).
+inline DeviceParam device_param(const sdk::TensorView* params, int index) {
+  return index < 0 ? DeviceParam{} : cuda_common::device_param(params[index]);
+}
+
+/// A contiguous f32 view of device memory `data` on `device`.
+inline sdk::TensorView device_view(const float* data, sdk::Device device, std::initializer_list<std::int64_t> shape) {
+  return sdk::make_view(const_cast<float*>(data), sdk::DType::kF32, device, shape);
+}
+
+/// A (rows, width) device view whose rows are `row_stride` elements apart.
+inline sdk::TensorView device_rows_view(const float* data, sdk::Device device, std::int64_t rows, std::int64_t width,
+                                        std::int64_t row_stride) {
+  sdk::TensorView view = device_view(data, device, {rows, width});
+  view.strides[0] = row_stride;
+  return view;
+}
+
+/// A (batch, length, width) device view whose (b, t) rows are `row_stride` elements apart.
+inline sdk::TensorView device_strided_view(const float* data, sdk::Device device, std::int64_t batch,
+                                           std::int64_t length, std::int64_t width, std::int64_t row_stride) {
+  sdk::TensorView view = device_view(data, device, {batch, length, width});
+  view.strides[0] = length * row_stride;
+  view.strides[1] = row_stride;
+  return view;
+}
+
+/// kUnsupported unless every parameter is f32, f16 or bf16 and x is f32 (the only types the
+/// CUDA path computes with; f64 runs stay on the CPU).
+inline sdk::Status check_cuda_dtypes(const sdk::TensorView* params, int count, const sdk::TensorView& x) {
+  for (int i = 0; i < count; ++i) {
+    const sdk::DType dtype = params[i].dtype;
+    if (dtype != sdk::DType::kF32 && dtype != sdk::DType::kF16 && dtype != sdk::DType::kBF16) {
+      return sdk::Status::error(sdk::StatusCode::kUnsupported,
+                                "mixer/s6 on cuda: parameter %d is %s; f32, f16 or bf16 is required", i,
+                                sdk::dtype_name(dtype));
+    }
+  }
+  if (x.dtype != sdk::DType::kF32) {
+    return sdk::Status::error(sdk::StatusCode::kUnsupported, "mixer/s6 on cuda: x is %s; f32 is required",
+                              sdk::dtype_name(x.dtype));
+  }
+  return sdk::Status::success();
+}
+
+/// The scan's A (E, N) = -exp(A_log), D (E) and delta_bias (E) as f32 device views: A in
+/// workspace, D and the dt bias in place when f32, widened into workspace otherwise.
+class ScanParams {
+ public:
+  ScanParams(const sdk::Context& context, const sdk::TensorView* params, const S6Dims& dims, const S6ParamIndex& index)
+      : params_(params), index_(index), dims_(dims), device_(context.device),
+        a_(context, dims.d_inner * dims.d_state),
+        d_(context, widened(params, index.d) ? dims.d_inner : 0),
+        dt_bias_(context, widened(params, index.dt_proj_bias) ? dims.d_inner : 0) {}
+
+  /// Enqueues the kernel that fills the workspace parts.
+  [[nodiscard]] sdk::Status enqueue(cudaStream_t stream) const {
+    ScanParamArgs args;
+    args.a_log = device_param(params_, index_.a_log);
+    args.a = a_.data();
+    args.d = device_param(params_, index_.d);
+    args.d_f32 = d_.data();
+    args.dt_bias = device_param(params_, index_.dt_proj_bias);
+    args.dt_bias_f32 = dt_bias_.data();
+    args.d_inner = dims_.d_inner;
+    args.d_state = dims_.d_state;
+    MAMBAKIT_CUDA_CHECK(kCudaComponent, launch_scan_params(args, stream));
+    return sdk::Status::success();
+  }
+
+  [[nodiscard]] sdk::TensorView A() const { return device_view(a_.data(), device_, {dims_.d_inner, dims_.d_state}); }
+  [[nodiscard]] sdk::TensorView D() const { return f32_view(index_.d, d_.data()); }
+  [[nodiscard]] sdk::TensorView delta_bias() const { return f32_view(index_.dt_proj_bias, dt_bias_.data()); }
+
+ private:
+  static bool widened(const sdk::TensorView* params, int index) {
+    return index >= 0 && params[index].dtype != sdk::DType::kF32;
+  }
+  /// Parameter `index` (E) as f32: itself, or its widened copy `copy`; absent for index -1.
+  sdk::TensorView f32_view(int index, const float* copy) const {
+    if (index < 0) return sdk::TensorView{};
+    const float* data = widened(params_, index) ? copy : params_[index].as<const float>();
+    return device_view(data, device_, {dims_.d_inner});
+  }
+
+  const sdk::TensorView* params_;
+  S6ParamIndex index_;
+  S6Dims dims_;
+  sdk::Device device_;
+  sdk::WorkspaceArray<float> a_, d_, dt_bias_;
+};
+
+}  // namespace mambakit::mixer_s6

@@ -1,0 +1,91 @@
+// S6 forward over whole sequences on the GPU (prefill), the equations of s6_forward.cpp:
+//
+//   xz = in_proj(x)                 (M, 2E): x half | z half      M = B * L rows    cuBLAS
+//   xc = silu(conv1d(x half) + b)   (M, E), final conv state                         conv kernel
+//   dbc = x_proj(xc)                (M, R + 2N): dt_low | B | C                      cuBLAS
+//   dt = dt_proj(dt_low)            (M, E), reading dt_low in place (row stride W)   cuBLAS
+//   y = scan(xc, dt, -exp(A_log), B, C, D, z, dt_proj.bias), final SSM state       Context::scan
+//   out = out_proj(y)               (M, D)                                           cuBLAS
+//
+// B, C and z are strided views into dbc and xz, as on the CPU. 16-bit weight matrices are
+// widened per GEMM into workspace (see cublas_linear.hpp). Everything is enqueued on the
+// context's stream; nothing waits. Inference only (see s6_cuda.hpp).
+//
+// Dimensions: B batch, L length, D d_model, E d_inner, N d_state, R dt_rank, K d_conv, W = R + 2N.
+
+#include "cublas_linear.hpp"
+#include "cuda_status.hpp"
+#include "mambakit/sdk/scan_calls.hpp"
+#include "mambakit/sdk/workspace.hpp"
+#include "s6_cuda.hpp"
+#include "s6_cuda_common.hpp"
+#include "s6_cuda_launch.hpp"
+
+namespace mambakit::mixer_s6 {
+
+sdk::Status s6_forward_cuda(const S6Dims& dims, const S6ParamIndex& index, const sdk::Context& context,
+                            const sdk::MixerForwardArgs& args) noexcept {
+  if (args.saved != nullptr) {
+    return sdk::Status::error(sdk::StatusCode::kUnsupported,
+                              "mixer/s6: backward (training) on cuda is not implemented yet, so forward cannot save "
+                              "activations there; run training on the cpu");
+  }
+  MAMBAKIT_RETURN_IF_ERROR(check_cuda_dtypes(args.params, index.count, args.x));
+  return cuda_common::on_device(kCudaComponent, context, [&]() -> sdk::Status {
+    const std::int64_t B = args.x.shape[0], L = args.x.shape[1], M = B * L;
+    const std::int64_t D = dims.d_model, E = dims.d_inner, N = dims.d_state, R = dims.dt_rank, K = dims.d_conv;
+    const std::int64_t W = dims.dbc_width();
+    const sdk::Device device = context.device;
+    const cudaStream_t stream = cuda_common::stream_of(context);
+    const sdk::TensorView* params = args.params;
+
+    sdk::WorkspaceArray<float> xz(context, M * 2 * E), xc(context, M * E), dbc(context, M * W), dt(context, M * E),
+        y(context, M * E);
+    const ScanParams scan_params(context, params, dims, index);
+
+    MAMBAKIT_RETURN_IF_ERROR(cuda_common::linear_gemm(kCudaComponent, context, args.x.as<const float>(), D,
+                                                      device_param(params, index.in_proj_weight),
+                                                      device_param(params, index.in_proj_bias), xz.data(), 2 * E, M,
+                                                      D, 2 * E));
+    ConvArgs conv;
+    conv.input = xz.data();
+    conv.input_row_stride = 2 * E;
+    conv.weight = device_param(params, index.conv_weight);
+    conv.bias = device_param(params, index.conv_bias);
+    conv.initial_state = args.initial_state != nullptr ? args.initial_state[kConvState].as<const float>() : nullptr;
+    conv.final_state = args.final_state != nullptr ? args.final_state[kConvState].as<float>() : nullptr;
+    conv.out = xc.data();
+    conv.batch = B;
+    conv.length = L;
+    conv.d_inner = E;
+    conv.d_conv = K;
+    MAMBAKIT_CUDA_CHECK(kCudaComponent, launch_causal_conv_silu(conv, stream));
+    MAMBAKIT_RETURN_IF_ERROR(cuda_common::linear_gemm(kCudaComponent, context, xc.data(), E,
+                                                      device_param(params, index.x_proj_weight), DeviceParam{},
+                                                      dbc.data(), W, M, E, W));
+    MAMBAKIT_RETURN_IF_ERROR(cuda_common::linear_gemm(kCudaComponent, context, dbc.data(), W,
+                                                      device_param(params, index.dt_proj_weight), DeviceParam{},
+                                                      dt.data(), E, M, R, E));
+    MAMBAKIT_RETURN_IF_ERROR(scan_params.enqueue(stream));
+
+    sdk::ScanForwardArgs scan;
+    scan.u = device_view(xc.data(), device, {B, L, E});
+    scan.delta = device_view(dt.data(), device, {B, L, E});
+    scan.A = scan_params.A();
+    scan.B = device_strided_view(dbc.data() + R, device, B, L, N, W);
+    scan.C = device_strided_view(dbc.data() + R + N, device, B, L, N, W);
+    scan.D = scan_params.D();
+    scan.z = device_strided_view(xz.data() + E, device, B, L, E, 2 * E);
+    scan.delta_bias = scan_params.delta_bias();
+    scan.delta_softplus = true;
+    if (args.initial_state != nullptr) scan.initial_state = args.initial_state[kSsmState];
+    if (args.final_state != nullptr) scan.final_state = args.final_state[kSsmState];
+    scan.y = device_view(y.data(), device, {B, L, E});
+    MAMBAKIT_RETURN_IF_ERROR(sdk::selective_scan_forward(context, scan));
+
+    return cuda_common::linear_gemm(kCudaComponent, context, y.data(), E, device_param(params, index.out_proj_weight),
+                                    device_param(params, index.out_proj_bias), args.y.as<float>(), D, M, E, D);
+  });
+}
+
+}  // namespace mambakit::mixer_s6

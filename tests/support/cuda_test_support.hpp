@@ -1,0 +1,75 @@
+#pragma once
+// Shared by the GPU tests (tests/cuda): skipping a test case where no CUDA device exists, a
+// checking macro for CUDA runtime calls, and a device workspace for plugin calls.
+//
+// Without a CUDA device a GPU test case ends its process with kSkipReturnCode, which ctest
+// reports as skipped (SKIP_RETURN_CODE in tests/cuda/CMakeLists.txt; Catch2 v2 has no SKIP).
+// ctest runs every test case in its own process, so each one skips on its own.
+
+#include <cuda_runtime_api.h>
+
+#include <catch2/catch.hpp>
+#include <cstddef>
+#include <cstdio>
+#include <cstdlib>
+
+#include "mambakit/sdk/context.hpp"
+#include "mambakit/sdk/dtype.hpp"
+
+namespace mambakit::test {
+
+/// Exit code of a test case skipped for want of a device (SKIP_RETURN_CODE in CMakeLists.txt).
+inline constexpr int kSkipReturnCode = 77;
+
+/// The device the GPU tests run on.
+inline constexpr sdk::Device kGpu{sdk::DeviceType::kCuda, 0};
+
+inline bool cuda_device_present() {
+  int count = 0;
+  return cudaGetDeviceCount(&count) == cudaSuccess && count > 0;
+}
+
+/// Ends the process with kSkipReturnCode when no CUDA device is usable.
+inline void require_cuda_device() {
+  if (cuda_device_present()) return;
+  std::printf("no CUDA device: skipped\n");
+  std::fflush(stdout);
+  std::exit(kSkipReturnCode);
+}
+
+inline void check_cuda(cudaError_t error, const char* what) {
+  INFO(what << ": " << cudaGetErrorString(error));
+  REQUIRE(error == cudaSuccess);
+}
+
+/// Device scratch memory for plugin calls: cudaMalloc per request (256-byte aligned, the most
+/// the plugins ask for), with a count of blocks still held. deallocate() frees with cudaFree,
+/// which waits for the work queued on the device, so the memory is stream-ordered trivially.
+class DeviceWorkspace final : public sdk::WorkspaceAllocator {
+ public:
+  DeviceWorkspace() = default;
+  DeviceWorkspace(const DeviceWorkspace&) = delete;
+  DeviceWorkspace& operator=(const DeviceWorkspace&) = delete;
+  ~DeviceWorkspace() = default;
+
+  void* allocate(std::size_t bytes, std::size_t alignment) noexcept override {
+    void* memory = nullptr;
+    if (alignment > 256 || cudaMalloc(&memory, bytes == 0 ? 1 : bytes) != cudaSuccess) return nullptr;
+    ++live_;
+    return memory;
+  }
+  void deallocate(void* memory) noexcept override {
+    if (memory == nullptr) return;
+    --live_;
+    cudaFree(memory);
+  }
+  [[nodiscard]] std::ptrdiff_t live() const noexcept { return live_; }
+
+ private:
+  std::ptrdiff_t live_ = 0;
+};
+
+}  // namespace mambakit::test
+
+/// REQUIREs that a CUDA runtime call succeeded, naming it and the error otherwise.
+#define CUDA_REQUIRE(expr) ::mambakit::test::check_cuda((expr), #expr)
