@@ -1,5 +1,8 @@
 // mambakit bench: prefill and decode throughput of a named model shape with random weights,
 // per scan backend, batch, length and thread count. Medians of repeated runs after a warm-up.
+// With --device cuda the model runs on the GPU (scan "all" means the one auto picks there);
+// Model::forward and Model::step_argmax return host data, so each timed call has waited for
+// the device before the clock stops.
 
 #include <fmt/format.h>
 
@@ -110,15 +113,24 @@ std::vector<double> time_prefill(Model& model, const TokenBatch& tokens, int rep
   });
 }
 
-/// `steps` decode steps after an untimed 16-token prefill.
+/// `steps` decode steps after an untimed 16-token prefill. On the CPU each step returns the
+/// logits; on a GPU each step is greedy decoding's (Model::step_argmax: the logits stay on the
+/// device, the ids come back and are fed to the next step).
 std::vector<double> time_decode(Model& model, std::int64_t batch, std::int64_t steps, int repeat) {
   const TokenBatch prompt = random_tokens(batch, 16, ssm_of(model.config()).vocab_size);
-  const std::vector<std::int32_t> next(static_cast<std::size_t>(batch), 1);
+  const bool on_cpu = model.options().device.type == sdk::DeviceType::kCpu;
   return repeated(repeat, [&] {
+    std::vector<std::int32_t> next(static_cast<std::size_t>(batch), 1);
     InferenceState state = model.make_state(batch);
     model.forward(prompt, &state, true);
     const auto start = std::chrono::steady_clock::now();
-    for (std::int64_t t = 0; t < steps; ++t) model.step(next, state);
+    for (std::int64_t t = 0; t < steps; ++t) {
+      if (on_cpu) {
+        model.step(next, state);
+      } else {
+        next = model.step_argmax(next, state);
+      }
+    }
     return seconds_since(start);
   });
 }
@@ -141,12 +153,13 @@ int bench_main(int argc, char** argv) {
       "dtype", po::value<std::string>()->default_value("f32"),
       "weight dtypes in memory, comma-separated: f32, f16, bf16 (train: f32 only)")(
       "format", po::value<std::string>()->default_value("text"), "output format: text or json");
+  add_device_option(options);
   add_plugin_options(options);
   po::variables_map values;
   int exit_code = 0;
   if (!parse_command_line(argc, argv,
                           "mambakit bench [--shape 130m] [--scan all|NAMES] [--batch 1,8] [--length 128,512,2048] "
-                          "[--threads 1,2] [--dtype f32,bf16] [--repeat N] [--format text|json]",
+                          "[--threads 1,2] [--dtype f32,bf16] [--repeat N] [--format text|json] [--device cpu|cuda]",
                           options, values, exit_code)) {
     return exit_code;
   }
@@ -156,11 +169,18 @@ int bench_main(int argc, char** argv) {
   if (repeat < 1) throw Error(fmt::format("--repeat must be >= 1, got {}", repeat));
   const auto batches = parse_list(values["batch"].as<std::string>(), "batch");
   const auto lengths = parse_list(values["length"].as<std::string>(), "length");
-  const auto thread_counts = parse_list(values["threads"].as<std::string>(), "threads");
+  const sdk::Device device = device_option(values);
+  const bool on_cpu = device.type == sdk::DeviceType::kCpu;
+  // CPU threads do not matter on a GPU: one pass.
+  const auto thread_counts = on_cpu ? parse_list(values["threads"].as<std::string>(), "threads") : std::vector<std::int64_t>{1};
   const std::string shape = values["shape"].as<std::string>();
   const std::string mode = values["mode"].as<std::string>();
   if (mode != "prefill" && mode != "decode" && mode != "both" && mode != "train") {
     throw Error(fmt::format("--mode must be prefill, decode, both or train, got '{}'", mode));
+  }
+  if (mode == "train" && !on_cpu) {
+    throw Error(fmt::format("--mode train does not run on {} yet (training needs the CPU): use --device cpu",
+                            device_name(device)));
   }
   const std::int64_t decode_tokens = values["decode-tokens"].as<std::int64_t>();
   if (decode_tokens < 1) throw Error(fmt::format("--decode-tokens must be >= 1, got {}", decode_tokens));
@@ -180,18 +200,21 @@ int bench_main(int argc, char** argv) {
   }
 
   const auto host = load_plugins(values);
-  std::vector<std::string> scans = values["scan"].as<std::string>() == "all" ? cpu_scan_names(*host)
-                                                                             : parse_names(values["scan"].as<std::string>());
+  const bool all_scans = values["scan"].as<std::string>() == "all";
+  std::vector<std::string> scans = !all_scans ? parse_names(values["scan"].as<std::string>())
+                                   : on_cpu   ? cpu_scan_names(*host)
+                                              : std::vector<std::string>{"auto"};
   auto results = nlohmann::json::array();
   bool header_printed = false;
   for (const sdk::DType dtype : dtypes) {
     ModelOptions model_settings;
     model_settings.weights_dtype = dtype;
+    model_settings.device = device;
     Model model = Model::create(config, *host, model_settings);
     if (format == "text" && !header_printed) {
-      fmt::print("shape {} ({:.1f}M parameters); prefill computes logits for the last position; decode runs {} "
+      fmt::print("shape {} ({:.1f}M parameters) on {}; prefill computes logits for the last position; decode runs {} "
                  "steps after a 16-token prompt; median of {} runs\n",
-                 shape, model.parameter_count() / 1e6, decode_tokens, repeat);
+                 shape, model.parameter_count() / 1e6, device_name(device), decode_tokens, repeat);
       fmt::print("{:<8} {:<12} {:>5} {:>6} {:>7} {:>8} {:>12} {:>10}\n", "mode", "scan", "dtype", "batch", "length",
                  "threads", "tokens/s", "ms/run");
       header_printed = true;
@@ -208,6 +231,7 @@ int bench_main(int argc, char** argv) {
                                {"shape", shape},
                                {"scan", scan},
                                {"dtype", sdk::dtype_name(dtype)},
+                               {"device", device_name(device)},
                                {"batch", batch},
                                {"length", length},
                                {"threads", threads},

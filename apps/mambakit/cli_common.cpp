@@ -40,6 +40,29 @@ void add_model_options(po::options_description& options, bool model_required) {
       "threads", po::value<int>()->default_value(0), "CPU threads (0: all available)")(
       "dtype", po::value<std::string>()->default_value("auto"),
       "weights in memory: f32, f16, bf16, or auto (as stored in the checkpoint)");
+  add_device_option(options);
+}
+
+void add_device_option(po::options_description& options) {
+  options.add_options()("device", po::value<std::string>()->default_value("cpu"),
+                        "where the model runs: cpu, cuda or cuda:INDEX (inference only)");
+}
+
+sdk::Device device_option(const po::variables_map& values) {
+  const std::string text = values["device"].as<std::string>();
+  try {
+    return parse_device(text);
+  } catch (const Error&) {
+    throw Error(fmt::format("--device '{}' is invalid: use cpu, cuda or cuda:INDEX", text));
+  }
+}
+
+void require_cpu_device(const po::variables_map& values, const char* command) {
+  const sdk::Device device = device_option(values);
+  if (device.type != sdk::DeviceType::kCpu) {
+    throw Error(fmt::format("{} does not run on {} yet (training needs the CPU): use --device cpu", command,
+                            device_name(device)));
+  }
 }
 
 namespace {
@@ -78,6 +101,7 @@ ModelOptions model_options(const po::variables_map& values) {
   } else if (dtype != "auto") {
     throw Error(fmt::format("--dtype {} is invalid: use f32, f16, bf16 or auto", dtype));
   }
+  options.device = device_option(values);
   return options;
 }
 

@@ -19,15 +19,24 @@ void add_plugin_options(boost::program_options::options_description& options);
 /// each plugin that could not be used as a warning on stderr.
 std::unique_ptr<PluginHost> load_plugins(const boost::program_options::variables_map& values);
 
-/// Adds --model (required when `model_required`), --scan and --threads.
+/// Adds --model (required when `model_required`), --scan, --threads, --dtype and --device.
 void add_model_options(boost::program_options::options_description& options, bool model_required);
 
 /// The --model folder, or the bundled default model (models/default beside the installed data
 /// or the source tree) when --model is absent. Throws when neither exists.
 std::filesystem::path resolve_model_dir(const boost::program_options::variables_map& values);
 
-/// The ModelOptions from --scan and --threads.
+/// The ModelOptions from --scan, --threads, --dtype and --device.
 ModelOptions model_options(const boost::program_options::variables_map& values);
+
+/// Adds --device (cpu, cuda or cuda:INDEX; default cpu).
+void add_device_option(boost::program_options::options_description& options);
+
+/// The --device value; throws naming the value when it is not a device.
+sdk::Device device_option(const boost::program_options::variables_map& values);
+
+/// Throws "`command` does not run on DEVICE yet" unless --device is the CPU.
+void require_cpu_device(const boost::program_options::variables_map& values, const char* command);
 
 /// Parses argv against `options` (with --help). Returns false when the command should exit
 /// now; `exit_code` then holds its exit code (0 after --help, 2 after a usage error, which is

@@ -23,7 +23,7 @@ int forward_main(int argc, char** argv) {
   int exit_code = 0;
   if (!parse_command_line(argc, argv,
                           "mambakit forward --model DIR --input TOKENS.json --output LOGITS.npy [--scan NAME] "
-                          "[--threads N]",
+                          "[--threads N] [--device cpu|cuda]",
                           options, values, exit_code)) {
     return exit_code;
   }

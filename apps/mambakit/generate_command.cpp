@@ -38,7 +38,7 @@ int generate_main(int argc, char** argv) {
   if (!parse_command_line(argc, argv,
                           "mambakit generate [--model DIR] (--prompt TEXT | --input TOKENS.json) [--max-new-tokens N] "
                           "[--temperature T] [--top-k K] [--top-p P] [--min-p M] [--repetition-penalty R] [--seed S] "
-                          "[--stream] [--format text|json] [--scan NAME]",
+                          "[--stream] [--format text|json] [--scan NAME] [--device cpu|cuda]",
                           options, values, exit_code)) {
     return exit_code;
   }

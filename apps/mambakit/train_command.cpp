@@ -31,6 +31,7 @@ int train_main(int argc, char** argv) {
       "set", po::value<std::vector<std::string>>()->composing(), "override a key: --set steps=200 (repeatable)")(
       "output-dir", po::value<std::string>(), "same as --set output_dir=DIR")(
       "resume", po::bool_switch(), "continue from OUTPUT_DIR/checkpoint");
+  add_device_option(options);
   add_plugin_options(options);
   po::variables_map values;
   int exit_code = 0;
@@ -38,6 +39,7 @@ int train_main(int argc, char** argv) {
                           options, values, exit_code)) {
     return exit_code;
   }
+  require_cpu_device(values, "train");
   const std::string config_path = values["config"].as<std::string>();
   std::ifstream stream(config_path);
   if (!stream) throw Error(fmt::format("{}: cannot open the run config", config_path));

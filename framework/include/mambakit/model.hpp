@@ -18,6 +18,10 @@ namespace mambakit {
 
 class SafetensorsFile;
 
+namespace model {
+class DeviceRuntime;
+}
+
 /// How a model runs.
 struct ModelOptions {
   std::string scan = "auto";  ///< scan backend name, or "auto" (highest score per problem)
@@ -27,7 +31,20 @@ struct ModelOptions {
   /// either way; the norms stay f32). Unset: as stored in the checkpoint (load(); f32 when it
   /// stores f32 or mixed types) or f32 (create()). Training needs f32.
   std::optional<sdk::DType> weights_dtype;
+  /// Where the model runs: the CPU, or a CUDA device (parameters, activations and inference
+  /// state in its memory; inference only). A CUDA model needs a build with CUDA, a device, and
+  /// components and a scan backend that declare CUDA; Model creation throws otherwise, naming
+  /// what is missing.
+  sdk::Device device{};
+  /// CUDA only: Model::step captures each batch size's decode step in a CUDA graph (after one
+  /// uncaptured warm-up step) and replays it. false runs every step uncaptured.
+  bool cuda_graphs = true;
 };
+
+/// Parses "cpu", "cuda" or "cuda:INDEX"; throws mambakit::Error naming the text otherwise.
+sdk::Device parse_device(const std::string& text);
+/// "cpu", "cuda:0", ...
+std::string device_name(sdk::Device device);
 
 /// A parameter as the model holds it.
 struct ParameterInfo {
@@ -41,13 +58,24 @@ struct ParameterInfo {
 /// plus how many tokens it has seen. Its size does not depend on that count.
 class InferenceState {
  public:
+  InferenceState();
+  ~InferenceState();
+  /// A copy holds the values on the host (a CUDA state's device copy is not duplicated).
+  InferenceState(const InferenceState& other);
+  InferenceState& operator=(const InferenceState& other);
+  InferenceState(InferenceState&&) noexcept;
+  InferenceState& operator=(InferenceState&&) noexcept;
+
   /// Rows the state is for.
   [[nodiscard]] std::int64_t batch() const { return batch_; }
   /// Tokens processed since the last reset.
   [[nodiscard]] std::int64_t seqlen_offset() const { return seqlen_offset_; }
   /// Number of layers.
   [[nodiscard]] std::int64_t n_layers() const { return static_cast<std::int64_t>(tensors_.size()); }
-  /// State tensor `index` of layer `layer`, and its name (e.g. "conv_state").
+  /// State tensor `index` of layer `layer`, and its name (e.g. "conv_state"). For a state a
+  /// CUDA model has used, the values are copied from the device first; after the non-const
+  /// overload the host values are the current ones (the model copies them back before its next
+  /// call).
   [[nodiscard]] const FloatTensor& tensor(std::int64_t layer, std::int64_t index) const;
   [[nodiscard]] FloatTensor& tensor(std::int64_t layer, std::int64_t index);
   [[nodiscard]] const std::string& tensor_name(std::int64_t layer, std::int64_t index) const;
@@ -67,12 +95,34 @@ class InferenceState {
   void save(const std::filesystem::path& file) const;
   void load(const std::filesystem::path& file);
 
+  /// The device copy of the tensors that a CUDA model makes; framework-internal (defined and
+  /// used only inside libmambakit).
+  struct DeviceMirror;
+  struct DeviceMirrorDeleter {
+    void operator()(DeviceMirror* mirror) const noexcept;
+  };
+
  private:
   friend class Model;
+  friend class model::DeviceRuntime;
+  /// Makes the host tensors current (copying them from the device when it holds newer values).
+  void sync_to_host() const {
+    if (!host_current_) download_to_host();
+  }
+  /// The host tensors are about to be written: current on the host, stale on the device.
+  void use_on_host() {
+    sync_to_host();
+    device_current_ = false;
+  }
+  void download_to_host() const;
+
   std::int64_t batch_ = 0;
   std::int64_t seqlen_offset_ = 0;
-  std::vector<std::vector<FloatTensor>> tensors_;
+  mutable std::vector<std::vector<FloatTensor>> tensors_;
   std::vector<std::vector<std::string>> names_;
+  std::unique_ptr<DeviceMirror, DeviceMirrorDeleter> device_;
+  mutable bool host_current_ = true;  ///< false while the device copy holds newer values
+  bool device_current_ = false;       ///< the device copy (when there is one) equals the host values
 };
 
 /// A parameter's values and accumulated gradient, for optimizers. Pointers stay valid while
@@ -174,7 +224,13 @@ class Model {
   /// the state by one token. Equal to forward() over the whole sequence, position by position.
   FloatTensor step(const std::vector<std::int32_t>& ids, InferenceState& state);
 
+  /// step(), then each row's argmax over its first vocab_size logits (ties go to the lowest
+  /// id, as greedy sampling does). On a CUDA model the logits stay on the device and only the
+  /// B ids are copied back; ids equal to the previous call's result are not copied up again.
+  std::vector<std::int32_t> step_argmax(const std::vector<std::int32_t>& ids, InferenceState& state);
+
  private:
+  friend class model::DeviceRuntime;
   struct Impl;
   explicit Model(std::unique_ptr<Impl> impl);
   /// load_weights() from an open checkpoint; `file` names it in errors.

@@ -57,15 +57,21 @@ GenerationResult generate(Model& model, const std::vector<std::vector<std::int32
   std::vector<std::int32_t> next(static_cast<std::size_t>(rows), 0);
   bool stop_all = false;
 
-  auto accept = [&](std::int64_t row, std::vector<float> logits) {
+  auto record = [&](std::int64_t row, std::int32_t token) {
     const auto r = static_cast<std::size_t>(row);
-    const std::int32_t token = sample_token(logits, history[r], options.sampling, rngs[r]);
     next[r] = token;
     history[r].push_back(token);
     result.new_tokens[r].push_back(token);
     if (options.eos_id && token == *options.eos_id) result.stopped_at_eos[r] = true;
     if (on_token && !on_token(row, token)) stop_all = true;
   };
+  auto accept = [&](std::int64_t row, std::vector<float> logits) {
+    const auto r = static_cast<std::size_t>(row);
+    record(row, sample_token(logits, history[r], options.sampling, rngs[r]));
+  };
+  // Greedy decoding on an accelerator: the logits stay on the device, only the ids come back.
+  const bool device_greedy = model.options().device.type != sdk::DeviceType::kCpu &&
+                             options.sampling.temperature == 0.0 && options.sampling.repetition_penalty == 1.0;
 
   for (std::int64_t row = 0; row < rows && !stop_all; ++row) {
     const auto& prompt = prompts[static_cast<std::size_t>(row)];
@@ -78,6 +84,14 @@ GenerationResult generate(Model& model, const std::vector<std::vector<std::int32
   for (std::int64_t produced = 1; produced < options.max_new_tokens && !stop_all; ++produced) {
     const bool all_done = std::all_of(result.stopped_at_eos.begin(), result.stopped_at_eos.end(), [](bool d) { return d; });
     if (all_done) break;
+    if (device_greedy) {
+      const std::vector<std::int32_t> ids = model.step_argmax(next, state);
+      for (std::int64_t row = 0; row < rows && !stop_all; ++row) {
+        if (result.stopped_at_eos[static_cast<std::size_t>(row)]) continue;
+        record(row, ids[static_cast<std::size_t>(row)]);
+      }
+      continue;
+    }
     const FloatTensor logits = model.step(next, state);
     for (std::int64_t row = 0; row < rows && !stop_all; ++row) {
       if (result.stopped_at_eos[static_cast<std::size_t>(row)]) continue;

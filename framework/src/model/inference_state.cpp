@@ -8,6 +8,7 @@
 #include "mambakit/error.hpp"
 #include "mambakit/model.hpp"
 #include "mambakit/safetensors.hpp"
+#include "state_mirror.hpp"
 
 namespace mambakit {
 
@@ -22,13 +23,38 @@ void check_index(std::int64_t layer, std::int64_t index, const std::vector<std::
 
 }  // namespace
 
+InferenceState::InferenceState() = default;
+InferenceState::~InferenceState() = default;
+InferenceState::InferenceState(InferenceState&&) noexcept = default;
+InferenceState& InferenceState::operator=(InferenceState&&) noexcept = default;
+
+InferenceState::InferenceState(const InferenceState& other)
+    : batch_(other.batch_), seqlen_offset_(other.seqlen_offset_), names_(other.names_) {
+  other.sync_to_host();
+  tensors_ = other.tensors_;
+}
+
+InferenceState& InferenceState::operator=(const InferenceState& other) {
+  if (this != &other) *this = InferenceState(other);
+  return *this;
+}
+
+void InferenceState::DeviceMirrorDeleter::operator()(DeviceMirror* mirror) const noexcept { delete mirror; }
+
+void InferenceState::download_to_host() const {
+  if (device_) device_->download(tensors_);
+  host_current_ = true;
+}
+
 const FloatTensor& InferenceState::tensor(std::int64_t layer, std::int64_t index) const {
   check_index(layer, index, tensors_);
+  sync_to_host();
   return tensors_[static_cast<std::size_t>(layer)][static_cast<std::size_t>(index)];
 }
 
 FloatTensor& InferenceState::tensor(std::int64_t layer, std::int64_t index) {
   check_index(layer, index, tensors_);
+  use_on_host();
   return tensors_[static_cast<std::size_t>(layer)][static_cast<std::size_t>(index)];
 }
 
@@ -51,6 +77,8 @@ std::size_t InferenceState::bytes() const {
 }
 
 void InferenceState::reset() {
+  host_current_ = true;
+  device_current_ = false;
   for (auto& layer : tensors_) {
     for (auto& tensor : layer) std::fill(tensor.values.begin(), tensor.values.end(), 0.0f);
   }
@@ -75,6 +103,7 @@ std::string state_tensor_key(std::int64_t layer, const std::string& name) { retu
 }  // namespace
 
 void InferenceState::save(const std::filesystem::path& file) const {
+  sync_to_host();
   std::vector<SafetensorsTensor> tensors;
   for (std::size_t layer = 0; layer < tensors_.size(); ++layer) {
     for (std::size_t i = 0; i < tensors_[layer].size(); ++i) {
@@ -93,6 +122,7 @@ void InferenceState::load(const std::filesystem::path& file) {
   if (!metadata.count("kind") || metadata.at("kind") != "mambakit-inference-state" || !metadata.count("seqlen_offset")) {
     throw Error(fmt::format("{}: not a mambakit inference state", file.string()));
   }
+  use_on_host();
   for (std::size_t layer = 0; layer < tensors_.size(); ++layer) {
     for (std::size_t i = 0; i < tensors_[layer].size(); ++i) {
       const std::string key = state_tensor_key(static_cast<std::int64_t>(layer), names_[layer][i]);

@@ -50,6 +50,21 @@ sdk::DType stored_dtype(const SafetensorsFile& checkpoint) {
 
 }  // namespace
 
+sdk::Device parse_device(const std::string& text) {
+  if (text == "cpu") return {};
+  if (text == "cuda") return {sdk::DeviceType::kCuda, 0};
+  if (text.rfind("cuda:", 0) == 0 && text.size() > 5 && text.size() <= 9 &&
+      std::all_of(text.begin() + 5, text.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+    return {sdk::DeviceType::kCuda, std::stoi(text.substr(5))};
+  }
+  throw Error(fmt::format("device '{}' is invalid: use cpu, cuda or cuda:INDEX", text));
+}
+
+std::string device_name(sdk::Device device) {
+  if (device.type == sdk::DeviceType::kCpu) return "cpu";
+  return fmt::format("{}:{}", sdk::device_type_name(device.type), device.index);
+}
+
 Model::Model(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Model::~Model() = default;
 Model::Model(Model&&) noexcept = default;
@@ -98,6 +113,7 @@ Model Model::create(const ModelConfig& config, const PluginHost& host, const Mod
   Model model(std::move(impl));
   model.select_scan(host, options.scan);
   model.set_threads(options.n_threads);
+  model.impl_->attach_device(options.device);
   return model;
 }
 
@@ -108,15 +124,20 @@ Model Model::load(const std::filesystem::path& dir, const PluginHost& host, cons
   // Loaded as f32, then converted once when the weights are to be held in 16 bits.
   ModelOptions as_f32 = options;
   as_f32.weights_dtype = sdk::DType::kF32;
+  as_f32.device = sdk::Device{};  // moved once the weights are final
   Model model = create(load_model_config(dir / "config.json"), host, as_f32);
   const std::filesystem::path file = dir / "model.safetensors";
   const SafetensorsFile checkpoint = SafetensorsFile::open(file);
   model.load_weights(checkpoint, file);
   model.impl_->hold_weights_as(options.weights_dtype.value_or(stored_dtype(checkpoint)));
+  model.impl_->attach_device(options.device);
   return model;
 }
 
-void Model::load_weights(const std::filesystem::path& file) { load_weights(SafetensorsFile::open(file), file); }
+void Model::load_weights(const std::filesystem::path& file) {
+  load_weights(SafetensorsFile::open(file), file);
+  if (impl_->device_runtime) impl_->device_runtime->upload_parameters();
+}
 
 void Model::load_weights(const SafetensorsFile& checkpoint, const std::filesystem::path& file) {
   std::vector<bool> used(checkpoint.entries().size(), false);
@@ -216,6 +237,8 @@ FloatTensor Model::forward(const TokenBatch& tokens, InferenceState* state, bool
   if (state != nullptr && state->batch() != tokens.batch) {
     throw Error(fmt::format("the inference state is for {} rows but the input has {}", state->batch(), tokens.batch));
   }
+  if (impl.device_runtime) return impl.device_runtime->forward(tokens, state, last_position_only);
+  if (state != nullptr) state->use_on_host();
   const SsmConfig& ssm = impl.ssm();
   const std::int64_t B = tokens.batch, L = tokens.length, D = ssm.d_model, M = B * L;
   sdk::Context ctx = impl.context(B, L);
@@ -263,6 +286,8 @@ FloatTensor Model::step(const std::vector<std::int32_t>& ids, InferenceState& st
     throw Error(fmt::format("a decode step needs one token per row: {} rows, {} tokens", B, ids.size()));
   }
   impl.check_tokens(TokenBatch{B, 1, ids});
+  if (impl.device_runtime) return impl.device_runtime->step(ids, state);
+  state.use_on_host();
   const SsmConfig& ssm = impl.ssm();
   const std::int64_t D = ssm.d_model;
   sdk::Context ctx = impl.context(B, 1);
@@ -285,6 +310,29 @@ FloatTensor Model::step(const std::vector<std::int32_t>& ids, InferenceState& st
   FloatTensor output = impl.apply_head(ctx, hidden);
   state.seqlen_offset_ += 1;
   return output;
+}
+
+std::vector<std::int32_t> Model::step_argmax(const std::vector<std::int32_t>& ids, InferenceState& state) {
+  Impl& impl = *impl_;
+  if (impl.device_runtime) {
+    if (static_cast<std::int64_t>(ids.size()) != state.batch()) {
+      throw Error(fmt::format("a decode step needs one token per row: {} rows, {} tokens", state.batch(), ids.size()));
+    }
+    impl.check_tokens(TokenBatch{state.batch(), 1, ids});
+    return impl.device_runtime->step_argmax(ids, state);
+  }
+  const FloatTensor logits = step(ids, state);
+  const std::int64_t vocab = impl.ssm().vocab_size, stride = logits.shape.back();
+  if (logits.numel() != state.batch() * stride || stride < vocab) {
+    throw Error(fmt::format("head/{} output of shape {} has no row of {} logits per sequence", head_name(impl.config),
+                            model::format_shape(logits.shape), vocab));
+  }
+  std::vector<std::int32_t> result;
+  for (std::int64_t b = 0; b < state.batch(); ++b) {
+    const auto row = logits.values.begin() + b * stride;
+    result.push_back(static_cast<std::int32_t>(std::max_element(row, row + vocab) - row));
+  }
+  return result;
 }
 
 }  // namespace mambakit

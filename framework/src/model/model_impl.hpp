@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "backbone_kernels.hpp"
+#include "device_runtime.hpp"
 #include "heap_workspace.hpp"
 #include "mambakit/error.hpp"
 #include "mambakit/model.hpp"
@@ -45,6 +46,9 @@ struct Model::Impl {
   std::vector<int> head_params;
   model::HeapWorkspace workspace;
   std::size_t last_activation_bytes = 0;
+  /// Set when the model runs on an accelerator (options.device); inference goes through it.
+  /// Last: destroyed first, before the components and parameters it refers to.
+  std::unique_ptr<model::DeviceRuntime> device_runtime;
 
   const SsmConfig& ssm() const { return ssm_of(config); }
 
@@ -71,7 +75,45 @@ struct Model::Impl {
     problem.length = length;
     problem.d_inner = ssm().d_inner();
     problem.d_state = ssm().d_state;
+    problem.device = options.device;
     return problem;
+  }
+
+  /// Throws naming `what` when the model runs on an accelerator: only inference runs there.
+  void require_cpu(const char* what) const {
+    if (options.device.type != sdk::DeviceType::kCpu) {
+      throw Error(fmt::format("{} is not supported on {} yet: load the model with device cpu", what,
+                              device_name(options.device)));
+    }
+  }
+
+  /// Throws naming the head, or else the first mixer, whose capabilities do not include `device`.
+  void check_device_support(sdk::Device device) const {
+    const std::uint32_t bit = sdk::device_bit(device.type);
+    sdk::HeadCapabilities head_capabilities;
+    head->capabilities(&head_capabilities);
+    if ((head_capabilities.devices & bit) == 0) {
+      throw Error(fmt::format("head/{} does not run on {} (its plugin declares no {} support); use device cpu",
+                              head_name(config), device_name(device), sdk::device_type_name(device.type)));
+    }
+    for (std::size_t layer = 0; layer < mixers.size(); ++layer) {
+      sdk::MixerCapabilities capabilities;
+      mixers[layer]->capabilities(&capabilities);
+      if ((capabilities.devices & bit) == 0) {
+        throw Error(fmt::format("layer {} mixer/{} does not run on {} (its plugin declares no {} support); use device cpu",
+                                layer, mixer_names[layer], device_name(device), sdk::device_type_name(device.type)));
+      }
+    }
+  }
+
+  /// Moves the model to `device` (the CPU: nothing to do), once its parameters are final.
+  void attach_device(sdk::Device device) {
+    options.device = device;
+    if (device.type == sdk::DeviceType::kCpu) return;
+    if (device.type != sdk::DeviceType::kCuda) {
+      throw Error(fmt::format("device {} is not supported", device_name(device)));
+    }
+    device_runtime = model::DeviceRuntime::create_cuda(*this, device);
   }
 
   /// Final norm of hidden (B, L', D), then the head; returns its output.

@@ -96,9 +96,13 @@ double dropout_rate(const ModelConfig& config) {
 
 }  // namespace
 
-void Model::zero_gradients() { impl_->store.zero_gradients(); }
+void Model::zero_gradients() {
+  impl_->require_cpu("training (zero_gradients)");
+  impl_->store.zero_gradients();
+}
 
 std::vector<ParameterSlice> Model::parameter_slices() {
+  impl_->require_cpu("training (parameter_slices)");
   impl_->store.ensure_gradients();
   std::vector<ParameterSlice> slices;
   const auto& entries = impl_->store.entries();
@@ -118,6 +122,7 @@ std::vector<float> Model::gradient_values(const std::string& name) const {
 }
 
 double Model::evaluate_loss(const TokenBatch& tokens, const TrainingTargets& targets) {
+  impl_->require_cpu("evaluate_loss");
   if (std::holds_alternative<FeatureExtractionConfig>(impl_->config)) {
     throw Error("a feature_extraction model has no training objective");
   }
@@ -135,6 +140,7 @@ std::size_t Model::last_activation_bytes() const { return impl_->last_activation
 
 double Model::accumulate_gradients(const TokenBatch& tokens, const TrainingTargets& targets, bool recompute) {
   Impl& impl = *impl_;
+  impl.require_cpu("training (accumulate_gradients)");
   impl.check_tokens(tokens);
   if (std::holds_alternative<FeatureExtractionConfig>(impl.config)) {
     throw Error("a feature_extraction model has no training objective; train a causal_lm or classification model");

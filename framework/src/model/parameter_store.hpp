@@ -56,6 +56,10 @@ class ParameterStore {
   void assign(int index, const float* values);
   /// Bytes the parameters occupy.
   [[nodiscard]] std::size_t bytes() const;
+  /// The f32 block and the 16-bit block (empty unless hold_as() converted parameters), in
+  /// which each entry's offset counts elements; for a device copy of the parameters.
+  [[nodiscard]] const std::vector<float>& f32_block() const { return block_; }
+  [[nodiscard]] const std::vector<std::uint16_t>& half_block() const { return halves_; }
 
   /// Allocates the gradient block (zeroed) when it does not exist yet; throws when the
   /// parameters are held in 16 bits.

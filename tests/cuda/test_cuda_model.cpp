@@ -1,0 +1,297 @@
+// Whole models on a CUDA device (ModelOptions::device = cuda), the CPU model as the oracle:
+// forward logits and final states for every golden fixture (f32, f16 and bf16 weights) with
+// and without state, prefill + decode steps, CUDA-graph replay against the uncaptured step
+// (bit for bit), greedy and sampled generation, the state's host copy, and the clear errors for
+// CPU-only components and training. GPU cases exit with 77 (skipped) where no device exists.
+
+#include <cuda_runtime_api.h>
+
+#include <algorithm>
+#include <catch2/catch.hpp>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fmt/format.h>
+
+#include "fixtures.hpp"
+#include "mambakit/error.hpp"
+#include "mambakit/generation.hpp"
+#include "mambakit/model.hpp"
+#include "mambakit/safetensors.hpp"
+
+using Catch::Matchers::Contains;
+using mambakit::FloatTensor;
+using mambakit::InferenceState;
+using mambakit::Model;
+using mambakit::ModelOptions;
+using mambakit::TokenBatch;
+using mambakit::test::max_abs_difference;
+namespace sdk = mambakit::sdk;
+
+namespace {
+
+/// Exit code of a test case skipped for want of a device (SKIP_RETURN_CODE in CMakeLists.txt).
+constexpr int kSkipReturnCode = 77;
+
+/// Ends the process with kSkipReturnCode when no CUDA device is usable.
+void require_cuda_device() {
+  int count = 0;
+  if (cudaGetDeviceCount(&count) == cudaSuccess && count > 0) return;
+  std::printf("no CUDA device: skipped\n");
+  std::fflush(stdout);
+  std::exit(kSkipReturnCode);
+}
+
+ModelOptions on_gpu(bool graphs = true) {
+  ModelOptions options;
+  options.device = {sdk::DeviceType::kCuda, 0};
+  options.cuda_graphs = graphs;
+  return options;
+}
+
+TokenBatch tokens_from(const mambakit::SafetensorsFile& expected, std::int64_t length) {
+  const auto& entry = expected.at(fmt::format("tokens.L{}", length));
+  TokenBatch tokens;
+  tokens.batch = entry.shape[0];
+  tokens.length = entry.shape[1];
+  for (float v : expected.read_f32(entry.name)) tokens.ids.push_back(static_cast<std::int32_t>(v));
+  return tokens;
+}
+
+/// Positions [begin, end) of every row of `tokens`.
+TokenBatch slice(const TokenBatch& tokens, std::int64_t begin, std::int64_t end) {
+  TokenBatch part{tokens.batch, end - begin, {}};
+  for (std::int64_t b = 0; b < tokens.batch; ++b) {
+    for (std::int64_t t = begin; t < end; ++t) part.ids.push_back(tokens.ids[static_cast<std::size_t>(b * tokens.length + t)]);
+  }
+  return part;
+}
+
+double largest_magnitude(const std::vector<float>& values) {
+  double largest = 0.0;
+  for (float v : values) largest = std::max(largest, static_cast<double>(std::abs(v)));
+  return largest;
+}
+
+/// |gpu - cpu| within 1e-4 of the largest |cpu| value (and the shapes equal).
+void check_close(const FloatTensor& gpu, const FloatTensor& cpu, const std::string& what) {
+  INFO(what);
+  REQUIRE(gpu.shape == cpu.shape);
+  const double error = max_abs_difference(gpu.values, cpu.values);
+  const double bound = 1e-4 * std::max(1.0, largest_magnitude(cpu.values));
+  INFO("max |gpu - cpu| " << error << ", bound " << bound);
+  CHECK(error <= bound);
+}
+
+/// Every tensor of the two states within 1e-4 (absolute), and the same offset.
+void check_states(const InferenceState& gpu, const InferenceState& cpu, const std::string& what) {
+  INFO(what);
+  REQUIRE(gpu.n_layers() == cpu.n_layers());
+  CHECK(gpu.seqlen_offset() == cpu.seqlen_offset());
+  for (std::int64_t layer = 0; layer < cpu.n_layers(); ++layer) {
+    for (std::int64_t i = 0; i < cpu.tensor_count(layer); ++i) {
+      INFO("layer " << layer << " " << cpu.tensor_name(layer, i));
+      CHECK(max_abs_difference(gpu.tensor(layer, i).values, cpu.tensor(layer, i).values) <= 1e-4);
+    }
+  }
+}
+
+/// Each row's argmax (the greedy next token).
+std::vector<std::int32_t> argmax_rows(const FloatTensor& logits) {
+  const std::int64_t stride = logits.shape.back(), rows = logits.numel() / stride;
+  std::vector<std::int32_t> ids;
+  for (std::int64_t r = 0; r < rows; ++r) {
+    const auto row = logits.values.begin() + r * stride;
+    ids.push_back(static_cast<std::int32_t>(std::max_element(row, row + stride) - row));
+  }
+  return ids;
+}
+
+}  // namespace
+
+TEST_CASE("a CUDA model's forward logits and final states match the CPU model's for every fixture", "[cuda]") {
+  require_cuda_device();
+  const auto& host = mambakit::test::in_tree_plugins();
+  for (const auto& dir : mambakit::test::model_fixture_dirs()) {
+    const auto expected = mambakit::SafetensorsFile::open(dir / "expected.safetensors");
+    Model cpu = Model::load(dir, host);
+    Model gpu = Model::load(dir, host, on_gpu());
+    REQUIRE(gpu.weights_dtype() == cpu.weights_dtype());
+    for (const std::int64_t length : {1, 3, 7, 33}) {
+      const std::string name = fmt::format("{} ({}), L={}", dir.filename().string(), sdk::dtype_name(cpu.weights_dtype()), length);
+      const TokenBatch tokens = tokens_from(expected, length);
+      check_close(gpu.forward(tokens), cpu.forward(tokens), name + ", no state");
+      check_close(gpu.forward(tokens, nullptr, true), cpu.forward(tokens, nullptr, true), name + ", last position");
+
+      InferenceState cpu_state = cpu.make_state(tokens.batch), gpu_state = gpu.make_state(tokens.batch);
+      check_close(gpu.forward(tokens, &gpu_state), cpu.forward(tokens, &cpu_state), name + ", with state");
+      check_states(gpu_state, cpu_state, name + ", final state");
+      // Continuing from the state (the initial-state path): the same tokens again.
+      check_close(gpu.forward(tokens, &gpu_state, true), cpu.forward(tokens, &cpu_state, true), name + ", continued");
+      check_states(gpu_state, cpu_state, name + ", continued state");
+    }
+    // A prompt in two chunks equals one pass on the device too.
+    const TokenBatch whole = tokens_from(expected, 33);
+    InferenceState chunked = gpu.make_state(whole.batch);
+    gpu.forward(slice(whole, 0, 20), &chunked);
+    const FloatTensor second = gpu.forward(slice(whole, 20, 33), &chunked, true);
+    InferenceState cpu_state = cpu.make_state(whole.batch);
+    check_close(second, cpu.forward(whole, &cpu_state, true), dir.filename().string() + ", two chunks");
+    check_states(chunked, cpu_state, dir.filename().string() + ", two chunks' state");
+  }
+}
+
+TEST_CASE("prefill and 8 decode steps on a CUDA model equal the CPU model's steps", "[cuda]") {
+  require_cuda_device();
+  const auto& host = mambakit::test::in_tree_plugins();
+  for (const auto& dir : mambakit::test::model_fixture_dirs()) {
+    const auto expected = mambakit::SafetensorsFile::open(dir / "expected.safetensors");
+    Model cpu = Model::load(dir, host);
+    Model gpu = Model::load(dir, host, on_gpu());
+    const TokenBatch prompt = tokens_from(expected, 7);
+    InferenceState cpu_state = cpu.make_state(prompt.batch), gpu_state = gpu.make_state(prompt.batch);
+    const FloatTensor cpu_prefill = cpu.forward(prompt, &cpu_state, true);
+    check_close(gpu.forward(prompt, &gpu_state, true), cpu_prefill, dir.filename().string() + " prefill");
+    std::vector<std::int32_t> next = argmax_rows(cpu_prefill);
+    for (int step = 0; step < 8; ++step) {
+      const FloatTensor cpu_logits = cpu.step(next, cpu_state);
+      check_close(gpu.step(next, gpu_state), cpu_logits, fmt::format("{} step {}", dir.filename().string(), step));
+      next = argmax_rows(cpu_logits);
+    }
+    check_states(gpu_state, cpu_state, dir.filename().string() + " after 8 steps");
+  }
+}
+
+TEST_CASE("decode steps replayed from CUDA graphs equal the uncaptured steps bit for bit", "[cuda]") {
+  require_cuda_device();
+  const auto& host = mambakit::test::in_tree_plugins();
+  for (const auto& dir : mambakit::test::model_fixture_dirs()) {
+    const auto expected = mambakit::SafetensorsFile::open(dir / "expected.safetensors");
+    Model graphs = Model::load(dir, host, on_gpu(true));
+    Model plain = Model::load(dir, host, on_gpu(false));
+    for (const std::int64_t batch : {2, 1}) {  // two batch sizes: two graphs in one model
+      TokenBatch prompt = tokens_from(expected, 7);
+      prompt = TokenBatch{batch, 7, std::vector<std::int32_t>(prompt.ids.begin(), prompt.ids.begin() + batch * 7)};
+      InferenceState graph_state = graphs.make_state(batch), plain_state = plain.make_state(batch);
+      std::vector<std::int32_t> next = argmax_rows(plain.forward(prompt, &plain_state, true));
+      REQUIRE(argmax_rows(graphs.forward(prompt, &graph_state, true)) == next);
+      // Step 0 warms up, step 1 is captured, the rest replay; step_argmax shares the graph.
+      for (int step = 0; step < 10; ++step) {
+        INFO(dir.filename().string() << " batch " << batch << " step " << step);
+        const FloatTensor expected_logits = plain.step(next, plain_state);
+        if (step % 3 == 2) {
+          const std::vector<std::int32_t> ids = graphs.step_argmax(next, graph_state);
+          CHECK(ids == argmax_rows(expected_logits));
+          next = ids;
+          continue;
+        }
+        const FloatTensor logits = graphs.step(next, graph_state);
+        REQUIRE(logits.shape == expected_logits.shape);
+        CHECK(logits.values == expected_logits.values);
+        next = argmax_rows(expected_logits);
+      }
+      for (std::int64_t layer = 0; layer < plain_state.n_layers(); ++layer) {
+        for (std::int64_t i = 0; i < plain_state.tensor_count(layer); ++i) {
+          CHECK(graph_state.tensor(layer, i).values == plain_state.tensor(layer, i).values);
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("greedy and sampled generation on a CUDA model give the CPU model's tokens", "[cuda]") {
+  require_cuda_device();
+  const auto& host = mambakit::test::in_tree_plugins();
+  const std::vector<std::vector<std::int32_t>> prompts = {{1, 2, 3}, {4, 5, 6, 7, 8, 9, 10}, {11}};
+  for (const auto& dir : mambakit::test::model_fixture_dirs()) {
+    Model cpu = Model::load(dir, host);
+    Model gpu = Model::load(dir, host, on_gpu());
+    for (const double temperature : {0.0, 0.8}) {
+      mambakit::GenerationOptions options;
+      options.max_new_tokens = 16;
+      options.sampling.temperature = temperature;
+      options.sampling.seed = 7;
+      options.eos_id = 0;
+      std::vector<std::pair<std::int64_t, std::int32_t>> streamed;
+      const auto on_cpu = mambakit::generate(cpu, prompts, options);
+      const auto on_device = mambakit::generate(gpu, prompts, options, [&](std::int64_t row, std::int32_t token) {
+        streamed.emplace_back(row, token);
+        return true;
+      });
+      INFO(dir.filename().string() << " temperature " << temperature);
+      CHECK(on_device.new_tokens == on_cpu.new_tokens);
+      CHECK(on_device.stopped_at_eos == on_cpu.stopped_at_eos);
+      std::size_t total = 0;
+      for (const auto& row : on_cpu.new_tokens) total += row.size();
+      CHECK(streamed.size() == total);
+    }
+  }
+}
+
+TEST_CASE("a CUDA model's state copies to the host on demand and back after reset, load and edits", "[cuda]") {
+  require_cuda_device();
+  const auto& host = mambakit::test::in_tree_plugins();
+  const auto dir = mambakit::test::data_dir() / "models" / "tiny_tied";
+  const auto expected = mambakit::SafetensorsFile::open(dir / "expected.safetensors");
+  Model cpu = Model::load(dir, host);
+  Model gpu = Model::load(dir, host, on_gpu());
+  const TokenBatch prompt = tokens_from(expected, 7);
+  InferenceState cpu_state = cpu.make_state(prompt.batch), gpu_state = gpu.make_state(prompt.batch);
+  cpu.forward(prompt, &cpu_state, true);
+  gpu.forward(prompt, &gpu_state, true);
+  check_states(gpu_state, cpu_state, "after prefill");
+  CHECK(gpu_state.bytes() == cpu_state.bytes());
+
+  // save() reads the device copy; load() into a fresh state is uploaded before the next step.
+  const auto file = std::filesystem::path(MAMBAKIT_TEST_BINARY_DIR) / "cuda_state.safetensors";
+  gpu_state.save(file);
+  InferenceState restored = gpu.make_state(prompt.batch);
+  restored.load(file);
+  const std::vector<std::int32_t> next(static_cast<std::size_t>(prompt.batch), 3);
+  const FloatTensor cpu_logits = cpu.step(next, cpu_state);
+  check_close(gpu.step(next, restored), cpu_logits, "step from a loaded state");
+  check_states(restored, cpu_state, "state after a step from a loaded state");
+
+  // A copy holds the host values; editing the host values is seen by the next device call.
+  InferenceState copy = restored;
+  check_states(copy, cpu_state, "a copied state");
+  for (std::int64_t layer = 0; layer < copy.n_layers(); ++layer) {
+    for (std::int64_t i = 0; i < copy.tensor_count(layer); ++i) {
+      std::fill(copy.tensor(layer, i).values.begin(), copy.tensor(layer, i).values.end(), 0.0f);
+    }
+  }
+  InferenceState zero = cpu.make_state(prompt.batch);
+  check_close(gpu.forward(prompt, &copy), cpu.forward(prompt, &zero), "forward from an edited (zeroed) state");
+
+  // reset() zeroes the state for the device too.
+  restored.reset();
+  InferenceState fresh = cpu.make_state(prompt.batch);
+  check_close(gpu.forward(prompt, &restored), cpu.forward(prompt, &fresh), "forward after reset()");
+  check_states(restored, fresh, "state after reset() and a forward");
+}
+
+TEST_CASE("a CUDA model refuses training with a clear error", "[cuda]") {
+  require_cuda_device();
+  const auto& host = mambakit::test::in_tree_plugins();
+  Model gpu = Model::load(mambakit::test::data_dir() / "models" / "tiny_tied", host, on_gpu());
+  const TokenBatch tokens{1, 4, {1, 2, 3, 4}};
+  CHECK_THROWS_WITH(gpu.accumulate_gradients(tokens), Contains("not supported on cuda:0 yet"));
+  CHECK_THROWS_WITH(gpu.evaluate_loss(tokens), Contains("not supported on cuda:0 yet"));
+  CHECK_THROWS_WITH(gpu.zero_gradients(), Contains("not supported on cuda:0 yet"));
+  CHECK_THROWS_WITH(gpu.parameter_slices(), Contains("not supported on cuda:0 yet"));
+}
+
+TEST_CASE("a component without CUDA support makes a CUDA model fail, naming it", "[cuda]") {
+  // The capability check comes before any device is touched: this case runs without a GPU.
+  const auto& host = mambakit::test::in_tree_plugins();
+  mambakit::ClassificationConfig config;
+  config.d_model = 16;
+  config.n_layer = 2;
+  config.d_state = 4;
+  config.vocab_size = 30;
+  config.num_labels = 3;
+  CHECK_THROWS_AS(Model::create(config, host, on_gpu()), mambakit::Error);
+  CHECK_THROWS_WITH(Model::create(config, host, on_gpu()),
+                    Contains("head/classification") && Contains("does not run on cuda:0"));
+}
