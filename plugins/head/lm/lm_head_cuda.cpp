@@ -32,15 +32,8 @@ sdk::Status lm_forward_cuda(const sdk::Context& context, const sdk::HeadForwardA
       return cuda_common::linear_gemm(kComponent, context, hidden, d_model, weight, cuda_common::DeviceParam{}, logits,
                                       vocab, rows, d_model, vocab);
     }
-    cuda_common::FewRowsArgs few;
-    few.x = hidden;
-    few.ldx = d_model;
-    few.weight = weight;
-    few.y = logits;
-    few.ldy = vocab;
-    few.m = rows;
-    few.k = d_model;
-    few.n = vocab;
+    const cuda_common::FewRowsArgs few = cuda_common::few_rows_args(hidden, d_model, weight, cuda_common::DeviceParam{},
+                                                                    logits, vocab, rows, d_model, vocab);
     MAMBAKIT_CUDA_CHECK(kComponent, cuda_common::launch_linear_few_rows(few, cuda_common::stream_of(context)));
     return sdk::Status::success();
   });

@@ -25,17 +25,8 @@ namespace {
 /// Enqueues y (M, N; row stride ldy) = x (M, K; row stride ldx) W^T + bias.
 sdk::Status few_rows(const float* x, std::int64_t ldx, DeviceParam weight, DeviceParam bias, float* y,
                      std::int64_t ldy, std::int64_t m, std::int64_t k, std::int64_t n, cudaStream_t stream) {
-  cuda_common::FewRowsArgs args;
-  args.x = x;
-  args.ldx = ldx;
-  args.weight = weight;
-  args.bias = bias;
-  args.y = y;
-  args.ldy = ldy;
-  args.m = m;
-  args.k = k;
-  args.n = n;
-  MAMBAKIT_CUDA_CHECK(kCudaComponent, cuda_common::launch_linear_few_rows(args, stream));
+  MAMBAKIT_CUDA_CHECK(kCudaComponent, cuda_common::launch_linear_few_rows(
+                                          cuda_common::few_rows_args(x, ldx, weight, bias, y, ldy, m, k, n), stream));
   return sdk::Status::success();
 }
 
