@@ -132,61 +132,41 @@ class HostTensor {
 class DeviceTensor {
  public:
   DeviceTensor() = default;
-  explicit DeviceTensor(const HostTensor& host) : shape_(host.shape()), dtype_(host.dtype()) {
-    bytes_ = host.byte_size();
-    CUDA_REQUIRE(cudaMalloc(&data_, bytes_ == 0 ? 1 : bytes_));
-    CUDA_REQUIRE(cudaMemcpy(data_, host.bytes(), bytes_, cudaMemcpyHostToDevice));
+  explicit DeviceTensor(const HostTensor& host)
+      : memory_(host.byte_size()), shape_(host.shape()), dtype_(host.dtype()) {
+    CUDA_REQUIRE(cudaMemcpy(memory_.data(), host.bytes(), memory_.bytes(), cudaMemcpyHostToDevice));
   }
   explicit DeviceTensor(std::vector<std::int64_t> shape) : shape_(std::move(shape)) {
     std::int64_t count = 1;
     for (const auto extent : shape_) count *= extent;
-    bytes_ = static_cast<std::size_t>(count) * sizeof(float);
-    CUDA_REQUIRE(cudaMalloc(&data_, bytes_ == 0 ? 1 : bytes_));
-    CUDA_REQUIRE(cudaMemset(data_, 0xff, bytes_));  // all-ones bits: NaN, so unwritten outputs show
-  }
-  DeviceTensor(DeviceTensor&& other) noexcept { swap(other); }
-  DeviceTensor& operator=(DeviceTensor&& other) noexcept {
-    swap(other);
-    return *this;
-  }
-  DeviceTensor(const DeviceTensor&) = delete;
-  DeviceTensor& operator=(const DeviceTensor&) = delete;
-  ~DeviceTensor() {
-    if (data_ != nullptr) cudaFree(data_);
+    memory_ = mambakit::test::DeviceMemory(static_cast<std::size_t>(count) * sizeof(float));
+    CUDA_REQUIRE(cudaMemset(memory_.data(), 0xff, memory_.bytes()));  // all-ones bits: NaN, so unwritten outputs show
   }
 
   [[nodiscard]] sdk::TensorView view() const {
-    return sdk::make_view(data_, dtype_, kGpu, shape_.data(), static_cast<std::int32_t>(shape_.size()));
+    return sdk::make_view(memory_.data(), dtype_, kGpu, shape_.data(), static_cast<std::int32_t>(shape_.size()));
   }
   /// The same memory viewed with another shape of as many elements.
   [[nodiscard]] sdk::TensorView view(std::initializer_list<std::int64_t> shape) const {
-    return sdk::make_view(data_, dtype_, kGpu, shape);
+    return sdk::make_view(memory_.data(), dtype_, kGpu, shape);
   }
   /// Copies f32 `values` in (as many as the tensor holds).
   void write(const std::vector<float>& values, cudaStream_t stream = nullptr) {
     REQUIRE(dtype_ == sdk::DType::kF32);
-    REQUIRE(values.size() * sizeof(float) == bytes_);
-    CUDA_REQUIRE(cudaMemcpyAsync(data_, values.data(), bytes_, cudaMemcpyHostToDevice, stream));
+    REQUIRE(values.size() * sizeof(float) == memory_.bytes());
+    CUDA_REQUIRE(cudaMemcpyAsync(memory_.data(), values.data(), memory_.bytes(), cudaMemcpyHostToDevice, stream));
     CUDA_REQUIRE(cudaStreamSynchronize(stream));
   }
   /// The f32 contents.
   [[nodiscard]] std::vector<float> read() const {
     REQUIRE(dtype_ == sdk::DType::kF32);
-    std::vector<float> out(bytes_ / sizeof(float));
-    CUDA_REQUIRE(cudaMemcpy(out.data(), data_, bytes_, cudaMemcpyDeviceToHost));
+    std::vector<float> out(memory_.bytes() / sizeof(float));
+    CUDA_REQUIRE(cudaMemcpy(out.data(), memory_.data(), memory_.bytes(), cudaMemcpyDeviceToHost));
     return out;
   }
 
  private:
-  void swap(DeviceTensor& other) noexcept {
-    std::swap(data_, other.data_);
-    std::swap(bytes_, other.bytes_);
-    std::swap(shape_, other.shape_);
-    std::swap(dtype_, other.dtype_);
-  }
-
-  void* data_ = nullptr;
-  std::size_t bytes_ = 0;
+  mambakit::test::DeviceMemory memory_;
   std::vector<std::int64_t> shape_;
   sdk::DType dtype_ = sdk::DType::kF32;
 };

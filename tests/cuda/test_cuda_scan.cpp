@@ -93,24 +93,13 @@ class DeviceTensor {
     const float nan = std::numeric_limits<float>::quiet_NaN();
     for (std::int64_t k = 0; k < extent; ++k) store(host, k, nan);
     for_each_index([&](std::int64_t flat, std::int64_t offset) { store(host, offset, values[flat]); });
-    CUDA_REQUIRE(cudaMalloc(&data_, host.size()));
-    CUDA_REQUIRE(cudaMemcpy(data_, host.data(), host.size(), cudaMemcpyHostToDevice));
-    bytes_ = host.size();
-  }
-  DeviceTensor(DeviceTensor&& other) noexcept { swap(other); }
-  DeviceTensor& operator=(DeviceTensor&& other) noexcept {
-    swap(other);
-    return *this;
-  }
-  DeviceTensor(const DeviceTensor&) = delete;
-  DeviceTensor& operator=(const DeviceTensor&) = delete;
-  ~DeviceTensor() {
-    if (data_ != nullptr) cudaFree(data_);
+    memory_ = mambakit::test::DeviceMemory(host.size());
+    CUDA_REQUIRE(cudaMemcpy(memory_.data(), host.data(), host.size(), cudaMemcpyHostToDevice));
   }
 
   [[nodiscard]] sdk::TensorView view() const {
-    if (data_ == nullptr) return sdk::TensorView{};
-    sdk::TensorView v = sdk::make_view(data_, dtype_, kGpu, shape_.data(), static_cast<std::int32_t>(shape_.size()));
+    if (memory_.data() == nullptr) return sdk::TensorView{};
+    sdk::TensorView v = sdk::make_view(memory_.data(), dtype_, kGpu, shape_.data(), static_cast<std::int32_t>(shape_.size()));
     for (std::size_t d = 0; d < shape_.size(); ++d) v.strides[d] = strides_[d];
     return v;
   }
@@ -118,8 +107,8 @@ class DeviceTensor {
   /// A (rows, cols) view starting `offset` elements in, with `row_stride` between rows.
   [[nodiscard]] sdk::TensorView slice(std::int64_t offset, std::int64_t rows, std::int64_t cols,
                                       std::int64_t row_stride) const {
-    if (data_ == nullptr) return sdk::TensorView{};
-    void* start = static_cast<unsigned char*>(data_) + offset * static_cast<std::int64_t>(sdk::dtype_size(dtype_));
+    if (memory_.data() == nullptr) return sdk::TensorView{};
+    void* start = static_cast<unsigned char*>(memory_.data()) + offset * static_cast<std::int64_t>(sdk::dtype_size(dtype_));
     sdk::TensorView v = sdk::make_view(start, dtype_, kGpu, {rows, cols});
     v.strides[0] = row_stride;
     return v;
@@ -127,9 +116,9 @@ class DeviceTensor {
 
   /// The values, contiguous, as f32 (empty when absent).
   [[nodiscard]] std::vector<float> read() const {
-    if (data_ == nullptr) return {};
-    std::vector<unsigned char> host(bytes_);
-    CUDA_REQUIRE(cudaMemcpy(host.data(), data_, bytes_, cudaMemcpyDeviceToHost));
+    if (memory_.data() == nullptr) return {};
+    std::vector<unsigned char> host(memory_.bytes());
+    CUDA_REQUIRE(cudaMemcpy(host.data(), memory_.data(), memory_.bytes(), cudaMemcpyDeviceToHost));
     std::int64_t count = 1;
     for (const auto extent : shape_) count *= extent;
     std::vector<float> out(static_cast<std::size_t>(count));
@@ -138,13 +127,6 @@ class DeviceTensor {
   }
 
  private:
-  void swap(DeviceTensor& other) noexcept {
-    std::swap(data_, other.data_);
-    std::swap(bytes_, other.bytes_);
-    std::swap(shape_, other.shape_);
-    std::swap(strides_, other.strides_);
-    std::swap(dtype_, other.dtype_);
-  }
   void store(std::vector<unsigned char>& host, std::int64_t offset, float v) const {
     if (dtype_ == sdk::DType::kF32) {
       std::memcpy(host.data() + offset * 4, &v, 4);
@@ -177,8 +159,7 @@ class DeviceTensor {
     }
   }
 
-  void* data_ = nullptr;
-  std::size_t bytes_ = 0;
+  mambakit::test::DeviceMemory memory_;
   std::vector<std::int64_t> shape_;
   std::vector<std::int64_t> strides_;
   sdk::DType dtype_ = sdk::DType::kF32;

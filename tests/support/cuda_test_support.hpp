@@ -1,6 +1,7 @@
 #pragma once
 // Shared by the GPU tests (tests/cuda): skipping a test case where no CUDA device exists, a
-// checking macro for CUDA runtime calls, and a device workspace for plugin calls.
+// checking macro for CUDA runtime calls, owned device memory, and a device workspace for plugin
+// calls.
 //
 // Without a CUDA device a GPU test case ends its process with kSkipReturnCode, which ctest
 // reports as skipped (SKIP_RETURN_CODE in tests/cuda/CMakeLists.txt; Catch2 v2 has no SKIP).
@@ -12,6 +13,7 @@
 #include <cstddef>
 #include <cstdio>
 #include <cstdlib>
+#include <utility>
 
 #include "mambakit/sdk/context.hpp"
 #include "mambakit/sdk/dtype.hpp"
@@ -41,6 +43,34 @@ inline void check_cuda(cudaError_t error, const char* what) {
   INFO(what << ": " << cudaGetErrorString(error));
   REQUIRE(error == cudaSuccess);
 }
+
+/// One device allocation (at least one byte), freed with its owner; move-only.
+class DeviceMemory {
+ public:
+  DeviceMemory() = default;
+  explicit DeviceMemory(std::size_t bytes) : bytes_(bytes) {
+    check_cuda(cudaMalloc(&data_, bytes == 0 ? 1 : bytes), "cudaMalloc");
+  }
+  DeviceMemory(DeviceMemory&& other) noexcept
+      : data_(std::exchange(other.data_, nullptr)), bytes_(std::exchange(other.bytes_, 0)) {}
+  DeviceMemory& operator=(DeviceMemory&& other) noexcept {
+    std::swap(data_, other.data_);
+    std::swap(bytes_, other.bytes_);
+    return *this;
+  }
+  DeviceMemory(const DeviceMemory&) = delete;
+  DeviceMemory& operator=(const DeviceMemory&) = delete;
+  ~DeviceMemory() {
+    if (data_ != nullptr) cudaFree(data_);
+  }
+
+  [[nodiscard]] void* data() const noexcept { return data_; }
+  [[nodiscard]] std::size_t bytes() const noexcept { return bytes_; }
+
+ private:
+  void* data_ = nullptr;
+  std::size_t bytes_ = 0;
+};
 
 /// Device scratch memory for plugin calls: cudaMalloc per request (256-byte aligned, the most
 /// the plugins ask for), with a count of blocks still held. deallocate() frees with cudaFree,

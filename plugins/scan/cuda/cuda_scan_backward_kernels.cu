@@ -67,9 +67,8 @@ __global__ __launch_bounds__(kThreads) void scan_backward_kernel(BackwardParams 
     grad_bias_block[threadIdx.x] = 0.f;
   }
   float D_value[kChannels], bias[kChannels], grad_D_part[kChannels], grad_bias_part[kChannels];
+  load_channel_params(f, e0, channels, D_value, bias);
   for (int g = 0; g < kChannels; ++g) {
-    D_value[g] = g < channels ? load_or(f.D, e0 + g, 0.f) : 0.f;
-    bias[g] = g < channels ? load_or(f.delta_bias, e0 + g, 0.f) : 0.f;
     grad_D_part[g] = 0.f;
     grad_bias_part[g] = 0.f;
   }
@@ -77,17 +76,16 @@ __global__ __launch_bounds__(kThreads) void scan_backward_kernel(BackwardParams 
   for (std::int64_t chunk = n_chunks - 1; chunk >= 0; --chunk) {
     __syncthreads();  // shared state of the previous chunk (and the set-up) is seen
     const std::int64_t t0 = chunk * kChunk + static_cast<std::int64_t>(threadIdx.x) * kItems;
-    // Steps past L and channels past E get u = dt = gy0 = 0: pairs (1, 0), no gradient.
+    // Steps past L and channels past E also get gy0 = 0.
     float u[kChannels][kItems], dt[kChannels][kItems], gy0[kChannels][kItems];
     float grad_dt[kChannels][kItems], grad_u[kChannels][kItems], y0[kChannels][kItems];
+    load_chunk_inputs<T>(f, b, t0, e0, channels, bias, u, dt);
 #pragma unroll
     for (int g = 0; g < kChannels; ++g) {
 #pragma unroll
       for (int i = 0; i < kItems; ++i) {
         const std::int64_t t = t0 + i;
         const bool valid = t < L && g < channels;
-        u[g][i] = valid ? load<T>(f.u, b, t, e0 + g) : 0.f;
-        dt[g][i] = valid ? step_size(load<T>(f.delta, b, t, e0 + g) + bias[g], f.delta_softplus) : 0.f;
         float gy = valid ? load<T>(p.grad_y, b, t, e0 + g) : 0.f;
         if (has_z && valid) {
           const float z = load<T>(f.z, b, t, e0 + g);

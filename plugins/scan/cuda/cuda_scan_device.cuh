@@ -89,6 +89,35 @@ __device__ __forceinline__ float step_size(float raw, bool delta_softplus) {
   return delta_softplus ? softplus(raw) : raw;
 }
 
+/// D and delta_bias of a block's channels e0 + g (g < kChannels); 0 for absent ones and for g
+/// at or past `channels`.
+__device__ __forceinline__ void load_channel_params(const ForwardParams& p, std::int64_t e0, int channels,
+                                                    float (&D_value)[kChannels], float (&bias)[kChannels]) {
+  for (int g = 0; g < kChannels; ++g) {
+    D_value[g] = g < channels ? load_or(p.D, e0 + g, 0.f) : 0.f;
+    bias[g] = g < channels ? load_or(p.delta_bias, e0 + g, 0.f) : 0.f;
+  }
+}
+
+/// u and the step size dt of a block's channels e0 + g at steps t0 + i (i < kItems) of row b.
+/// Steps past L and channels at or past `channels` get u = dt = 0: the pair (1, 0), which leaves
+/// the state alone and carries no gradient.
+template <class T>
+__device__ __forceinline__ void load_chunk_inputs(const ForwardParams& p, std::int64_t b, std::int64_t t0,
+                                                  std::int64_t e0, int channels, const float (&bias)[kChannels],
+                                                  float (&u)[kChannels][kItems], float (&dt)[kChannels][kItems]) {
+#pragma unroll
+  for (int g = 0; g < kChannels; ++g) {
+#pragma unroll
+    for (int i = 0; i < kItems; ++i) {
+      const std::int64_t t = t0 + i;
+      const bool valid = t < p.shape.length && g < channels;
+      u[g][i] = valid ? load<T>(p.u, b, t, e0 + g) : 0.f;
+      dt[g][i] = valid ? step_size(load<T>(p.delta, b, t, e0 + g) + bias[g], p.delta_softplus) : 0.f;
+    }
+  }
+}
+
 /// (a1, b1) o (a2, b2) = (a1 a2, a2 b1 + b2): `first` applied, then `second`.
 struct PairCombine {
   __device__ __forceinline__ float2 operator()(const float2& first, const float2& second) const {

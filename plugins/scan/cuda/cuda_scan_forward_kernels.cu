@@ -53,28 +53,19 @@ __global__ __launch_bounds__(kThreads) void scan_forward_kernel(ForwardParams p,
     running[g][n] = make_float2(1.f, h0);
   }
   float D_value[kChannels], bias[kChannels];
-  for (int g = 0; g < kChannels; ++g) {
-    D_value[g] = g < channels ? load_or(p.D, e0 + g, 0.f) : 0.f;
-    bias[g] = g < channels ? load_or(p.delta_bias, e0 + g, 0.f) : 0.f;
-  }
+  load_channel_params(p, e0, channels, D_value, bias);
   __syncthreads();
 
   int parity = 0;
   for (std::int64_t chunk = 0; chunk < n_chunks; ++chunk) {
     __syncthreads();  // thread 0's writes of `running` in the previous chunk are seen
     const std::int64_t t0 = chunk * kChunk + static_cast<std::int64_t>(threadIdx.x) * kItems;
-    // Steps past L, and channels past E, get u = dt = 0: the pair (1, 0) leaves the state alone.
     float u[kChannels][kItems], dt[kChannels][kItems], out[kChannels][kItems];
+    load_chunk_inputs<T>(p, b, t0, e0, channels, bias, u, dt);
 #pragma unroll
     for (int g = 0; g < kChannels; ++g) {
 #pragma unroll
-      for (int i = 0; i < kItems; ++i) {
-        const std::int64_t t = t0 + i;
-        const bool valid = t < L && g < channels;
-        u[g][i] = valid ? load<T>(p.u, b, t, e0 + g) : 0.f;
-        dt[g][i] = valid ? step_size(load<T>(p.delta, b, t, e0 + g) + bias[g], p.delta_softplus) : 0.f;
-        out[g][i] = D_value[g] * u[g][i];
-      }
+      for (int i = 0; i < kItems; ++i) out[g][i] = D_value[g] * u[g][i];
     }
     for (int n = 0; n < N; ++n) {
       float B_value[kItems], C_value[kItems];
