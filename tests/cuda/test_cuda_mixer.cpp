@@ -455,6 +455,13 @@ double check_head(HeadCase& h, std::int64_t batch, std::int64_t length, std::int
   return relative_to_max(logits_gpu.read(), logits.values());
 }
 
+/// `status` refuses a CUDA call that is not implemented there, saying so.
+void check_unsupported_on_cuda(const sdk::Status& status) {
+  INFO(status.message);
+  CHECK(status.code == sdk::StatusCode::kUnsupported);
+  CHECK_THAT(status.message, Catch::Contains("cuda"));
+}
+
 }  // namespace
 
 TEST_CASE("mixer/s6 and head/lm run on CUDA and refuse backward there without touching memory", "[cuda]") {
@@ -499,10 +506,7 @@ TEST_CASE("mixer/s6 and head/lm run on CUDA and refuse backward there without to
   forward.x = view({B, L, D});
   forward.y = view({B, L, D});
   forward.saved = saved.data();
-  const sdk::Status training_forward = mixer->forward(context, forward);
-  INFO(training_forward.message);
-  CHECK(training_forward.code == sdk::StatusCode::kUnsupported);
-  CHECK_THAT(training_forward.message, Catch::Contains("cuda"));
+  check_unsupported_on_cuda(mixer->forward(context, forward));
 
   std::vector<sdk::TensorView> grad_params = params;
   sdk::MixerBackwardArgs backward;
@@ -512,10 +516,7 @@ TEST_CASE("mixer/s6 and head/lm run on CUDA and refuse backward there without to
   backward.grad_y = view({B, L, D});
   backward.grad_x = view({B, L, D});
   backward.grad_params = grad_params.data();
-  const sdk::Status mixer_backward = mixer->backward(context, backward);
-  INFO(mixer_backward.message);
-  CHECK(mixer_backward.code == sdk::StatusCode::kUnsupported);
-  CHECK_THAT(mixer_backward.message, Catch::Contains("cuda"));
+  check_unsupported_on_cuda(mixer->backward(context, backward));
 
   const sdk::TensorView weight = view({50, D});
   sdk::HeadBackwardArgs head_backward_args;
@@ -523,9 +524,7 @@ TEST_CASE("mixer/s6 and head/lm run on CUDA and refuse backward there without to
   head_backward_args.hidden = view({B, L, D});
   head_backward_args.grad_output = view({B, L, 50});
   head_backward_args.grad_hidden = view({B, L, D});
-  const sdk::Status head_backward = head->backward(context, head_backward_args);
-  INFO(head_backward.message);
-  CHECK(head_backward.code == sdk::StatusCode::kUnsupported);
+  check_unsupported_on_cuda(head->backward(context, head_backward_args));
   CHECK(workspace.live() == 0);
   CHECK(fake[0] == 1.f);
   CHECK(fake[3] == 4.f);
