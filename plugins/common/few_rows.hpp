@@ -12,12 +12,14 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <array>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
 #include <utility>
 
 #include "half_lanes.hpp"
+#include "speed_shares.hpp"
 
 namespace mambakit::plugin_common {
 
@@ -157,26 +159,40 @@ void with_typed_weights(const sdk::TensorView& weight, Kernel&& kernel) {
 
 }  // namespace few_rows_detail
 
-/// Output features [begin, end) of `n` for thread `thread` of `threads`: whole blocks of
-/// kShareBlock features, as evenly as they divide.
-inline std::pair<std::int64_t, std::int64_t> few_rows_share(std::int64_t n, int thread, int threads) {
-  constexpr std::int64_t kBlock = few_rows_detail::kShareBlock;
-  const std::int64_t blocks = (n + kBlock - 1) / kBlock;
-  return {std::min(blocks * thread / threads * kBlock, n), std::min(blocks * (thread + 1) / threads * kBlock, n)};
+/// Output features [begin, end) of `n` for thread `thread` of a team of `team` under `plan`:
+/// whole blocks of kShareBlock features, in proportion to the threads' measured speeds.
+inline std::pair<std::int64_t, std::int64_t> few_rows_share(const SpeedShares::Plan& plan, std::int64_t n, int thread,
+                                                            int team) {
+  return plan.range(n, few_rows_detail::kShareBlock, thread, team);
 }
 
 /// y (M, N; row stride ldy) = x (M, K; row stride ldx) W^T + bias (N, or null), W (N, K) a
-/// contiguous f32, f16 or bf16 view, in parallel over output features with `n_threads` threads.
+/// contiguous f32, f16 or bf16 view, in parallel over output features with `n_threads` threads,
+/// split by `shares` (which this call's timings then update).
 inline void linear_few_rows(const float* x, std::int64_t ldx, const sdk::TensorView& weight, const float* bias,
                             float* y, std::int64_t ldy, std::int64_t m, std::int64_t k, std::int64_t n,
-                            int n_threads) {
+                            int n_threads, SpeedShares& shares) {
+  const SpeedShares::Plan plan = shares.plan(n_threads);
+  std::array<double, SpeedShares::kMaxThreads> seconds{};
   few_rows_detail::with_typed_weights(weight, [&]<class W, class... Format>(const W* w, Format...) {
 #pragma omp parallel num_threads(n_threads)
     {
-      const auto [begin, end] = few_rows_share(n, omp_get_thread_num(), omp_get_num_threads());
+      const int thread = omp_get_thread_num(), team = omp_get_num_threads();
+      const double start = omp_get_wtime();
+      const auto [begin, end] = few_rows_share(plan, n, thread, team);
       few_rows_detail::few_rows_range<W, Format...>(x, ldx, w, bias, y, ldy, m, k, begin, end);
+      if (team == plan.threads()) seconds[static_cast<std::size_t>(thread)] = omp_get_wtime() - start;
     }
   });
+  shares.record(plan, seconds.data());
+}
+
+/// The same product with equal shares.
+inline void linear_few_rows(const float* x, std::int64_t ldx, const sdk::TensorView& weight, const float* bias,
+                            float* y, std::int64_t ldy, std::int64_t m, std::int64_t k, std::int64_t n,
+                            int n_threads) {
+  SpeedShares equal;
+  linear_few_rows(x, ldx, weight, bias, y, ldy, m, k, n, n_threads, equal);
 }
 
 /// The same product for output features [begin, end) only, on the calling thread: for callers

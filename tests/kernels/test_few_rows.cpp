@@ -104,6 +104,17 @@ TEST_CASE("few-rows product: a row's result does not depend on the other rows or
         for (std::int64_t j = 0; j < n; ++j) REQUIRE(alone[j] == together[r * n + j]);
       }
     }
+    // Shares skewed towards one thread (as after it measured faster) give the same results.
+    mambakit::plugin_common::SpeedShares skewed;
+    for (int call = 0; call < 100; ++call) {
+      const auto plan = skewed.plan(2);
+      const double seconds[2] = {plan.fraction(0) / 3.0, plan.fraction(1)};
+      skewed.record(plan, seconds);
+    }
+    REQUIRE(skewed.plan(2).fraction(0) > 0.7);
+    std::vector<float> split(static_cast<std::size_t>(m * n));
+    linear_few_rows(x.data(), k, w.view, nullptr, split.data(), n, m, k, n, 2, skewed);
+    REQUIRE(split == together);
     // A range of outputs computed on its own equals the same outputs of the whole product.
     std::vector<float> range(static_cast<std::size_t>(m * n), 0.0f);
     linear_few_rows_range(x.data(), k, w.view, nullptr, range.data(), n, m, k, 11, 30);

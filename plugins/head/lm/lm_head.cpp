@@ -73,7 +73,8 @@ class LmHead final : public sdk::Head {
       if (args.hidden.dtype == sdk::DType::kF64) return forward_typed<double>(context, args);
       if (rows <= kFewRows) {  // decode: stream the weights once, row results independent of batch
         plugin_common::linear_few_rows(args.hidden.as<const float>(), d_model_, args.params[0], nullptr,
-                                       args.output.as<float>(), vocab_, rows, d_model_, vocab_, context.n_threads);
+                                       args.output.as<float>(), vocab_, rows, d_model_, vocab_, context.n_threads,
+                                       decode_shares_);
         return sdk::Status::success();
       }
       return forward_typed<float>(context, args);
@@ -124,6 +125,7 @@ class LmHead final : public sdk::Head {
 
   std::int64_t d_model_ = 0, vocab_ = 0;
   bool tied_ = true;
+  plugin_common::SpeedShares decode_shares_;  // the decode projection's split between threads
 };
 
 namespace {

@@ -2,10 +2,13 @@
 //
 // One parallel region per step. Each thread owns a range of channels from in_proj through the
 // conv and the scan (channels are independent there), so only x_proj and out_proj, which mix
-// all channels, need the whole previous result: three barriers per step. The four weight
-// matrices are read in their stored type (few_rows.hpp), so 16-bit weights halve the bytes a
-// step streams; every output is summed in one fixed order, so a row's result does not depend
-// on the batch or the thread count.
+// all channels, need the whole previous result: three barriers per step. The ranges follow the
+// threads' measured speeds (speed_shares.hpp), so that a thread slowed by a neighbour's load
+// gets less to do, and a thread that still arrives first at a barrier prefetches the weights
+// it reads next (prefetching_barrier.hpp). The four weight matrices are read in their stored
+// type (few_rows.hpp), so 16-bit weights halve the bytes a step streams; every output is summed
+// in one fixed order, so a row's result depends on neither the batch, the thread count nor the
+// split.
 //
 // Dimensions: B batch, D d_model, E d_inner, N d_state, R dt_rank, K d_conv, W = R + 2N.
 
@@ -18,6 +21,7 @@
 
 #include "causal_conv.hpp"
 #include "few_rows.hpp"
+#include "prefetching_barrier.hpp"
 #include "mambakit/sdk/guard.hpp"
 #include "mambakit/sdk/scan_calls.hpp"
 #include "mambakit/sdk/workspace.hpp"
@@ -74,12 +78,14 @@ class F32Slices {
   std::map<int, const float*> bases_;
 };
 
-/// The channels [begin, end) of thread `thread` of `threads`: whole 16-channel blocks (the scan
-/// backends' SIMD width), as evenly as they divide.
-std::pair<std::int64_t, std::int64_t> channel_range(std::int64_t channels, int thread, int threads) {
-  const std::int64_t blocks = (channels + 15) / 16;
-  const std::int64_t begin = blocks * thread / threads * 16, end = blocks * (thread + 1) / threads * 16;
-  return {std::min(begin, channels), std::min(end, channels)};
+/// Channels are split between threads in whole blocks of the scan backends' SIMD width.
+constexpr std::int64_t kChannelBlock = 16;
+
+/// Rows [begin, end) of the (rows, k) weight matrix `weight`, queued for prefetching.
+void queue_rows(plugin_common::NextReads& reads, const sdk::TensorView& weight, std::int64_t k, std::int64_t begin,
+                std::int64_t end) {
+  const std::int64_t row_bytes = k * static_cast<std::int64_t>(sdk::dtype_size(weight.dtype));
+  reads.add(static_cast<const char*>(weight.data) + begin * row_bytes, (end - begin) * row_bytes);
 }
 
 /// A (rows, width) view of `data` whose rows are `row_stride` elements apart.
@@ -92,7 +98,7 @@ sdk::TensorView rows_view(const float* data, std::int64_t rows, std::int64_t wid
 }  // namespace
 
 sdk::Status s6_step(const S6Dims& dims, const S6ParamIndex& index, const sdk::Context& context,
-                    const sdk::MixerStepArgs& args) {
+                    const sdk::MixerStepArgs& args, plugin_common::SpeedShares& shares) {
   return sdk::guard([&]() -> sdk::Status {
     const std::int64_t B = args.x.shape[0];
     const std::int64_t D = dims.d_model, E = dims.d_inner, N = dims.d_state, R = dims.dt_rank, K = dims.d_conv;
@@ -119,12 +125,23 @@ sdk::Status s6_step(const S6Dims& dims, const S6ParamIndex& index, const sdk::Co
     one_thread.n_threads = 1;
     const int threads = std::max(1, context.n_threads);
     std::vector<sdk::Status> statuses(static_cast<std::size_t>(threads), sdk::Status::success());
+    const plugin_common::SpeedShares::Plan plan = shares.plan(threads);
+    plugin_common::PrefetchingBarrier barrier;
+    std::vector<double> seconds(static_cast<std::size_t>(threads), 0.0);  // each thread's work, waits excluded
 
 #pragma omp parallel num_threads(threads)
     {
       const int thread = omp_get_thread_num(), team = omp_get_num_threads();
-      const auto [e0, e1] = channel_range(E, thread, team);
+      double start = omp_get_wtime(), worked = 0.0;
+      const auto [e0, e1] = plan.range(E, kChannelBlock, thread, team);
       const std::int64_t width = e1 - e0;
+      const auto [w0, w1] = plugin_common::few_rows_share(plan, W, thread, team);
+      const auto [d0, d1] = plugin_common::few_rows_share(plan, D, thread, team);
+      // What I read after each barrier, prefetched while I wait at it.
+      plugin_common::NextReads next_reads;
+      queue_rows(next_reads, weights[index.x_proj_weight], E, w0, w1);
+      queue_rows(next_reads, weights[index.dt_proj_weight], R, e0, e1);
+      queue_rows(next_reads, weights[index.out_proj_weight], E, d0, d1);
       // The small parameters of my channels (and my rows of in_proj's bias) as f32.
       param.widen(index.in_proj_bias, e0, e1);
       param.widen(index.in_proj_bias, E + e0, E + e1);
@@ -145,12 +162,13 @@ sdk::Status s6_step(const S6Dims& dims, const S6ParamIndex& index, const sdk::Co
                               xc.data() + b * E + e0, std::int64_t{1}, width, K);
       }
       negative_exp(param.base(index.a_log) + e0 * N, a.data() + e0 * N, width * N);
-#pragma omp barrier
+      worked += omp_get_wtime() - start;
+      barrier.arrive_and_wait(team, next_reads);
       // x_proj mixes every channel: dt_low | B | C.
-      const auto [w0, w1] = plugin_common::few_rows_share(W, thread, team);
       plugin_common::linear_few_rows_range(xc.data(), E, weights[index.x_proj_weight], nullptr, dbc.data(), W, B, E,
                                            w0, w1);
-#pragma omp barrier
+      barrier.arrive_and_wait(team, next_reads);
+      start = omp_get_wtime();
       // dt_proj and the scan step for my channels.
       plugin_common::linear_few_rows_range(dbc.data(), W, weights[index.dt_proj_weight], nullptr, dt.data(), E, B, R,
                                            e0, e1);
@@ -172,13 +190,16 @@ sdk::Status s6_step(const S6Dims& dims, const S6ParamIndex& index, const sdk::Co
         scan.y = rows_view(y.data() + e0, B, width, E);
         statuses[static_cast<std::size_t>(thread)] = sdk::selective_scan_step(one_thread, scan);
       }
-#pragma omp barrier
+      worked += omp_get_wtime() - start;
+      barrier.arrive_and_wait(team, next_reads);
       // out_proj mixes every channel.
-      const auto [d0, d1] = plugin_common::few_rows_share(D, thread, team);
+      start = omp_get_wtime();
       param.widen(index.out_proj_bias, d0, d1);
       plugin_common::linear_few_rows_range(y.data(), E, weights[index.out_proj_weight], param.base(index.out_proj_bias),
                                            args.y.as<float>(), D, B, E, d0, d1);
+      if (team == plan.threads()) seconds[static_cast<std::size_t>(thread)] = worked + omp_get_wtime() - start;
     }
+    shares.record(plan, seconds.data());
     for (const auto& status : statuses) MAMBAKIT_RETURN_IF_ERROR(status);
     return sdk::Status::success();
   });
