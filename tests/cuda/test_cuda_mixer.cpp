@@ -10,13 +10,21 @@
 //   - head/lm few rows (decode kernel) and many rows (cuBLAS), tied and untied, f32/f16/bf16;
 //   - a mixer step and a head forward captured into a CUDA graph and replayed token by token
 //     (the decode path must be capture-safe: no cuBLAS, allocation, copy or synchronisation);
-//   - without a GPU: both plugins report CUDA, backward and training forward on CUDA views
-//     are kUnsupported, a CUDA error is a kDeviceError Status.
+//   - s6 backward after a forward that saves its activations (y and the saved activations
+//     compared too): what backward adds to pre-filled grad_x, every parameter gradient and the
+//     initial state gradients, at B=1 L=1, B=2 L=3 (shorter than d_conv), B=2 L=37 and B=3
+//     L=300, with and without initial state and final state gradient, and with every other
+//     parameter frozen (absent gradient view), for both small configs, and the 130m shape;
+//   - head/lm backward: grad_hidden and grad_W added to pre-filled buffers, each also alone;
+//   - without a GPU: both plugins report CUDA and backward, refuse backward with f16 or bf16
+//     parameters (kInvalidArgument) before touching memory, a CUDA error is a kDeviceError
+//     Status.
 // Parameters have realistic scales: nn.Linear's U(+-1/sqrt(fan_in)), A_log = log(1..N),
 // dt_proj.bias = softplus^-1 of a log-uniform dt in [0.001, 0.1].
 //
 // Error measure: max |gpu - cpu| / max |cpu| over a tensor, tolerance 1e-4 (f32 GEMMs and
-// reductions sum in different orders; both sides compute in f32 from the same values).
+// reductions sum in different orders; both sides compute in f32 from the same values). For a
+// gradient, over what backward added to the pre-filled buffer, so an overwrite fails.
 //
 // Dimensions: B batch, L length, D d_model, E d_inner, N d_state, K d_conv, V vocab.
 
@@ -410,6 +418,190 @@ void check_forward_config(const char* config, std::initializer_list<std::int64_t
   CUDA_REQUIRE(cudaStreamDestroy(stream));
 }
 
+/// `after - before`, element by element: what a call added to a pre-filled gradient.
+std::vector<float> added(const std::vector<float>& after, const std::vector<float>& before) {
+  std::vector<float> difference(after.size());
+  for (std::size_t i = 0; i < after.size() && i < before.size(); ++i) difference[i] = after[i] - before[i];
+  return difference;
+}
+
+/// A gradient output pre-filled with the same small random values on the host and the device,
+/// so that both sides must accumulate (+=) into it; error() compares what each side added.
+struct GradBuffer {
+  HostTensor host;
+  DeviceTensor device;
+  std::vector<float> before;
+
+  GradBuffer(const std::vector<std::int64_t>& shape, std::mt19937& rng)
+      : host(shape, sdk::DType::kF32, random_values(numel(shape), -0.01, 0.01, rng)), device(host),
+        before(host.values()) {}
+
+  [[nodiscard]] double error() const {
+    return relative_to_max(added(device.read(), before), added(host.values(), before));
+  }
+
+  static std::int64_t numel(const std::vector<std::int64_t>& shape) {
+    std::int64_t count = 1;
+    for (const auto extent : shape) count *= extent;
+    return count;
+  }
+};
+
+/// Largest error seen per gradient name, printed at the end of a test case.
+struct GradWorst {
+  std::vector<std::pair<std::string, double>> worst;
+  void note(const std::string& name, double error) {
+    CHECK(error <= kTolerance);
+    for (auto& [seen, value] : worst) {
+      if (seen == name) {
+        value = std::max(value, error);
+        return;
+      }
+    }
+    worst.emplace_back(name, error);
+  }
+  void print(const char* title) const {
+    std::printf("%s: largest max|gpu - cpu| / max|cpu| of what backward added:\n", title);
+    for (const auto& [name, value] : worst) std::printf("  %-20s %.3g\n", name.c_str(), value);
+  }
+};
+
+/// How a backward case is run: initial state given, final state's gradient given, and the
+/// parameters whose index has parity `frozen_parity` frozen (an absent gradient view; -1: none).
+struct BackwardOptions {
+  bool given = false, grad_final = false;
+  int frozen_parity = -1;
+};
+
+/// Forward with saved activations then backward, on the CPU (oracle) and on the GPU from the
+/// same inputs and pre-filled gradients; compares y, the saved activations, and what backward
+/// added to grad_x, every parameter's gradient and the initial state's gradients.
+void check_backward(S6Case& c, const char* config, std::int64_t batch, std::int64_t length, BackwardOptions options,
+                    std::uint32_t seed, cudaStream_t stream, GradWorst& worst) {
+  INFO("backward " << describe(config, sdk::DType::kF32, batch, length, options.given)
+                   << (options.grad_final ? ", final state gradient given" : "")
+                   << (options.frozen_parity >= 0 ? ", every other parameter frozen" : ""));
+  std::mt19937 rng(seed);
+  const std::int64_t B = batch, L = length, D = c.d_model;
+  HostTensor x({B, L, D}, sdk::DType::kF32, random_values(B * L * D, -1.0, 1.0, rng));
+  HostTensor grad_y({B, L, D}, sdk::DType::kF32, random_values(B * L * D, -1.0, 1.0, rng));
+  std::vector<HostTensor> initial = initial_state(c, B, true, rng);
+  std::vector<HostTensor> grad_final = initial_state(c, B, true, rng);
+  HostTensor y_cpu({B, L, D}, sdk::DType::kF32, std::vector<float>(static_cast<std::size_t>(B * L * D), 0.f));
+  const DeviceTensor x_gpu(x), grad_y_gpu(grad_y), conv0(initial[0]), ssm0(initial[1]), conv_grad1(grad_final[0]),
+      ssm_grad1(grad_final[1]), y_gpu({B, L, D});
+
+  std::vector<HostTensor> saved_cpu;
+  std::vector<DeviceTensor> saved_gpu;
+  std::vector<sdk::TensorView> saved_cpu_views, saved_gpu_views;
+  for (std::int32_t i = 0; i < c.mixer->saved_count(); ++i) {
+    sdk::TensorSpec spec;
+    check_status(c.mixer->saved_spec(i, B, L, &spec));
+    std::vector<std::int64_t> shape(spec.shape, spec.shape + spec.rank);
+    saved_cpu.emplace_back(shape, sdk::DType::kF32, std::vector<float>(static_cast<std::size_t>(spec.numel()), 0.f));
+    saved_gpu.emplace_back(shape);
+  }
+  for (auto& t : saved_cpu) saved_cpu_views.push_back(t.view());
+  for (auto& t : saved_gpu) saved_gpu_views.push_back(t.view());
+
+  GradBuffer grad_x({B, L, D}, rng);
+  std::vector<GradBuffer> grad_params, grad_initial;
+  std::vector<std::string> names;
+  for (std::int32_t i = 0; i < c.mixer->param_count(); ++i) {
+    sdk::ParamSpec spec;
+    check_status(c.mixer->param_spec(i, &spec));
+    names.emplace_back(spec.tensor.name);
+    grad_params.emplace_back(std::vector<std::int64_t>(spec.tensor.shape, spec.tensor.shape + spec.tensor.rank), rng);
+  }
+  for (const HostTensor& state : initial) grad_initial.emplace_back(state.shape(), rng);
+  std::vector<sdk::TensorView> grad_params_cpu, grad_params_gpu;
+  for (std::size_t i = 0; i < grad_params.size(); ++i) {
+    const bool frozen = static_cast<int>(i % 2) == options.frozen_parity;
+    grad_params_cpu.push_back(frozen ? sdk::TensorView{} : grad_params[i].host.view());
+    grad_params_gpu.push_back(frozen ? sdk::TensorView{} : grad_params[i].device.view());
+  }
+
+  const std::vector<sdk::TensorView> initial_cpu = {initial[0].view(), initial[1].view()};
+  const std::vector<sdk::TensorView> initial_gpu = {conv0.view(), ssm0.view()};
+  const std::vector<sdk::TensorView> grad_final_cpu = {grad_final[0].view(), grad_final[1].view()};
+  const std::vector<sdk::TensorView> grad_final_gpu = {conv_grad1.view(), ssm_grad1.view()};
+  const std::vector<sdk::TensorView> grad_initial_cpu = {grad_initial[0].host.view(), grad_initial[1].host.view()};
+  const std::vector<sdk::TensorView> grad_initial_gpu = {grad_initial[0].device.view(),
+                                                         grad_initial[1].device.view()};
+
+  // Runs forward (saving) and backward on one side, with that side's views.
+  auto run = [&](const sdk::Context& context, const sdk::TensorView* params, const sdk::TensorView& x_view,
+                 const sdk::TensorView& y_view, const sdk::TensorView& grad_y_view, const sdk::TensorView& grad_x_view,
+                 const std::vector<sdk::TensorView>& saved, const std::vector<sdk::TensorView>& initial_views,
+                 const std::vector<sdk::TensorView>& grad_final_views, const std::vector<sdk::TensorView>& grads,
+                 const std::vector<sdk::TensorView>& grad_initial_views) {
+    sdk::MixerForwardArgs forward;
+    forward.params = params;
+    forward.x = x_view;
+    forward.y = y_view;
+    forward.initial_state = options.given ? initial_views.data() : nullptr;
+    forward.saved = saved.data();
+    check_status(c.mixer->forward(context, forward));
+    sdk::MixerBackwardArgs backward;
+    backward.params = params;
+    backward.x = x_view;
+    backward.initial_state = forward.initial_state;
+    backward.saved = saved.data();
+    backward.grad_y = grad_y_view;
+    backward.grad_final_state = options.grad_final ? grad_final_views.data() : nullptr;
+    backward.grad_x = grad_x_view;
+    backward.grad_params = grads.data();
+    backward.grad_initial_state = grad_initial_views.data();
+    check_status(c.mixer->backward(context, backward));
+  };
+  TestWorkspace cpu_workspace;
+  run(cpu_context(cpu_workspace), c.host_views.data(), x.view(), y_cpu.view(), grad_y.view(), grad_x.host.view(),
+      saved_cpu_views, initial_cpu, grad_final_cpu, grad_params_cpu, grad_initial_cpu);
+  CHECK(cpu_workspace.live() == 0);
+  DeviceWorkspace workspace;
+  run(gpu_context(workspace, stream), c.device_views.data(), x_gpu.view(), y_gpu.view(), grad_y_gpu.view(),
+      grad_x.device.view(), saved_gpu_views, initial_gpu, grad_final_gpu, grad_params_gpu, grad_initial_gpu);
+  CUDA_REQUIRE(cudaStreamSynchronize(stream));
+  CHECK(workspace.live() == 0);
+
+  worst.note("y", relative_to_max(y_gpu.read(), y_cpu.values()));
+  for (std::size_t i = 0; i < saved_cpu.size(); ++i) {
+    worst.note("saved " + std::to_string(i), relative_to_max(saved_gpu[i].read(), saved_cpu[i].values()));
+  }
+  worst.note("grad_x", grad_x.error());
+  for (std::size_t i = 0; i < grad_params.size(); ++i) {
+    INFO("gradient of " << names[i]);
+    worst.note(names[i], grad_params[i].error());
+  }
+  worst.note("grad conv_state", grad_initial[0].error());
+  worst.note("grad ssm_state", grad_initial[1].error());
+}
+
+/// Backward at a few shapes, with and without initial state and final state gradient, and once
+/// with every other parameter frozen (odd or even ones by turns), for one config (f32
+/// parameters: backward needs them).
+void check_backward_config(const char* config, std::uint32_t seed) {
+  cudaStream_t stream = nullptr;
+  CUDA_REQUIRE(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  GradWorst worst;
+  S6Case c(config, sdk::DType::kF32, seed++);
+  struct Shape {
+    std::int64_t batch, length;
+  };
+  const Shape shapes[] = {{1, 1}, {2, 3}, {2, 37}, {3, 300}};
+  for (int s = 0; s < 4; ++s) {
+    const Shape shape = shapes[s];
+    for (const bool given : {false, true}) {
+      for (const bool grad_final : {false, true}) {
+        check_backward(c, config, shape.batch, shape.length, {given, grad_final}, seed++, stream, worst);
+      }
+    }
+    check_backward(c, config, shape.batch, shape.length, {true, true, s % 2}, seed++, stream, worst);
+  }
+  worst.print(config);
+  CUDA_REQUIRE(cudaStreamDestroy(stream));
+}
+
 /// An LM head with a random (V, D) weight in `dtype`, on the host and the device.
 struct HeadCase {
   mambakit::HeadPtr head;
@@ -455,16 +647,53 @@ double check_head(HeadCase& h, std::int64_t batch, std::int64_t length, std::int
   return relative_to_max(logits_gpu.read(), logits.values());
 }
 
-/// `status` refuses a CUDA call that is not implemented there, saying so.
-void check_unsupported_on_cuda(const sdk::Status& status) {
-  INFO(status.message);
-  CHECK(status.code == sdk::StatusCode::kUnsupported);
-  CHECK_THAT(status.message, Catch::Contains("cuda"));
+/// Head backward on the CPU and the GPU from the same inputs into pre-filled gradients (each
+/// output skipped when not `with_hidden` / `with_weight`); returns the larger error of what was
+/// added to grad_hidden and grad_W.
+double check_head_backward(HeadCase& h, std::int64_t batch, std::int64_t length, std::int64_t d_model,
+                           std::int64_t vocab, bool with_hidden, bool with_weight, std::uint32_t seed,
+                           cudaStream_t stream) {
+  std::mt19937 rng(seed);
+  HostTensor hidden({batch, length, d_model}, sdk::DType::kF32,
+                    random_values(batch * length * d_model, -2.0, 2.0, rng));
+  HostTensor grad_logits({batch, length, vocab}, sdk::DType::kF32,
+                         random_values(batch * length * vocab, -1.0, 1.0, rng));
+  GradBuffer grad_hidden({batch, length, d_model}, rng), grad_weight({vocab, d_model}, rng);
+  const DeviceTensor hidden_gpu(hidden), grad_logits_gpu(grad_logits);
+
+  TestWorkspace cpu_workspace;
+  const sdk::TensorView grad_weight_cpu = with_weight ? grad_weight.host.view() : sdk::TensorView{};
+  sdk::HeadBackwardArgs cpu;
+  cpu.params = &h.host_view;
+  cpu.hidden = hidden.view();
+  cpu.grad_output = grad_logits.view();
+  if (with_hidden) cpu.grad_hidden = grad_hidden.host.view();
+  cpu.grad_params = &grad_weight_cpu;
+  check_status(h.head->backward(cpu_context(cpu_workspace), cpu));
+
+  DeviceWorkspace workspace;
+  const sdk::TensorView grad_weight_gpu = with_weight ? grad_weight.device.view() : sdk::TensorView{};
+  sdk::HeadBackwardArgs gpu;
+  gpu.params = &h.device_view;
+  gpu.hidden = hidden_gpu.view();
+  gpu.grad_output = grad_logits_gpu.view();
+  if (with_hidden) gpu.grad_hidden = grad_hidden.device.view();
+  gpu.grad_params = &grad_weight_gpu;
+  check_status(h.head->backward(gpu_context(workspace, stream), gpu));
+  CUDA_REQUIRE(cudaStreamSynchronize(stream));
+  CHECK(workspace.live() == 0);
+  return std::max(grad_hidden.error(), grad_weight.error());
 }
 
+/// `status` refuses a backward with 16-bit parameters, naming the component and f32.
+void check_refused_16_bit(const sdk::Status& status, const char* component) {
+  INFO(status.message);
+  CHECK(status.code == sdk::StatusCode::kInvalidArgument);
+  CHECK_THAT(status.message, Catch::Contains(component) && Catch::Contains("f32"));
+}
 }  // namespace
 
-TEST_CASE("mixer/s6 and head/lm run on CUDA and refuse backward there without touching memory", "[cuda]") {
+TEST_CASE("mixer/s6 and head/lm run on CUDA and refuse 16-bit backward there without touching memory", "[cuda]") {
   // No GPU needed: the plugins answer before any CUDA call. The views point at host memory
   // labelled as CUDA memory, which a correct plugin never dereferences here.
   const auto& host = mambakit::test::in_tree_plugins();
@@ -474,58 +703,57 @@ TEST_CASE("mixer/s6 and head/lm run on CUDA and refuse backward there without to
   CHECK((mixer_capabilities.devices & sdk::device_bit(sdk::DeviceType::kCuda)) != 0);
   CHECK((mixer_capabilities.devices & sdk::device_bit(sdk::DeviceType::kCpu)) != 0);
   CHECK(mixer_capabilities.step);
+  CHECK(mixer_capabilities.backward);
   auto head = host.create_head("lm", R"({"d_model": 16, "vocab_size": 50})");
   sdk::HeadCapabilities head_capabilities;
   head->capabilities(&head_capabilities);
   CHECK((head_capabilities.devices & sdk::device_bit(sdk::DeviceType::kCuda)) != 0);
   CHECK((head_capabilities.devices & sdk::device_bit(sdk::DeviceType::kCpu)) != 0);
+  CHECK(head_capabilities.backward);
 
   static float fake[4] = {1.f, 2.f, 3.f, 4.f};
-  auto view = [](std::initializer_list<std::int64_t> shape) {
-    return sdk::make_view(fake, sdk::DType::kF32, kGpu, shape);
+  auto view = [](std::initializer_list<std::int64_t> shape, sdk::DType dtype = sdk::DType::kF32) {
+    return sdk::make_view(fake, dtype, kGpu, shape);
   };
-  std::vector<sdk::TensorView> params;
-  for (std::int32_t i = 0; i < mixer->param_count(); ++i) {
-    sdk::ParamSpec spec;
-    check_status(mixer->param_spec(i, &spec));
-    params.push_back(sdk::make_view(fake, sdk::DType::kF32, kGpu, spec.tensor.shape, spec.tensor.rank));
-  }
-  DeviceWorkspace workspace;  // never asked for memory here
-  sdk::Context context;
-  context.device = kGpu;
-  context.workspace = &workspace;
-  const std::int64_t B = 1, L = 2, D = 16;
-  std::vector<sdk::TensorView> saved;
-  for (std::int32_t i = 0; i < mixer->saved_count(); ++i) {
-    sdk::TensorSpec spec;
-    check_status(mixer->saved_spec(i, B, L, &spec));
-    saved.push_back(sdk::make_view(fake, sdk::DType::kF32, kGpu, spec.shape, spec.rank));
-  }
-  sdk::MixerForwardArgs forward;
-  forward.params = params.data();
-  forward.x = view({B, L, D});
-  forward.y = view({B, L, D});
-  forward.saved = saved.data();
-  check_unsupported_on_cuda(mixer->forward(context, forward));
+  for (const sdk::DType dtype : {sdk::DType::kF16, sdk::DType::kBF16}) {
+    INFO(sdk::dtype_name(dtype) << " parameters");
+    std::vector<sdk::TensorView> params;
+    for (std::int32_t i = 0; i < mixer->param_count(); ++i) {
+      sdk::ParamSpec spec;
+      check_status(mixer->param_spec(i, &spec));
+      params.push_back(sdk::make_view(fake, dtype, kGpu, spec.tensor.shape, spec.tensor.rank));
+    }
+    DeviceWorkspace workspace;  // never asked for memory here
+    sdk::Context context;
+    context.device = kGpu;
+    context.workspace = &workspace;
+    const std::int64_t B = 1, L = 2, D = 16;
+    std::vector<sdk::TensorView> saved;
+    for (std::int32_t i = 0; i < mixer->saved_count(); ++i) {
+      sdk::TensorSpec spec;
+      check_status(mixer->saved_spec(i, B, L, &spec));
+      saved.push_back(sdk::make_view(fake, sdk::DType::kF32, kGpu, spec.shape, spec.rank));
+    }
+    std::vector<sdk::TensorView> grad_params = params;
+    sdk::MixerBackwardArgs backward;
+    backward.params = params.data();
+    backward.x = view({B, L, D});
+    backward.saved = saved.data();
+    backward.grad_y = view({B, L, D});
+    backward.grad_x = view({B, L, D});
+    backward.grad_params = grad_params.data();
+    check_refused_16_bit(mixer->backward(context, backward), "mixer/s6");
 
-  std::vector<sdk::TensorView> grad_params = params;
-  sdk::MixerBackwardArgs backward;
-  backward.params = params.data();
-  backward.x = view({B, L, D});
-  backward.saved = saved.data();
-  backward.grad_y = view({B, L, D});
-  backward.grad_x = view({B, L, D});
-  backward.grad_params = grad_params.data();
-  check_unsupported_on_cuda(mixer->backward(context, backward));
-
-  const sdk::TensorView weight = view({50, D});
-  sdk::HeadBackwardArgs head_backward_args;
-  head_backward_args.params = &weight;
-  head_backward_args.hidden = view({B, L, D});
-  head_backward_args.grad_output = view({B, L, 50});
-  head_backward_args.grad_hidden = view({B, L, D});
-  check_unsupported_on_cuda(head->backward(context, head_backward_args));
-  CHECK(workspace.live() == 0);
+    const sdk::TensorView weight = view({50, D}, dtype);
+    sdk::HeadBackwardArgs head_backward_args;
+    head_backward_args.params = &weight;
+    head_backward_args.hidden = view({B, L, D});
+    head_backward_args.grad_output = view({B, L, 50});
+    head_backward_args.grad_hidden = view({B, L, D});
+    head_backward_args.grad_params = &weight;
+    check_refused_16_bit(head->backward(context, head_backward_args), "head/lm");
+    CHECK(workspace.live() == 0);
+  }
   CHECK(fake[0] == 1.f);
   CHECK(fake[3] == 4.f);
 }
@@ -616,6 +844,24 @@ TEST_CASE("mixer/s6 step on CUDA matches the CPU step, position by position", "[
   CUDA_REQUIRE(cudaStreamDestroy(stream));
 }
 
+TEST_CASE("mixer/s6 backward on CUDA matches the CPU backward, small configs", "[cuda]") {
+  require_cuda_device();
+  check_backward_config(kSmallBias, 500u);
+  check_backward_config(kSmallConv3, 600u);
+}
+
+TEST_CASE("mixer/s6 backward on CUDA matches the CPU backward, 130m shape", "[cuda]") {
+  require_cuda_device();
+  cudaStream_t stream = nullptr;
+  CUDA_REQUIRE(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  GradWorst worst;
+  S6Case c(k130m, sdk::DType::kF32, 650u);
+  check_backward(c, k130m, 2, 64, {true, true}, 651u, stream, worst);
+  check_backward(c, k130m, 1, 3, {true, true}, 652u, stream, worst);
+  worst.print(k130m);
+  CUDA_REQUIRE(cudaStreamDestroy(stream));
+}
+
 TEST_CASE("head/lm on CUDA matches the CPU, few rows and many, tied and untied", "[cuda]") {
   require_cuda_device();
   cudaStream_t stream = nullptr;
@@ -648,6 +894,32 @@ TEST_CASE("head/lm on CUDA matches the CPU, few rows and many, tied and untied",
     }
   }
   std::printf("head/lm: largest max|gpu - cpu| / max|cpu|: %.3g\n", worst);
+  CUDA_REQUIRE(cudaStreamDestroy(stream));
+}
+
+TEST_CASE("head/lm backward on CUDA matches the CPU backward, accumulating", "[cuda]") {
+  require_cuda_device();
+  cudaStream_t stream = nullptr;
+  CUDA_REQUIRE(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  struct Case {
+    std::int64_t d_model, vocab, batch, length;
+  };
+  const Case cases[] = {{64, 1000, 1, 1}, {36, 515, 2, 40}, {30, 77, 3, 7}, {768, 50280, 2, 8}};
+  std::uint32_t seed = 800;
+  double worst = 0.0;
+  for (const Case& k : cases) {
+    HeadCase h(k.d_model, k.vocab, true, sdk::DType::kF32, seed++);
+    const std::pair<bool, bool> outputs[] = {{true, true}, {true, false}, {false, true}};
+    for (const auto& [with_hidden, with_weight] : outputs) {
+      INFO("head/lm backward D=" << k.d_model << " V=" << k.vocab << " B=" << k.batch << " L=" << k.length
+                                 << (with_hidden ? " grad_hidden" : "") << (with_weight ? " grad_W" : ""));
+      const double error =
+          check_head_backward(h, k.batch, k.length, k.d_model, k.vocab, with_hidden, with_weight, seed++, stream);
+      CHECK(error <= kTolerance);
+      worst = std::max(worst, error);
+    }
+  }
+  std::printf("head/lm backward: largest max|gpu - cpu| / max|cpu| of what was added: %.3g\n", worst);
   CUDA_REQUIRE(cudaStreamDestroy(stream));
 }
 

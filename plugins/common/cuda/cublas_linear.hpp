@@ -1,6 +1,7 @@
 #pragma once
 // Whole-sequence projections on the GPU through cuBLAS, for the in-tree CUDA plugins' forward
-// (prefill) paths: y = x W^T + bias with an f32 GEMM (CUBLAS_DEFAULT_MATH: no TF32, so results
+// (prefill) paths, and the checked f32 GEMM that their backward (cublas_linear_backward.hpp)
+// shares: y = x W^T + bias with an f32 GEMM (CUBLAS_DEFAULT_MATH: no TF32, so results
 // agree with the CPU's f32 GEMM to rounding). 16-bit weights are widened to f32 into the call's
 // workspace first. cuBLAS is not used on decode paths: creating a handle and its internal
 // workspace are not legal inside CUDA graph capture (see few_rows.cuh for those paths).
@@ -80,6 +81,31 @@ inline sdk::Status thread_cublas_handle(const char* component, cublasHandle_t* o
   return sdk::Status::success();
 }
 
+/// Enqueues the column-major f32 GEMM C (m, n; leading dimension ldc) = op_a(A) op_b(B) +
+/// beta C on the context's stream with the calling thread's handle: cublasSgemm's arguments,
+/// checked to fit its int sizes (kUnsupported naming `component` otherwise). The row-major
+/// callers below read each row-major (R, S) matrix as a column-major (S, R) one: its transpose.
+inline sdk::Status column_major_sgemm(const char* component, const sdk::Context& context, cublasOperation_t op_a,
+                                      cublasOperation_t op_b, std::int64_t m, std::int64_t n, std::int64_t k,
+                                      const float* a, std::int64_t lda, const float* b, std::int64_t ldb, float beta,
+                                      float* c, std::int64_t ldc) {
+  for (const std::int64_t size : {m, n, k, lda, ldb, ldc}) {
+    if (size > INT_MAX) {
+      return sdk::Status::error(sdk::StatusCode::kUnsupported,
+                                "%s: a GEMM of %lld x %lld by %lld exceeds cuBLAS's int sizes", component,
+                                static_cast<long long>(m), static_cast<long long>(k), static_cast<long long>(n));
+    }
+  }
+  cublasHandle_t handle = nullptr;
+  MAMBAKIT_RETURN_IF_ERROR(thread_cublas_handle(component, &handle));
+  MAMBAKIT_CUBLAS_CHECK(component, cublasSetStream(handle, stream_of(context)));
+  const float one = 1.f;
+  MAMBAKIT_CUBLAS_CHECK(component, cublasSgemm(handle, op_a, op_b, static_cast<int>(m), static_cast<int>(n),
+                                               static_cast<int>(k), &one, a, static_cast<int>(lda), b,
+                                               static_cast<int>(ldb), &beta, c, static_cast<int>(ldc)));
+  return sdk::Status::success();
+}
+
 /// Enqueues y (M, N; row stride ldy) = x (M, K; row stride ldx) W^T (+ bias (N) when present)
 /// on the context's stream, W (N, K) contiguous f32, f16 or bf16, on the current device.
 /// A 16-bit W is widened into workspace memory that is handed back before the GEMM has run
@@ -87,16 +113,7 @@ inline sdk::Status thread_cublas_handle(const char* component, cublasHandle_t* o
 inline sdk::Status linear_gemm(const char* component, const sdk::Context& context, const float* x, std::int64_t ldx,
                                DeviceParam weight, DeviceParam bias, float* y, std::int64_t ldy, std::int64_t m,
                                std::int64_t k, std::int64_t n) {
-  for (const std::int64_t size : {m, k, n, ldx, ldy}) {
-    if (size > INT_MAX) {
-      return sdk::Status::error(sdk::StatusCode::kUnsupported,
-                                "%s: a projection of %lld x %lld by %lld exceeds cuBLAS's int sizes", component,
-                                static_cast<long long>(m), static_cast<long long>(k), static_cast<long long>(n));
-    }
-  }
   const cudaStream_t stream = stream_of(context);
-  cublasHandle_t handle = nullptr;
-  MAMBAKIT_RETURN_IF_ERROR(thread_cublas_handle(component, &handle));
   const bool widen = weight.dtype != sdk::DType::kF32;
   sdk::WorkspaceArray<float> widened(context, widen ? n * k : 0);
   const float* w = static_cast<const float*>(weight.data);
@@ -104,14 +121,10 @@ inline sdk::Status linear_gemm(const char* component, const sdk::Context& contex
     MAMBAKIT_CUDA_CHECK(component, launch_widen_to_f32(weight, widened.data(), n * k, stream));
     w = widened.data();
   }
-  MAMBAKIT_CUBLAS_CHECK(component, cublasSetStream(handle, stream));
   // Row-major y = x W^T is column-major y^T (N, M) = W^T (N, K; W read as a (K, N) column-major
   // matrix, transposed) times x^T (K, M).
-  const float one = 1.f, zero = 0.f;
-  MAMBAKIT_CUBLAS_CHECK(component,
-                        cublasSgemm(handle, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(n), static_cast<int>(m),
-                                    static_cast<int>(k), &one, w, static_cast<int>(k), x, static_cast<int>(ldx), &zero,
-                                    y, static_cast<int>(ldy)));
+  MAMBAKIT_RETURN_IF_ERROR(
+      column_major_sgemm(component, context, CUBLAS_OP_T, CUBLAS_OP_N, n, m, k, w, k, x, ldx, 0.f, y, ldy));
   MAMBAKIT_CUDA_CHECK(component, launch_add_bias(y, ldy, bias, m, n, stream));
   return sdk::Status::success();
 }

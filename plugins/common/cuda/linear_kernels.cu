@@ -1,5 +1,6 @@
 // The launchers of linear_launch.hpp: the few-rows projection (kernel in few_rows.cuh), the
-// widening of 16-bit weights to f32 before a cuBLAS GEMM, and the bias added after one.
+// widening of 16-bit weights to f32 before a cuBLAS GEMM, the bias added after one, and the
+// bias gradient (column sums).
 // Compiled into every plugin that uses them (the mambakit_plugin_common_cuda interface target
 // adds this file to its sources).
 //
@@ -70,6 +71,28 @@ __global__ void add_bias_kernel(float* y, std::int64_t ldy, DeviceParam bias, st
   }
 }
 
+/// Columns per block of the column sums, and row slices summed in parallel per column.
+constexpr int kSumColumns = 32, kSumSlices = 8;
+
+/// grid ceil(N / kSumColumns), block (kSumColumns, kSumSlices): thread (c, s) sums rows s,
+/// s + kSumSlices, ... of column blockIdx.x * kSumColumns + c; the block then adds its
+/// kSumSlices partial sums in order.
+/// Reads y (M, N; row stride ldy).  Updates sums (N) +=.
+__global__ void add_column_sums_kernel(const float* y, std::int64_t ldy, std::int64_t m, std::int64_t n, float* sums) {
+  __shared__ float partial[kSumSlices][kSumColumns];
+  const std::int64_t column = static_cast<std::int64_t>(blockIdx.x) * kSumColumns + threadIdx.x;
+  float sum = 0.f;
+  if (column < n) {
+    for (std::int64_t row = threadIdx.y; row < m; row += kSumSlices) sum += y[row * ldy + column];
+  }
+  partial[threadIdx.y][threadIdx.x] = sum;
+  __syncthreads();
+  if (threadIdx.y != 0 || column >= n) return;
+  float total = 0.f;
+  for (int slice = 0; slice < kSumSlices; ++slice) total += partial[slice][threadIdx.x];
+  sums[column] += total;
+}
+
 }  // namespace
 
 cudaError_t launch_linear_few_rows(const FewRowsArgs& args, cudaStream_t stream) noexcept {
@@ -105,6 +128,14 @@ cudaError_t launch_add_bias(float* y, std::int64_t ldy, DeviceParam bias, std::i
                             cudaStream_t stream) noexcept {
   if (bias.data == nullptr || m < 1 || n < 1) return cudaSuccess;
   add_bias_kernel<<<grid_stride_blocks(m * n), kElementThreads, 0, stream>>>(y, ldy, bias, m, n);
+  return cudaGetLastError();
+}
+
+cudaError_t launch_add_column_sums(const float* y, std::int64_t ldy, std::int64_t m, std::int64_t n, float* sums,
+                                   cudaStream_t stream) noexcept {
+  if (sums == nullptr || m < 1 || n < 1) return cudaSuccess;
+  const unsigned blocks = static_cast<unsigned>((n + kSumColumns - 1) / kSumColumns);
+  add_column_sums_kernel<<<blocks, dim3(kSumColumns, kSumSlices), 0, stream>>>(y, ldy, m, n, sums);
   return cudaGetLastError();
 }
 

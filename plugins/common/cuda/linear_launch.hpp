@@ -1,7 +1,7 @@
 #pragma once
-// Launchers of the dense-projection kernels shared by the in-tree CUDA plugins (definitions in
-// linear_kernels.cu, compiled into each plugin that uses them; the few-rows kernel itself is
-// in few_rows.cuh). Layout of PyTorch's nn.Linear: y = x W^T + bias, W (N, K) row-major.
+// Launchers of the dense-projection kernels (and the bias gradient) shared by the in-tree CUDA
+// plugins (definitions in linear_kernels.cu, compiled into each plugin that uses them; the
+// few-rows kernel itself is in few_rows.cuh). Layout of PyTorch's nn.Linear: y = x W^T + bias, W (N, K) row-major.
 // Launchers only enqueue work on `stream` and return the launch error; they allocate nothing
 // and never synchronise, so they may run while the stream is being captured into a CUDA graph.
 //
@@ -59,5 +59,10 @@ cudaError_t launch_widen_to_f32(DeviceParam in, float* out, std::int64_t count, 
 /// Enqueues y[m][n] += bias[n] for y (M, N) with row stride ldy.
 cudaError_t launch_add_bias(float* y, std::int64_t ldy, DeviceParam bias, std::int64_t m, std::int64_t n,
                             cudaStream_t stream) noexcept;
+
+/// Enqueues sums[n] += sum over m of y[m][n] for y (M, N) with row stride ldy (a bias gradient),
+/// f32, summed in an order that depends only on M (deterministic).
+cudaError_t launch_add_column_sums(const float* y, std::int64_t ldy, std::int64_t m, std::int64_t n, float* sums,
+                                   cudaStream_t stream) noexcept;
 
 }  // namespace mambakit::cuda_common

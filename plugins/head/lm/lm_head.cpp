@@ -3,8 +3,7 @@
 // Backward: grad_hidden += grad_logits W and grad_W += grad_logits^T hidden. Tied or not is the
 // same code: when tied, the host passes the embedding's gradient as grad_W, so the head's
 // contribution adds to the lookup's.
-// On CUDA tensors (builds with CUDA) forward runs on the GPU, see lm_head_cuda.hpp; backward
-// runs on the CPU only.
+// On CUDA tensors (builds with CUDA) forward and backward run on the GPU, see lm_head_cuda.hpp.
 //
 // Dimensions: B batch, L length, D d_model, V vocab (padded).
 
@@ -34,7 +33,7 @@ class LmHead final : public sdk::Head {
   void capabilities(sdk::HeadCapabilities* out) const noexcept override {
     out->devices = sdk::device_bit(sdk::DeviceType::kCpu);
 #ifdef MAMBAKIT_LM_WITH_CUDA
-    out->devices |= sdk::device_bit(sdk::DeviceType::kCuda);  // forward only, see lm_head_cuda.hpp
+    out->devices |= sdk::device_bit(sdk::DeviceType::kCuda);  // see lm_head_cuda.hpp
 #endif
     out->param_dtypes = sdk::dtype_bit(sdk::DType::kF32) | sdk::dtype_bit(sdk::DType::kF64) |
                         sdk::dtype_bit(sdk::DType::kF16) | sdk::dtype_bit(sdk::DType::kBF16);
@@ -83,8 +82,10 @@ class LmHead final : public sdk::Head {
 
   sdk::Status backward(const sdk::Context& context, const sdk::HeadBackwardArgs& args) noexcept override {
     if (context.device.type != sdk::DeviceType::kCpu) {
-      return sdk::Status::error(sdk::StatusCode::kUnsupported,
-                                "head/lm: backward (training) on %s is not implemented yet; run training on the cpu",
+#ifdef MAMBAKIT_LM_WITH_CUDA
+      if (context.device.type == sdk::DeviceType::kCuda) return lm_backward_cuda(context, args, d_model_, vocab_);
+#endif
+      return sdk::Status::error(sdk::StatusCode::kUnsupported, "head/lm was built without support for %s tensors",
                                 sdk::device_type_name(context.device.type));
     }
     return sdk::guard([&] {

@@ -1,8 +1,9 @@
-// head/lm on the GPU: logits = hidden W^T, see lm_head_cuda.hpp.
+// head/lm on the GPU: logits = hidden W^T and its backward, see lm_head_cuda.hpp.
 
 #include "lm_head_cuda.hpp"
 
 #include "cublas_linear.hpp"
+#include "cublas_linear_backward.hpp"
 #include "cuda_status.hpp"
 #include "linear_launch.hpp"
 
@@ -36,6 +37,33 @@ sdk::Status lm_forward_cuda(const sdk::Context& context, const sdk::HeadForwardA
                                                                     logits, vocab, rows, d_model, vocab);
     MAMBAKIT_CUDA_CHECK(kComponent, cuda_common::launch_linear_few_rows(few, cuda_common::stream_of(context)));
     return sdk::Status::success();
+  });
+}
+
+sdk::Status lm_backward_cuda(const sdk::Context& context, const sdk::HeadBackwardArgs& args, std::int64_t d_model,
+                             std::int64_t vocab) noexcept {
+  if (args.params[0].dtype != sdk::DType::kF32) {
+    return sdk::Status::error(sdk::StatusCode::kInvalidArgument,
+                              "head/lm backward on cuda needs an f32 weight; it is %s (half-precision weights are "
+                              "for inference)",
+                              sdk::dtype_name(args.params[0].dtype));
+  }
+  if (args.hidden.dtype != sdk::DType::kF32) {
+    return sdk::Status::error(sdk::StatusCode::kUnsupported, "head/lm on cuda: hidden is %s; f32 is required",
+                              sdk::dtype_name(args.hidden.dtype));
+  }
+  return cuda_common::on_device(kComponent, context, [&]() -> sdk::Status {
+    const std::int64_t rows = args.hidden.shape[0] * args.hidden.shape[1];
+    const float* grad_logits = args.grad_output.as<const float>();
+    if (args.grad_hidden.present()) {
+      MAMBAKIT_RETURN_IF_ERROR(cuda_common::linear_backward_input_gemm(
+          kComponent, context, grad_logits, vocab, args.params[0].as<const float>(), args.grad_hidden.as<float>(),
+          d_model, rows, d_model, vocab, 1.f));
+    }
+    if (args.grad_params == nullptr || !args.grad_params[0].present()) return sdk::Status::success();
+    return cuda_common::linear_backward_params_gemm(kComponent, context, grad_logits, vocab,
+                                                    args.hidden.as<const float>(), d_model,
+                                                    args.grad_params[0].as<float>(), nullptr, rows, d_model, vocab);
   });
 }
 

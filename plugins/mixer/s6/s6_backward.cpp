@@ -29,17 +29,13 @@
 #include "mambakit/sdk/guard.hpp"
 #include "mambakit/sdk/scan_calls.hpp"
 #include "mambakit/sdk/workspace.hpp"
+#include "s6_backward_args.hpp"
 #include "s6_mixer.hpp"
 #include "s6_views.hpp"
 
 namespace mambakit::mixer_s6 {
 
 namespace {
-
-/// View `i` of an optional array of views, absent when the array is null.
-sdk::TensorView optional_view(const sdk::TensorView* views, int i) {
-  return views == nullptr ? sdk::TensorView{} : views[i];
-}
 
 template <class T>
 void fill_zero(T* data, std::int64_t count) {
@@ -56,23 +52,13 @@ sdk::Status backward_typed(const S6Dims& dims, const S6ParamIndex& index, const 
 
   const plugin_common::TypedParams<T> param(context, args.params, index.count, "mixer/s6 backward");
   // The gradient of parameter `i`, or nullptr when it is absent or frozen.
-  auto grad_param = [&](int i) -> T* {
-    if (i < 0 || args.grad_params == nullptr || !args.grad_params[i].present()) return nullptr;
-    return args.grad_params[i].as<T>();
-  };
+  auto grad_param = [&](int i) { return grad_param_view(args, i).as<T>(); };
   const T* xz = args.saved[kSavedXz].as<const T>();    // (M, 2E)
   const T* dbc = args.saved[kSavedDbc].as<const T>();  // (M, W)
   const T* y = args.saved[kSavedY].as<const T>();      // (M, E)
   const T* grad_out = args.grad_y.as<const T>();       // (M, D)
 
-  const sdk::TensorView initial_conv = optional_view(args.initial_state, kConvState);
-  const sdk::TensorView initial_ssm = optional_view(args.initial_state, kSsmState);
-  const sdk::TensorView grad_final_conv = optional_view(args.grad_final_state, kConvState);
-  const sdk::TensorView grad_final_ssm = optional_view(args.grad_final_state, kSsmState);
-  const sdk::TensorView grad_initial_conv =
-      initial_conv.present() ? optional_view(args.grad_initial_state, kConvState) : sdk::TensorView{};
-  const sdk::TensorView grad_initial_ssm =
-      initial_ssm.present() ? optional_view(args.grad_initial_state, kSsmState) : sdk::TensorView{};
+  const S6BackwardStates states(args);
   T* grad_a_log = grad_param(index.a_log);
 
   sdk::WorkspaceArray<T> xc(context, M * E), dt(context, M * E), a(context, E * N),
@@ -86,8 +72,8 @@ sdk::Status backward_typed(const S6Dims& dims, const S6ParamIndex& index, const 
                                        /*accumulate=*/false);
 
   // Recompute the scan's inputs that were not saved.
-  causal_conv_silu(xz, 2 * E, param[index.conv_weight], param[index.conv_bias],
-                   initial_conv.as<const T>(), static_cast<T*>(nullptr), xc.data(), B, L, E, K, context.n_threads);
+  causal_conv_silu(xz, 2 * E, param[index.conv_weight], param[index.conv_bias], states.initial_conv.as<const T>(),
+                   static_cast<T*>(nullptr), xc.data(), B, L, E, K, context.n_threads);
   plugin_common::linear_forward(dbc, W, param[index.dt_proj_weight], nullptr, dt.data(), E, M, R, E);
   negative_exp(param[index.a_log], a.data(), E * N);
 
@@ -108,9 +94,9 @@ sdk::Status backward_typed(const S6Dims& dims, const S6ParamIndex& index, const 
   scan.forward.z = strided_view(xz + E, B, L, E, 2 * E);
   scan.forward.delta_bias = vector_view(param[index.dt_proj_bias], E);
   scan.forward.delta_softplus = true;
-  scan.forward.initial_state = initial_ssm;
+  scan.forward.initial_state = states.initial_ssm;
   scan.grad_y = typed_view(grad_y.data(), {B, L, E});
-  scan.grad_final_state = grad_final_ssm;
+  scan.grad_final_state = states.grad_final_ssm;
   scan.grad_u = typed_view(grad_xc.data(), {B, L, E});
   scan.grad_delta = typed_view(grad_dt.data(), {B, L, E});
   if (grad_a_log != nullptr) scan.grad_A = typed_view(grad_a.data(), {E, N});
@@ -119,7 +105,7 @@ sdk::Status backward_typed(const S6Dims& dims, const S6ParamIndex& index, const 
   scan.grad_D = vector_view(grad_param(index.d), E);
   scan.grad_z = strided_view(grad_xz.data() + E, B, L, E, 2 * E);
   scan.grad_delta_bias = vector_view(grad_param(index.dt_proj_bias), E);
-  scan.grad_initial_state = grad_initial_ssm;
+  scan.grad_initial_state = states.grad_initial_ssm;
   MAMBAKIT_RETURN_IF_ERROR(sdk::selective_scan_backward(context, scan));
 
   if (grad_a_log != nullptr) {
@@ -140,9 +126,9 @@ sdk::Status backward_typed(const S6Dims& dims, const S6ParamIndex& index, const 
 
   // conv + SiLU, into the x half of grad_xz.
   causal_conv_silu_backward(xz, 2 * E, param[index.conv_weight], param[index.conv_bias],
-                            initial_conv.as<const T>(), grad_xc.data(), grad_final_conv.as<const T>(),
+                            states.initial_conv.as<const T>(), grad_xc.data(), states.grad_final_conv.as<const T>(),
                             grad_xz.data(), 2 * E, grad_param(index.conv_weight), grad_param(index.conv_bias),
-                            grad_initial_conv.as<T>(), B, L, E, K, context.n_threads);
+                            states.grad_initial_conv.as<T>(), B, L, E, K, context.n_threads);
 
   // in_proj: xz = x W_in^T + b_in.
   plugin_common::linear_backward_params(grad_xz.data(), 2 * E, args.x.as<const T>(), D,
@@ -160,10 +146,6 @@ sdk::Status backward_typed(const S6Dims& dims, const S6ParamIndex& index, const 
 sdk::Status s6_backward(const S6Dims& dims, const S6ParamIndex& index, const sdk::Context& context,
                         const sdk::MixerBackwardArgs& args) {
   return sdk::guard([&]() -> sdk::Status {
-    if (args.saved == nullptr) {
-      return sdk::Status::error(sdk::StatusCode::kInvalidArgument,
-                                "mixer/s6 backward needs the activations its forward saved (args.saved is null)");
-    }
     if (args.x.dtype == sdk::DType::kF64) return backward_typed<double>(dims, index, context, args);
     for (std::int32_t i = 0; i < index.count; ++i) {
       if (args.params[i].dtype != sdk::DType::kF32) {

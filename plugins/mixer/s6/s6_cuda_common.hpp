@@ -1,6 +1,7 @@
 #pragma once
-// Host-side helpers shared by mixer/s6's CUDA forward and step: parameters as DeviceParams,
-// device views of workspace buffers for the scan, and the scan's f32 per-channel inputs.
+// Host-side helpers shared by mixer/s6's CUDA forward, step and backward: parameters as
+// DeviceParams, device views of workspace buffers for the scan, and the scan's f32 per-channel
+// inputs.
 // Host code of CUDA builds only.
 //
 // Dimensions: B batch, L length, E d_inner, N d_state.

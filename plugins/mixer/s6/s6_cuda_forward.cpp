@@ -7,9 +7,10 @@
 //   y = scan(xc, dt, -exp(A_log), B, C, D, z, dt_proj.bias), final SSM state       Context::scan
 //   out = out_proj(y)               (M, D)                                           cuBLAS
 //
-// B, C and z are strided views into dbc and xz, as on the CPU. 16-bit weight matrices are
-// widened per GEMM into workspace (see cublas_linear.hpp). Everything is enqueued on the
-// context's stream; nothing waits. Inference only (see s6_cuda.hpp).
+// B, C and z are strided views into dbc and xz, as on the CPU. xz, dbc and y go to the saved
+// activations when the caller passes them (training; s6_cuda_backward.cpp reads them), to
+// workspace otherwise. 16-bit weight matrices are widened per GEMM into workspace (see
+// cublas_linear.hpp). Everything is enqueued on the context's stream; nothing waits.
 //
 // Dimensions: B batch, L length, D d_model, E d_inner, N d_state, R dt_rank, K d_conv, W = R + 2N.
 
@@ -25,11 +26,6 @@ namespace mambakit::mixer_s6 {
 
 sdk::Status s6_forward_cuda(const S6Dims& dims, const S6ParamIndex& index, const sdk::Context& context,
                             const sdk::MixerForwardArgs& args) noexcept {
-  if (args.saved != nullptr) {
-    return sdk::Status::error(sdk::StatusCode::kUnsupported,
-                              "mixer/s6: backward (training) on cuda is not implemented yet, so forward cannot save "
-                              "activations there; run training on the cpu");
-  }
   MAMBAKIT_RETURN_IF_ERROR(check_cuda_dtypes(args.params, index.count, args.x));
   return cuda_common::on_device(kCudaComponent, context, [&]() -> sdk::Status {
     const std::int64_t B = args.x.shape[0], L = args.x.shape[1], M = B * L;
@@ -39,16 +35,20 @@ sdk::Status s6_forward_cuda(const S6Dims& dims, const S6ParamIndex& index, const
     const cudaStream_t stream = cuda_common::stream_of(context);
     const sdk::TensorView* params = args.params;
 
-    sdk::WorkspaceArray<float> xz(context, M * 2 * E), xc(context, M * E), dbc(context, M * W), dt(context, M * E),
-        y(context, M * E);
+    const bool save = args.saved != nullptr;
+    sdk::WorkspaceArray<float> xz_scratch(context, save ? 0 : M * 2 * E), dbc_scratch(context, save ? 0 : M * W),
+        y_scratch(context, save ? 0 : M * E), xc(context, M * E), dt(context, M * E);
+    float* const xz = save ? args.saved[kSavedXz].as<float>() : xz_scratch.data();     // (M, 2E)
+    float* const dbc = save ? args.saved[kSavedDbc].as<float>() : dbc_scratch.data();  // (M, W)
+    float* const y = save ? args.saved[kSavedY].as<float>() : y_scratch.data();        // (M, E)
     const ScanParams scan_params(context, params, dims, index);
 
     MAMBAKIT_RETURN_IF_ERROR(cuda_common::linear_gemm(kCudaComponent, context, args.x.as<const float>(), D,
                                                       device_param(params, index.in_proj_weight),
-                                                      device_param(params, index.in_proj_bias), xz.data(), 2 * E, M,
+                                                      device_param(params, index.in_proj_bias), xz, 2 * E, M,
                                                       D, 2 * E));
     ConvArgs conv;
-    conv.input = xz.data();
+    conv.input = xz;
     conv.input_row_stride = 2 * E;
     conv.weight = device_param(params, index.conv_weight);
     conv.bias = device_param(params, index.conv_bias);
@@ -62,8 +62,8 @@ sdk::Status s6_forward_cuda(const S6Dims& dims, const S6ParamIndex& index, const
     MAMBAKIT_CUDA_CHECK(kCudaComponent, launch_causal_conv_silu(conv, stream));
     MAMBAKIT_RETURN_IF_ERROR(cuda_common::linear_gemm(kCudaComponent, context, xc.data(), E,
                                                       device_param(params, index.x_proj_weight), DeviceParam{},
-                                                      dbc.data(), W, M, E, W));
-    MAMBAKIT_RETURN_IF_ERROR(cuda_common::linear_gemm(kCudaComponent, context, dbc.data(), W,
+                                                      dbc, W, M, E, W));
+    MAMBAKIT_RETURN_IF_ERROR(cuda_common::linear_gemm(kCudaComponent, context, dbc, W,
                                                       device_param(params, index.dt_proj_weight), DeviceParam{},
                                                       dt.data(), E, M, R, E));
     MAMBAKIT_RETURN_IF_ERROR(scan_params.enqueue(stream));
@@ -72,18 +72,18 @@ sdk::Status s6_forward_cuda(const S6Dims& dims, const S6ParamIndex& index, const
     scan.u = device_view(xc.data(), device, {B, L, E});
     scan.delta = device_view(dt.data(), device, {B, L, E});
     scan.A = scan_params.A();
-    scan.B = device_strided_view(dbc.data() + R, device, B, L, N, W);
-    scan.C = device_strided_view(dbc.data() + R + N, device, B, L, N, W);
+    scan.B = device_strided_view(dbc + R, device, B, L, N, W);
+    scan.C = device_strided_view(dbc + R + N, device, B, L, N, W);
     scan.D = scan_params.D();
-    scan.z = device_strided_view(xz.data() + E, device, B, L, E, 2 * E);
+    scan.z = device_strided_view(xz + E, device, B, L, E, 2 * E);
     scan.delta_bias = scan_params.delta_bias();
     scan.delta_softplus = true;
     if (args.initial_state != nullptr) scan.initial_state = args.initial_state[kSsmState];
     if (args.final_state != nullptr) scan.final_state = args.final_state[kSsmState];
-    scan.y = device_view(y.data(), device, {B, L, E});
+    scan.y = device_view(y, device, {B, L, E});
     MAMBAKIT_RETURN_IF_ERROR(sdk::selective_scan_forward(context, scan));
 
-    return cuda_common::linear_gemm(kCudaComponent, context, y.data(), E, device_param(params, index.out_proj_weight),
+    return cuda_common::linear_gemm(kCudaComponent, context, y, E, device_param(params, index.out_proj_weight),
                                     device_param(params, index.out_proj_bias), args.y.as<float>(), D, M, E, D);
   });
 }

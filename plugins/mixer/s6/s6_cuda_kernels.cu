@@ -1,14 +1,15 @@
 // mixer/s6's own CUDA kernels (the projections are in plugins/common/cuda, the scan in the
-// scan backend): the causal depthwise conv + SiLU over a sequence and its final state, its
-// one-token step, and the scan's per-channel inputs (A = -exp(A_log), D and dt bias in f32).
-// The arithmetic is that of causal_conv.cpp and s6_views.hpp, element by element: one thread
-// per output element, in grid-stride loops of kElementThreads threads.
+// scan backend) for forward and step: the causal depthwise conv + SiLU over a sequence and its
+// final state, its one-token step, and the scan's per-channel inputs (A = -exp(A_log), D and
+// dt bias in f32). The arithmetic is that of causal_conv.cpp and s6_views.hpp, element by
+// element: one thread per output element, in grid-stride loops of kElementThreads threads.
 //
 // Dimensions: B batch, L length, E d_inner, N d_state, K d_conv.
 
 #include <cstdint>
 
 #include "device_math.cuh"
+#include "s6_conv_device.cuh"
 #include "s6_cuda_launch.hpp"
 
 namespace mambakit::mixer_s6 {
@@ -26,24 +27,11 @@ using cuda_common::silu;
 /// Reads  input (B, L, E; row stride), weight (E, K), bias (E), initial_state (B, E, K).
 /// Writes out (B, L, E).
 __global__ void conv_silu_kernel(ConvArgs a) {
-  const std::int64_t E = a.d_inner, L = a.length, K = a.d_conv;
+  const std::int64_t E = a.d_inner, L = a.length;
   const std::int64_t total = a.batch * L * E;
   for (std::int64_t i = grid_stride_begin(); i < total; i += grid_stride_step()) {
     const std::int64_t e = i % E, row = i / E, t = row % L, b = row / L;
-    float sum = load_param(a.bias, e, 0.f);
-    for (std::int64_t k = 0; k < K; ++k) {
-      const std::int64_t source = t - K + 1 + k;
-      float value = 0.f;
-      if (source >= 0) {
-        value = a.input[(b * L + source) * a.input_row_stride + e];
-      } else if (a.initial_state != nullptr) {
-        value = a.initial_state[(b * E + e) * K + source + K];
-      } else {
-        continue;
-      }
-      sum += load_param(a.weight, e * K + k, 0.f) * value;
-    }
-    a.out[i] = silu(sum);
+    a.out[i] = silu(conv_pre_activation(a, b, t, e));
   }
 }
 
@@ -56,14 +44,7 @@ __global__ void conv_final_state_kernel(ConvArgs a) {
   for (std::int64_t i = grid_stride_begin(); i < a.batch * E; i += grid_stride_step()) {
     const std::int64_t b = i / E, e = i % E;
     for (std::int64_t slot = 0; slot < K; ++slot) {
-      const std::int64_t time = L - K + slot;
-      float value = 0.f;
-      if (time >= 0) {
-        value = a.input[(b * L + time) * a.input_row_stride + e];
-      } else if (a.initial_state != nullptr) {
-        value = a.initial_state[(b * E + e) * K + time + K];
-      }
-      a.final_state[(b * E + e) * K + slot] = value;
+      a.final_state[(b * E + e) * K + slot] = conv_input(a, b, L - K + slot, e);
     }
   }
 }

@@ -1,7 +1,8 @@
 #pragma once
-// The interface between mixer/s6's CUDA host logic (s6_cuda_forward.cpp, s6_cuda_step.cpp) and
-// its kernels (s6_cuda_kernels.cu): plain argument structs of device pointers and one launcher
-// per kernel. Launchers only enqueue work on `stream` and return the launch error.
+// The interface between mixer/s6's CUDA host logic (s6_cuda_forward.cpp, s6_cuda_step.cpp,
+// s6_cuda_backward.cpp) and its kernels (s6_cuda_kernels.cu, s6_cuda_backward_kernels.cu):
+// plain argument structs of device pointers and one launcher per operation. Launchers only
+// enqueue work on `stream` and return the launch error.
 //
 // Dimensions: B batch, L length, E d_inner, N d_state, K d_conv.
 
@@ -60,5 +61,35 @@ struct ScanParamArgs {
 };
 
 cudaError_t launch_scan_params(const ScanParamArgs& args, cudaStream_t stream) noexcept;
+
+/// The backward of launch_causal_conv_silu (causal_conv.hpp's causal_conv_silu_backward),
+/// accumulating (+=); the first five fields are the forward's arguments.
+struct ConvBackwardArgs {
+  const float* input = nullptr;             ///< (B, L, E), row stride input_row_stride
+  std::int64_t input_row_stride = 0;
+  DeviceParam weight;                       ///< (E, K)
+  DeviceParam bias;                         ///< (E), optional
+  const float* initial_state = nullptr;     ///< (B, E, K), or null for zeros
+  float* grad_out = nullptr;                ///< (B, L, E) contiguous; in: d/d out, overwritten with
+                                            ///< d/d the pre-activation (before the SiLU)
+  const float* grad_final_state = nullptr;  ///< (B, E, K), or null for zero
+  float* grad_input = nullptr;              ///< (B, L, E), row stride grad_input_row_stride, +=
+  std::int64_t grad_input_row_stride = 0;
+  float* grad_weight = nullptr;             ///< (E, K) +=, or null (frozen)
+  float* grad_bias = nullptr;               ///< (E) +=, or null (frozen or absent)
+  float* grad_initial_state = nullptr;      ///< (B, E, K) +=, or null; ignored without initial_state
+  std::int64_t batch = 0, length = 0, d_inner = 0, d_conv = 0;
+};
+
+/// Enqueues the conv's backward: through the SiLU (in place in grad_out), then the weight and
+/// bias gradients (deterministic per-channel reductions) and the input and initial-state
+/// gradients (a gather per input, which also adds the final state's gradient to the inputs it
+/// copied).
+cudaError_t launch_causal_conv_silu_backward(const ConvBackwardArgs& args, cudaStream_t stream) noexcept;
+
+/// Enqueues grad_a_log (E, N) += grad_a (E, N) * a (E, N): the chain rule through
+/// A = -exp(A_log), whose derivative is A itself.
+cudaError_t launch_add_a_log_grad(const float* grad_a, const float* a, float* grad_a_log, std::int64_t count,
+                                  cudaStream_t stream) noexcept;
 
 }  // namespace mambakit::mixer_s6

@@ -51,8 +51,8 @@ S6Mixer::S6Mixer(const char* config_json) : dims_(read_dims(config_json)), index
 void S6Mixer::capabilities(sdk::MixerCapabilities* out) const noexcept {
   out->devices = sdk::device_bit(sdk::DeviceType::kCpu);
 #ifdef MAMBAKIT_S6_WITH_CUDA
-  // On CUDA: inference (forward without saved activations, step) with f32, f16 or bf16
-  // parameters; backward and f64 stay on the CPU (see s6_cuda.hpp).
+  // On CUDA: forward and step with f32, f16 or bf16 parameters, forward with saved activations
+  // and backward with f32 ones; f64 stays on the CPU (see s6_cuda.hpp).
   out->devices |= sdk::device_bit(sdk::DeviceType::kCuda);
 #endif
   out->param_dtypes = sdk::dtype_bit(sdk::DType::kF32) | sdk::dtype_bit(sdk::DType::kF64) |
@@ -142,12 +142,15 @@ sdk::Status S6Mixer::forward(const sdk::Context& context, const sdk::MixerForwar
 }
 
 sdk::Status S6Mixer::backward(const sdk::Context& context, const sdk::MixerBackwardArgs& args) noexcept {
-  if (context.device.type == sdk::DeviceType::kCuda) {
-    return sdk::Status::error(sdk::StatusCode::kUnsupported,
-                              "mixer/s6: backward (training) on cuda is not implemented yet; run training on the cpu");
+  if (args.saved == nullptr) {
+    return sdk::Status::error(sdk::StatusCode::kInvalidArgument,
+                              "mixer/s6 backward needs the activations its forward saved (args.saved is null)");
   }
-  if (context.device.type != sdk::DeviceType::kCpu) return no_device(context);
-  return s6_backward(dims_, index_, context, args);
+  if (context.device.type == sdk::DeviceType::kCpu) return s6_backward(dims_, index_, context, args);
+#ifdef MAMBAKIT_S6_WITH_CUDA
+  if (context.device.type == sdk::DeviceType::kCuda) return s6_backward_cuda(dims_, index_, context, args);
+#endif
+  return no_device(context);
 }
 
 sdk::Status S6Mixer::step(const sdk::Context& context, const sdk::MixerStepArgs& args) noexcept {

@@ -2,8 +2,8 @@
 // mixer/s6: the Mamba-1 selective SSM mixer (Gu & Dao 2023), in Hugging Face's parameter
 // layout. The selective scan itself runs in the scan backend the host chose
 // (Context::scan); this plugin does the projections, the causal conv and the gating, forward,
-// backward (s6_backward.cpp) and the decode step. On CUDA tensors (builds with CUDA) forward
-// and step run on the GPU (inference only, see s6_cuda.hpp); backward runs on the CPU only.
+// backward (s6_backward.cpp) and the decode step. On CUDA tensors (builds with CUDA) all three
+// run on the GPU (s6_cuda.hpp), backward with f32 parameters only, as on the CPU.
 
 #include "mambakit/sdk/mixer.hpp"
 #include "s6_layout.hpp"

@@ -1,0 +1,137 @@
+// mixer/s6's own CUDA kernels for backward (the projections' gradients are cuBLAS GEMMs, the
+// scan's come from the scan backend): the causal depthwise conv + SiLU's backward and the
+// chain rule through A = -exp(A_log). The arithmetic is that of causal_conv.cpp's
+// causal_conv_silu_backward, reorganised for the GPU without atomics:
+//   1. g = d out * silu'(pre), silu'(a) = s (1 + a (1 - s)), s = sigmoid(a)   one thread per (b, t, e)
+//   2. grad weight[e, k] += sum_(b, t) g[b, t, e] in[b, t - K + 1 + k, e], grad bias[e] += sum g
+//                                                                              one block per (32 channels, k)
+//   3. grad in[b, s, e] += sum_k g[b, s + K - 1 - k, e] weight[e, k] (+ the final state's
+//      gradient when s is one of the last K inputs); inputs before s = 0 are initial-state
+//      slots s + K                                                             one thread per (b, s, e)
+// Every reduction runs in a fixed order: results are deterministic.
+//
+// Dimensions: B batch, L length, E d_inner, N d_state, K d_conv.
+
+#include <cstdint>
+
+#include "device_math.cuh"
+#include "s6_conv_device.cuh"
+#include "s6_cuda_launch.hpp"
+
+namespace mambakit::mixer_s6 {
+
+namespace {
+
+using cuda_common::grid_stride_begin;
+using cuda_common::grid_stride_blocks;
+using cuda_common::grid_stride_step;
+using cuda_common::kElementThreads;
+using cuda_common::load_param;
+
+/// Channels per block of the weight and bias reduction, and row slices summed in parallel.
+constexpr int kReduceChannels = 32, kReduceSlices = 8;
+
+/// grid-stride over B * L * E, one thread per (b, t, e), e fastest.
+/// Reads  input (B, L, E; row stride), weight (E, K), bias (E), initial_state (B, E, K).
+/// Updates grad_out (B, L, E) in place: d/d out becomes d/d pre-activation.
+__global__ void conv_silu_grad_kernel(ConvBackwardArgs a) {
+  const std::int64_t E = a.d_inner, L = a.length;
+  for (std::int64_t i = grid_stride_begin(); i < a.batch * L * E; i += grid_stride_step()) {
+    const std::int64_t e = i % E, row = i / E, t = row % L, b = row / L;
+    const float pre = conv_pre_activation(a, b, t, e);
+    const float s = 1.f / (1.f + expf(-pre));
+    a.grad_out[i] = a.grad_out[i] * s * (1.f + pre * (1.f - s));
+  }
+}
+
+/// grid (ceil(E / kReduceChannels), K + 1), block (kReduceChannels, kReduceSlices): block
+/// (x, k) reduces, for its channels, tap k's weight gradient (k < K) or the bias gradient
+/// (k = K) over all B * L rows. Thread (c, s) sums rows s, s + kReduceSlices, ...; the block
+/// then adds its kReduceSlices partial sums in order.
+/// Reads  grad_out (B, L, E) (the pre-activation's gradient), input (B, L, E; row stride),
+///        initial_state (B, E, K).
+/// Updates grad_weight (E, K) +=, grad_bias (E) +=.
+__global__ void conv_grad_params_kernel(ConvBackwardArgs a) {
+  __shared__ float partial[kReduceSlices][kReduceChannels];
+  const std::int64_t E = a.d_inner, L = a.length, K = a.d_conv, rows = a.batch * a.length;
+  const std::int64_t e = static_cast<std::int64_t>(blockIdx.x) * kReduceChannels + threadIdx.x;
+  const std::int64_t k = blockIdx.y;
+  const bool bias = k == K;
+  float* const target = bias ? a.grad_bias : a.grad_weight;
+  if (target == nullptr) return;  // the same for the whole block: no thread reaches the barrier
+  float sum = 0.f;
+  if (e < E) {
+    for (std::int64_t row = threadIdx.y; row < rows; row += kReduceSlices) {
+      const float g = a.grad_out[row * E + e];
+      sum += bias ? g : g * conv_input(a, row / L, row % L - K + 1 + k, e);
+    }
+  }
+  partial[threadIdx.y][threadIdx.x] = sum;
+  __syncthreads();
+  if (threadIdx.y != 0 || e >= E) return;
+  float total = 0.f;
+  for (int slice = 0; slice < kReduceSlices; ++slice) total += partial[slice][threadIdx.x];
+  target[bias ? e : e * K + k] += total;
+}
+
+/// grid-stride over B * (K + L) * E, one thread per (b, source, e) for source in [-K, L), e
+/// fastest: the gradient of conv input `source`, gathered from the outputs t = source + K - 1 - k
+/// that read it through tap k, plus that of the final-state slot source - (L - K) it was copied
+/// to (when source >= L - K).
+/// Reads  grad_out (B, L, E) (the pre-activation's gradient), weight (E, K),
+///        grad_final_state (B, E, K).
+/// Updates grad_input (B, L, E; row stride) += for source >= 0, grad_initial_state (B, E, K)
+///        slot source + K += before (only with an initial state).
+__global__ void conv_grad_input_kernel(ConvBackwardArgs a) {
+  const std::int64_t E = a.d_inner, L = a.length, K = a.d_conv, span = K + L;
+  const bool with_state = a.initial_state != nullptr && a.grad_initial_state != nullptr;
+  for (std::int64_t i = grid_stride_begin(); i < a.batch * span * E; i += grid_stride_step()) {
+    const std::int64_t e = i % E, rest = i / E, source = rest % span - K, b = rest / span;
+    if (source < 0 && !with_state) continue;
+    float sum = 0.f;
+    for (std::int64_t k = 0; k < K; ++k) {
+      const std::int64_t t = source + K - 1 - k;
+      if (t >= 0 && t < L) sum += a.grad_out[(b * L + t) * E + e] * load_param(a.weight, e * K + k, 0.f);
+    }
+    if (a.grad_final_state != nullptr && source >= L - K) {
+      sum += a.grad_final_state[(b * E + e) * K + source - (L - K)];
+    }
+    if (source >= 0) {
+      a.grad_input[(b * L + source) * a.grad_input_row_stride + e] += sum;
+    } else {
+      a.grad_initial_state[(b * E + e) * K + source + K] += sum;
+    }
+  }
+}
+
+/// grid-stride over E * N.  Reads grad_a, a (E, N).  Updates grad_a_log (E, N) +=.
+__global__ void a_log_grad_kernel(const float* grad_a, const float* a, float* grad_a_log, std::int64_t count) {
+  for (std::int64_t i = grid_stride_begin(); i < count; i += grid_stride_step()) grad_a_log[i] += grad_a[i] * a[i];
+}
+
+}  // namespace
+
+cudaError_t launch_causal_conv_silu_backward(const ConvBackwardArgs& args, cudaStream_t stream) noexcept {
+  const std::int64_t E = args.d_inner;
+  conv_silu_grad_kernel<<<grid_stride_blocks(args.batch * args.length * E), kElementThreads, 0, stream>>>(args);
+  cudaError_t error = cudaGetLastError();
+  if (error != cudaSuccess) return error;
+  if (args.grad_weight != nullptr || args.grad_bias != nullptr) {
+    const dim3 grid(static_cast<unsigned>((E + kReduceChannels - 1) / kReduceChannels),
+                    static_cast<unsigned>(args.d_conv + 1));
+    conv_grad_params_kernel<<<grid, dim3(kReduceChannels, kReduceSlices), 0, stream>>>(args);
+    error = cudaGetLastError();
+    if (error != cudaSuccess) return error;
+  }
+  const std::int64_t inputs = args.batch * (args.d_conv + args.length) * E;
+  conv_grad_input_kernel<<<grid_stride_blocks(inputs), kElementThreads, 0, stream>>>(args);
+  return cudaGetLastError();
+}
+
+cudaError_t launch_add_a_log_grad(const float* grad_a, const float* a, float* grad_a_log, std::int64_t count,
+                                  cudaStream_t stream) noexcept {
+  a_log_grad_kernel<<<grid_stride_blocks(count), kElementThreads, 0, stream>>>(grad_a, a, grad_a_log, count);
+  return cudaGetLastError();
+}
+
+}  // namespace mambakit::mixer_s6
