@@ -45,7 +45,7 @@ void add_model_options(po::options_description& options, bool model_required) {
 
 void add_device_option(po::options_description& options) {
   options.add_options()("device", po::value<std::string>()->default_value("cpu"),
-                        "where the model runs: cpu, cuda or cuda:INDEX (inference only)");
+                        "where the model runs: cpu, cuda or cuda:INDEX");
 }
 
 sdk::Device device_option(const po::variables_map& values) {
@@ -54,14 +54,6 @@ sdk::Device device_option(const po::variables_map& values) {
     return parse_device(text);
   } catch (const Error&) {
     throw Error(fmt::format("--device '{}' is invalid: use cpu, cuda or cuda:INDEX", text));
-  }
-}
-
-void require_cpu_device(const po::variables_map& values, const char* command) {
-  const sdk::Device device = device_option(values);
-  if (device.type != sdk::DeviceType::kCpu) {
-    throw Error(fmt::format("{} does not run on {} yet (training needs the CPU): use --device cpu", command,
-                            device_name(device)));
   }
 }
 

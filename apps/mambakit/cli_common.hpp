@@ -35,9 +35,6 @@ void add_device_option(boost::program_options::options_description& options);
 /// The --device value; throws naming the value when it is not a device.
 sdk::Device device_option(const boost::program_options::variables_map& values);
 
-/// Throws "`command` does not run on DEVICE yet" unless --device is the CPU.
-void require_cpu_device(const boost::program_options::variables_map& values, const char* command);
-
 /// Parses argv against `options` (with --help). Returns false when the command should exit
 /// now; `exit_code` then holds its exit code (0 after --help, 2 after a usage error, which is
 /// printed with the usage).

@@ -25,7 +25,6 @@ int grad_main(int argc, char** argv) {
                           options, values, exit_code)) {
     return exit_code;
   }
-  require_cpu_device(values, "grad");
   const TokenBatch tokens = read_token_file(values["input"].as<std::string>());
   const auto host = load_plugins(values);
   ModelOptions model_settings = model_options(values);

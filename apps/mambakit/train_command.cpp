@@ -30,23 +30,26 @@ int train_main(int argc, char** argv) {
   options.add_options()("config", po::value<std::string>()->required(), "run config (JSON); see docs/TRAINING.md")(
       "set", po::value<std::vector<std::string>>()->composing(), "override a key: --set steps=200 (repeatable)")(
       "output-dir", po::value<std::string>(), "same as --set output_dir=DIR")(
-      "resume", po::bool_switch(), "continue from OUTPUT_DIR/checkpoint");
-  add_device_option(options);
+      "resume", po::bool_switch(), "continue from OUTPUT_DIR/checkpoint")(
+      "device", po::value<std::string>(),
+      "where the model trains: cpu, cuda or cuda:INDEX (overrides the run config's device, which defaults to cpu)");
   add_plugin_options(options);
   po::variables_map values;
   int exit_code = 0;
-  if (!parse_command_line(argc, argv, "mambakit train --config RUN.json [--set KEY=VALUE]... [--output-dir DIR] [--resume]",
+  if (!parse_command_line(argc, argv,
+                          "mambakit train --config RUN.json [--set KEY=VALUE]... [--output-dir DIR] [--resume] "
+                          "[--device cpu|cuda]",
                           options, values, exit_code)) {
     return exit_code;
   }
-  require_cpu_device(values, "train");
+  std::vector<std::string> overrides;
+  if (values.count("set") != 0) overrides = values["set"].as<std::vector<std::string>>();
+  if (values.count("device") != 0) overrides.push_back("device=\"" + device_name(device_option(values)) + "\"");
   const std::string config_path = values["config"].as<std::string>();
   std::ifstream stream(config_path);
   if (!stream) throw Error(fmt::format("{}: cannot open the run config", config_path));
   std::stringstream text;
   text << stream.rdbuf();
-  std::vector<std::string> overrides;
-  if (values.count("set") != 0) overrides = values["set"].as<std::vector<std::string>>();
   if (values.count("output-dir") != 0) overrides.push_back("output_dir=\"" + values["output-dir"].as<std::string>() + "\"");
   const RunConfig run = parse_run_config(apply_overrides(text.str(), overrides), config_path);
   const auto host = load_plugins(values);

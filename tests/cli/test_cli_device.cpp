@@ -1,6 +1,7 @@
 // --device on the CLI, checks that hold in every build: an unknown device is rejected naming
-// the value; cuda with no visible device (CUDA_VISIBLE_DEVICES empty) or in a build without
-// CUDA is a clear error and exit 1, never a crash; train and grad refuse cuda.
+// the value (train and grad included); cuda with no visible device (CUDA_VISIBLE_DEVICES empty)
+// or in a build without CUDA is a clear error and exit 1, never a crash, for the inference
+// commands and for train and grad, which accept cuda.
 
 #include <catch2/catch.hpp>
 #include <filesystem>
@@ -31,6 +32,22 @@ std::string token_file() {
 
 std::string output_file(const char* name) { return (fs::path(MAMBAKIT_TEST_BINARY_DIR) / name).string(); }
 
+/// A small causal-LM run config (and its corpus) that trains for 2 steps into `name`/run.
+std::string run_config(const std::string& name) {
+  const fs::path dir = fs::path(MAMBAKIT_TEST_BINARY_DIR) / "scratch" / name;
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  {
+    std::ofstream corpus(dir / "corpus.txt");
+    for (int i = 0; i < 40; ++i) corpus << "In the beginning was the word " << i % 7 << ".\n";
+  }
+  std::ofstream(dir / "run.json") << R"({"model": {"task": "causal_lm", "d_model": 16, "n_layer": 2, "d_state": 4,)"
+                                  << R"( "vocab_size": 257}, "train_data": ")" << (dir / "corpus.txt").string()
+                                  << R"(", "seq_len": 16, "batch_size": 2, "steps": 2, "output_dir": ")"
+                                  << (dir / "run").string() << R"(", "threads": 1})";
+  return (dir / "run.json").string();
+}
+
 }  // namespace
 
 TEST_CASE("an unknown device on the command line is rejected, naming the value") {
@@ -39,6 +56,9 @@ TEST_CASE("an unknown device on the command line is rejected, naming the value")
        {"forward " + model_option() + " --input " + input + " --output " + output_file("never.npy") + " --device bogus",
         "generate " + model_option() + " --input " + input + " --max-new-tokens 2 --device bogus",
         std::string("bench --shape tiny --repeat 1 --device bogus"),
+        "grad " + model_option() + " --input " + input + " --output " + output_file("never.safetensors") +
+            " --device bogus",
+        "train --config " + run_config("bogus_device") + " --device bogus",
         "forward " + model_option() + " --input " + input + " --output " + output_file("never.npy") +
             " --device cuda:x"}) {
     const auto result = run_command(cli(arguments));
@@ -67,14 +87,16 @@ TEST_CASE("the cuda device without a usable GPU or CUDA build is a clear error w
   }
 }
 
-TEST_CASE("train and grad refuse --device cuda") {
-  const auto grad = run_command(cli("grad " + model_option() + " --input " + token_file() + " --output " +
-                                    output_file("never.safetensors") + " --device cuda"));
-  INFO(grad.errors);
-  CHECK(grad.exit_code == 1);
-  CHECK_THAT(grad.errors, Contains("grad does not run on cuda:0"));
-  const auto train = run_command(cli("train --config " + output_file("no_such_run.json") + " --device cuda"));
-  INFO(train.errors);
-  CHECK(train.exit_code == 1);
-  CHECK_THAT(train.errors, Contains("train does not run on cuda:0"));
+TEST_CASE("train and grad accept --device cuda, and without a usable GPU or CUDA build fail clearly") {
+  for (const std::string& arguments :
+       {"grad " + model_option() + " --input " + token_file() + " --output " + output_file("never.safetensors") +
+            " --device cuda",
+        "train --config " + run_config("no_gpu") + " --device cuda",
+        "train --config " + run_config("no_gpu_set") + " --set device=cuda:1"}) {
+    const auto result = run_command(without_gpu(arguments));
+    INFO(arguments << "\n" << result.errors);
+    CHECK(result.exit_code == 1);
+    CHECK_THAT(result.errors, Contains("was requested") && (Contains("no CUDA device") || Contains("no CUDA support")));
+    CHECK_THAT(result.errors, !Contains("does not run on"));
+  }
 }

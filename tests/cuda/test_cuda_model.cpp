@@ -1,24 +1,30 @@
 // Whole models on a CUDA device (ModelOptions::device = cuda), the CPU model as the oracle:
 // forward logits and final states for every golden fixture (f32, f16 and bf16 weights) with
 // and without state, prefill + decode steps, CUDA-graph replay against the uncaptured step
-// (bit for bit), greedy and sampled generation, the state's host copy, and the clear errors for
-// CPU-only components and training. GPU cases exit with 77 (skipped) where no device exists.
+// (bit for bit), greedy and sampled generation, the state's host copy, the clear error for
+// CPU-only components (head/classification among them); training: losses and accumulated gradients (LM,
+// with and without recompute, per-row lengths, two micro-batches), host edits of the weights
+// reaching the device, a few AdamW steps, and `mambakit train --device cuda`. GPU cases exit
+// with 77 (skipped) where no device exists.
 
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <cmath>
-#include <cstdio>
-#include <cstdlib>
 #include <filesystem>
 #include <fmt/format.h>
+#include <fstream>
+#include <optional>
 
+#include "cuda_test_support.hpp"
 #include "fixtures.hpp"
 #include "mambakit/error.hpp"
 #include "mambakit/generation.hpp"
 #include "mambakit/model.hpp"
+#include "mambakit/optimizer.hpp"
 #include "mambakit/safetensors.hpp"
+#include "process.hpp"
 
 using Catch::Matchers::Contains;
 using mambakit::FloatTensor;
@@ -26,27 +32,25 @@ using mambakit::InferenceState;
 using mambakit::Model;
 using mambakit::ModelOptions;
 using mambakit::TokenBatch;
+using mambakit::test::kGpu;
 using mambakit::test::max_abs_difference;
+using mambakit::test::require_cuda_device;
 namespace sdk = mambakit::sdk;
 
 namespace {
-
-/// Exit code of a test case skipped for want of a device (SKIP_RETURN_CODE in CMakeLists.txt).
-constexpr int kSkipReturnCode = 77;
-
-/// Ends the process with kSkipReturnCode when no CUDA device is usable.
-void require_cuda_device() {
-  int count = 0;
-  if (cudaGetDeviceCount(&count) == cudaSuccess && count > 0) return;
-  std::printf("no CUDA device: skipped\n");
-  std::fflush(stdout);
-  std::exit(kSkipReturnCode);
-}
 
 ModelOptions on_gpu(bool graphs = true) {
   ModelOptions options;
   options.device = {sdk::DeviceType::kCuda, 0};
   options.cuda_graphs = graphs;
+  return options;
+}
+
+/// Options with f32 weights (what training needs) on `device`.
+ModelOptions f32_on(sdk::Device device) {
+  ModelOptions options;
+  options.weights_dtype = sdk::DType::kF32;
+  options.device = device;
   return options;
 }
 
@@ -82,6 +86,27 @@ void check_close(const FloatTensor& gpu, const FloatTensor& cpu, const std::stri
   const double bound = 1e-4 * std::max(1.0, largest_magnitude(cpu.values));
   INFO("max |gpu - cpu| " << error << ", bound " << bound);
   CHECK(error <= bound);
+}
+
+/// Every parameter's accumulated gradient within 1e-4 of its largest |cpu| value, or of 1e-3
+/// of the largest over all parameters where that is more (near-zero gradients compare
+/// absolutely: float sums in another order leave noise there).
+void check_gradients(const Model& gpu, const Model& cpu, const std::string& what) {
+  INFO(what);
+  std::vector<std::vector<float>> expected;
+  double overall = 0.0;
+  for (const auto& parameter : cpu.parameters()) {
+    expected.push_back(cpu.gradient_values(parameter.name));
+    overall = std::max(overall, largest_magnitude(expected.back()));
+  }
+  REQUIRE(overall > 0.0);
+  const auto parameters = cpu.parameters();
+  for (std::size_t i = 0; i < parameters.size(); ++i) {
+    const double error = max_abs_difference(gpu.gradient_values(parameters[i].name), expected[i]);
+    const double bound = 1e-4 * std::max(largest_magnitude(expected[i]), 1e-3 * overall);
+    INFO(parameters[i].name << ": max |gpu - cpu| " << error << ", bound " << bound);
+    CHECK(error <= bound);
+  }
 }
 
 /// Every tensor of the two states within 1e-4 (absolute), and the same offset.
@@ -271,15 +296,104 @@ TEST_CASE("a CUDA model's state copies to the host on demand and back after rese
   check_states(restored, fresh, "state after reset() and a forward");
 }
 
-TEST_CASE("a CUDA model refuses training with a clear error", "[cuda]") {
+TEST_CASE("accumulate_gradients on a CUDA model matches the CPU model for every fixture", "[cuda]") {
   require_cuda_device();
   const auto& host = mambakit::test::in_tree_plugins();
-  Model gpu = Model::load(mambakit::test::data_dir() / "models" / "tiny_tied", host, on_gpu());
-  const TokenBatch tokens{1, 4, {1, 2, 3, 4}};
-  CHECK_THROWS_WITH(gpu.accumulate_gradients(tokens), Contains("not supported on cuda:0 yet"));
-  CHECK_THROWS_WITH(gpu.evaluate_loss(tokens), Contains("not supported on cuda:0 yet"));
-  CHECK_THROWS_WITH(gpu.zero_gradients(), Contains("not supported on cuda:0 yet"));
-  CHECK_THROWS_WITH(gpu.parameter_slices(), Contains("not supported on cuda:0 yet"));
+  for (const auto& dir : mambakit::test::model_fixture_dirs()) {
+    const auto expected = mambakit::SafetensorsFile::open(dir / "expected.safetensors");
+    Model cpu = Model::load(dir, host, f32_on({}));
+    Model gpu = Model::load(dir, host, f32_on(kGpu));
+    // Two micro-batches: full rows, then right-padded rows of different lengths.
+    const TokenBatch full = tokens_from(expected, 7);
+    TokenBatch padded = tokens_from(expected, 33);
+    padded.lengths.assign(static_cast<std::size_t>(padded.batch), 33);
+    for (std::size_t b = 0; b < padded.lengths.size(); ++b) padded.lengths[b] = static_cast<std::int32_t>(33 - 9 * b % 31);
+    for (const bool recompute : {false, true}) {
+      const std::string name = fmt::format("{}, recompute {}", dir.filename().string(), recompute);
+      INFO(name);
+      cpu.zero_gradients();
+      gpu.zero_gradients();
+      for (const TokenBatch* batch : std::vector<const TokenBatch*>{&full, &padded}) {
+        const double cpu_loss = cpu.accumulate_gradients(*batch, {}, recompute);
+        CHECK(gpu.accumulate_gradients(*batch, {}, recompute) == Approx(cpu_loss).epsilon(1e-5));
+        CHECK(gpu.last_activation_bytes() == cpu.last_activation_bytes());
+        CHECK(gpu.evaluate_loss(*batch) == Approx(cpu.evaluate_loss(*batch)).epsilon(1e-5));
+      }
+      check_gradients(gpu, cpu, name);
+    }
+  }
+}
+
+TEST_CASE("host writes through parameter slices reach a CUDA model's next call", "[cuda]") {
+  require_cuda_device();
+  const auto& host = mambakit::test::in_tree_plugins();
+  const auto dir = mambakit::test::data_dir() / "models" / "tiny_untied_bias";
+  Model cpu = Model::load(dir, host, f32_on({}));
+  Model gpu = Model::load(dir, host, f32_on(kGpu));
+  const TokenBatch tokens = tokens_from(mambakit::SafetensorsFile::open(dir / "expected.safetensors"), 7);
+  const FloatTensor before = cpu.forward(tokens);
+  check_close(gpu.forward(tokens), before, "before the edit");
+  for (Model* model : {&cpu, &gpu}) {
+    for (const auto& slice : model->parameter_slices()) {
+      if (slice.name != "backbone.norm_f.weight") continue;
+      for (std::int64_t i = 0; i < slice.numel; ++i) slice.values[i] *= -2.0f;
+    }
+  }
+  const FloatTensor after = cpu.forward(tokens);
+  REQUIRE(max_abs_difference(after.values, before.values) > 1e-3);
+  check_close(gpu.forward(tokens), after, "after the edit");
+}
+
+TEST_CASE("a few AdamW steps on a CUDA model give the CPU model's losses", "[cuda]") {
+  require_cuda_device();
+  const auto& host = mambakit::test::in_tree_plugins();
+  const auto dir = mambakit::test::data_dir() / "models" / "tiny_tied";
+  const TokenBatch tokens = tokens_from(mambakit::SafetensorsFile::open(dir / "expected.safetensors"), 33);
+  std::vector<double> losses[2], norms[2];
+  std::vector<float> final_weights[2];
+  for (int device = 0; device < 2; ++device) {
+    Model model = Model::load(dir, host, f32_on(device == 0 ? sdk::Device{} : kGpu));
+    mambakit::AdamW optimizer(model, {});
+    for (int step = 0; step < 5; ++step) {
+      model.zero_gradients();
+      losses[device].push_back(model.accumulate_gradients(tokens, {}, step % 2 == 1));
+      norms[device].push_back(optimizer.step(3e-3));
+    }
+    losses[device].push_back(model.evaluate_loss(tokens));
+    final_weights[device] = model.parameter_values("backbone.embeddings.weight");
+  }
+  for (std::size_t i = 0; i < losses[0].size(); ++i) {
+    INFO("loss " << i);
+    CHECK(losses[1][i] == Approx(losses[0][i]).epsilon(1e-4));
+  }
+  for (std::size_t i = 0; i < norms[0].size(); ++i) {
+    INFO("gradient norm " << i);
+    CHECK(norms[1][i] == Approx(norms[0][i]).epsilon(1e-3));
+  }
+  CHECK(losses[0].back() < losses[0].front());
+  CHECK(max_abs_difference(final_weights[1], final_weights[0]) <= 1e-4 * std::max(1.0, largest_magnitude(final_weights[0])));
+}
+
+TEST_CASE("mambakit train --device cuda trains and saves a model", "[cuda]") {
+  require_cuda_device();
+  const std::filesystem::path dir = std::filesystem::path(MAMBAKIT_TEST_BINARY_DIR) / "scratch" / "cuda_train";
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  {
+    std::ofstream corpus(dir / "corpus.txt");
+    for (int i = 0; i < 60; ++i) corpus << "And the evening and the morning were the day " << i % 9 << ".\n";
+  }
+  std::ofstream(dir / "run.json") << fmt::format(
+      R"({{"model": {{"task": "causal_lm", "d_model": 16, "n_layer": 2, "d_state": 4, "vocab_size": 257}},
+          "train_data": "{}", "seq_len": 16, "batch_size": 2, "grad_accum": 2, "steps": 4, "warmup": 1,
+          "eval_every": 2, "eval_batches": 1, "log_every": 1, "recompute": true, "output_dir": "{}", "threads": 1}})",
+      (dir / "corpus.txt").string(), (dir / "run").string());
+  const auto result = mambakit::test::run_command(std::string(MAMBAKIT_CLI_PATH) + " train --config " +
+                                                  (dir / "run.json").string() + " --device cuda");
+  INFO(result.errors);
+  REQUIRE(result.exit_code == 0);
+  CHECK_THAT(result.errors, Contains("step 4/4") && Contains("valid loss"));
+  CHECK(Model::load(dir / "run" / "model", mambakit::test::in_tree_plugins()).parameter_count() > 0);
 }
 
 TEST_CASE("a component without CUDA support makes a CUDA model fail, naming it", "[cuda]") {

@@ -97,6 +97,10 @@ TEST_CASE("bad run configs are errors naming the key") {
   CHECK_THAT(error_of(R"({"model": {}, "train_data": "x.txt", "lr": -1})"), Contains("lr"));
   CHECK_THAT(error_of(R"({"model": {}, "train_data": "x.txt", "stepz": 3})"), Contains("unknown key \"stepz\""));
   CHECK_THAT(error_of(R"({"model": {}, "train_data": "x.txt", "save_dtype": "f8"})"), Contains("save_dtype = f8"));
+  CHECK_THAT(error_of(R"({"model": {}, "train_data": "x.txt", "device": "gpu"})"), Contains("device = gpu"));
+  CHECK(mambakit::parse_run_config(R"({"model": {}, "train_data": "x.txt"})", "run.json").device == "cpu");
+  CHECK(mambakit::parse_run_config(R"({"model": {}, "train_data": "x.txt", "device": "cuda:1"})", "run.json").device ==
+        "cuda:1");
   CHECK(mambakit::apply_overrides(R"({"steps": 5})", {"steps=9", "output_dir=runs/x"}) ==
         R"({"output_dir":"runs/x","steps":9})");
   CHECK_THROWS_WITH(mambakit::apply_overrides("{}", {"novalue"}), Contains("novalue"));

@@ -31,10 +31,11 @@ struct ModelOptions {
   /// either way; the norms stay f32). Unset: as stored in the checkpoint (load(); f32 when it
   /// stores f32 or mixed types) or f32 (create()). Training needs f32.
   std::optional<sdk::DType> weights_dtype;
-  /// Where the model runs: the CPU, or a CUDA device (parameters, activations and inference
-  /// state in its memory; inference only). A CUDA model needs a build with CUDA, a device, and
-  /// components and a scan backend that declare CUDA; Model creation throws otherwise, naming
-  /// what is missing.
+  /// Where the model runs: the CPU, or a CUDA device (a copy of the parameters, the
+  /// activations and the inference state in its memory; inference and training, whose
+  /// gradients and optimizer stay on the host: see parameter_slices()). A CUDA model needs a
+  /// build with CUDA, a device, and components and a scan backend that declare CUDA; Model
+  /// creation throws otherwise, naming what is missing.
   sdk::Device device{};
   /// CUDA only: Model::step captures each batch size's decode step in a CUDA graph (after one
   /// uncaptured warm-up step) and replays it. false runs every step uncaptured.
@@ -194,13 +195,19 @@ class Model {
   /// cross-entropy over the B*(L-1) targets (within tokens.lengths when given); classification: mean
   /// cross-entropy of `targets.labels`, with the config's dropout applied to the hidden states the
   /// head sees (inverted dropout: kept values scaled by 1/(1-p); mask from targets.dropout_seed). With `recompute`, only each layer's input is kept and
-  /// the layer's forward is recomputed during backward (activation checkpointing).
+  /// the layer's forward is recomputed during backward (activation checkpointing). On a CUDA
+  /// model forward and backward run on the device, which then adds its gradients to the host's.
+  /// Training needs f32 weights (throws otherwise).
   double accumulate_gradients(const TokenBatch& tokens, const TrainingTargets& targets = {}, bool recompute = false);
 
   /// Sets every gradient to zero (allocating them on first use).
   void zero_gradients();
 
-  /// Every parameter's values and gradients (gradients allocated on first call).
+  /// Every parameter's values and gradients (gradients allocated on first call). The host
+  /// values are the master copy on every device: on a CUDA model, once slices have been handed
+  /// out, every later device call (forward, step, training) first uploads the parameters
+  /// again, so writes through the slices (an optimizer step) are always seen, at the cost of
+  /// one parameter upload per call.
   std::vector<ParameterSlice> parameter_slices();
 
   /// The accumulated gradient of parameter `name`.

@@ -44,6 +44,9 @@ struct RunConfig {
   bool recompute = false;
   std::string save_dtype = "f32";  ///< weights of the final model: f32, f16 or bf16
   std::string scan = "auto";
+  /// Where the model trains: "cpu", "cuda" or "cuda:INDEX" (`mambakit train --device`). On a
+  /// CUDA device forward and backward run there; the gradients and AdamW stay on the host.
+  std::string device = "cpu";
 };
 
 /// Parses a run config; unknown keys and bad values are errors naming the key and value.

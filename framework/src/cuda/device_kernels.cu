@@ -1,9 +1,12 @@
 // Backbone kernels on the device (see device_kernels.hpp): what the CPU versions in
-// framework/src/model/backbone_kernels.cpp compute, with one thread block per row.
+// framework/src/model/backbone_kernels.cpp compute, with one thread block per row (the
+// RMSNorm weight gradient: one thread per column over a block of rows, blocks added atomically).
 //
 // Dimensions: M rows (batch x length), D d_model, R logits rows, S row stride.
 
 #include <cuda_fp16.h>
+
+#include <algorithm>
 
 #include "device_kernels.hpp"
 
@@ -99,6 +102,79 @@ __global__ void argmax_kernel(const float* __restrict__ logits, std::int64_t row
   if (threadIdx.x == 0) ids[blockIdx.x] = static_cast<std::int32_t>(indices[0] < 0 ? 0 : indices[0]);
 }
 
+/// x (count) *= y (count); a grid-stride loop.
+__global__ void multiply_kernel(float* __restrict__ x, const float* __restrict__ y, std::int64_t count) {
+  for (std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < count;
+       i += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
+    x[i] = __fmul_rn(x[i], y[i]);
+  }
+}
+
+/// Sums `value` over the block (kThreads threads) through `partial`; every thread gets the sum.
+__device__ double block_sum(double value, double* partial) {
+  partial[threadIdx.x] = value;
+  __syncthreads();
+  for (int half = kThreads / 2; half > 0; half /= 2) {
+    if (static_cast<int>(threadIdx.x) < half) partial[threadIdx.x] += partial[threadIdx.x + half];
+    __syncthreads();
+  }
+  const double sum = partial[0];
+  __syncthreads();
+  return sum;
+}
+
+/// The input gradient of RMSNorm, y = x r w with r = (mean(x^2) + eps)^-1/2:
+/// grad_x += r (g w) - x r^3 <g w, x> / D; row_scales[m] = r. x, grad_out, grad_x (M, D),
+/// weight (D), row_scales (M); grid (M), block kThreads.
+__global__ void rms_norm_backward_rows_kernel(const float* __restrict__ x, const float* __restrict__ weight,
+                                              const float* __restrict__ grad_out, float* __restrict__ grad_x,
+                                              double* __restrict__ row_scales, std::int64_t d_model, double eps) {
+  __shared__ double partial[kThreads];
+  const std::int64_t offset = static_cast<std::int64_t>(blockIdx.x) * d_model;
+  const float* row = x + offset;
+  const float* g = grad_out + offset;
+  double sum_squares = 0.0, dot = 0.0;
+  for (std::int64_t d = threadIdx.x; d < d_model; d += blockDim.x) {
+    sum_squares += static_cast<double>(row[d]) * row[d];
+    dot += static_cast<double>(g[d]) * weight[d] * row[d];
+  }
+  sum_squares = block_sum(sum_squares, partial);
+  dot = block_sum(dot, partial);
+  const double scale = 1.0 / sqrt(sum_squares / static_cast<double>(d_model) + eps);
+  const double correction = scale * scale * scale * dot / static_cast<double>(d_model);
+  float* out = grad_x + offset;
+  for (std::int64_t d = threadIdx.x; d < d_model; d += blockDim.x) {
+    out[d] = __fadd_rn(out[d], static_cast<float>(scale * g[d] * weight[d] - row[d] * correction));
+  }
+  if (threadIdx.x == 0) row_scales[blockIdx.x] = scale;
+}
+
+/// Rows of the weight gradient summed per block: grad_weight[d] += sum over this block's rows
+/// of g[m, d] x[m, d] r[m] (summed in f64, added as f32). x, grad_out (M, D), row_scales (M),
+/// grad_weight (D); grid (ceil(D / kThreads), row blocks), block kThreads.
+__global__ void rms_norm_backward_weight_kernel(const float* __restrict__ x, const float* __restrict__ grad_out,
+                                                const double* __restrict__ row_scales, float* __restrict__ grad_weight,
+                                                std::int64_t rows, std::int64_t d_model, std::int64_t rows_per_block) {
+  const std::int64_t d = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (d >= d_model) return;
+  const std::int64_t first = static_cast<std::int64_t>(blockIdx.y) * rows_per_block;
+  const std::int64_t last = first + rows_per_block < rows ? first + rows_per_block : rows;
+  double sum = 0.0;
+  for (std::int64_t m = first; m < last; ++m) {
+    sum += static_cast<double>(grad_out[m * d_model + d]) * x[m * d_model + d] * row_scales[m];
+  }
+  if (first < last) atomicAdd(grad_weight + d, static_cast<float>(sum));
+}
+
+/// grad_table[ids[m]] (V, D) += grad_out[m] (M, D); grid (M), block kThreads.
+__global__ void embedding_backward_kernel(const std::int32_t* __restrict__ ids, const float* __restrict__ grad_out,
+                                          float* __restrict__ grad_table, std::int64_t d_model) {
+  const std::int64_t row = blockIdx.x;
+  float* target = grad_table + static_cast<std::int64_t>(ids[row]) * d_model;
+  const float* source = grad_out + row * d_model;
+  for (std::int64_t d = threadIdx.x; d < d_model; d += blockDim.x) atomicAdd(target + d, source[d]);
+}
+
 /// Blocks for a grid-stride loop over `count` elements.
 unsigned blocks_for(std::int64_t count) {
   const std::int64_t blocks = (count + kThreads - 1) / kThreads;
@@ -137,6 +213,36 @@ cudaError_t launch_argmax_rows(const float* logits, std::int64_t rows, std::int6
                                std::int32_t* ids, cudaStream_t stream) {
   if (rows == 0) return cudaSuccess;
   argmax_kernel<<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(logits, row_stride, count, ids);
+  return cudaGetLastError();
+}
+
+cudaError_t launch_multiply_in_place(float* x, const float* y, std::int64_t count, cudaStream_t stream) {
+  if (count == 0) return cudaSuccess;
+  multiply_kernel<<<blocks_for(count), kThreads, 0, stream>>>(x, y, count);
+  return cudaGetLastError();
+}
+
+cudaError_t launch_rms_norm_backward(const float* x, const float* weight, const float* grad_out, float* grad_x,
+                                     float* grad_weight, double* row_scales, std::int64_t rows, std::int64_t d_model,
+                                     double eps, cudaStream_t stream) {
+  if (rows == 0) return cudaSuccess;
+  rms_norm_backward_rows_kernel<<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(x, weight, grad_out, grad_x,
+                                                                                        row_scales, d_model, eps);
+  const cudaError_t error = cudaGetLastError();
+  if (error != cudaSuccess) return error;
+  constexpr std::int64_t kRowsPerBlock = 64;
+  const std::int64_t row_blocks = std::min<std::int64_t>((rows + kRowsPerBlock - 1) / kRowsPerBlock, 65535);
+  const std::int64_t rows_per_block = (rows + row_blocks - 1) / row_blocks;
+  const dim3 grid(static_cast<unsigned>((d_model + kThreads - 1) / kThreads), static_cast<unsigned>(row_blocks));
+  rms_norm_backward_weight_kernel<<<grid, kThreads, 0, stream>>>(x, grad_out, row_scales, grad_weight, rows, d_model,
+                                                                 rows_per_block);
+  return cudaGetLastError();
+}
+
+cudaError_t launch_embedding_backward(const std::int32_t* ids, const float* grad_out, float* grad_table,
+                                      std::int64_t rows, std::int64_t d_model, cudaStream_t stream) {
+  if (rows == 0) return cudaSuccess;
+  embedding_backward_kernel<<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(ids, grad_out, grad_table, d_model);
   return cudaGetLastError();
 }
 

@@ -1,6 +1,7 @@
 #pragma once
 // DeviceRuntime: how a Model runs on an accelerator. Model::Impl holds one when
-// ModelOptions::device is not the CPU and forwards inference calls to it; the CPU path never
+// ModelOptions::device is not the CPU and forwards inference and training calls to it (through
+// Impl::runtime(), which re-uploads parameters the host may have changed); the CPU path never
 // touches it. The CUDA implementation lives in framework/src/cuda/ (built with CUDA only);
 // without CUDA, create_cuda() throws a clear error.
 
@@ -22,7 +23,8 @@ class DeviceRuntime {
   /// uploads the parameters. Throws mambakit::Error naming the component or the device.
   static std::unique_ptr<DeviceRuntime> create_cuda(Model::Impl& impl, sdk::Device device);
 
-  /// Copies the host parameter block to the device again (after load_weights()).
+  /// Copies the host parameter block to the device again (after load_weights(), or when the
+  /// host values may have changed through parameter slices).
   virtual void upload_parameters() = 0;
   /// Model::forward on the device; the output is copied to the host.
   virtual FloatTensor forward(const TokenBatch& tokens, InferenceState* state, bool last_position_only) = 0;
@@ -30,6 +32,13 @@ class DeviceRuntime {
   virtual FloatTensor step(const std::vector<std::int32_t>& ids, InferenceState& state) = 0;
   /// Model::step_argmax on the device: only the B ids come back.
   virtual std::vector<std::int32_t> step_argmax(const std::vector<std::int32_t>& ids, InferenceState& state) = 0;
+  /// Model::accumulate_gradients on the device, for checked tokens of a causal-LM or
+  /// classification model whose host gradient block exists: the loss's gradient is computed
+  /// on the device, then ADDED to the host gradients; sets Impl::last_activation_bytes.
+  /// Returns the loss. Throws mambakit::Error with the host gradients untouched on failure.
+  virtual double accumulate_gradients(const TokenBatch& tokens, const TrainingTargets& targets, bool recompute) = 0;
+  /// Model::evaluate_loss on the device (checked tokens, causal LM or classification).
+  virtual double evaluate_loss(const TokenBatch& tokens, const TrainingTargets& targets) = 0;
 
  protected:
   using Impl = Model::Impl;

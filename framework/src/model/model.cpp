@@ -237,7 +237,7 @@ FloatTensor Model::forward(const TokenBatch& tokens, InferenceState* state, bool
   if (state != nullptr && state->batch() != tokens.batch) {
     throw Error(fmt::format("the inference state is for {} rows but the input has {}", state->batch(), tokens.batch));
   }
-  if (impl.device_runtime) return impl.device_runtime->forward(tokens, state, last_position_only);
+  if (impl.device_runtime) return impl.runtime().forward(tokens, state, last_position_only);
   if (state != nullptr) state->use_on_host();
   const SsmConfig& ssm = impl.ssm();
   const std::int64_t B = tokens.batch, L = tokens.length, D = ssm.d_model, M = B * L;
@@ -286,7 +286,7 @@ FloatTensor Model::step(const std::vector<std::int32_t>& ids, InferenceState& st
     throw Error(fmt::format("a decode step needs one token per row: {} rows, {} tokens", B, ids.size()));
   }
   impl.check_tokens(TokenBatch{B, 1, ids});
-  if (impl.device_runtime) return impl.device_runtime->step(ids, state);
+  if (impl.device_runtime) return impl.runtime().step(ids, state);
   state.use_on_host();
   const SsmConfig& ssm = impl.ssm();
   const std::int64_t D = ssm.d_model;
@@ -319,7 +319,7 @@ std::vector<std::int32_t> Model::step_argmax(const std::vector<std::int32_t>& id
       throw Error(fmt::format("a decode step needs one token per row: {} rows, {} tokens", state.batch(), ids.size()));
     }
     impl.check_tokens(TokenBatch{state.batch(), 1, ids});
-    return impl.device_runtime->step_argmax(ids, state);
+    return impl.runtime().step_argmax(ids, state);
   }
   const FloatTensor logits = step(ids, state);
   const std::int64_t vocab = impl.ssm().vocab_size, stride = logits.shape.back();

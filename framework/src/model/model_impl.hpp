@@ -46,6 +46,9 @@ struct Model::Impl {
   std::vector<int> head_params;
   model::HeapWorkspace workspace;
   std::size_t last_activation_bytes = 0;
+  /// Set by Model::parameter_slices(): writable pointers to the host parameters are out, so a
+  /// device copy cannot know when it is stale (see runtime()).
+  bool host_parameters_exposed = false;
   /// Set when the model runs on an accelerator (options.device); inference goes through it.
   /// Last: destroyed first, before the components and parameters it refers to.
   std::unique_ptr<model::DeviceRuntime> device_runtime;
@@ -79,12 +82,12 @@ struct Model::Impl {
     return problem;
   }
 
-  /// Throws naming `what` when the model runs on an accelerator: only inference runs there.
-  void require_cpu(const char* what) const {
-    if (options.device.type != sdk::DeviceType::kCpu) {
-      throw Error(fmt::format("{} is not supported on {} yet: load the model with device cpu", what,
-                              device_name(options.device)));
-    }
+  /// The accelerator runtime (device_runtime, which must be set), its parameter copy first
+  /// made current: once host_parameters_exposed is set, the host values may have been written
+  /// through parameter slices at any time, so every device call uploads them again.
+  model::DeviceRuntime& runtime() {
+    if (host_parameters_exposed) device_runtime->upload_parameters();
+    return *device_runtime;
   }
 
   /// Throws naming the head, or else the first mixer, whose capabilities do not include `device`.

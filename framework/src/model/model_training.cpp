@@ -1,109 +1,29 @@
 // Training: forward with saved activations, the loss, and backward through head, final norm,
 // blocks (mixer backward + RMSNorm backward + residual) and embedding. Gradients accumulate.
+// A CUDA model runs the same steps on its device (DeviceRuntime::accumulate_gradients); the
+// gradients and the optimizer's parameters live on the host either way.
 
 #include <fmt/format.h>
 
-#include <cmath>
-#include <random>
+#include <algorithm>
 
-#include "mambakit/atomic_file.hpp"
 #include "mambakit/model.hpp"
 #include "model_impl.hpp"
+#include "training_objectives.hpp"
 
 namespace mambakit {
 
 namespace {
 
-/// Mean next-token cross-entropy of logits (B, L, V) against the tokens; writes its gradient.
-double lm_cross_entropy(const FloatTensor& logits, const TokenBatch& tokens, const std::vector<std::int32_t>& lengths,
-                        FloatTensor& grad, int n_threads) {
-  const std::int64_t B = tokens.batch, L = tokens.length, V = logits.shape.back();
-  std::int64_t count = 0;
-  for (std::int64_t b = 0; b < B; ++b) {
-    const std::int64_t valid = lengths.empty() ? L : std::min<std::int64_t>(lengths[static_cast<std::size_t>(b)], L);
-    count += std::max<std::int64_t>(valid - 1, 0);
-  }
-  if (count == 0) throw Error(fmt::format("a causal-LM batch of {} rows of {} tokens has no next-token target", B, L));
-  double total = 0.0;
-#pragma omp parallel for num_threads(n_threads) collapse(2) reduction(+ : total) schedule(static)
-  for (std::int64_t b = 0; b < B; ++b) {
-    for (std::int64_t t = 0; t < L; ++t) {
-      const std::int64_t valid = lengths.empty() ? L : std::min<std::int64_t>(lengths[static_cast<std::size_t>(b)], L);
-      const float* row = logits.values.data() + (b * L + t) * V;
-      float* out = grad.values.data() + (b * L + t) * V;
-      if (t + 1 >= valid) continue;
-      const std::int32_t target = tokens.ids[static_cast<std::size_t>(b * L + t + 1)];
-      float top = row[0];
-      for (std::int64_t v = 1; v < V; ++v) top = std::max(top, row[v]);
-      double sum = 0.0;
-      for (std::int64_t v = 0; v < V; ++v) sum += std::exp(static_cast<double>(row[v] - top));
-      const double log_sum = std::log(sum) + top;
-      total += log_sum - row[target];
-      for (std::int64_t v = 0; v < V; ++v) {
-        out[v] = static_cast<float>(std::exp(row[v] - log_sum) / static_cast<double>(count));
-      }
-      out[target] -= static_cast<float>(1.0 / static_cast<double>(count));
-    }
-  }
-  return total / static_cast<double>(count);
-}
-
-/// Mean cross-entropy of scores (B, C) against one label per row; writes its gradient.
-double classification_cross_entropy(const FloatTensor& scores, const std::vector<std::int32_t>& labels, FloatTensor& grad) {
-  const std::int64_t B = scores.shape[0], C = scores.shape[1];
-  if (static_cast<std::int64_t>(labels.size()) != B) {
-    throw Error(fmt::format("a classification batch of {} rows needs {} labels, got {}", B, B, labels.size()));
-  }
-  double total = 0.0;
-  for (std::int64_t b = 0; b < B; ++b) {
-    const std::int32_t label = labels[static_cast<std::size_t>(b)];
-    if (label < 0 || label >= C) throw Error(fmt::format("label {} of row {} is outside [0, {})", label, b, C));
-    const float* row = scores.values.data() + b * C;
-    double top = row[0];
-    for (std::int64_t c = 1; c < C; ++c) top = std::max<double>(top, row[c]);
-    double sum = 0.0;
-    for (std::int64_t c = 0; c < C; ++c) sum += std::exp(row[c] - top);
-    const double log_sum = std::log(sum) + top;
-    total += log_sum - row[label];
-    for (std::int64_t c = 0; c < C; ++c) {
-      grad.values[static_cast<std::size_t>(b * C + c)] = static_cast<float>(std::exp(row[c] - log_sum) / B);
-    }
-    grad.values[static_cast<std::size_t>(b * C + label)] -= static_cast<float>(1.0 / B);
-  }
-  return total / static_cast<double>(B);
-}
-
 std::size_t bytes_of(const FloatTensor& tensor) { return tensor.values.size() * sizeof(float); }
-
-/// Inverted dropout with rate p: a mask (same size as `values`) of 0 or 1/(1-p), drawn from
-/// `seed`, applied to `values` in place. Returns the mask for the backward pass.
-std::vector<float> apply_dropout(std::vector<float>& values, double p, std::uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::bernoulli_distribution keep(1.0 - p);
-  const auto scale = static_cast<float>(1.0 / (1.0 - p));
-  std::vector<float> mask(values.size());
-  for (std::size_t i = 0; i < values.size(); ++i) {
-    mask[i] = keep(rng) ? scale : 0.0f;
-    values[i] *= mask[i];
-  }
-  return mask;
-}
-
-double dropout_rate(const ModelConfig& config) {
-  const auto* classification = std::get_if<ClassificationConfig>(&config);
-  return classification != nullptr ? classification->dropout : 0.0;
-}
 
 }  // namespace
 
-void Model::zero_gradients() {
-  impl_->require_cpu("training (zero_gradients)");
-  impl_->store.zero_gradients();
-}
+void Model::zero_gradients() { impl_->store.zero_gradients(); }
 
 std::vector<ParameterSlice> Model::parameter_slices() {
-  impl_->require_cpu("training (parameter_slices)");
   impl_->store.ensure_gradients();
+  impl_->host_parameters_exposed = true;
   std::vector<ParameterSlice> slices;
   const auto& entries = impl_->store.entries();
   for (std::size_t i = 0; i < entries.size(); ++i) {
@@ -122,30 +42,33 @@ std::vector<float> Model::gradient_values(const std::string& name) const {
 }
 
 double Model::evaluate_loss(const TokenBatch& tokens, const TrainingTargets& targets) {
-  impl_->require_cpu("evaluate_loss");
   if (std::holds_alternative<FeatureExtractionConfig>(impl_->config)) {
     throw Error("a feature_extraction model has no training objective");
+  }
+  if (impl_->device_runtime) {
+    impl_->check_tokens(tokens);
+    return impl_->runtime().evaluate_loss(tokens, targets);
   }
   if (std::holds_alternative<LmConfig>(impl_->config)) {
     const FloatTensor logits = forward(tokens);
     FloatTensor unused(logits.shape);
-    return lm_cross_entropy(logits, tokens, tokens.lengths, unused, impl_->n_threads);
+    return model::lm_cross_entropy(logits, tokens, tokens.lengths, unused, impl_->n_threads);
   }
   const FloatTensor scores = forward(tokens);
   FloatTensor unused(scores.shape);
-  return classification_cross_entropy(scores, targets.labels, unused);
+  return model::classification_cross_entropy(scores, targets.labels, unused);
 }
 
 std::size_t Model::last_activation_bytes() const { return impl_->last_activation_bytes; }
 
 double Model::accumulate_gradients(const TokenBatch& tokens, const TrainingTargets& targets, bool recompute) {
   Impl& impl = *impl_;
-  impl.require_cpu("training (accumulate_gradients)");
   impl.check_tokens(tokens);
   if (std::holds_alternative<FeatureExtractionConfig>(impl.config)) {
     throw Error("a feature_extraction model has no training objective; train a causal_lm or classification model");
   }
   impl.store.ensure_gradients();
+  if (impl.device_runtime) return impl.runtime().accumulate_gradients(tokens, targets, recompute);
   const SsmConfig& ssm = impl.ssm();
   const std::int64_t B = tokens.batch, L = tokens.length, D = ssm.d_model, M = B * L;
   const std::size_t n_layer = impl.mixers.size();
@@ -196,9 +119,12 @@ double Model::accumulate_gradients(const TokenBatch& tokens, const TrainingTarge
   FloatTensor final_normed({B, L, D});
   model::rms_norm(hidden.values.data(), impl.store.data(impl.norm_f), final_normed.values.data(), M, D, ssm.norm_eps,
                   impl.n_threads);
-  const double dropout = dropout_rate(impl.config);
+  const double dropout = model::dropout_rate(impl.config);
   std::vector<float> dropout_mask;
-  if (dropout > 0.0) dropout_mask = apply_dropout(final_normed.values, dropout, targets.dropout_seed);
+  if (dropout > 0.0) {
+    dropout_mask = model::dropout_mask(final_normed.values.size(), dropout, targets.dropout_seed);
+    for (std::size_t i = 0; i < dropout_mask.size(); ++i) final_normed.values[i] *= dropout_mask[i];
+  }
 
   // Head and loss.
   const std::string head_owner = fmt::format("head/{}", head_name(impl.config));
@@ -218,8 +144,8 @@ double Model::accumulate_gradients(const TokenBatch& tokens, const TrainingTarge
   check(impl.head->forward(ctx, head_args), head_owner);
   activation_bytes += bytes_of(output) * 2;
   const double loss = std::holds_alternative<LmConfig>(impl.config)
-                          ? lm_cross_entropy(output, tokens, lengths, grad_output, impl.n_threads)
-                          : classification_cross_entropy(output, targets.labels, grad_output);
+                          ? model::lm_cross_entropy(output, tokens, lengths, grad_output, impl.n_threads)
+                          : model::classification_cross_entropy(output, targets.labels, grad_output);
   impl.last_activation_bytes = activation_bytes;
 
   // Backward.

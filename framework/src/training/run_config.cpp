@@ -6,6 +6,7 @@
 
 #include "../config/json_fields.hpp"
 #include "mambakit/error.hpp"
+#include "mambakit/model.hpp"
 #include "mambakit/trainer.hpp"
 
 namespace mambakit {
@@ -57,6 +58,7 @@ RunConfig parse_run_config(const std::string& json_text, const std::string& sour
   fields.read("recompute", run.recompute);
   fields.read("save_dtype", run.save_dtype);
   fields.read("scan", run.scan);
+  fields.read("device", run.device);
   fields.reject_unread();
 
   auto require = [&](bool ok, const char* key, const std::string& value, const char* rule) {
@@ -76,6 +78,11 @@ RunConfig parse_run_config(const std::string& json_text, const std::string& sour
   require(run.eval_every >= 1 && run.save_every >= 1 && run.log_every >= 1, "eval_every/save_every/log_every",
           fmt::format("{}/{}/{}", run.eval_every, run.save_every, run.log_every), "must be >= 1");
   require(run.eval_batches >= 1, "eval_batches", std::to_string(run.eval_batches), "must be >= 1");
+  try {
+    parse_device(run.device);
+  } catch (const Error&) {
+    require(false, "device", run.device, "must be cpu, cuda or cuda:INDEX");
+  }
   require(run.save_dtype == "f32" || run.save_dtype == "f16" || run.save_dtype == "bf16", "save_dtype", run.save_dtype,
           "must be f32, f16 or bf16");
   require(run.threads >= 0, "threads", std::to_string(run.threads), "must be >= 0");

@@ -152,6 +152,7 @@ bool train(const RunConfig& run, const PluginHost& host, bool resume, const std:
   const auto tokenizer = make_tokenizer(run.tokenizer);
   const fs::path checkpoint = run.output_dir / "checkpoint";
   ModelOptions options{run.scan, run.threads, run.seed, sdk::DType::kF32};  // training keeps f32 weights
+  options.device = parse_device(run.device);
   Model model = resume               ? Model::load(checkpoint, host, options)
                 : !run.init_from.empty() ? Model::load(run.init_from, host, options)
                                          : Model::create(parse_model_config(run.model_json, "run config \"model\""), host, options);
