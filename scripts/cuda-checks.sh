@@ -4,7 +4,8 @@
 #   - every test labelled `cuda`, each test case in its own process (a CUDA fault in one
 #     cannot poison the next), with the failures' output;
 #   - the scan benchmark (effective bandwidth of scan/cuda against the device's memory);
-#   - whole-model prefill and decode on the device at the 130m and 1.4b shapes.
+#   - whole-model prefill and decode on the device at the 130m and 1.4b shapes;
+#   - whole-model training steps (forward, backward, AdamW) on the device at the 130m shape.
 # Every log goes to LOG_DIR; a short summary is printed at the end.
 #
 # Usage: scripts/cuda-checks.sh [BUILD_DIR] [LOG_DIR]    (build/release and logs/cuda by default)
@@ -34,6 +35,9 @@ if "${bin}/mambakit" bench --help 2>&1 | grep -q -- "--device"; then
       > "${logs}/bench-${shape}.txt" 2>&1 || echo "bench ${shape} failed: $?"
     cat "${logs}/bench-${shape}.txt"
   done
+  timeout 300 "${bin}/mambakit" bench --device cuda --shape 130m --mode train --batch 8 --length 512 \
+    --dtype f32 --repeat 5 > "${logs}/bench-train-130m.txt" 2>&1 || echo "bench train failed: $?"
+  cat "${logs}/bench-train-130m.txt"
 else
   echo "this build's mambakit has no --device option" | tee "${logs}/bench-130m.txt"
 fi
