@@ -5,7 +5,8 @@
 // agree with the CPU's f32 GEMM to rounding). 16-bit weights are widened to f32 into the call's
 // workspace first. cuBLAS is not used on decode paths: creating a handle and its internal
 // workspace are not legal inside CUDA graph capture (see few_rows.cuh for those paths).
-// Host code only; include it from .cpp files of CUDA builds.
+// cuBLAS itself is opened at first use (cublas_library.hpp). Host code only; include it from
+// .cpp files of CUDA builds.
 //
 // Dimensions: M rows, K in features, N out features.
 
@@ -17,6 +18,7 @@
 #include <cstring>
 #include <map>
 
+#include "cublas_library.hpp"
 #include "cuda_status.hpp"
 #include "linear_launch.hpp"
 #include "mambakit/sdk/context.hpp"
@@ -30,8 +32,9 @@ inline sdk::Status cublas_error_status(const char* component, cublasStatus_t sta
                                        const char* file, int line) noexcept {
   const char* slash = std::strrchr(file, '/');
   if (slash != nullptr) file = slash + 1;
+  const CublasLibrary& cublas = cublas_library();  // loaded: a call returned this status
   return sdk::Status::error(sdk::StatusCode::kDeviceError, "%s: %s failed at %s:%d: %s (%s)", component, what, file,
-                            line, cublasGetStatusString(status), cublasGetStatusName(status));
+                            line, cublas.status_string(status), cublas.status_name(status));
 }
 
 }  // namespace mambakit::cuda_common
@@ -51,14 +54,19 @@ namespace mambakit::cuda_common {
 
 /// The calling thread's cuBLAS handle for the current device, created on first use (default
 /// math: no TF32) and destroyed when the thread ends. Each plugin module has its own cache.
+/// kUnsupported naming `component` and the library when cuBLAS cannot be loaded.
 inline sdk::Status thread_cublas_handle(const char* component, cublasHandle_t* out) {
+  const CublasLibrary& cublas = cublas_library();
+  if (!cublas.error.empty()) {
+    return sdk::Status::error(sdk::StatusCode::kUnsupported, "%s: %s", component, cublas.error.c_str());
+  }
   struct Handles {
     std::map<int, cublasHandle_t> by_device;
     Handles() = default;
     Handles(const Handles&) = delete;
     Handles& operator=(const Handles&) = delete;
     ~Handles() {
-      for (const auto& [device, handle] : by_device) cublasDestroy(handle);
+      for (const auto& [device, handle] : by_device) cublas_library().destroy(handle);
     }
   };
   thread_local Handles handles;
@@ -70,10 +78,10 @@ inline sdk::Status thread_cublas_handle(const char* component, cublasHandle_t* o
     return sdk::Status::success();
   }
   cublasHandle_t handle = nullptr;
-  MAMBAKIT_CUBLAS_CHECK(component, cublasCreate(&handle));
-  const cublasStatus_t mode = cublasSetMathMode(handle, CUBLAS_DEFAULT_MATH);
+  MAMBAKIT_CUBLAS_CHECK(component, cublas.create(&handle));
+  const cublasStatus_t mode = cublas.set_math_mode(handle, CUBLAS_DEFAULT_MATH);
   if (mode != CUBLAS_STATUS_SUCCESS) {
-    cublasDestroy(handle);
+    cublas.destroy(handle);
     MAMBAKIT_CUBLAS_CHECK(component, mode);
   }
   handles.by_device.emplace(device, handle);
@@ -98,9 +106,10 @@ inline sdk::Status column_major_sgemm(const char* component, const sdk::Context&
   }
   cublasHandle_t handle = nullptr;
   MAMBAKIT_RETURN_IF_ERROR(thread_cublas_handle(component, &handle));
-  MAMBAKIT_CUBLAS_CHECK(component, cublasSetStream(handle, stream_of(context)));
+  const CublasLibrary& cublas = cublas_library();
+  MAMBAKIT_CUBLAS_CHECK(component, cublas.set_stream(handle, stream_of(context)));
   const float one = 1.f;
-  MAMBAKIT_CUBLAS_CHECK(component, cublasSgemm(handle, op_a, op_b, static_cast<int>(m), static_cast<int>(n),
+  MAMBAKIT_CUBLAS_CHECK(component, cublas.sgemm(handle, op_a, op_b, static_cast<int>(m), static_cast<int>(n),
                                                static_cast<int>(k), &one, a, static_cast<int>(lda), b,
                                                static_cast<int>(ldb), &beta, c, static_cast<int>(ldc)));
   return sdk::Status::success();
