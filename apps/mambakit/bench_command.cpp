@@ -3,7 +3,8 @@
 // With --device cuda the model runs on the GPU (scan "all" means the one auto picks there);
 // Model::forward, Model::step_argmax and Model::accumulate_gradients return host data, so each
 // timed call has waited for the device before the clock stops (training on the GPU includes
-// its per-call parameter upload and gradient download, see Model::parameter_slices()).
+// its gradient download and, after each AdamW step, the parameter upload: see
+// Model::parameters_changed()).
 
 #include <fmt/format.h>
 

@@ -187,14 +187,6 @@ inline void linear_few_rows(const float* x, std::int64_t ldx, const sdk::TensorV
   shares.record(plan, seconds.data());
 }
 
-/// The same product with equal shares.
-inline void linear_few_rows(const float* x, std::int64_t ldx, const sdk::TensorView& weight, const float* bias,
-                            float* y, std::int64_t ldy, std::int64_t m, std::int64_t k, std::int64_t n,
-                            int n_threads) {
-  SpeedShares equal;
-  linear_few_rows(x, ldx, weight, bias, y, ldy, m, k, n, n_threads, equal);
-}
-
 /// The same product for output features [begin, end) only, on the calling thread: for callers
 /// that split one step's work between the threads of their own parallel region.
 inline void linear_few_rows_range(const float* x, std::int64_t ldx, const sdk::TensorView& weight, const float* bias,

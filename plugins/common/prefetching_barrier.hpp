@@ -59,13 +59,15 @@ class NextReads {
 /// waits. Writes made before arrive_and_wait() are visible to every thread after it.
 class PrefetchingBarrier {
  public:
-  void arrive_and_wait(int team, NextReads& reads) {
+  /// Returns the seconds this thread waited (0 for the last to arrive).
+  double arrive_and_wait(int team, NextReads& reads) {
     const unsigned generation = generation_.load(std::memory_order_acquire);
     if (arrived_.fetch_add(1, std::memory_order_acq_rel) == team - 1) {
       arrived_.store(0, std::memory_order_relaxed);
       generation_.fetch_add(1, std::memory_order_release);
-      return;
+      return 0.0;
     }
+    const double arrived = omp_get_wtime();
     // Spin (prefetching while there is something to fetch), then yield. A team with more
     // threads than processors yields at once: the thread it waits for may need this core.
     static const int processors = omp_get_num_procs();
@@ -78,6 +80,7 @@ class PrefetchingBarrier {
         std::this_thread::yield();
       }
     }
+    return omp_get_wtime() - arrived;
   }
 
  private:

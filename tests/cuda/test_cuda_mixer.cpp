@@ -48,12 +48,15 @@
 #include "mambakit/sdk/half.hpp"
 #include "mambakit/sdk/head.hpp"
 #include "mambakit/sdk/mixer.hpp"
+#include "scan_case.hpp"
 #include "test_workspace.hpp"
 
 namespace sdk = mambakit::sdk;
+using mambakit::test::check_status;
 using mambakit::test::DeviceWorkspace;
 using mambakit::test::kGpu;
 using mambakit::test::require_cuda_device;
+using mambakit::test::round_to;
 using mambakit::test::TestWorkspace;
 
 namespace {
@@ -69,28 +72,9 @@ constexpr sdk::DType kParamDTypes[] = {sdk::DType::kF32, sdk::DType::kF16, sdk::
 
 int cpu_threads() { return static_cast<int>(std::max(1u, std::min(16u, std::thread::hardware_concurrency()))); }
 
-/// `v` rounded to `dtype` (f32, f16 or bf16) and back.
-float round_to(float v, sdk::DType dtype) {
-  if (dtype == sdk::DType::kF16) return sdk::f16_to_f32(sdk::f32_to_f16(v));
-  if (dtype == sdk::DType::kBF16) return sdk::bf16_to_f32(sdk::f32_to_bf16(v));
-  return v;
-}
-
 /// max |actual - expected| / max |expected|; +inf for a non-finite value or a size mismatch.
 double relative_to_max(const std::vector<float>& actual, const std::vector<float>& expected) {
-  if (actual.size() != expected.size()) return std::numeric_limits<double>::infinity();
-  double largest = 0.0, worst = 0.0;
-  for (std::size_t i = 0; i < expected.size(); ++i) {
-    if (!std::isfinite(actual[i])) return std::numeric_limits<double>::infinity();
-    largest = std::max(largest, std::fabs(static_cast<double>(expected[i])));
-    worst = std::max(worst, std::fabs(static_cast<double>(actual[i]) - expected[i]));
-  }
-  return worst / std::max(largest, std::numeric_limits<double>::min());
-}
-
-void check_status(const sdk::Status& status) {
-  INFO(sdk::status_code_name(status.code) << ": " << status.message);
-  REQUIRE(status.ok());
+  return mambakit::test::relative_error(actual, expected, 1.0);
 }
 
 std::vector<float> random_values(std::int64_t count, double low, double high, std::mt19937& rng) {

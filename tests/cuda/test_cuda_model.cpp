@@ -7,15 +7,12 @@
 // reaching the device, a few AdamW steps, and `mambakit train --device cuda`. GPU cases exit
 // with 77 (skipped) where no device exists.
 
-#include <cuda_runtime_api.h>
-
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <filesystem>
 #include <fmt/format.h>
 #include <fstream>
-#include <optional>
 
 #include "cuda_test_support.hpp"
 #include "fixtures.hpp"
@@ -41,7 +38,7 @@ namespace {
 
 ModelOptions on_gpu(bool graphs = true) {
   ModelOptions options;
-  options.device = {sdk::DeviceType::kCuda, 0};
+  options.device = kGpu;
   options.cuda_graphs = graphs;
   return options;
 }
@@ -324,7 +321,7 @@ TEST_CASE("accumulate_gradients on a CUDA model matches the CPU model for every 
   }
 }
 
-TEST_CASE("host writes through parameter slices reach a CUDA model's next call", "[cuda]") {
+TEST_CASE("host writes through parameter slices, and announced later ones, reach a CUDA model's next call", "[cuda]") {
   require_cuda_device();
   const auto& host = mambakit::test::in_tree_plugins();
   const auto dir = mambakit::test::data_dir() / "models" / "tiny_untied_bias";
@@ -342,6 +339,19 @@ TEST_CASE("host writes through parameter slices reach a CUDA model's next call",
   const FloatTensor after = cpu.forward(tokens);
   REQUIRE(max_abs_difference(after.values, before.values) > 1e-3);
   check_close(gpu.forward(tokens), after, "after the edit");
+
+  // A later write through slices kept from before, announced with parameters_changed().
+  std::vector<std::vector<mambakit::ParameterSlice>> kept = {cpu.parameter_slices(), gpu.parameter_slices()};
+  gpu.forward(tokens);  // uploads, leaving the device copy current
+  for (auto& slices : kept) {
+    for (const auto& slice : slices) {
+      if (slice.name == "backbone.norm_f.weight") slice.values[0] += 0.5f;
+    }
+  }
+  gpu.parameters_changed();
+  const FloatTensor later = cpu.forward(tokens);
+  REQUIRE(max_abs_difference(later.values, after.values) > 1e-4);
+  check_close(gpu.forward(tokens), later, "after parameters_changed()");
 }
 
 TEST_CASE("a few AdamW steps on a CUDA model give the CPU model's losses", "[cuda]") {

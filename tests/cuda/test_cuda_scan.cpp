@@ -39,10 +39,12 @@
 #include "scan_case.hpp"
 #include "scan_report.hpp"
 
+using mambakit::test::check_status;
 using mambakit::test::DeviceWorkspace;
 using mambakit::test::kGpu;
 using mambakit::test::relative_error;
 using mambakit::test::require_cuda_device;
+using mambakit::test::round_to;
 using mambakit::test::ScanCase;
 using mambakit::test::Report;
 using mambakit::test::ScanOptions;
@@ -65,11 +67,6 @@ float decode_half(std::uint16_t bits, sdk::DType dtype) {
   __nv_bfloat16_raw raw;
   raw.x = bits;
   return __bfloat162float(__nv_bfloat16(raw));
-}
-
-/// `v` rounded to `dtype` and back (f32 unchanged).
-float round_to(float v, sdk::DType dtype) {
-  return dtype == sdk::DType::kF32 ? v : decode_half(encode_half(v, dtype), dtype);
 }
 
 /// A tensor on the GPU in f32, f16 or bf16, made from contiguous f32 values and read back as
@@ -286,11 +283,6 @@ std::string describe(std::int64_t batch, std::int64_t length, std::int64_t d_inn
          " gapped=" + (gapped ? "1" : "0");
 }
 
-
-void check_status(const sdk::Status& status) {
-  INFO(status.message);
-  REQUIRE(status.ok());
-}
 
 /// Runs the oracle and scan/cuda on the same problem; checks y and the final state.
 void check_forward(std::int64_t batch, std::int64_t length, std::int64_t d_inner, std::int64_t d_state,

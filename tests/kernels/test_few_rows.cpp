@@ -16,6 +16,7 @@
 namespace sdk = mambakit::sdk;
 using mambakit::plugin_common::linear_few_rows;
 using mambakit::plugin_common::linear_few_rows_range;
+using mambakit::plugin_common::SpeedShares;
 
 namespace {
 
@@ -69,7 +70,8 @@ TEST_CASE("few-rows product equals a double-precision product for every weight t
         const Weights w = random_weights(n, k, dtype, rng);
         const std::vector<float> x = random_vector(m * ldx, rng), bias = random_vector(n, rng);
         std::vector<float> y(static_cast<std::size_t>(m * ldy), -7.0f);
-        linear_few_rows(x.data(), ldx, w.view, bias.data(), y.data(), ldy, m, k, n, 2);
+        SpeedShares shares;
+        linear_few_rows(x.data(), ldx, w.view, bias.data(), y.data(), ldy, m, k, n, 2, shares);
         double worst = 0.0;
         for (std::int64_t r = 0; r < m; ++r) {
           for (std::int64_t j = 0; j < n; ++j) {
@@ -96,16 +98,18 @@ TEST_CASE("few-rows product: a row's result does not depend on the other rows or
     const Weights w = random_weights(n, k, dtype, rng);
     const std::vector<float> x = random_vector(m * k, rng);
     std::vector<float> together(static_cast<std::size_t>(m * n));
-    linear_few_rows(x.data(), k, w.view, nullptr, together.data(), n, m, k, n, 2);
+    SpeedShares equal;
+    linear_few_rows(x.data(), k, w.view, nullptr, together.data(), n, m, k, n, 2, equal);
     for (std::int64_t r = 0; r < m; ++r) {
       for (const int threads : {1, 3}) {
         std::vector<float> alone(static_cast<std::size_t>(n));
-        linear_few_rows(x.data() + r * k, k, w.view, nullptr, alone.data(), n, 1, k, n, threads);
+        SpeedShares shares;
+        linear_few_rows(x.data() + r * k, k, w.view, nullptr, alone.data(), n, 1, k, n, threads, shares);
         for (std::int64_t j = 0; j < n; ++j) REQUIRE(alone[j] == together[r * n + j]);
       }
     }
     // Shares skewed towards one thread (as after it measured faster) give the same results.
-    mambakit::plugin_common::SpeedShares skewed;
+    SpeedShares skewed;
     for (int call = 0; call < 100; ++call) {
       const auto plan = skewed.plan(2);
       const double seconds[2] = {plan.fraction(0) / 3.0, plan.fraction(1)};
@@ -137,6 +141,7 @@ TEST_CASE("few-rows product rejects weights of another type") {
   view.strides[0] = 2;
   view.strides[1] = 1;
   std::vector<float> x(2, 1.0f), y(2);
-  REQUIRE_THROWS_WITH(linear_few_rows(x.data(), 2, view, nullptr, y.data(), 2, 1, 2, 2, 1),
+  SpeedShares shares;
+  REQUIRE_THROWS_WITH(linear_few_rows(x.data(), 2, view, nullptr, y.data(), 2, 1, 2, 2, 1, shares),
                       Catch::Matchers::Contains("f32, f16 or bf16"));
 }

@@ -17,6 +17,8 @@
 
 #include "mambakit/sdk/context.hpp"
 #include "mambakit/sdk/dtype.hpp"
+#include "mambakit/sdk/half.hpp"
+#include "mambakit/sdk/status.hpp"
 
 namespace mambakit::test {
 
@@ -25,6 +27,19 @@ inline constexpr int kSkipReturnCode = 77;
 
 /// The device the GPU tests run on.
 inline constexpr sdk::Device kGpu{sdk::DeviceType::kCuda, 0};
+
+/// Requires a plugin call's Status to be success, printing its code and message otherwise.
+inline void check_status(const sdk::Status& status) {
+  INFO(sdk::status_code_name(status.code) << ": " << status.message);
+  REQUIRE(status.ok());
+}
+
+/// `v` rounded to `dtype` (f32, f16 or bf16) and back.
+inline float round_to(float v, sdk::DType dtype) {
+  if (dtype == sdk::DType::kF16) return sdk::f16_to_f32(sdk::f32_to_f16(v));
+  if (dtype == sdk::DType::kBF16) return sdk::bf16_to_f32(sdk::f32_to_bf16(v));
+  return v;
+}
 
 inline bool cuda_device_present() {
   int count = 0;

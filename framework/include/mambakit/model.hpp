@@ -204,11 +204,15 @@ class Model {
   void zero_gradients();
 
   /// Every parameter's values and gradients (gradients allocated on first call). The host
-  /// values are the master copy on every device: on a CUDA model, once slices have been handed
-  /// out, every later device call (forward, step, training) first uploads the parameters
-  /// again, so writes through the slices (an optimizer step) are always seen, at the cost of
-  /// one parameter upload per call.
+  /// values are the master copy on every device: on a CUDA model the next device call uploads
+  /// them, so writes made before it are seen. Writes made later through slices kept from an
+  /// earlier call (as an optimizer does) need parameters_changed().
   std::vector<ParameterSlice> parameter_slices();
+
+  /// Tells the model that parameter values were written through kept slices: a CUDA model
+  /// uploads them before its next device call (one upload however many calls follow). AdamW
+  /// calls it after each step. No effect on a CPU model.
+  void parameters_changed();
 
   /// The accumulated gradient of parameter `name`.
   [[nodiscard]] std::vector<float> gradient_values(const std::string& name) const;

@@ -42,6 +42,7 @@ class AdamW {
 
  private:
   AdamWOptions options_;
+  Model& model_;  // told of each step's writes (Model::parameters_changed)
   std::vector<ParameterSlice> slices_;
   std::vector<std::vector<float>> first_moment_, second_moment_;
   std::int64_t steps_ = 0;

@@ -6,7 +6,7 @@
 // defined in cuda_runtime.cpp, training in cuda_training.cpp.
 //
 // Memory: parameters in a DeviceParameters copy of the host store (uploaded at creation and
-// whenever Model::Impl::runtime() finds the host values exposed); per call, activations and
+// whenever Model::Impl::runtime() finds the host values newer); per call, activations and
 // plugin scratch from the arena (reset at the start of each call); the inference state in a
 // DeviceState mirror that the InferenceState owns; per decode batch size, fixed buffers for
 // the step's input ids and output logits; for training, a DeviceGradients block (made on the

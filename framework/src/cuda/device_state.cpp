@@ -1,9 +1,6 @@
 #include "device_state.hpp"
 
-#include <fmt/format.h>
-
 #include "device_guard.hpp"
-#include "mambakit/error.hpp"
 
 namespace mambakit::cuda {
 

@@ -1,7 +1,7 @@
 #pragma once
 // DeviceRuntime: how a Model runs on an accelerator. Model::Impl holds one when
 // ModelOptions::device is not the CPU and forwards inference and training calls to it (through
-// Impl::runtime(), which re-uploads parameters the host may have changed); the CPU path never
+// Impl::runtime(), which first re-uploads parameters the host has changed); the CPU path never
 // touches it. The CUDA implementation lives in framework/src/cuda/ (built with CUDA only);
 // without CUDA, create_cuda() throws a clear error.
 
@@ -45,7 +45,6 @@ class DeviceRuntime {
   using Mirror = InferenceState::DeviceMirror;
   using StateTensors = std::vector<std::vector<FloatTensor>>;
 
-  static StateTensors& host_tensors(InferenceState& state) { return state.tensors_; }
   /// The state's device mirror, current on the device: made with `make` when absent, uploaded
   /// when the host holds newer values. Marks the host stale (the caller writes the device copy).
   template <class Make>

@@ -136,7 +136,7 @@ Model Model::load(const std::filesystem::path& dir, const PluginHost& host, cons
 
 void Model::load_weights(const std::filesystem::path& file) {
   load_weights(SafetensorsFile::open(file), file);
-  if (impl_->device_runtime) impl_->device_runtime->upload_parameters();
+  impl_->device_parameters_stale = true;
 }
 
 void Model::load_weights(const SafetensorsFile& checkpoint, const std::filesystem::path& file) {
@@ -282,10 +282,7 @@ FloatTensor Model::forward(const TokenBatch& tokens, InferenceState* state, bool
 FloatTensor Model::step(const std::vector<std::int32_t>& ids, InferenceState& state) {
   Impl& impl = *impl_;
   const std::int64_t B = state.batch();
-  if (static_cast<std::int64_t>(ids.size()) != B) {
-    throw Error(fmt::format("a decode step needs one token per row: {} rows, {} tokens", B, ids.size()));
-  }
-  impl.check_tokens(TokenBatch{B, 1, ids});
+  impl.check_step_ids(ids, B);
   if (impl.device_runtime) return impl.runtime().step(ids, state);
   state.use_on_host();
   const SsmConfig& ssm = impl.ssm();
@@ -315,10 +312,7 @@ FloatTensor Model::step(const std::vector<std::int32_t>& ids, InferenceState& st
 std::vector<std::int32_t> Model::step_argmax(const std::vector<std::int32_t>& ids, InferenceState& state) {
   Impl& impl = *impl_;
   if (impl.device_runtime) {
-    if (static_cast<std::int64_t>(ids.size()) != state.batch()) {
-      throw Error(fmt::format("a decode step needs one token per row: {} rows, {} tokens", state.batch(), ids.size()));
-    }
-    impl.check_tokens(TokenBatch{state.batch(), 1, ids});
+    impl.check_step_ids(ids, state.batch());
     return impl.runtime().step_argmax(ids, state);
   }
   const FloatTensor logits = step(ids, state);

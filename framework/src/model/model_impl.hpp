@@ -46,9 +46,10 @@ struct Model::Impl {
   std::vector<int> head_params;
   model::HeapWorkspace workspace;
   std::size_t last_activation_bytes = 0;
-  /// Set by Model::parameter_slices(): writable pointers to the host parameters are out, so a
-  /// device copy cannot know when it is stale (see runtime()).
-  bool host_parameters_exposed = false;
+  /// The device copy of the parameters is older than the host values: set by
+  /// parameter_slices() (writable pointers go out), parameters_changed() and load_weights(),
+  /// cleared by the upload in runtime().
+  bool device_parameters_stale = false;
   /// Set when the model runs on an accelerator (options.device); inference goes through it.
   /// Last: destroyed first, before the components and parameters it refers to.
   std::unique_ptr<model::DeviceRuntime> device_runtime;
@@ -83,10 +84,12 @@ struct Model::Impl {
   }
 
   /// The accelerator runtime (device_runtime, which must be set), its parameter copy first
-  /// made current: once host_parameters_exposed is set, the host values may have been written
-  /// through parameter slices at any time, so every device call uploads them again.
+  /// made current: uploaded first when the host values are newer (device_parameters_stale).
   model::DeviceRuntime& runtime() {
-    if (host_parameters_exposed) device_runtime->upload_parameters();
+    if (device_parameters_stale) {
+      device_runtime->upload_parameters();
+      device_parameters_stale = false;
+    }
     return *device_runtime;
   }
 
@@ -168,6 +171,14 @@ struct Model::Impl {
       throw Error(fmt::format("head/{} cannot hold its parameters as {}; use --dtype f32", head_name(config),
                               sdk::dtype_name(dtype)));
     }
+  }
+
+  /// Throws unless `ids` holds one valid token per row of a decode step over `batch` rows.
+  void check_step_ids(const std::vector<std::int32_t>& ids, std::int64_t batch) const {
+    if (static_cast<std::int64_t>(ids.size()) != batch) {
+      throw Error(fmt::format("a decode step needs one token per row: {} rows, {} tokens", batch, ids.size()));
+    }
+    check_tokens(TokenBatch{batch, 1, ids});
   }
 
   void check_tokens(const TokenBatch& tokens) const {

@@ -21,9 +21,11 @@ std::size_t bytes_of(const FloatTensor& tensor) { return tensor.values.size() * 
 
 void Model::zero_gradients() { impl_->store.zero_gradients(); }
 
+void Model::parameters_changed() { impl_->device_parameters_stale = true; }
+
 std::vector<ParameterSlice> Model::parameter_slices() {
   impl_->store.ensure_gradients();
-  impl_->host_parameters_exposed = true;
+  impl_->device_parameters_stale = true;
   std::vector<ParameterSlice> slices;
   const auto& entries = impl_->store.entries();
   for (std::size_t i = 0; i < entries.size(); ++i) {

@@ -16,7 +16,8 @@ double cosine_learning_rate(std::int64_t step, std::int64_t warmup, std::int64_t
   return min_lr + 0.5 * (max_lr - min_lr) * (1.0 + std::cos(std::numbers::pi * progress));
 }
 
-AdamW::AdamW(Model& model, const AdamWOptions& options) : options_(options), slices_(model.parameter_slices()) {
+AdamW::AdamW(Model& model, const AdamWOptions& options)
+    : options_(options), model_(model), slices_(model.parameter_slices()) {
   for (const auto& slice : slices_) {
     first_moment_.emplace_back(static_cast<std::size_t>(slice.numel), 0.0f);
     second_moment_.emplace_back(static_cast<std::size_t>(slice.numel), 0.0f);
@@ -50,6 +51,7 @@ double AdamW::step(double lr) {
       slice.values[i] = slice.values[i] * decay - step_size * m[i] / (std::sqrt(v[i] * inv_correction2) + eps);
     }
   }
+  model_.parameters_changed();
   return norm;
 }
 

@@ -42,12 +42,6 @@ sdk::Status lm_forward_cuda(const sdk::Context& context, const sdk::HeadForwardA
 
 sdk::Status lm_backward_cuda(const sdk::Context& context, const sdk::HeadBackwardArgs& args, std::int64_t d_model,
                              std::int64_t vocab) noexcept {
-  if (args.params[0].dtype != sdk::DType::kF32) {
-    return sdk::Status::error(sdk::StatusCode::kInvalidArgument,
-                              "head/lm backward on cuda needs an f32 weight; it is %s (half-precision weights are "
-                              "for inference)",
-                              sdk::dtype_name(args.params[0].dtype));
-  }
   if (args.hidden.dtype != sdk::DType::kF32) {
     return sdk::Status::error(sdk::StatusCode::kUnsupported, "head/lm on cuda: hidden is %s; f32 is required",
                               sdk::dtype_name(args.hidden.dtype));

@@ -147,15 +147,7 @@ sdk::Status s6_backward(const S6Dims& dims, const S6ParamIndex& index, const sdk
                         const sdk::MixerBackwardArgs& args) {
   return sdk::guard([&]() -> sdk::Status {
     if (args.x.dtype == sdk::DType::kF64) return backward_typed<double>(dims, index, context, args);
-    for (std::int32_t i = 0; i < index.count; ++i) {
-      if (args.params[i].dtype != sdk::DType::kF32) {
-        return sdk::Status::error(sdk::StatusCode::kInvalidArgument,
-                                  "mixer/s6 backward needs f32 parameters; parameter %d is %s (half-precision "
-                                  "weights are for inference)",
-                                  i, sdk::dtype_name(args.params[i].dtype));
-      }
-    }
-    return backward_typed<float>(dims, index, context, args);
+    return backward_typed<float>(dims, index, context, args);  // f32 parameters: checked by S6Mixer::backward
   });
 }
 

@@ -36,27 +36,9 @@
 
 namespace mambakit::mixer_s6 {
 
-namespace {
-
-/// kInvalidArgument unless every parameter is f32, as the CPU backward requires.
-sdk::Status check_f32_params(const sdk::TensorView* params, int count) {
-  for (int i = 0; i < count; ++i) {
-    if (params[i].dtype != sdk::DType::kF32) {
-      return sdk::Status::error(sdk::StatusCode::kInvalidArgument,
-                                "mixer/s6 backward on cuda needs f32 parameters; parameter %d is %s (half-precision "
-                                "weights are for inference)",
-                                i, sdk::dtype_name(params[i].dtype));
-    }
-  }
-  return sdk::Status::success();
-}
-
-}  // namespace
-
 sdk::Status s6_backward_cuda(const S6Dims& dims, const S6ParamIndex& index, const sdk::Context& context,
                              const sdk::MixerBackwardArgs& args) noexcept {
   MAMBAKIT_RETURN_IF_ERROR(check_cuda_dtypes(args.params, index.count, args.x));
-  MAMBAKIT_RETURN_IF_ERROR(check_f32_params(args.params, index.count));
   return cuda_common::on_device(kCudaComponent, context, [&]() -> sdk::Status {
     const std::int64_t B = args.x.shape[0], L = args.x.shape[1], M = B * L;
     const std::int64_t D = dims.d_model, E = dims.d_inner, N = dims.d_state, R = dims.dt_rank, K = dims.d_conv;

@@ -15,6 +15,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <array>
 #include <map>
 #include <utility>
 #include <vector>
@@ -127,12 +128,13 @@ sdk::Status s6_step(const S6Dims& dims, const S6ParamIndex& index, const sdk::Co
     std::vector<sdk::Status> statuses(static_cast<std::size_t>(threads), sdk::Status::success());
     const plugin_common::SpeedShares::Plan plan = shares.plan(threads);
     plugin_common::PrefetchingBarrier barrier;
-    std::vector<double> seconds(static_cast<std::size_t>(threads), 0.0);  // each thread's work, waits excluded
+    std::array<double, plugin_common::SpeedShares::kMaxThreads> seconds{};  // each thread's work, waits excluded
 
 #pragma omp parallel num_threads(threads)
     {
       const int thread = omp_get_thread_num(), team = omp_get_num_threads();
-      double start = omp_get_wtime(), worked = 0.0;
+      const double start = omp_get_wtime();
+      double waited = 0.0;
       const auto [e0, e1] = plan.range(E, kChannelBlock, thread, team);
       const std::int64_t width = e1 - e0;
       const auto [w0, w1] = plugin_common::few_rows_share(plan, W, thread, team);
@@ -162,13 +164,11 @@ sdk::Status s6_step(const S6Dims& dims, const S6ParamIndex& index, const sdk::Co
                               xc.data() + b * E + e0, std::int64_t{1}, width, K);
       }
       negative_exp(param.base(index.a_log) + e0 * N, a.data() + e0 * N, width * N);
-      worked += omp_get_wtime() - start;
-      barrier.arrive_and_wait(team, next_reads);
+      waited += barrier.arrive_and_wait(team, next_reads);
       // x_proj mixes every channel: dt_low | B | C.
       plugin_common::linear_few_rows_range(xc.data(), E, weights[index.x_proj_weight], nullptr, dbc.data(), W, B, E,
                                            w0, w1);
-      barrier.arrive_and_wait(team, next_reads);
-      start = omp_get_wtime();
+      waited += barrier.arrive_and_wait(team, next_reads);
       // dt_proj and the scan step for my channels.
       plugin_common::linear_few_rows_range(dbc.data(), W, weights[index.dt_proj_weight], nullptr, dt.data(), E, B, R,
                                            e0, e1);
@@ -190,14 +190,12 @@ sdk::Status s6_step(const S6Dims& dims, const S6ParamIndex& index, const sdk::Co
         scan.y = rows_view(y.data() + e0, B, width, E);
         statuses[static_cast<std::size_t>(thread)] = sdk::selective_scan_step(one_thread, scan);
       }
-      worked += omp_get_wtime() - start;
-      barrier.arrive_and_wait(team, next_reads);
+      waited += barrier.arrive_and_wait(team, next_reads);
       // out_proj mixes every channel.
-      start = omp_get_wtime();
       param.widen(index.out_proj_bias, d0, d1);
       plugin_common::linear_few_rows_range(y.data(), E, weights[index.out_proj_weight], param.base(index.out_proj_bias),
                                            args.y.as<float>(), D, B, E, d0, d1);
-      if (team == plan.threads()) seconds[static_cast<std::size_t>(thread)] = worked + omp_get_wtime() - start;
+      if (team == plan.threads()) seconds[static_cast<std::size_t>(thread)] = omp_get_wtime() - start - waited;
     }
     shares.record(plan, seconds.data());
     for (const auto& status : statuses) MAMBAKIT_RETURN_IF_ERROR(status);
