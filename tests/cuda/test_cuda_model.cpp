@@ -51,15 +51,6 @@ ModelOptions f32_on(sdk::Device device) {
   return options;
 }
 
-TokenBatch tokens_from(const mambakit::SafetensorsFile& expected, std::int64_t length) {
-  const auto& entry = expected.at(fmt::format("tokens.L{}", length));
-  TokenBatch tokens;
-  tokens.batch = entry.shape[0];
-  tokens.length = entry.shape[1];
-  for (float v : expected.read_f32(entry.name)) tokens.ids.push_back(static_cast<std::int32_t>(v));
-  return tokens;
-}
-
 /// Positions [begin, end) of every row of `tokens`.
 TokenBatch slice(const TokenBatch& tokens, std::int64_t begin, std::int64_t end) {
   TokenBatch part{tokens.batch, end - begin, {}};
@@ -142,7 +133,7 @@ TEST_CASE("a CUDA model's forward logits and final states match the CPU model's 
     REQUIRE(gpu.weights_dtype() == cpu.weights_dtype());
     for (const std::int64_t length : {1, 3, 7, 33}) {
       const std::string name = fmt::format("{} ({}), L={}", dir.filename().string(), sdk::dtype_name(cpu.weights_dtype()), length);
-      const TokenBatch tokens = tokens_from(expected, length);
+      const TokenBatch tokens = mambakit::test::fixture_tokens(expected, length);
       check_close(gpu.forward(tokens), cpu.forward(tokens), name + ", no state");
       check_close(gpu.forward(tokens, nullptr, true), cpu.forward(tokens, nullptr, true), name + ", last position");
 
@@ -154,7 +145,7 @@ TEST_CASE("a CUDA model's forward logits and final states match the CPU model's 
       check_states(gpu_state, cpu_state, name + ", continued state");
     }
     // A prompt in two chunks equals one pass on the device too.
-    const TokenBatch whole = tokens_from(expected, 33);
+    const TokenBatch whole = mambakit::test::fixture_tokens(expected, 33);
     InferenceState chunked = gpu.make_state(whole.batch);
     gpu.forward(slice(whole, 0, 20), &chunked);
     const FloatTensor second = gpu.forward(slice(whole, 20, 33), &chunked, true);
@@ -171,7 +162,7 @@ TEST_CASE("prefill and 8 decode steps on a CUDA model equal the CPU model's step
     const auto expected = mambakit::SafetensorsFile::open(dir / "expected.safetensors");
     Model cpu = Model::load(dir, host);
     Model gpu = Model::load(dir, host, on_gpu());
-    const TokenBatch prompt = tokens_from(expected, 7);
+    const TokenBatch prompt = mambakit::test::fixture_tokens(expected, 7);
     InferenceState cpu_state = cpu.make_state(prompt.batch), gpu_state = gpu.make_state(prompt.batch);
     const FloatTensor cpu_prefill = cpu.forward(prompt, &cpu_state, true);
     check_close(gpu.forward(prompt, &gpu_state, true), cpu_prefill, dir.filename().string() + " prefill");
@@ -193,7 +184,7 @@ TEST_CASE("decode steps replayed from CUDA graphs equal the uncaptured steps bit
     Model graphs = Model::load(dir, host, on_gpu(true));
     Model plain = Model::load(dir, host, on_gpu(false));
     for (const std::int64_t batch : {2, 1}) {  // two batch sizes: two graphs in one model
-      TokenBatch prompt = tokens_from(expected, 7);
+      TokenBatch prompt = mambakit::test::fixture_tokens(expected, 7);
       prompt = TokenBatch{batch, 7, std::vector<std::int32_t>(prompt.ids.begin(), prompt.ids.begin() + batch * 7)};
       InferenceState graph_state = graphs.make_state(batch), plain_state = plain.make_state(batch);
       std::vector<std::int32_t> next = argmax_rows(plain.forward(prompt, &plain_state, true));
@@ -258,7 +249,7 @@ TEST_CASE("a CUDA model's state copies to the host on demand and back after rese
   const auto expected = mambakit::SafetensorsFile::open(dir / "expected.safetensors");
   Model cpu = Model::load(dir, host);
   Model gpu = Model::load(dir, host, on_gpu());
-  const TokenBatch prompt = tokens_from(expected, 7);
+  const TokenBatch prompt = mambakit::test::fixture_tokens(expected, 7);
   InferenceState cpu_state = cpu.make_state(prompt.batch), gpu_state = gpu.make_state(prompt.batch);
   cpu.forward(prompt, &cpu_state, true);
   gpu.forward(prompt, &gpu_state, true);
@@ -301,8 +292,8 @@ TEST_CASE("accumulate_gradients on a CUDA model matches the CPU model for every 
     Model cpu = Model::load(dir, host, f32_on({}));
     Model gpu = Model::load(dir, host, f32_on(kGpu));
     // Two micro-batches: full rows, then right-padded rows of different lengths.
-    const TokenBatch full = tokens_from(expected, 7);
-    TokenBatch padded = tokens_from(expected, 33);
+    const TokenBatch full = mambakit::test::fixture_tokens(expected, 7);
+    TokenBatch padded = mambakit::test::fixture_tokens(expected, 33);
     padded.lengths.assign(static_cast<std::size_t>(padded.batch), 33);
     for (std::size_t b = 0; b < padded.lengths.size(); ++b) padded.lengths[b] = static_cast<std::int32_t>(33 - 9 * b % 31);
     for (const bool recompute : {false, true}) {
@@ -327,7 +318,7 @@ TEST_CASE("host writes through parameter slices, and announced later ones, reach
   const auto dir = mambakit::test::data_dir() / "models" / "tiny_untied_bias";
   Model cpu = Model::load(dir, host, f32_on({}));
   Model gpu = Model::load(dir, host, f32_on(kGpu));
-  const TokenBatch tokens = tokens_from(mambakit::SafetensorsFile::open(dir / "expected.safetensors"), 7);
+  const TokenBatch tokens = mambakit::test::fixture_tokens(mambakit::SafetensorsFile::open(dir / "expected.safetensors"), 7);
   const FloatTensor before = cpu.forward(tokens);
   check_close(gpu.forward(tokens), before, "before the edit");
   for (Model* model : {&cpu, &gpu}) {
@@ -358,7 +349,7 @@ TEST_CASE("a few AdamW steps on a CUDA model give the CPU model's losses", "[cud
   require_cuda_device();
   const auto& host = mambakit::test::in_tree_plugins();
   const auto dir = mambakit::test::data_dir() / "models" / "tiny_tied";
-  const TokenBatch tokens = tokens_from(mambakit::SafetensorsFile::open(dir / "expected.safetensors"), 33);
+  const TokenBatch tokens = mambakit::test::fixture_tokens(mambakit::SafetensorsFile::open(dir / "expected.safetensors"), 33);
   std::vector<double> losses[2], norms[2];
   std::vector<float> final_weights[2];
   for (int device = 0; device < 2; ++device) {

@@ -10,20 +10,6 @@
 
 using mambakit::test::max_abs_difference;
 
-namespace {
-
-mambakit::TokenBatch tokens_from(const mambakit::SafetensorsFile& expected, std::int64_t length) {
-  const auto& entry = expected.at(fmt::format("tokens.L{}", length));
-  const std::vector<float> values = expected.read_f32(entry.name);
-  mambakit::TokenBatch tokens;
-  tokens.batch = entry.shape[0];
-  tokens.length = entry.shape[1];
-  for (float v : values) tokens.ids.push_back(static_cast<std::int32_t>(v));
-  return tokens;
-}
-
-}  // namespace
-
 TEST_CASE("logits and final states match the PyTorch reference for every fixture and scan backend") {
   const auto& host = mambakit::test::in_tree_plugins();
   for (const auto& dir : mambakit::test::model_fixture_dirs()) {
@@ -34,7 +20,7 @@ TEST_CASE("logits and final states match the PyTorch reference for every fixture
       mambakit::Model model = mambakit::Model::load(dir, host, options);
       double worst_logits = 0.0, worst_state = 0.0;
       for (const std::int64_t length : {1, 2, 3, 7, 33}) {
-        const auto tokens = tokens_from(expected, length);
+        const auto tokens = mambakit::test::fixture_tokens(expected, length);
         auto state = model.make_state(tokens.batch);
         const auto logits = model.forward(tokens, &state);
         worst_logits = std::max(worst_logits,
@@ -61,7 +47,7 @@ TEST_CASE("a prompt processed in two chunks gives the logits of one pass") {
   const auto dir = mambakit::test::data_dir() / "models" / "tiny_untied_bias";
   const auto expected = mambakit::SafetensorsFile::open(dir / "expected.safetensors");
   mambakit::Model model = mambakit::Model::load(dir, host);
-  const auto tokens = tokens_from(expected, 33);
+  const auto tokens = mambakit::test::fixture_tokens(expected, 33);
   const auto full = expected.read_f32("logits.L33");
   const std::int64_t vocab = model.forward(tokens).shape.back();
   for (const std::int64_t split : {1, 2, 5, 17, 32}) {

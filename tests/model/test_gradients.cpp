@@ -9,17 +9,6 @@
 #include "mambakit/model.hpp"
 #include "mambakit/safetensors.hpp"
 
-namespace {
-
-mambakit::TokenBatch fixture_tokens(const mambakit::SafetensorsFile& expected) {
-  const auto& entry = expected.at("tokens.L7");
-  mambakit::TokenBatch tokens{entry.shape[0], entry.shape[1], {}};
-  for (float v : expected.read_f32("tokens.L7")) tokens.ids.push_back(static_cast<std::int32_t>(v));
-  return tokens;
-}
-
-}  // namespace
-
 TEST_CASE("gradients match PyTorch autograd for every parameter of every fixture") {
   const auto& host = mambakit::test::in_tree_plugins();
   for (const auto& dir : mambakit::test::model_fixture_dirs()) {
@@ -31,7 +20,7 @@ TEST_CASE("gradients match PyTorch autograd for every parameter of every fixture
       options.scan = scan;
       auto model = mambakit::Model::load(dir, host, options);
       model.zero_gradients();
-      const double loss = model.accumulate_gradients(fixture_tokens(expected));
+      const double loss = model.accumulate_gradients(mambakit::test::fixture_tokens(expected, 7));
       INFO(dir.filename().string() << " scan/" << scan);
       CHECK(loss == Approx(reference.read_f32("loss")[0]).epsilon(1e-5));
       for (const auto& parameter : model.parameters()) {
@@ -57,12 +46,12 @@ TEST_CASE("activation recomputation gives the same gradients with less activatio
   const auto expected = mambakit::SafetensorsFile::open(dir / "expected.safetensors");
   auto model = mambakit::Model::load(dir, mambakit::test::in_tree_plugins());
   model.zero_gradients();
-  const double loss = model.accumulate_gradients(fixture_tokens(expected), {}, false);
+  const double loss = model.accumulate_gradients(mambakit::test::fixture_tokens(expected, 7), {}, false);
   const auto stored_bytes = model.last_activation_bytes();
   std::vector<std::vector<float>> plain;
   for (const auto& p : model.parameters()) plain.push_back(model.gradient_values(p.name));
   model.zero_gradients();
-  CHECK(model.accumulate_gradients(fixture_tokens(expected), {}, true) == loss);
+  CHECK(model.accumulate_gradients(mambakit::test::fixture_tokens(expected, 7), {}, true) == loss);
   CHECK(model.last_activation_bytes() < stored_bytes);
   const auto parameters = model.parameters();
   for (std::size_t i = 0; i < parameters.size(); ++i) CHECK(model.gradient_values(parameters[i].name) == plain[i]);

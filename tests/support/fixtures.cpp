@@ -50,4 +50,12 @@ double max_abs_difference(const std::vector<float>& a, const std::vector<float>&
   return worst;
 }
 
+TokenBatch fixture_tokens(const SafetensorsFile& expected, std::int64_t length) {
+  const std::string name = "tokens.L" + std::to_string(length);
+  const auto& entry = expected.at(name);
+  TokenBatch tokens{entry.shape[0], entry.shape[1], {}};
+  for (float v : expected.read_f32(name)) tokens.ids.push_back(static_cast<std::int32_t>(v));
+  return tokens;
+}
+
 }  // namespace mambakit::test

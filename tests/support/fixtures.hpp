@@ -6,7 +6,9 @@
 #include <string>
 #include <vector>
 
+#include "mambakit/model.hpp"
 #include "mambakit/plugin_host.hpp"
+#include "mambakit/safetensors.hpp"
 
 namespace mambakit::test {
 
@@ -21,6 +23,9 @@ const PluginHost& in_tree_plugins();
 /// The names of the loaded scan backends that run on the CPU (all but GPU ones like scan/cuda),
 /// for tests that run whole models on the CPU with every backend.
 std::vector<std::string> cpu_scan_names();
+
+/// The token batch `tokens.L<length>` of a fixture's expected.safetensors.
+TokenBatch fixture_tokens(const SafetensorsFile& expected, std::int64_t length);
 
 /// max |a - b| over two equally long arrays (throws when the sizes differ).
 double max_abs_difference(const std::vector<float>& a, const std::vector<float>& b);

@@ -51,10 +51,10 @@ struct GenerationResult {
 /// prefilled on its own, then all rows decode together); a row's result is identical to
 /// generating it alone with the same options. The state's memory does not grow with the
 /// number of tokens generated.
-/// On a CUDA model, greedy decoding (temperature 0, no repetition penalty) picks each token on
-/// the device (Model::step_argmax): only the B ids of each step come back to the host. Every
-/// other setting copies each step's logits rows to the host and samples there, as on the CPU.
-/// Each prompt's prefill copies its last logits row to the host.
+/// Greedy decoding (temperature 0, no repetition penalty) takes each step's tokens from
+/// Model::step_argmax: on a CUDA model they are picked on the device and only the B ids of each
+/// step come back to the host. Every other setting copies each step's logits rows to the host
+/// and samples there. Each prompt's prefill copies its last logits row to the host.
 GenerationResult generate(Model& model, const std::vector<std::vector<std::int32_t>>& prompts,
                           const GenerationOptions& options, const TokenCallback& on_token = {});
 

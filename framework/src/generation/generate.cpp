@@ -69,9 +69,9 @@ GenerationResult generate(Model& model, const std::vector<std::vector<std::int32
     const auto r = static_cast<std::size_t>(row);
     record(row, sample_token(logits, history[r], options.sampling, rngs[r]));
   };
-  // Greedy decoding on an accelerator: the logits stay on the device, only the ids come back.
-  const bool device_greedy = model.options().device.type != sdk::DeviceType::kCpu &&
-                             options.sampling.temperature == 0.0 && options.sampling.repetition_penalty == 1.0;
+  // Greedy decoding takes each step's argmax from the model (sample_token's choice at
+  // temperature 0); on an accelerator the logits then stay on the device and only ids come back.
+  const bool greedy = options.sampling.temperature == 0.0 && options.sampling.repetition_penalty == 1.0;
 
   for (std::int64_t row = 0; row < rows && !stop_all; ++row) {
     const auto& prompt = prompts[static_cast<std::size_t>(row)];
@@ -84,7 +84,7 @@ GenerationResult generate(Model& model, const std::vector<std::vector<std::int32
   for (std::int64_t produced = 1; produced < options.max_new_tokens && !stop_all; ++produced) {
     const bool all_done = std::all_of(result.stopped_at_eos.begin(), result.stopped_at_eos.end(), [](bool d) { return d; });
     if (all_done) break;
-    if (device_greedy) {
+    if (greedy) {
       const std::vector<std::int32_t> ids = model.step_argmax(next, state);
       for (std::int64_t row = 0; row < rows && !stop_all; ++row) {
         if (result.stopped_at_eos[static_cast<std::size_t>(row)]) continue;
