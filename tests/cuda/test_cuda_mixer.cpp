@@ -57,6 +57,7 @@ using mambakit::test::DeviceWorkspace;
 using mambakit::test::kGpu;
 using mambakit::test::require_cuda_device;
 using mambakit::test::round_to;
+using mambakit::test::TestStream;
 using mambakit::test::TestWorkspace;
 
 namespace {
@@ -280,18 +281,29 @@ std::string describe(const char* config, sdk::DType dtype, std::int64_t batch, s
 }
 
 /// Largest error seen per quantity, printed at the end of a test case.
-struct Worst {
-  double y = 0, conv_state = 0, ssm_state = 0;
-  void print(const char* title) const {
-    std::printf("%s: largest max|gpu - cpu| / max|cpu|: y %.3g, conv state %.3g, ssm state %.3g\n", title, y,
-                conv_state, ssm_state);
+/// The largest error seen per compared output; note() also checks each against kTolerance.
+struct WorstErrors {
+  std::vector<std::pair<std::string, double>> worst;
+  void note(const std::string& name, double error) {
+    CHECK(error <= kTolerance);
+    for (auto& [seen, value] : worst) {
+      if (seen == name) {
+        value = std::max(value, error);
+        return;
+      }
+    }
+    worst.emplace_back(name, error);
+  }
+  void print(const std::string& title) const {
+    std::printf("%s: largest max|gpu - cpu| / max|cpu|:\n", title.c_str());
+    for (const auto& [name, value] : worst) std::printf("  %-20s %.3g\n", name.c_str(), value);
   }
 };
 
 /// Runs forward on the CPU (oracle) and on the GPU from the same inputs; compares y and the
 /// final states.
 void check_forward(S6Case& c, const char* config, sdk::DType dtype, std::int64_t batch, std::int64_t length,
-                   bool given, std::uint32_t seed, cudaStream_t stream, Worst& worst) {
+                   bool given, std::uint32_t seed, cudaStream_t stream, WorstErrors& worst) {
   INFO(describe(config, dtype, batch, length, given));
   std::mt19937 rng(seed);
   const std::int64_t B = batch, L = length, D = c.d_model, E = c.d_inner;
@@ -327,21 +339,15 @@ void check_forward(S6Case& c, const char* config, sdk::DType dtype, std::int64_t
   CUDA_REQUIRE(cudaStreamSynchronize(stream));
   CHECK(workspace.live() == 0);
 
-  const double error_y = relative_to_max(y_gpu.read(), y_cpu.values());
-  const double error_conv = relative_to_max(conv1.read(), final_cpu[0].values());
-  const double error_ssm = relative_to_max(ssm1.read(), final_cpu[1].values());
-  CHECK(error_y <= kTolerance);
-  CHECK(error_conv <= kTolerance);
-  CHECK(error_ssm <= kTolerance);
-  worst.y = std::max(worst.y, error_y);
-  worst.conv_state = std::max(worst.conv_state, error_conv);
-  worst.ssm_state = std::max(worst.ssm_state, error_ssm);
+  worst.note("y", relative_to_max(y_gpu.read(), y_cpu.values()));
+  worst.note("conv state", relative_to_max(conv1.read(), final_cpu[0].values()));
+  worst.note("ssm state", relative_to_max(ssm1.read(), final_cpu[1].values()));
 }
 
 /// Steps the CPU and the GPU through `tokens` tokens from the same state, comparing y at every
 /// position and the states at the end.
 void check_step(S6Case& c, const char* config, sdk::DType dtype, std::int64_t batch, bool given, std::int64_t tokens,
-                std::uint32_t seed, cudaStream_t stream, Worst& worst) {
+                std::uint32_t seed, cudaStream_t stream, WorstErrors& worst) {
   INFO("step " << describe(config, dtype, batch, tokens, given));
   std::mt19937 rng(seed);
   const std::int64_t B = batch, D = c.d_model;
@@ -371,25 +377,18 @@ void check_step(S6Case& c, const char* config, sdk::DType dtype, std::int64_t ba
     gpu.state = gpu_state.data();
     check_status(c.mixer->step(gpu_context(workspace, stream), gpu));
     CUDA_REQUIRE(cudaStreamSynchronize(stream));
-    const double error_y = relative_to_max(y_gpu.read(), y.values());
-    CHECK(error_y <= kTolerance);
-    worst.y = std::max(worst.y, error_y);
+    worst.note("y", relative_to_max(y_gpu.read(), y.values()));
   }
   CHECK(workspace.live() == 0);
   CHECK(cpu_workspace.live() == 0);
-  const double error_conv = relative_to_max(conv.read(), state[0].values());
-  const double error_ssm = relative_to_max(ssm.read(), state[1].values());
-  CHECK(error_conv <= kTolerance);
-  CHECK(error_ssm <= kTolerance);
-  worst.conv_state = std::max(worst.conv_state, error_conv);
-  worst.ssm_state = std::max(worst.ssm_state, error_ssm);
+  worst.note("conv state", relative_to_max(conv.read(), state[0].values()));
+  worst.note("ssm state", relative_to_max(ssm.read(), state[1].values()));
 }
 
 /// Forward over every length, batch and initial state for one config, in every parameter dtype.
 void check_forward_config(const char* config, std::initializer_list<std::int64_t> lengths, std::uint32_t seed) {
-  cudaStream_t stream = nullptr;
-  CUDA_REQUIRE(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
-  Worst worst;
+  const TestStream stream;
+  WorstErrors worst;
   for (const sdk::DType dtype : kParamDTypes) {
     S6Case c(config, dtype, seed++);
     for (const std::int64_t length : lengths) {
@@ -399,7 +398,6 @@ void check_forward_config(const char* config, std::initializer_list<std::int64_t
     }
   }
   worst.print(config);
-  CUDA_REQUIRE(cudaStreamDestroy(stream));
 }
 
 /// `after - before`, element by element: what a call added to a pre-filled gradient.
@@ -432,23 +430,6 @@ struct GradBuffer {
 };
 
 /// Largest error seen per gradient name, printed at the end of a test case.
-struct GradWorst {
-  std::vector<std::pair<std::string, double>> worst;
-  void note(const std::string& name, double error) {
-    CHECK(error <= kTolerance);
-    for (auto& [seen, value] : worst) {
-      if (seen == name) {
-        value = std::max(value, error);
-        return;
-      }
-    }
-    worst.emplace_back(name, error);
-  }
-  void print(const char* title) const {
-    std::printf("%s: largest max|gpu - cpu| / max|cpu| of what backward added:\n", title);
-    for (const auto& [name, value] : worst) std::printf("  %-20s %.3g\n", name.c_str(), value);
-  }
-};
 
 /// How a backward case is run: initial state given, final state's gradient given, and the
 /// parameters whose index has parity `frozen_parity` frozen (an absent gradient view; -1: none).
@@ -461,7 +442,7 @@ struct BackwardOptions {
 /// same inputs and pre-filled gradients; compares y, the saved activations, and what backward
 /// added to grad_x, every parameter's gradient and the initial state's gradients.
 void check_backward(S6Case& c, const char* config, std::int64_t batch, std::int64_t length, BackwardOptions options,
-                    std::uint32_t seed, cudaStream_t stream, GradWorst& worst) {
+                    std::uint32_t seed, cudaStream_t stream, WorstErrors& worst) {
   INFO("backward " << describe(config, sdk::DType::kF32, batch, length, options.given)
                    << (options.grad_final ? ", final state gradient given" : "")
                    << (options.frozen_parity >= 0 ? ", every other parameter frozen" : ""));
@@ -565,9 +546,8 @@ void check_backward(S6Case& c, const char* config, std::int64_t batch, std::int6
 /// with every other parameter frozen (odd or even ones by turns), for one config (f32
 /// parameters: backward needs them).
 void check_backward_config(const char* config, std::uint32_t seed) {
-  cudaStream_t stream = nullptr;
-  CUDA_REQUIRE(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
-  GradWorst worst;
+  const TestStream stream;
+  WorstErrors worst;
   S6Case c(config, sdk::DType::kF32, seed++);
   struct Shape {
     std::int64_t batch, length;
@@ -582,8 +562,7 @@ void check_backward_config(const char* config, std::uint32_t seed) {
     }
     check_backward(c, config, shape.batch, shape.length, {true, true, s % 2}, seed++, stream, worst);
   }
-  worst.print(config);
-  CUDA_REQUIRE(cudaStreamDestroy(stream));
+  worst.print(std::string(config) + ", backward (what it added)");
 }
 
 /// An LM head with a random (V, D) weight in `dtype`, on the host and the device.
@@ -809,11 +788,10 @@ TEST_CASE("mixer/s6 forward on CUDA matches the CPU, 130m shape", "[cuda]") {
 
 TEST_CASE("mixer/s6 step on CUDA matches the CPU step, position by position", "[cuda]") {
   require_cuda_device();
-  cudaStream_t stream = nullptr;
-  CUDA_REQUIRE(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  const TestStream stream;
   std::uint32_t seed = 400;
   for (const char* config : {kSmallBias, kSmallConv3, k130m}) {
-    Worst worst;
+    WorstErrors worst;
     for (const sdk::DType dtype : kParamDTypes) {
       S6Case c(config, dtype, seed++);
       for (const std::int64_t batch : {1, 3}) {
@@ -825,7 +803,6 @@ TEST_CASE("mixer/s6 step on CUDA matches the CPU step, position by position", "[
     check_step(c, config, sdk::DType::kBF16, 19, true, 3, seed++, stream, worst);
     worst.print(config);
   }
-  CUDA_REQUIRE(cudaStreamDestroy(stream));
 }
 
 TEST_CASE("mixer/s6 backward on CUDA matches the CPU backward, small configs", "[cuda]") {
@@ -836,20 +813,17 @@ TEST_CASE("mixer/s6 backward on CUDA matches the CPU backward, small configs", "
 
 TEST_CASE("mixer/s6 backward on CUDA matches the CPU backward, 130m shape", "[cuda]") {
   require_cuda_device();
-  cudaStream_t stream = nullptr;
-  CUDA_REQUIRE(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
-  GradWorst worst;
+  const TestStream stream;
+  WorstErrors worst;
   S6Case c(k130m, sdk::DType::kF32, 650u);
   check_backward(c, k130m, 2, 64, {true, true}, 651u, stream, worst);
   check_backward(c, k130m, 1, 3, {true, true}, 652u, stream, worst);
-  worst.print(k130m);
-  CUDA_REQUIRE(cudaStreamDestroy(stream));
+  worst.print(std::string(k130m) + ", backward (what it added)");
 }
 
 TEST_CASE("head/lm on CUDA matches the CPU, few rows and many, tied and untied", "[cuda]") {
   require_cuda_device();
-  cudaStream_t stream = nullptr;
-  CUDA_REQUIRE(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  const TestStream stream;
   struct Shape {
     std::int64_t d_model, vocab;
   };
@@ -861,7 +835,7 @@ TEST_CASE("head/lm on CUDA matches the CPU, few rows and many, tied and untied",
   // Up to 16 rows take the few-rows kernel, more take cuBLAS.
   const Rows row_sets[] = {{1, 1}, {3, 1}, {16, 1}, {2, 8}, {17, 1}, {2, 40}};
   std::uint32_t seed = 700;
-  double worst = 0.0;
+  WorstErrors worst;
   for (const Shape& s : shapes) {
     for (const sdk::DType dtype : kParamDTypes) {
       for (const bool tied : {true, false}) {
@@ -870,41 +844,34 @@ TEST_CASE("head/lm on CUDA matches the CPU, few rows and many, tied and untied",
         for (const Rows& r : row_sets) {
           INFO("head/lm D=" << s.d_model << " V=" << s.vocab << " " << sdk::dtype_name(dtype)
                             << (tied ? " tied" : " untied") << " B=" << r.batch << " L=" << r.length);
-          const double error = check_head(h, r.batch, r.length, s.d_model, s.vocab, seed++, stream);
-          CHECK(error <= kTolerance);
-          worst = std::max(worst, error);
+          worst.note("logits", check_head(h, r.batch, r.length, s.d_model, s.vocab, seed++, stream));
         }
       }
     }
   }
-  std::printf("head/lm: largest max|gpu - cpu| / max|cpu|: %.3g\n", worst);
-  CUDA_REQUIRE(cudaStreamDestroy(stream));
+  worst.print("head/lm");
 }
 
 TEST_CASE("head/lm backward on CUDA matches the CPU backward, accumulating", "[cuda]") {
   require_cuda_device();
-  cudaStream_t stream = nullptr;
-  CUDA_REQUIRE(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  const TestStream stream;
   struct Case {
     std::int64_t d_model, vocab, batch, length;
   };
   const Case cases[] = {{64, 1000, 1, 1}, {36, 515, 2, 40}, {30, 77, 3, 7}, {768, 50280, 2, 8}};
   std::uint32_t seed = 800;
-  double worst = 0.0;
+  WorstErrors worst;
   for (const Case& k : cases) {
     HeadCase h(k.d_model, k.vocab, true, sdk::DType::kF32, seed++);
     const std::pair<bool, bool> outputs[] = {{true, true}, {true, false}, {false, true}};
     for (const auto& [with_hidden, with_weight] : outputs) {
       INFO("head/lm backward D=" << k.d_model << " V=" << k.vocab << " B=" << k.batch << " L=" << k.length
                                  << (with_hidden ? " grad_hidden" : "") << (with_weight ? " grad_W" : ""));
-      const double error =
-          check_head_backward(h, k.batch, k.length, k.d_model, k.vocab, with_hidden, with_weight, seed++, stream);
-      CHECK(error <= kTolerance);
-      worst = std::max(worst, error);
+      worst.note("grad_hidden and grad_W",
+                 check_head_backward(h, k.batch, k.length, k.d_model, k.vocab, with_hidden, with_weight, seed++, stream));
     }
   }
-  std::printf("head/lm backward: largest max|gpu - cpu| / max|cpu| of what was added: %.3g\n", worst);
-  CUDA_REQUIRE(cudaStreamDestroy(stream));
+  worst.print("head/lm backward (what it added)");
 }
 
 TEST_CASE("a mixer/s6 step and a head/lm forward captured in a CUDA graph replay the CPU decode", "[cuda]") {
@@ -921,8 +888,7 @@ TEST_CASE("a mixer/s6 step and a head/lm forward captured in a CUDA graph replay
     const std::vector<sdk::TensorView> cpu_state = {state[0].view(), state[1].view()};
     const std::vector<sdk::TensorView> gpu_state = {conv.view(), ssm.view()};
     DeviceTensor x_gpu({B, D}), y_gpu({B, D}), logits_gpu({B, 1, V});
-    cudaStream_t stream = nullptr;
-    CUDA_REQUIRE(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+    const TestStream stream;
     ArenaWorkspace arena(std::size_t{16} << 20);
     const sdk::Context context = gpu_context(arena, stream);
 
@@ -975,6 +941,5 @@ TEST_CASE("a mixer/s6 step and a head/lm forward captured in a CUDA graph replay
     CHECK(relative_to_max(ssm.read(), state[1].values()) <= kTolerance);
     CUDA_REQUIRE(cudaGraphExecDestroy(exec));
     CUDA_REQUIRE(cudaGraphDestroy(graph));
-    CUDA_REQUIRE(cudaStreamDestroy(stream));
   }
 }

@@ -118,3 +118,23 @@ class DeviceWorkspace final : public sdk::WorkspaceAllocator {
 
 /// REQUIREs that a CUDA runtime call succeeded, naming it and the error otherwise.
 #define CUDA_REQUIRE(expr) ::mambakit::test::check_cuda((expr), #expr)
+
+namespace mambakit::test {
+
+/// A non-blocking CUDA stream owned by a test scope (destroyed with it); converts to
+/// cudaStream_t.
+class TestStream {
+ public:
+  TestStream() { CUDA_REQUIRE(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking)); }
+  ~TestStream() {
+    if (stream_ != nullptr) cudaStreamDestroy(stream_);
+  }
+  TestStream(const TestStream&) = delete;
+  TestStream& operator=(const TestStream&) = delete;
+  operator cudaStream_t() const { return stream_; }  // NOLINT: used as the stream it owns
+
+ private:
+  cudaStream_t stream_ = nullptr;
+};
+
+}  // namespace mambakit::test
