@@ -10,6 +10,7 @@
 #include "mambakit/sdk/context.hpp"
 #include "mambakit/sdk/guard.hpp"
 #include "mambakit/sdk/status.hpp"
+#include "mambakit/sdk/tensor_view.hpp"
 
 namespace mambakit::cuda_common {
 
@@ -43,6 +44,26 @@ sdk::Status on_device(const char* component, const sdk::Context& context, Body&&
     if (previous != wanted) cudaSetDevice(previous);
     return status;
   });
+}
+
+/// kUnsupported naming `component` unless each of the `count` parameters is f32, f16 or bf16
+/// and the activation `x` is f32: the only types the in-tree CUDA paths compute with (f64 runs
+/// stay on the CPU).
+inline sdk::Status check_cuda_dtypes(const char* component, const sdk::TensorView* params, int count,
+                                     const sdk::TensorView& x) {
+  for (int i = 0; i < count; ++i) {
+    const sdk::DType dtype = params[i].dtype;
+    if (dtype != sdk::DType::kF32 && dtype != sdk::DType::kF16 && dtype != sdk::DType::kBF16) {
+      return sdk::Status::error(sdk::StatusCode::kUnsupported,
+                                "%s on cuda: parameter %d is %s; f32, f16 or bf16 is required", component, i,
+                                sdk::dtype_name(dtype));
+    }
+  }
+  if (x.dtype != sdk::DType::kF32) {
+    return sdk::Status::error(sdk::StatusCode::kUnsupported, "%s on cuda: the input is %s; f32 is required",
+                              component, sdk::dtype_name(x.dtype));
+  }
+  return sdk::Status::success();
 }
 
 /// The context's stream as a cudaStream_t (nullptr: the default stream).

@@ -41,12 +41,6 @@ struct FewRowsArgs {
   std::int64_t m = 0, k = 0, n = 0;
 };
 
-/// The arguments of y (M, N; row stride ldy) = x (M, K; row stride ldx) W^T + bias.
-inline FewRowsArgs few_rows_args(const float* x, std::int64_t ldx, DeviceParam weight, DeviceParam bias, float* y,
-                                 std::int64_t ldy, std::int64_t m, std::int64_t k, std::int64_t n) noexcept {
-  return FewRowsArgs{x, ldx, weight, bias, y, ldy, m, k, n};
-}
-
 /// Enqueues y = x W^T + bias reading W in its stored type with f32 accumulation: one warp per
 /// output feature streams its weight row once for up to kFewRowsGroup rows of x (larger M is
 /// split into groups). Each y[m][n] is summed in an order that depends only on K, so a row's

@@ -5,7 +5,7 @@
 #include "cublas_linear.hpp"
 #include "cublas_linear_backward.hpp"
 #include "cuda_status.hpp"
-#include "linear_launch.hpp"
+#include "few_rows_linear.hpp"
 
 namespace mambakit::head_lm {
 
@@ -15,37 +15,21 @@ constexpr const char* kComponent = "head/lm";
 
 sdk::Status lm_forward_cuda(const sdk::Context& context, const sdk::HeadForwardArgs& args, std::int64_t d_model,
                             std::int64_t vocab, std::int64_t few_rows) noexcept {
-  const sdk::DType dtype = args.params[0].dtype;
-  if (dtype != sdk::DType::kF32 && dtype != sdk::DType::kF16 && dtype != sdk::DType::kBF16) {
-    return sdk::Status::error(sdk::StatusCode::kUnsupported,
-                              "head/lm on cuda: the weight is %s; f32, f16 or bf16 is required", sdk::dtype_name(dtype));
-  }
-  if (args.hidden.dtype != sdk::DType::kF32) {
-    return sdk::Status::error(sdk::StatusCode::kUnsupported, "head/lm on cuda: hidden is %s; f32 is required",
-                              sdk::dtype_name(args.hidden.dtype));
-  }
+  MAMBAKIT_RETURN_IF_ERROR(cuda_common::check_cuda_dtypes(kComponent, args.params, 1, args.hidden));
   return cuda_common::on_device(kComponent, context, [&]() -> sdk::Status {
     const std::int64_t rows = args.hidden.shape[0] * args.hidden.shape[1];
     const float* hidden = args.hidden.as<const float>();
     float* logits = args.output.as<float>();
     const cuda_common::DeviceParam weight = cuda_common::device_param(args.params[0]);
-    if (rows > few_rows) {
-      return cuda_common::linear_gemm(kComponent, context, hidden, d_model, weight, cuda_common::DeviceParam{}, logits,
-                                      vocab, rows, d_model, vocab);
-    }
-    const cuda_common::FewRowsArgs few = cuda_common::few_rows_args(hidden, d_model, weight, cuda_common::DeviceParam{},
-                                                                    logits, vocab, rows, d_model, vocab);
-    MAMBAKIT_CUDA_CHECK(kComponent, cuda_common::launch_linear_few_rows(few, cuda_common::stream_of(context)));
-    return sdk::Status::success();
+    const auto linear = rows > few_rows ? cuda_common::linear_gemm : cuda_common::linear_few_rows;
+    return linear(kComponent, context, hidden, d_model, weight, cuda_common::DeviceParam{}, logits, vocab, rows, d_model,
+                  vocab);
   });
 }
 
 sdk::Status lm_backward_cuda(const sdk::Context& context, const sdk::HeadBackwardArgs& args, std::int64_t d_model,
                              std::int64_t vocab) noexcept {
-  if (args.hidden.dtype != sdk::DType::kF32) {
-    return sdk::Status::error(sdk::StatusCode::kUnsupported, "head/lm on cuda: hidden is %s; f32 is required",
-                              sdk::dtype_name(args.hidden.dtype));
-  }
+  MAMBAKIT_RETURN_IF_ERROR(cuda_common::check_cuda_dtypes(kComponent, args.params, 1, args.hidden));
   return cuda_common::on_device(kComponent, context, [&]() -> sdk::Status {
     const std::int64_t rows = args.hidden.shape[0] * args.hidden.shape[1];
     const float* grad_logits = args.grad_output.as<const float>();

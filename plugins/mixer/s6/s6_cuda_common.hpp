@@ -50,24 +50,6 @@ inline sdk::TensorView device_strided_view(const float* data, sdk::Device device
   return view;
 }
 
-/// kUnsupported unless every parameter is f32, f16 or bf16 and x is f32 (the only types the
-/// CUDA path computes with; f64 runs stay on the CPU).
-inline sdk::Status check_cuda_dtypes(const sdk::TensorView* params, int count, const sdk::TensorView& x) {
-  for (int i = 0; i < count; ++i) {
-    const sdk::DType dtype = params[i].dtype;
-    if (dtype != sdk::DType::kF32 && dtype != sdk::DType::kF16 && dtype != sdk::DType::kBF16) {
-      return sdk::Status::error(sdk::StatusCode::kUnsupported,
-                                "mixer/s6 on cuda: parameter %d is %s; f32, f16 or bf16 is required", i,
-                                sdk::dtype_name(dtype));
-    }
-  }
-  if (x.dtype != sdk::DType::kF32) {
-    return sdk::Status::error(sdk::StatusCode::kUnsupported, "mixer/s6 on cuda: x is %s; f32 is required",
-                              sdk::dtype_name(x.dtype));
-  }
-  return sdk::Status::success();
-}
-
 /// The scan's A (E, N) = -exp(A_log), D (E) and delta_bias (E) as f32 device views: A in
 /// workspace, D and the dt bias in place when f32, widened into workspace otherwise.
 class ScanParams {

@@ -26,7 +26,7 @@ namespace mambakit::mixer_s6 {
 
 sdk::Status s6_forward_cuda(const S6Dims& dims, const S6ParamIndex& index, const sdk::Context& context,
                             const sdk::MixerForwardArgs& args) noexcept {
-  MAMBAKIT_RETURN_IF_ERROR(check_cuda_dtypes(args.params, index.count, args.x));
+  MAMBAKIT_RETURN_IF_ERROR(cuda_common::check_cuda_dtypes(kCudaComponent, args.params, index.count, args.x));
   return cuda_common::on_device(kCudaComponent, context, [&]() -> sdk::Status {
     const std::int64_t B = args.x.shape[0], L = args.x.shape[1], M = B * L;
     const std::int64_t D = dims.d_model, E = dims.d_inner, N = dims.d_state, R = dims.dt_rank, K = dims.d_conv;

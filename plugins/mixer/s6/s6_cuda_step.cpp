@@ -11,7 +11,7 @@
 // Dimensions: B batch, D d_model, E d_inner, N d_state, R dt_rank, K d_conv, W = R + 2N.
 
 #include "cuda_status.hpp"
-#include "linear_launch.hpp"
+#include "few_rows_linear.hpp"
 #include "mambakit/sdk/scan_calls.hpp"
 #include "mambakit/sdk/workspace.hpp"
 #include "s6_cuda.hpp"
@@ -20,21 +20,9 @@
 
 namespace mambakit::mixer_s6 {
 
-namespace {
-
-/// Enqueues y (M, N; row stride ldy) = x (M, K; row stride ldx) W^T + bias.
-sdk::Status few_rows(const float* x, std::int64_t ldx, DeviceParam weight, DeviceParam bias, float* y,
-                     std::int64_t ldy, std::int64_t m, std::int64_t k, std::int64_t n, cudaStream_t stream) {
-  MAMBAKIT_CUDA_CHECK(kCudaComponent, cuda_common::launch_linear_few_rows(
-                                          cuda_common::few_rows_args(x, ldx, weight, bias, y, ldy, m, k, n), stream));
-  return sdk::Status::success();
-}
-
-}  // namespace
-
 sdk::Status s6_step_cuda(const S6Dims& dims, const S6ParamIndex& index, const sdk::Context& context,
                          const sdk::MixerStepArgs& args) noexcept {
-  MAMBAKIT_RETURN_IF_ERROR(check_cuda_dtypes(args.params, index.count, args.x));
+  MAMBAKIT_RETURN_IF_ERROR(cuda_common::check_cuda_dtypes(kCudaComponent, args.params, index.count, args.x));
   return cuda_common::on_device(kCudaComponent, context, [&]() -> sdk::Status {
     const std::int64_t B = args.x.shape[0];
     const std::int64_t D = dims.d_model, E = dims.d_inner, N = dims.d_state, R = dims.dt_rank, K = dims.d_conv;
@@ -47,9 +35,10 @@ sdk::Status s6_step_cuda(const S6Dims& dims, const S6ParamIndex& index, const sd
         y(context, B * E);
     const ScanParams scan_params(context, params, dims, index);
 
-    MAMBAKIT_RETURN_IF_ERROR(few_rows(args.x.as<const float>(), D, device_param(params, index.in_proj_weight),
-                                      device_param(params, index.in_proj_bias), xz.data(), 2 * E, B, D, 2 * E,
-                                      stream));
+    using cuda_common::linear_few_rows;
+    MAMBAKIT_RETURN_IF_ERROR(linear_few_rows(kCudaComponent, context, args.x.as<const float>(), D,
+                                             device_param(params, index.in_proj_weight),
+                                             device_param(params, index.in_proj_bias), xz.data(), 2 * E, B, D, 2 * E));
     ConvStepArgs conv;
     conv.input = xz.data();
     conv.input_row_stride = 2 * E;
@@ -61,10 +50,12 @@ sdk::Status s6_step_cuda(const S6Dims& dims, const S6ParamIndex& index, const sd
     conv.d_inner = E;
     conv.d_conv = K;
     MAMBAKIT_CUDA_CHECK(kCudaComponent, launch_causal_conv_silu_step(conv, stream));
-    MAMBAKIT_RETURN_IF_ERROR(
-        few_rows(xc.data(), E, device_param(params, index.x_proj_weight), DeviceParam{}, dbc.data(), W, B, E, W, stream));
-    MAMBAKIT_RETURN_IF_ERROR(
-        few_rows(dbc.data(), W, device_param(params, index.dt_proj_weight), DeviceParam{}, dt.data(), E, B, R, E, stream));
+    MAMBAKIT_RETURN_IF_ERROR(linear_few_rows(kCudaComponent, context, xc.data(), E,
+                                             device_param(params, index.x_proj_weight), DeviceParam{}, dbc.data(), W,
+                                             B, E, W));
+    MAMBAKIT_RETURN_IF_ERROR(linear_few_rows(kCudaComponent, context, dbc.data(), W,
+                                             device_param(params, index.dt_proj_weight), DeviceParam{}, dt.data(), E,
+                                             B, R, E));
     MAMBAKIT_RETURN_IF_ERROR(scan_params.enqueue(stream));
 
     sdk::ScanStepArgs scan;
@@ -81,8 +72,8 @@ sdk::Status s6_step_cuda(const S6Dims& dims, const S6ParamIndex& index, const sd
     scan.y = device_view(y.data(), device, {B, E});
     MAMBAKIT_RETURN_IF_ERROR(sdk::selective_scan_step(context, scan));
 
-    return few_rows(y.data(), E, device_param(params, index.out_proj_weight), device_param(params, index.out_proj_bias),
-                    args.y.as<float>(), D, B, E, D, stream);
+    return linear_few_rows(kCudaComponent, context, y.data(), E, device_param(params, index.out_proj_weight),
+                           device_param(params, index.out_proj_bias), args.y.as<float>(), D, B, E, D);
   });
 }
 
