@@ -145,11 +145,7 @@ sdk::Status s6_backward_cuda(const S6Dims& dims, const S6ParamIndex& index, cons
 
     // conv + SiLU, into the x half of grad_xz.
     ConvBackwardArgs conv_grad;
-    conv_grad.input = xz;
-    conv_grad.input_row_stride = 2 * E;
-    conv_grad.weight = conv.weight;
-    conv_grad.bias = conv.bias;
-    conv_grad.initial_state = conv.initial_state;
+    conv_grad.forward = conv;
     conv_grad.grad_out = grad_xc.data();
     conv_grad.grad_final_state = states.grad_final_conv.as<const float>();
     conv_grad.grad_input = grad_xz.data();
@@ -157,10 +153,6 @@ sdk::Status s6_backward_cuda(const S6Dims& dims, const S6ParamIndex& index, cons
     conv_grad.grad_weight = grad_param(index.conv_weight);
     conv_grad.grad_bias = grad_param(index.conv_bias);
     conv_grad.grad_initial_state = states.grad_initial_conv.as<float>();
-    conv_grad.batch = B;
-    conv_grad.length = L;
-    conv_grad.d_inner = E;
-    conv_grad.d_conv = K;
     MAMBAKIT_CUDA_CHECK(kCudaComponent, launch_causal_conv_silu_backward(conv_grad, stream));
 
     // in_proj: xz = x W_in^T + b_in.

@@ -35,10 +35,11 @@ constexpr int kReduceChannels = 32, kReduceSlices = 8;
 /// Reads  input (B, L, E; row stride), weight (E, K), bias (E), initial_state (B, E, K).
 /// Updates grad_out (B, L, E) in place: d/d out becomes d/d pre-activation.
 __global__ void conv_silu_grad_kernel(ConvBackwardArgs a) {
-  const std::int64_t E = a.d_inner, L = a.length;
-  for (std::int64_t i = grid_stride_begin(); i < a.batch * L * E; i += grid_stride_step()) {
+  const ConvArgs& f = a.forward;
+  const std::int64_t E = f.d_inner, L = f.length;
+  for (std::int64_t i = grid_stride_begin(); i < f.batch * L * E; i += grid_stride_step()) {
     const std::int64_t e = i % E, row = i / E, t = row % L, b = row / L;
-    const float pre = conv_pre_activation(a, b, t, e);
+    const float pre = conv_pre_activation(f, b, t, e);
     const float s = 1.f / (1.f + expf(-pre));
     a.grad_out[i] = a.grad_out[i] * s * (1.f + pre * (1.f - s));
   }
@@ -53,7 +54,8 @@ __global__ void conv_silu_grad_kernel(ConvBackwardArgs a) {
 /// Updates grad_weight (E, K) +=, grad_bias (E) +=.
 __global__ void conv_grad_params_kernel(ConvBackwardArgs a) {
   __shared__ float partial[kReduceSlices][kReduceChannels];
-  const std::int64_t E = a.d_inner, L = a.length, K = a.d_conv, rows = a.batch * a.length;
+  const ConvArgs& f = a.forward;
+  const std::int64_t E = f.d_inner, L = f.length, K = f.d_conv, rows = f.batch * f.length;
   const std::int64_t e = static_cast<std::int64_t>(blockIdx.x) * kReduceChannels + threadIdx.x;
   const std::int64_t k = blockIdx.y;
   const bool bias = k == K;
@@ -63,7 +65,7 @@ __global__ void conv_grad_params_kernel(ConvBackwardArgs a) {
   if (e < E) {
     for (std::int64_t row = threadIdx.y; row < rows; row += kReduceSlices) {
       const float g = a.grad_out[row * E + e];
-      sum += bias ? g : g * conv_input(a, row / L, row % L - K + 1 + k, e);
+      sum += bias ? g : g * conv_input(f, row / L, row % L - K + 1 + k, e);
     }
   }
   partial[threadIdx.y][threadIdx.x] = sum;
@@ -83,15 +85,16 @@ __global__ void conv_grad_params_kernel(ConvBackwardArgs a) {
 /// Updates grad_input (B, L, E; row stride) += for source >= 0, grad_initial_state (B, E, K)
 ///        slot source + K += before (only with an initial state).
 __global__ void conv_grad_input_kernel(ConvBackwardArgs a) {
-  const std::int64_t E = a.d_inner, L = a.length, K = a.d_conv, span = K + L;
-  const bool with_state = a.initial_state != nullptr && a.grad_initial_state != nullptr;
-  for (std::int64_t i = grid_stride_begin(); i < a.batch * span * E; i += grid_stride_step()) {
+  const ConvArgs& f = a.forward;
+  const std::int64_t E = f.d_inner, L = f.length, K = f.d_conv, span = K + L;
+  const bool with_state = f.initial_state != nullptr && a.grad_initial_state != nullptr;
+  for (std::int64_t i = grid_stride_begin(); i < f.batch * span * E; i += grid_stride_step()) {
     const std::int64_t e = i % E, rest = i / E, source = rest % span - K, b = rest / span;
     if (source < 0 && !with_state) continue;
     float sum = 0.f;
     for (std::int64_t k = 0; k < K; ++k) {
       const std::int64_t t = source + K - 1 - k;
-      if (t >= 0 && t < L) sum += a.grad_out[(b * L + t) * E + e] * load_param(a.weight, e * K + k, 0.f);
+      if (t >= 0 && t < L) sum += a.grad_out[(b * L + t) * E + e] * load_param(f.weight, e * K + k, 0.f);
     }
     if (a.grad_final_state != nullptr && source >= L - K) {
       sum += a.grad_final_state[(b * E + e) * K + source - (L - K)];
@@ -112,18 +115,19 @@ __global__ void a_log_grad_kernel(const float* grad_a, const float* a, float* gr
 }  // namespace
 
 cudaError_t launch_causal_conv_silu_backward(const ConvBackwardArgs& args, cudaStream_t stream) noexcept {
-  const std::int64_t E = args.d_inner;
-  conv_silu_grad_kernel<<<grid_stride_blocks(args.batch * args.length * E), kElementThreads, 0, stream>>>(args);
+  const ConvArgs& f = args.forward;
+  const std::int64_t E = f.d_inner;
+  conv_silu_grad_kernel<<<grid_stride_blocks(f.batch * f.length * E), kElementThreads, 0, stream>>>(args);
   cudaError_t error = cudaGetLastError();
   if (error != cudaSuccess) return error;
   if (args.grad_weight != nullptr || args.grad_bias != nullptr) {
     const dim3 grid(static_cast<unsigned>((E + kReduceChannels - 1) / kReduceChannels),
-                    static_cast<unsigned>(args.d_conv + 1));
+                    static_cast<unsigned>(f.d_conv + 1));
     conv_grad_params_kernel<<<grid, dim3(kReduceChannels, kReduceSlices), 0, stream>>>(args);
     error = cudaGetLastError();
     if (error != cudaSuccess) return error;
   }
-  const std::int64_t inputs = args.batch * (args.d_conv + args.length) * E;
+  const std::int64_t inputs = f.batch * (f.d_conv + f.length) * E;
   conv_grad_input_kernel<<<grid_stride_blocks(inputs), kElementThreads, 0, stream>>>(args);
   return cudaGetLastError();
 }

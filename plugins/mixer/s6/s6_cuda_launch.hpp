@@ -63,13 +63,9 @@ struct ScanParamArgs {
 cudaError_t launch_scan_params(const ScanParamArgs& args, cudaStream_t stream) noexcept;
 
 /// The backward of launch_causal_conv_silu (causal_conv.hpp's causal_conv_silu_backward),
-/// accumulating (+=); the first five fields are the forward's arguments.
+/// accumulating (+=).
 struct ConvBackwardArgs {
-  const float* input = nullptr;             ///< (B, L, E), row stride input_row_stride
-  std::int64_t input_row_stride = 0;
-  DeviceParam weight;                       ///< (E, K)
-  DeviceParam bias;                         ///< (E), optional
-  const float* initial_state = nullptr;     ///< (B, E, K), or null for zeros
+  ConvArgs forward;                         ///< the forward's arguments (out and final_state unused)
   float* grad_out = nullptr;                ///< (B, L, E) contiguous; in: d/d out, overwritten with
                                             ///< d/d the pre-activation (before the SiLU)
   const float* grad_final_state = nullptr;  ///< (B, E, K), or null for zero
@@ -78,7 +74,6 @@ struct ConvBackwardArgs {
   float* grad_weight = nullptr;             ///< (E, K) +=, or null (frozen)
   float* grad_bias = nullptr;               ///< (E) +=, or null (frozen or absent)
   float* grad_initial_state = nullptr;      ///< (B, E, K) +=, or null; ignored without initial_state
-  std::int64_t batch = 0, length = 0, d_inner = 0, d_conv = 0;
 };
 
 /// Enqueues the conv's backward: through the SiLU (in place in grad_out), then the weight and
