@@ -50,11 +50,6 @@ sdk::Status s6_backward_cuda(const S6Dims& dims, const S6ParamIndex& index, cons
     auto weight = [&](int i) { return params[i].as<const float>(); };
     // The gradient of parameter `i`, or nullptr when it is absent or frozen.
     auto grad_param = [&](int i) { return grad_param_view(args, i).as<float>(); };
-    // The (E) view of a per-channel gradient, absent when frozen.
-    auto grad_vector = [&](int i) {
-      float* grad = grad_param(i);
-      return grad == nullptr ? sdk::TensorView{} : device_view(grad, device, {E});
-    };
     const float* x = args.x.as<const float>();                   // (M, D)
     const float* xz = args.saved[kSavedXz].as<const float>();    // (M, 2E)
     const float* dbc = args.saved[kSavedDbc].as<const float>();  // (M, W)
@@ -103,26 +98,26 @@ sdk::Status s6_backward_cuda(const S6Dims& dims, const S6ParamIndex& index, cons
 
     // The selective scan.
     sdk::ScanBackwardArgs scan;
-    scan.forward.u = device_view(xc.data(), device, {B, L, E});
-    scan.forward.delta = device_view(dt.data(), device, {B, L, E});
+    scan.forward.u = typed_view(xc.data(), {B, L, E}, device);
+    scan.forward.delta = typed_view(dt.data(), {B, L, E}, device);
     scan.forward.A = scan_params.A();
-    scan.forward.B = device_strided_view(dbc + R, device, B, L, N, W);
-    scan.forward.C = device_strided_view(dbc + R + N, device, B, L, N, W);
+    scan.forward.B = strided_view(dbc + R, B, L, N, W, device);
+    scan.forward.C = strided_view(dbc + R + N, B, L, N, W, device);
     scan.forward.D = scan_params.D();
-    scan.forward.z = device_strided_view(xz + E, device, B, L, E, 2 * E);
+    scan.forward.z = strided_view(xz + E, B, L, E, 2 * E, device);
     scan.forward.delta_bias = scan_params.delta_bias();
     scan.forward.delta_softplus = true;
     scan.forward.initial_state = states.initial_ssm;
-    scan.grad_y = device_view(grad_y.data(), device, {B, L, E});
+    scan.grad_y = typed_view(grad_y.data(), {B, L, E}, device);
     scan.grad_final_state = states.grad_final_ssm;
-    scan.grad_u = device_view(grad_xc.data(), device, {B, L, E});
-    scan.grad_delta = device_view(grad_dt.data(), device, {B, L, E});
-    if (grad_a_log != nullptr) scan.grad_A = device_view(grad_a.data(), device, {E, N});
-    scan.grad_B = device_strided_view(grad_dbc.data() + R, device, B, L, N, W);
-    scan.grad_C = device_strided_view(grad_dbc.data() + R + N, device, B, L, N, W);
-    scan.grad_D = grad_vector(index.d);
-    scan.grad_z = device_strided_view(grad_xz.data() + E, device, B, L, E, 2 * E);
-    scan.grad_delta_bias = grad_vector(index.dt_proj_bias);
+    scan.grad_u = typed_view(grad_xc.data(), {B, L, E}, device);
+    scan.grad_delta = typed_view(grad_dt.data(), {B, L, E}, device);
+    if (grad_a_log != nullptr) scan.grad_A = typed_view(grad_a.data(), {E, N}, device);
+    scan.grad_B = strided_view(grad_dbc.data() + R, B, L, N, W, device);
+    scan.grad_C = strided_view(grad_dbc.data() + R + N, B, L, N, W, device);
+    scan.grad_D = vector_view(grad_param(index.d), E, device);
+    scan.grad_z = strided_view(grad_xz.data() + E, B, L, E, 2 * E, device);
+    scan.grad_delta_bias = vector_view(grad_param(index.dt_proj_bias), E, device);
     scan.grad_initial_state = states.grad_initial_ssm;
     MAMBAKIT_RETURN_IF_ERROR(sdk::selective_scan_backward(context, scan));
 

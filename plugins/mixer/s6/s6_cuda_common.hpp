@@ -1,7 +1,7 @@
 #pragma once
 // Host-side helpers shared by mixer/s6's CUDA forward, step and backward: parameters as
-// DeviceParams, device views of workspace buffers for the scan, and the scan's f32 per-channel
-// inputs.
+// DeviceParams and the scan's f32 per-channel inputs (device views of workspace buffers are
+// s6_views.hpp's, given the device).
 // Host code of CUDA builds only.
 //
 // Dimensions: B batch, L length, E d_inner, N d_state.
@@ -18,6 +18,7 @@
 #include "mambakit/sdk/workspace.hpp"
 #include "s6_cuda_launch.hpp"
 #include "s6_layout.hpp"
+#include "s6_views.hpp"
 
 namespace mambakit::mixer_s6 {
 
@@ -26,28 +27,6 @@ inline constexpr const char* kCudaComponent = "mixer/s6";
 /// Parameter `index` of `params`, absent for an absent optional parameter (index -1).
 inline DeviceParam device_param(const sdk::TensorView* params, int index) {
   return index < 0 ? DeviceParam{} : cuda_common::device_param(params[index]);
-}
-
-/// A contiguous f32 view of device memory `data` on `device`.
-inline sdk::TensorView device_view(const float* data, sdk::Device device, std::initializer_list<std::int64_t> shape) {
-  return sdk::make_view(const_cast<float*>(data), sdk::DType::kF32, device, shape);
-}
-
-/// A (rows, width) device view whose rows are `row_stride` elements apart.
-inline sdk::TensorView device_rows_view(const float* data, sdk::Device device, std::int64_t rows, std::int64_t width,
-                                        std::int64_t row_stride) {
-  sdk::TensorView view = device_view(data, device, {rows, width});
-  view.strides[0] = row_stride;
-  return view;
-}
-
-/// A (batch, length, width) device view whose (b, t) rows are `row_stride` elements apart.
-inline sdk::TensorView device_strided_view(const float* data, sdk::Device device, std::int64_t batch,
-                                           std::int64_t length, std::int64_t width, std::int64_t row_stride) {
-  sdk::TensorView view = device_view(data, device, {batch, length, width});
-  view.strides[0] = length * row_stride;
-  view.strides[1] = row_stride;
-  return view;
 }
 
 /// The scan's A (E, N) = -exp(A_log), D (E) and delta_bias (E) as f32 device views: A in
@@ -75,7 +54,9 @@ class ScanParams {
     return sdk::Status::success();
   }
 
-  [[nodiscard]] sdk::TensorView A() const { return device_view(a_.data(), device_, {dims_.d_inner, dims_.d_state}); }
+  [[nodiscard]] sdk::TensorView A() const {
+    return typed_view(a_.data(), {dims_.d_inner, dims_.d_state}, device_);
+  }
   [[nodiscard]] sdk::TensorView D() const { return f32_view(index_.d, d_.data()); }
   [[nodiscard]] sdk::TensorView delta_bias() const { return f32_view(index_.dt_proj_bias, dt_bias_.data()); }
 
@@ -87,7 +68,7 @@ class ScanParams {
   sdk::TensorView f32_view(int index, const float* copy) const {
     if (index < 0) return sdk::TensorView{};
     const float* data = widened(params_, index) ? copy : params_[index].as<const float>();
-    return device_view(data, device_, {dims_.d_inner});
+    return typed_view(data, {dims_.d_inner}, device_);
   }
 
   const sdk::TensorView* params_;

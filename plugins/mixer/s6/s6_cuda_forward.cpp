@@ -69,18 +69,18 @@ sdk::Status s6_forward_cuda(const S6Dims& dims, const S6ParamIndex& index, const
     MAMBAKIT_RETURN_IF_ERROR(scan_params.enqueue(stream));
 
     sdk::ScanForwardArgs scan;
-    scan.u = device_view(xc.data(), device, {B, L, E});
-    scan.delta = device_view(dt.data(), device, {B, L, E});
+    scan.u = typed_view(xc.data(), {B, L, E}, device);
+    scan.delta = typed_view(dt.data(), {B, L, E}, device);
     scan.A = scan_params.A();
-    scan.B = device_strided_view(dbc + R, device, B, L, N, W);
-    scan.C = device_strided_view(dbc + R + N, device, B, L, N, W);
+    scan.B = strided_view(dbc + R, B, L, N, W, device);
+    scan.C = strided_view(dbc + R + N, B, L, N, W, device);
     scan.D = scan_params.D();
-    scan.z = device_strided_view(xz + E, device, B, L, E, 2 * E);
+    scan.z = strided_view(xz + E, B, L, E, 2 * E, device);
     scan.delta_bias = scan_params.delta_bias();
     scan.delta_softplus = true;
     if (args.initial_state != nullptr) scan.initial_state = args.initial_state[kSsmState];
     if (args.final_state != nullptr) scan.final_state = args.final_state[kSsmState];
-    scan.y = device_view(y, device, {B, L, E});
+    scan.y = typed_view(y, {B, L, E}, device);
     MAMBAKIT_RETURN_IF_ERROR(sdk::selective_scan_forward(context, scan));
 
     return cuda_common::linear_gemm(kCudaComponent, context, y, E, device_param(params, index.out_proj_weight),

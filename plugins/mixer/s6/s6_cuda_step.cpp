@@ -59,17 +59,17 @@ sdk::Status s6_step_cuda(const S6Dims& dims, const S6ParamIndex& index, const sd
     MAMBAKIT_RETURN_IF_ERROR(scan_params.enqueue(stream));
 
     sdk::ScanStepArgs scan;
-    scan.u = device_view(xc.data(), device, {B, E});
-    scan.delta = device_view(dt.data(), device, {B, E});
+    scan.u = typed_view(xc.data(), {B, E}, device);
+    scan.delta = typed_view(dt.data(), {B, E}, device);
     scan.A = scan_params.A();
-    scan.B = device_rows_view(dbc.data() + R, device, B, N, W);
-    scan.C = device_rows_view(dbc.data() + R + N, device, B, N, W);
+    scan.B = rows_view(dbc.data() + R, B, N, W, device);
+    scan.C = rows_view(dbc.data() + R + N, B, N, W, device);
     scan.D = scan_params.D();
-    scan.z = device_rows_view(xz.data() + E, device, B, E, 2 * E);
+    scan.z = rows_view(xz.data() + E, B, E, 2 * E, device);
     scan.delta_bias = scan_params.delta_bias();
     scan.delta_softplus = true;
     scan.state = args.state[kSsmState];
-    scan.y = device_view(y.data(), device, {B, E});
+    scan.y = typed_view(y.data(), {B, E}, device);
     MAMBAKIT_RETURN_IF_ERROR(sdk::selective_scan_step(context, scan));
 
     return linear_few_rows(kCudaComponent, context, y.data(), E, device_param(params, index.out_proj_weight),

@@ -89,13 +89,6 @@ void queue_rows(plugin_common::NextReads& reads, const sdk::TensorView& weight, 
   reads.add(static_cast<const char*>(weight.data) + begin * row_bytes, (end - begin) * row_bytes);
 }
 
-/// A (rows, width) view of `data` whose rows are `row_stride` elements apart.
-sdk::TensorView rows_view(const float* data, std::int64_t rows, std::int64_t width, std::int64_t row_stride) {
-  sdk::TensorView view = typed_view(data, {rows, width});
-  view.strides[0] = row_stride;
-  return view;
-}
-
 }  // namespace
 
 sdk::Status s6_step(const S6Dims& dims, const S6ParamIndex& index, const sdk::Context& context,

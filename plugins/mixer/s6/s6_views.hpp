@@ -1,6 +1,6 @@
 #pragma once
-// Helpers shared by the S6 forward, backward and step: the views of projection outputs handed
-// to the scan, and A. Templated on the compute type T (float, or double).
+// Helpers shared by the S6 forward, backward and step (CPU and CUDA): the views of projection
+// outputs handed to the scan, and A. Templated on the compute type T (float, or double).
 //
 // Dimensions: B batch, L length, E d_inner, N d_state.
 
@@ -13,10 +13,20 @@
 
 namespace mambakit::mixer_s6 {
 
-/// A contiguous CPU view of `data` with the given shape, typed by T.
+/// A contiguous view of `data` (memory of `device`, the CPU by default) with the given shape,
+/// typed by T.
 template <class T>
-sdk::TensorView typed_view(const T* data, std::initializer_list<std::int64_t> shape) {
-  return sdk::make_view(const_cast<T*>(data), plugin_common::dtype_of<T>(), sdk::Device{}, shape);
+sdk::TensorView typed_view(const T* data, std::initializer_list<std::int64_t> shape, sdk::Device device = {}) {
+  return sdk::make_view(const_cast<T*>(data), plugin_common::dtype_of<T>(), device, shape);
+}
+
+/// A (rows, width) view of `data` whose rows are `row_stride` elements apart.
+template <class T>
+sdk::TensorView rows_view(const T* data, std::int64_t rows, std::int64_t width, std::int64_t row_stride,
+                          sdk::Device device = {}) {
+  sdk::TensorView view = typed_view(data, {rows, width}, device);
+  view.strides[0] = row_stride;
+  return view;
 }
 
 /// A strided (rows, length, width) view into a row-major buffer whose rows are `row_stride`
@@ -24,8 +34,8 @@ sdk::TensorView typed_view(const T* data, std::initializer_list<std::int64_t> sh
 /// without copies.
 template <class T>
 sdk::TensorView strided_view(const T* data, std::int64_t batch, std::int64_t length, std::int64_t width,
-                             std::int64_t row_stride) {
-  sdk::TensorView view = typed_view(data, {batch, length, width});
+                             std::int64_t row_stride, sdk::Device device = {}) {
+  sdk::TensorView view = typed_view(data, {batch, length, width}, device);
   view.strides[0] = length * row_stride;
   view.strides[1] = row_stride;
   return view;
@@ -33,8 +43,8 @@ sdk::TensorView strided_view(const T* data, std::int64_t batch, std::int64_t len
 
 /// A (size) view of `data`, absent when `data` is null.
 template <class T>
-sdk::TensorView vector_view(const T* data, std::int64_t size) {
-  return data == nullptr ? sdk::TensorView{} : typed_view(data, {size});
+sdk::TensorView vector_view(const T* data, std::int64_t size, sdk::Device device = {}) {
+  return data == nullptr ? sdk::TensorView{} : typed_view(data, {size}, device);
 }
 
 /// A = -exp(A_log), (E, N), a SIMD vector at a time (it is recomputed every decode step).
