@@ -45,6 +45,8 @@ constexpr int kRowGroup = 4;
 /// How far ahead (bytes) the weight stream is prefetched. The prefetch is non-temporal: the
 /// weights are used once per call and would only evict x and the state from the caches.
 constexpr std::int64_t kPrefetchBytes = 2048;
+/// Linear weight streams read at once by one thread for a single input row.
+constexpr int kStreams = 4;
 /// Granularity of the split between threads, in output features.
 constexpr std::int64_t kShareBlock = 8;
 
@@ -125,18 +127,22 @@ inline void outputs_for_all_rows(const float* x, std::int64_t ldx, const W* weig
 
 /// Output features [begin, end) on the calling thread. With several input rows the arithmetic
 /// starts to count: two adjacent weight rows per pass halve the loads of x per multiply-add. One
-/// token (m = 1) is pure streaming; f32 weights then stream the two halves of the range at once
-/// (two streams keep more memory reads in flight than one; 16-bit weights gain nothing from it).
+/// token (m = 1) is pure streaming: the four quarters of the range are then read at once, four
+/// linear streams that each get a hardware prefetcher, which keeps more memory reads in flight
+/// than one stream (a read-only loop over 512 MB here: 1 stream per core 64-68 GB/s, 4 streams
+/// 75-79 GB/s).
 template <class W, class... Format>
 void few_rows_range(const float* x, std::int64_t ldx, const W* weight, const float* bias, float* y, std::int64_t ldy,
                     std::int64_t m, std::int64_t k, std::int64_t begin, std::int64_t end) {
   std::int64_t j = begin;
   if (m > 1) {
     for (; j + 2 <= end; j += 2) outputs_for_all_rows<2, W, Format...>(x, ldx, weight, bias, y, ldy, m, k, j, 1);
-  } else if (sizeof(W) == sizeof(float)) {
-    const std::int64_t half = (end - begin) / 2;
-    for (; j < begin + half; ++j) outputs_for_all_rows<2, W, Format...>(x, ldx, weight, bias, y, ldy, m, k, j, half);
-    j = begin + 2 * half;
+  } else {
+    const std::int64_t quarter = (end - begin) / kStreams;
+    for (; j < begin + quarter; ++j) {
+      outputs_for_all_rows<kStreams, W, Format...>(x, ldx, weight, bias, y, ldy, m, k, j, quarter);
+    }
+    j = begin + kStreams * quarter;
   }
   for (; j < end; ++j) outputs_for_all_rows<1, W, Format...>(x, ldx, weight, bias, y, ldy, m, k, j, 1);
 }
