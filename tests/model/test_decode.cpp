@@ -10,6 +10,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+#include <utility>
+
 using mambakit::test::max_abs_difference;
 
 TEST_CASE("prefill plus decode steps equals the full forward, for every scan backend") {
@@ -25,13 +28,20 @@ TEST_CASE("prefill plus decode steps equals the full forward, for every scan bac
       options.scan = scan;
       auto model = mambakit::Model::load(dir, host, options);
       const std::int64_t vocab = static_cast<std::int64_t>(full_logits.size()) / (batch * length);
-      for (const std::int64_t prefill : {1, 2, 5}) {
+      // Prefills of one token, shorter than d_conv (4), longer, and long; in one pass or in
+      // chunks of 3 with the state carried between them.
+      for (const auto& [prefill, chunk] : {std::pair<std::int64_t, std::int64_t>{1, 1}, {2, 2}, {5, 5}, {20, 20},
+                                           {5, 3}, {20, 3}}) {
         auto state = model.make_state(batch);
-        mambakit::TokenBatch prompt{batch, prefill, {}};
-        for (std::int64_t b = 0; b < batch; ++b) {
-          for (std::int64_t t = 0; t < prefill; ++t) prompt.ids.push_back(static_cast<std::int32_t>(token_values[b * length + t]));
+        mambakit::FloatTensor prefill_logits;
+        for (std::int64_t begin = 0; begin < prefill; begin += chunk) {
+          const std::int64_t end = std::min(prefill, begin + chunk);
+          mambakit::TokenBatch prompt{batch, end - begin, {}};
+          for (std::int64_t b = 0; b < batch; ++b) {
+            for (std::int64_t t = begin; t < end; ++t) prompt.ids.push_back(static_cast<std::int32_t>(token_values[b * length + t]));
+          }
+          prefill_logits = model.forward(prompt, &state, true);
         }
-        const auto prefill_logits = model.forward(prompt, &state, true);
         double worst = 0.0;
         auto compare = [&](const std::vector<float>& logits, std::int64_t position) {
           for (std::int64_t b = 0; b < batch; ++b) {
@@ -48,7 +58,8 @@ TEST_CASE("prefill plus decode steps equals the full forward, for every scan bac
           compare(model.step(ids, state).values, t);
         }
         CHECK(state.seqlen_offset() == length);
-        INFO(fixture << " scan/" << scan << " prefill " << prefill << ": max |logit error| " << worst);
+        INFO(fixture << " scan/" << scan << " prefill " << prefill << " in chunks of " << chunk << ": max |logit error| "
+                     << worst);
         CHECK(worst < 1e-4);
       }
     }
