@@ -14,6 +14,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 build="${1:-build/release}"
 stage=".device-run"
+# The device is an H200 (sm_90): a tree configured earlier for other architectures would run
+# JIT-compiled PTX there, or not at all, and its benchmark figures would not be the kernels'.
+architectures=$(sed -n 's/^CMAKE_CUDA_ARCHITECTURES:[A-Z]*=//p' "${build}/CMakeCache.txt")
+if ! grep -qwE '90|90a|native|all|all-major' <<< "${architectures//;/ }"; then
+  echo "stage-device-run: ${build}/CMakeCache.txt has CMAKE_CUDA_ARCHITECTURES='${architectures}'," \
+       "which does not include 90 (H200); reconfigure with -DCMAKE_CUDA_ARCHITECTURES=90 and rebuild" >&2
+  exit 1
+fi
 grep -qx "/${stage}/" .git/info/exclude || echo "/${stage}/" >> .git/info/exclude
 rm -rf "${stage}" && mkdir -p "${stage}/${build}" "${stage}/deps"
 cp -a "${build}/bin" "${build}/lib" "${stage}/${build}/"
