@@ -10,14 +10,13 @@ Prints one JSON object: tokens per second (batch x steps over the median of the 
 """
 import argparse
 import json
-import math
 import statistics
 import time
 
 import torch
 
 import mamba_reference as ref
-from torch_train_bench import SHAPES, random_params
+from torch_train_bench import SHAPES, config_for, random_params
 
 
 def main() -> None:
@@ -29,10 +28,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=7, help="timed runs (one more warms up)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    d_model, n_layer, vocab = SHAPES[args.shape]
-    cfg = ref.MambaConfig(vocab_size=vocab, d_model=d_model, d_state=16, n_layer=n_layer, expand=2, d_conv=4,
-                          dt_rank=math.ceil(d_model / 16), use_bias=False, use_conv_bias=True,
-                          tie_word_embeddings=True)
+    cfg = config_for(args.shape)
     params = {name: value.detach() for name, value in random_params(cfg).items()}
     seconds = []
     with torch.no_grad():

@@ -20,6 +20,14 @@ import mamba_reference as ref
 SHAPES = {"kjv": (256, 6, 257), "130m": (768, 24, 50280)}  # d_model, n_layer, vocab
 
 
+def config_for(shape: str) -> ref.MambaConfig:
+    """The Mamba-1 config of one of SHAPES (d_state 16, expand 2, d_conv 4, tied embeddings)."""
+    d_model, n_layer, vocab = SHAPES[shape]
+    return ref.MambaConfig(vocab_size=vocab, d_model=d_model, d_state=16, n_layer=n_layer, expand=2, d_conv=4,
+                           dt_rank=math.ceil(d_model / 16), use_bias=False, use_conv_bias=True,
+                           tie_word_embeddings=True)
+
+
 def random_params(cfg: ref.MambaConfig) -> dict:
     """HF-named float32 parameters with the reference initialisation scales."""
     g = torch.Generator().manual_seed(0)
@@ -55,10 +63,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    d_model, n_layer, vocab = SHAPES[args.shape]
-    cfg = ref.MambaConfig(vocab_size=vocab, d_model=d_model, d_state=16, n_layer=n_layer, expand=2, d_conv=4,
-                          dt_rank=math.ceil(d_model / 16), use_bias=False, use_conv_bias=True,
-                          tie_word_embeddings=True)
+    cfg = config_for(args.shape)
+    vocab = cfg.vocab_size
     params = random_params(cfg)
     optimizer = torch.optim.AdamW(params.values(), lr=1e-3, betas=(0.9, 0.95), weight_decay=0.1)
     ids = torch.randint(0, vocab, (args.batch, args.length), generator=torch.Generator().manual_seed(1))
