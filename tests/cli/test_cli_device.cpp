@@ -10,6 +10,7 @@
 
 #include "fixtures.hpp"
 #include "process.hpp"
+#include "test_files.hpp"
 
 using Catch::Matchers::Contains;
 using mambakit::test::run_command;
@@ -34,15 +35,10 @@ std::string output_file(const char* name) { return (fs::path(MAMBAKIT_TEST_BINAR
 
 /// A small causal-LM run config (and its corpus) that trains for 2 steps into `name`/run.
 std::string run_config(const std::string& name) {
-  const fs::path dir = fs::path(MAMBAKIT_TEST_BINARY_DIR) / "scratch" / name;
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  {
-    std::ofstream corpus(dir / "corpus.txt");
-    for (int i = 0; i < 40; ++i) corpus << "In the beginning was the word " << i % 7 << ".\n";
-  }
+  const fs::path dir = mambakit::test::scratch_dir(name);
+  const fs::path corpus = mambakit::test::write_corpus(dir, "In the beginning was the word", 40, 7);
   std::ofstream(dir / "run.json") << R"({"model": {"task": "causal_lm", "d_model": 16, "n_layer": 2, "d_state": 4,)"
-                                  << R"( "vocab_size": 257}, "train_data": ")" << (dir / "corpus.txt").string()
+                                  << R"( "vocab_size": 257}, "train_data": ")" << corpus.string()
                                   << R"(", "seq_len": 16, "batch_size": 2, "steps": 2, "output_dir": ")"
                                   << (dir / "run").string() << R"(", "threads": 1})";
   return (dir / "run.json").string();

@@ -15,6 +15,7 @@
 #include "fixtures.hpp"
 #include "mambakit/model.hpp"
 #include "process.hpp"
+#include "test_files.hpp"
 
 namespace fs = std::filesystem;
 using Catch::Matchers::Contains;
@@ -24,19 +25,14 @@ namespace {
 
 /// A run folder with a corpus and a run config that would train for far longer than a test.
 fs::path long_run(const std::string& name) {
-  const fs::path dir = fs::path(MAMBAKIT_TEST_BINARY_DIR) / "scratch" / name;
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  {
-    std::ofstream corpus(dir / "corpus.txt");
-    for (int i = 0; i < 300; ++i) corpus << "And the evening and the morning were the day " << i % 9 << ".\n";
-  }
+  const fs::path dir = mambakit::test::scratch_dir(name);
+  const fs::path corpus = mambakit::test::write_corpus(dir, "And the evening and the morning were the day", 300, 9);
   std::ofstream(dir / "run.json") << fmt::format(R"({{
     "model": {{"task": "causal_lm", "d_model": 16, "n_layer": 2, "d_state": 4, "vocab_size": 257}},
     "train_data": "{}", "tokenizer": "byte", "seq_len": 32, "batch_size": 2, "steps": 1000000,
     "lr": 0.01, "warmup": 2, "eval_every": 1000000, "save_every": 2, "log_every": 1,
     "output_dir": "{}", "seed": 3, "threads": 1}})",
-                                                (dir / "corpus.txt").string(), (dir / "run").string());
+                                                corpus.string(), (dir / "run").string());
   return dir;
 }
 

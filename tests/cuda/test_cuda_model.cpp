@@ -22,6 +22,7 @@
 #include "mambakit/optimizer.hpp"
 #include "mambakit/safetensors.hpp"
 #include "process.hpp"
+#include "test_files.hpp"
 
 using Catch::Matchers::Contains;
 using mambakit::FloatTensor;
@@ -377,18 +378,14 @@ TEST_CASE("a few AdamW steps on a CUDA model give the CPU model's losses", "[cud
 
 TEST_CASE("mambakit train --device cuda trains and saves a model", "[cuda]") {
   require_cuda_device();
-  const std::filesystem::path dir = std::filesystem::path(MAMBAKIT_TEST_BINARY_DIR) / "scratch" / "cuda_train";
-  std::filesystem::remove_all(dir);
-  std::filesystem::create_directories(dir);
-  {
-    std::ofstream corpus(dir / "corpus.txt");
-    for (int i = 0; i < 60; ++i) corpus << "And the evening and the morning were the day " << i % 9 << ".\n";
-  }
+  const std::filesystem::path dir = mambakit::test::scratch_dir("cuda_train");
+  const std::filesystem::path corpus =
+      mambakit::test::write_corpus(dir, "And the evening and the morning were the day", 60, 9);
   std::ofstream(dir / "run.json") << fmt::format(
       R"({{"model": {{"task": "causal_lm", "d_model": 16, "n_layer": 2, "d_state": 4, "vocab_size": 257}},
           "train_data": "{}", "seq_len": 16, "batch_size": 2, "grad_accum": 2, "steps": 4, "warmup": 1,
           "eval_every": 2, "eval_batches": 1, "log_every": 1, "recompute": true, "output_dir": "{}", "threads": 1}})",
-      (dir / "corpus.txt").string(), (dir / "run").string());
+      corpus.string(), (dir / "run").string());
   const auto result = mambakit::test::run_command(std::string(MAMBAKIT_CLI_PATH) + " train --config " +
                                                   (dir / "run.json").string() + " --device cuda");
   INFO(result.errors);

@@ -9,6 +9,7 @@
 #include "mambakit/error.hpp"
 #include "mambakit/model.hpp"
 #include "mambakit/safetensors.hpp"
+#include "test_files.hpp"
 
 using Catch::Matchers::Contains;
 namespace fs = std::filesystem;
@@ -19,8 +20,7 @@ namespace {
 fs::path edited_fixture(const std::string& name,
                         const std::function<void(std::vector<mambakit::SafetensorsTensor>&)>& edit) {
   const fs::path source = mambakit::test::data_dir() / "models" / "tiny_tied";
-  const fs::path target = fs::path(MAMBAKIT_TEST_BINARY_DIR) / "scratch" / name;
-  fs::create_directories(target);
+  const fs::path target = mambakit::test::scratch_dir(name);
   fs::copy_file(source / "config.json", target / "config.json", fs::copy_options::overwrite_existing);
   const auto checkpoint = mambakit::SafetensorsFile::open(source / "model.safetensors");
   std::vector<std::vector<float>> storage;
@@ -89,7 +89,6 @@ TEST_CASE("a tied checkpoint that also stores lm_head.weight loads") {
 
 TEST_CASE("a missing model folder or config is an error naming it") {
   CHECK_THAT(load_error("/nonexistent/model"), Contains("/nonexistent/model") && Contains("does not exist"));
-  const fs::path empty = fs::path(MAMBAKIT_TEST_BINARY_DIR) / "scratch" / "empty_model";
-  fs::create_directories(empty);
+  const fs::path empty = mambakit::test::scratch_dir("empty_model");
   CHECK_THAT(load_error(empty), Contains("config.json") && Contains("cannot open"));
 }

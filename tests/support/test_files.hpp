@@ -35,6 +35,26 @@ class TempDir {
   std::filesystem::path path_;
 };
 
+/// A fresh, empty folder `name` under the test binaries' scratch folder (left in place after the
+/// test, for inspection).
+inline std::filesystem::path scratch_dir(const std::string& name) {
+  const std::filesystem::path dir = std::filesystem::path(MAMBAKIT_TEST_BINARY_DIR) / "scratch" / name;
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  return dir;
+}
+
+/// Writes `lines` lines "`sentence` N." (N = line index % `variants`) to dir/corpus.txt; returns
+/// its path.
+inline std::filesystem::path write_corpus(const std::filesystem::path& dir, const std::string& sentence, int lines,
+                                          int variants) {
+  const std::filesystem::path path = dir / "corpus.txt";
+  std::ofstream corpus(path);
+  for (int i = 0; i < lines; ++i) corpus << sentence << ' ' << i % variants << ".\n";
+  REQUIRE(corpus);
+  return path;
+}
+
 inline std::string read_bytes(const std::filesystem::path& path) {
   std::ifstream stream(path, std::ios::binary);
   REQUIRE(stream);

@@ -13,18 +13,12 @@
 #include "mambakit/model.hpp"
 #include "mambakit/safetensors.hpp"
 #include "mambakit/trainer.hpp"
+#include "test_files.hpp"
 
 namespace fs = std::filesystem;
 using Catch::Matchers::Contains;
 
 namespace {
-
-fs::path scratch(const std::string& name) {
-  const fs::path dir = fs::path(MAMBAKIT_TEST_BINARY_DIR) / "scratch" / name;
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir;
-}
 
 fs::path write_corpus(const fs::path& dir) {
   std::ofstream out(dir / "corpus.txt");
@@ -55,11 +49,11 @@ std::vector<double> losses(const fs::path& metrics) {
 TEST_CASE("a stopped and resumed run reproduces an uninterrupted one bit for bit") {
   const auto& host = mambakit::test::in_tree_plugins();
   std::atomic<bool> never{false};
-  const fs::path straight_dir = scratch("straight");
+  const fs::path straight_dir = mambakit::test::scratch_dir("straight");
   const auto straight = tiny_run(straight_dir);
   REQUIRE(mambakit::train(straight, host, false, never, [](const std::string&) {}));
 
-  const fs::path resumed_dir = scratch("resumed");
+  const fs::path resumed_dir = mambakit::test::scratch_dir("resumed");
   const auto resumed = tiny_run(resumed_dir);
   std::atomic<bool> stop{false};
   const bool finished = mambakit::train(resumed, host, false, stop, [&](const std::string& line) {
@@ -108,7 +102,7 @@ TEST_CASE("bad run configs are errors naming the key") {
 
 TEST_CASE("a classification run trains on JSONL and reports validation accuracy") {
   const auto& host = mambakit::test::in_tree_plugins();
-  const fs::path dir = scratch("classification");
+  const fs::path dir = mambakit::test::scratch_dir("classification");
   {
     std::ofstream out(dir / "train.jsonl");
     for (int i = 0; i < 64; ++i) {

@@ -43,10 +43,7 @@ FloatTensor CudaRuntime::forward(const TokenBatch& tokens, InferenceState* state
   auto* ids = arena_.take<std::int32_t>(M, "the token ids");
   MAMBAKIT_CUDA_CHECK(cudaMemcpyAsync(ids, tokens.ids.data(), static_cast<std::size_t>(M) * sizeof(std::int32_t),
                                       cudaMemcpyHostToDevice, stream));
-  float* hidden = arena_.take<float>(M * D, "the hidden states");
-  float* normed = arena_.take<float>(M * D, "the normed hidden states");
-  float* mixed = arena_.take<float>(M * D, "the mixer outputs");
-  MAMBAKIT_CUDA_CHECK(launch_embedding(ids, embedding_.data, embedding_.dtype, hidden, M, D, stream));
+  const auto [hidden, normed, mixed] = embed(ids, M);
   const std::vector<std::int64_t> shape{B, L, D};
   for (std::size_t layer = 0; layer < impl_.mixers.size(); ++layer) {
     MAMBAKIT_CUDA_CHECK(launch_rms_norm(hidden, norms_[layer], normed, M, D, impl_.ssm().norm_eps, stream));
@@ -211,13 +208,19 @@ CudaRuntime::StepBuffers& CudaRuntime::queue_step(const std::vector<std::int32_t
   return io;
 }
 
+CudaRuntime::Activations CudaRuntime::embed(const std::int32_t* ids, std::int64_t rows) {
+  const std::int64_t D = impl_.ssm().d_model;
+  Activations rows_of{arena_.take<float>(rows * D, "the hidden states"),
+                      arena_.take<float>(rows * D, "the normed hidden states"),
+                      arena_.take<float>(rows * D, "the mixer outputs")};
+  MAMBAKIT_CUDA_CHECK(launch_embedding(ids, embedding_.data, embedding_.dtype, rows_of.hidden, rows, D, stream_.get()));
+  return rows_of;
+}
+
 void CudaRuntime::queue_step_body(const sdk::Context& ctx, std::int64_t B, StepBuffers& io, DeviceState& device_state) {
   const std::int64_t D = impl_.ssm().d_model;
   const cudaStream_t stream = stream_.get();
-  float* hidden = arena_.take<float>(B * D, "the hidden states");
-  float* normed = arena_.take<float>(B * D, "the normed hidden states");
-  float* mixed = arena_.take<float>(B * D, "the mixer outputs");
-  MAMBAKIT_CUDA_CHECK(launch_embedding(io.ids.as<std::int32_t>(), embedding_.data, embedding_.dtype, hidden, B, D, stream));
+  const auto [hidden, normed, mixed] = embed(io.ids.as<std::int32_t>(), B);
   const std::vector<std::int64_t> shape{B, D};
   for (std::size_t layer = 0; layer < impl_.mixers.size(); ++layer) {
     MAMBAKIT_CUDA_CHECK(launch_rms_norm(hidden, norms_[layer], normed, B, D, impl_.ssm().norm_eps, stream));

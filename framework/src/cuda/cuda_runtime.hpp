@@ -70,6 +70,16 @@ class CudaRuntime final : public model::DeviceRuntime {
   struct TrainingPass;
   enum class PassKind { kEvaluate, kTrain, kTrainRecompute };
 
+  /// The rows of an inference pass (forward or step), d_model wide, in the arena.
+  struct Activations {
+    float* hidden;
+    float* normed;
+    float* mixed;
+  };
+
+  /// Takes `rows` rows of each Activations buffer from the arena and queues the embedding of
+  /// `ids` (rows, i32 on the device) into `hidden`.
+  Activations embed(const std::int32_t* ids, std::int64_t rows);
   /// The context of a (batch, length) call: this device, stream and arena, and the scan backend
   /// chosen for the problem (one with a backward pass when `needs_backward`).
   sdk::Context context(std::int64_t batch, std::int64_t length, bool needs_backward = false);
