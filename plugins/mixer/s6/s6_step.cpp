@@ -132,11 +132,11 @@ sdk::Status s6_step(const S6Dims& dims, const S6ParamIndex& index, const sdk::Co
       const std::int64_t width = e1 - e0;
       const auto [w0, w1] = plugin_common::few_rows_share(plan, W, thread, team);
       const auto [d0, d1] = plugin_common::few_rows_share(plan, D, thread, team);
-      // What I read after each barrier, prefetched while I wait at it.
-      plugin_common::NextReads next_reads;
-      queue_rows(next_reads, weights[index.x_proj_weight], E, w0, w1);
-      queue_rows(next_reads, weights[index.dt_proj_weight], R, e0, e1);
-      queue_rows(next_reads, weights[index.out_proj_weight], E, d0, d1);
+      // What I read after each barrier, prefetched while I wait at it (each with its own budget).
+      std::array<plugin_common::NextReads, 3> next_reads;
+      queue_rows(next_reads[0], weights[index.x_proj_weight], E, w0, w1);
+      queue_rows(next_reads[1], weights[index.dt_proj_weight], R, e0, e1);
+      queue_rows(next_reads[2], weights[index.out_proj_weight], E, d0, d1);
       // The small parameters of my channels (and my rows of in_proj's bias) as f32.
       param.widen(index.in_proj_bias, e0, e1);
       param.widen(index.in_proj_bias, E + e0, E + e1);
@@ -157,11 +157,11 @@ sdk::Status s6_step(const S6Dims& dims, const S6ParamIndex& index, const sdk::Co
                               xc.data() + b * E + e0, std::int64_t{1}, width, K);
       }
       negative_exp(param.base(index.a_log) + e0 * N, a.data() + e0 * N, width * N);
-      waited += barrier.arrive_and_wait(team, next_reads);
+      waited += barrier.arrive_and_wait(team, next_reads[0]);
       // x_proj mixes every channel: dt_low | B | C.
       plugin_common::linear_few_rows_range(xc.data(), E, weights[index.x_proj_weight], nullptr, dbc.data(), W, B, E,
                                            w0, w1);
-      waited += barrier.arrive_and_wait(team, next_reads);
+      waited += barrier.arrive_and_wait(team, next_reads[1]);
       // dt_proj and the scan step for my channels.
       plugin_common::linear_few_rows_range(dbc.data(), W, weights[index.dt_proj_weight], nullptr, dt.data(), E, B, R,
                                            e0, e1);
@@ -183,7 +183,7 @@ sdk::Status s6_step(const S6Dims& dims, const S6ParamIndex& index, const sdk::Co
         scan.y = rows_view(y.data() + e0, B, width, E);
         statuses[static_cast<std::size_t>(thread)] = sdk::selective_scan_step(one_thread, scan);
       }
-      waited += barrier.arrive_and_wait(team, next_reads);
+      waited += barrier.arrive_and_wait(team, next_reads[2]);
       // out_proj mixes every channel.
       param.widen(index.out_proj_bias, d0, d1);
       plugin_common::linear_few_rows_range(y.data(), E, weights[index.out_proj_weight], param.base(index.out_proj_bias),
