@@ -51,8 +51,8 @@ constexpr int kStreams = 4;
 constexpr std::int64_t kShareBlock = 8;
 
 /// sums[q * kOutputs + o] = x[q] . W[o * step] for q < kRows, o < kOutputs: each of the kOutputs
-/// weight rows is read once, 32 weights at a time, in address order (a thread's share is one or
-/// two linear streams that the hardware prefetcher follows); each weight vector is used for all
+/// weight rows is read once, 32 weights at a time, in address order (a thread's share is one to
+/// kStreams linear streams that the hardware prefetchers follow); each weight vector is used for all
 /// kRows input rows from registers. Each sum keeps its own two 16-lane accumulators
 /// (the even and odd 16-weight halves of each 32), so its order depends on neither kRows nor
 /// kOutputs.

@@ -39,7 +39,7 @@ class SpeedShares {
                                                 : blocks * t / team;
         return std::min(b * block, n);
       };
-      return {boundary(thread), thread + 1 == team ? n : boundary(thread + 1)};
+      return {boundary(thread), boundary(thread + 1)};
     }
 
     /// The fraction of the work given to thread `thread`.

@@ -36,7 +36,6 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
-#include <limits>
 #include <random>
 #include <string>
 #include <thread>
@@ -280,7 +279,6 @@ std::string describe(const char* config, sdk::DType dtype, std::int64_t batch, s
          " L=" + std::to_string(length) + (given ? " initial state given" : " zero initial state");
 }
 
-/// Largest error seen per quantity, printed at the end of a test case.
 /// The largest error seen per compared output; note() also checks each against kTolerance.
 struct WorstErrors {
   std::vector<std::pair<std::string, double>> worst;
@@ -428,8 +426,6 @@ struct GradBuffer {
     return count;
   }
 };
-
-/// Largest error seen per gradient name, printed at the end of a test case.
 
 /// How a backward case is run: initial state given, final state's gradient given, and the
 /// parameters whose index has parity `frozen_parity` frozen (an absent gradient view; -1: none).
@@ -624,25 +620,24 @@ double check_head_backward(HeadCase& h, std::int64_t batch, std::int64_t length,
   GradBuffer grad_hidden({batch, length, d_model}, rng), grad_weight({vocab, d_model}, rng);
   const DeviceTensor hidden_gpu(hidden), grad_logits_gpu(grad_logits);
 
+  // The same call on either side; only the views and the context differ.
+  auto run = [&](const sdk::Context& context, const sdk::TensorView& weight, const sdk::TensorView& input,
+                 const sdk::TensorView& grad_output, const sdk::TensorView& grad_input, const sdk::TensorView& grad_w) {
+    const sdk::TensorView grad_params = with_weight ? grad_w : sdk::TensorView{};
+    sdk::HeadBackwardArgs args;
+    args.params = &weight;
+    args.hidden = input;
+    args.grad_output = grad_output;
+    if (with_hidden) args.grad_hidden = grad_input;
+    args.grad_params = &grad_params;
+    check_status(h.head->backward(context, args));
+  };
   TestWorkspace cpu_workspace;
-  const sdk::TensorView grad_weight_cpu = with_weight ? grad_weight.host.view() : sdk::TensorView{};
-  sdk::HeadBackwardArgs cpu;
-  cpu.params = &h.host_view;
-  cpu.hidden = hidden.view();
-  cpu.grad_output = grad_logits.view();
-  if (with_hidden) cpu.grad_hidden = grad_hidden.host.view();
-  cpu.grad_params = &grad_weight_cpu;
-  check_status(h.head->backward(cpu_context(cpu_workspace), cpu));
-
+  run(cpu_context(cpu_workspace), h.host_view, hidden.view(), grad_logits.view(), grad_hidden.host.view(),
+      grad_weight.host.view());
   DeviceWorkspace workspace;
-  const sdk::TensorView grad_weight_gpu = with_weight ? grad_weight.device.view() : sdk::TensorView{};
-  sdk::HeadBackwardArgs gpu;
-  gpu.params = &h.device_view;
-  gpu.hidden = hidden_gpu.view();
-  gpu.grad_output = grad_logits_gpu.view();
-  if (with_hidden) gpu.grad_hidden = grad_hidden.device.view();
-  gpu.grad_params = &grad_weight_gpu;
-  check_status(h.head->backward(gpu_context(workspace, stream), gpu));
+  run(gpu_context(workspace, stream), h.device_view, hidden_gpu.view(), grad_logits_gpu.view(),
+      grad_hidden.device.view(), grad_weight.device.view());
   CUDA_REQUIRE(cudaStreamSynchronize(stream));
   CHECK(workspace.live() == 0);
   return std::max(grad_hidden.error(), grad_weight.error());

@@ -33,6 +33,7 @@ using mambakit::TokenBatch;
 using mambakit::test::kGpu;
 using mambakit::test::max_abs_difference;
 using mambakit::test::require_cuda_device;
+using mambakit::test::slice;
 namespace sdk = mambakit::sdk;
 
 namespace {
@@ -50,15 +51,6 @@ ModelOptions f32_on(sdk::Device device) {
   options.weights_dtype = sdk::DType::kF32;
   options.device = device;
   return options;
-}
-
-/// Positions [begin, end) of every row of `tokens`.
-TokenBatch slice(const TokenBatch& tokens, std::int64_t begin, std::int64_t end) {
-  TokenBatch part{tokens.batch, end - begin, {}};
-  for (std::int64_t b = 0; b < tokens.batch; ++b) {
-    for (std::int64_t t = begin; t < end; ++t) part.ids.push_back(tokens.ids[static_cast<std::size_t>(b * tokens.length + t)]);
-  }
-  return part;
 }
 
 double largest_magnitude(const std::vector<float>& values) {

@@ -12,6 +12,7 @@
 
 #include "few_rows.hpp"
 #include "mambakit/sdk/half.hpp"
+#include "simulated_speeds.hpp"
 
 namespace sdk = mambakit::sdk;
 using mambakit::plugin_common::linear_few_rows;
@@ -110,11 +111,7 @@ TEST_CASE("few-rows product: a row's result does not depend on the other rows or
     }
     // Shares skewed towards one thread (as after it measured faster) give the same results.
     SpeedShares skewed;
-    for (int call = 0; call < 100; ++call) {
-      const auto plan = skewed.plan(2);
-      const double seconds[2] = {plan.fraction(0) / 3.0, plan.fraction(1)};
-      skewed.record(plan, seconds);
-    }
+    mambakit::test::record_calls(skewed, {3.0, 1.0}, 100);
     REQUIRE(skewed.plan(2).fraction(0) > 0.7);
     std::vector<float> split(static_cast<std::size_t>(m * n));
     linear_few_rows(x.data(), k, w.view, nullptr, split.data(), n, m, k, n, 2, skewed);

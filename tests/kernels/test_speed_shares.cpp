@@ -12,25 +12,15 @@
 #include <vector>
 
 #include "prefetching_barrier.hpp"
+#include "simulated_speeds.hpp"
 #include "speed_shares.hpp"
 
 using mambakit::plugin_common::NextReads;
 using mambakit::plugin_common::PrefetchingBarrier;
 using mambakit::plugin_common::SpeedShares;
+using mambakit::test::record_calls;
 
 namespace {
-
-/// Records `calls` calls in which thread t works at `speeds[t]` units per second: a share f
-/// takes f / speeds[t] seconds.
-void record_calls(SpeedShares& shares, const std::vector<double>& speeds, int calls) {
-  const int threads = static_cast<int>(speeds.size());
-  for (int call = 0; call < calls; ++call) {
-    const SpeedShares::Plan plan = shares.plan(threads);
-    std::array<double, SpeedShares::kMaxThreads> seconds{};
-    for (int t = 0; t < threads; ++t) seconds[t] = plan.fraction(t) / speeds[t];
-    shares.record(plan, seconds.data());
-  }
-}
 
 /// Checks that the ranges of every thread tile [0, n) in order, each starting on a block.
 void require_tiling(const SpeedShares::Plan& plan, std::int64_t n, std::int64_t block, int team) {

@@ -20,9 +20,9 @@ TEST_CASE("prefill plus decode steps equals the full forward, for every scan bac
   for (const char* fixture : {"tiny_untied_bias", "tiny_no_conv_bias", "tiny_bf16"}) {
     const auto dir = mambakit::test::data_dir() / "models" / fixture;
     const auto expected = mambakit::SafetensorsFile::open(dir / "expected.safetensors");
-    const auto token_values = expected.read_f32("tokens.L33");
+    const auto tokens = mambakit::test::fixture_tokens(expected, 33);
     const auto full_logits = expected.read_f32("logits.L33");
-    const std::int64_t batch = 2, length = 33;
+    const std::int64_t batch = tokens.batch, length = tokens.length;
     for (const auto& scan : mambakit::test::cpu_scan_names()) {
       mambakit::ModelOptions options;
       options.scan = scan;
@@ -35,11 +35,7 @@ TEST_CASE("prefill plus decode steps equals the full forward, for every scan bac
         auto state = model.make_state(batch);
         mambakit::FloatTensor prefill_logits;
         for (std::int64_t begin = 0; begin < prefill; begin += chunk) {
-          const std::int64_t end = std::min(prefill, begin + chunk);
-          mambakit::TokenBatch prompt{batch, end - begin, {}};
-          for (std::int64_t b = 0; b < batch; ++b) {
-            for (std::int64_t t = begin; t < end; ++t) prompt.ids.push_back(static_cast<std::int32_t>(token_values[b * length + t]));
-          }
+          const auto prompt = mambakit::test::slice(tokens, begin, std::min(prefill, begin + chunk));
           prefill_logits = model.forward(prompt, &state, true);
         }
         double worst = 0.0;
@@ -53,9 +49,7 @@ TEST_CASE("prefill plus decode steps equals the full forward, for every scan bac
         };
         compare(prefill_logits.values, prefill - 1);
         for (std::int64_t t = prefill; t < length; ++t) {
-          std::vector<std::int32_t> ids;
-          for (std::int64_t b = 0; b < batch; ++b) ids.push_back(static_cast<std::int32_t>(token_values[b * length + t]));
-          compare(model.step(ids, state).values, t);
+          compare(model.step(mambakit::test::slice(tokens, t, t + 1).ids, state).values, t);
         }
         CHECK(state.seqlen_offset() == length);
         INFO(fixture << " scan/" << scan << " prefill " << prefill << " in chunks of " << chunk << ": max |logit error| "

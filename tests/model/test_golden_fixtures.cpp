@@ -52,12 +52,8 @@ TEST_CASE("a prompt processed in two chunks gives the logits of one pass") {
   const std::int64_t vocab = model.forward(tokens).shape.back();
   for (const std::int64_t split : {1, 2, 5, 17, 32}) {
     auto state = model.make_state(tokens.batch);
-    mambakit::TokenBatch first{tokens.batch, split, {}}, second{tokens.batch, tokens.length - split, {}};
-    for (std::int64_t b = 0; b < tokens.batch; ++b) {
-      for (std::int64_t t = 0; t < tokens.length; ++t) {
-        (t < split ? first : second).ids.push_back(tokens.ids[b * tokens.length + t]);
-      }
-    }
+    const auto first = mambakit::test::slice(tokens, 0, split);
+    const auto second = mambakit::test::slice(tokens, split, tokens.length);
     const auto head = model.forward(first, &state);
     const auto tail = model.forward(second, &state);
     CHECK(state.seqlen_offset() == tokens.length);

@@ -58,4 +58,12 @@ TokenBatch fixture_tokens(const SafetensorsFile& expected, std::int64_t length) 
   return tokens;
 }
 
+TokenBatch slice(const TokenBatch& tokens, std::int64_t begin, std::int64_t end) {
+  TokenBatch part{tokens.batch, end - begin, {}};
+  for (std::int64_t b = 0; b < tokens.batch; ++b) {
+    for (std::int64_t t = begin; t < end; ++t) part.ids.push_back(tokens.ids[static_cast<std::size_t>(b * tokens.length + t)]);
+  }
+  return part;
+}
+
 }  // namespace mambakit::test

@@ -27,6 +27,9 @@ std::vector<std::string> cpu_scan_names();
 /// The token batch `tokens.L<length>` of a fixture's expected.safetensors.
 TokenBatch fixture_tokens(const SafetensorsFile& expected, std::int64_t length);
 
+/// Positions [begin, end) of every row of `tokens`.
+TokenBatch slice(const TokenBatch& tokens, std::int64_t begin, std::int64_t end);
+
 /// max |a - b| over two equally long arrays (throws when the sizes differ).
 double max_abs_difference(const std::vector<float>& a, const std::vector<float>& b);
 

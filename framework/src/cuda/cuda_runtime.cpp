@@ -129,14 +129,11 @@ std::vector<std::int32_t> CudaRuntime::step_argmax(const std::vector<std::int32_
 }
 
 sdk::Context CudaRuntime::context(std::int64_t batch, std::int64_t length, bool needs_backward) {
-  sdk::Context ctx;
+  sdk::Context ctx = impl_.context(batch, length, needs_backward);  // the scan backend chosen
   ctx.device = device_;
   ctx.stream = stream_.get();
   ctx.n_threads = 1;
   ctx.workspace = &arena_;
-  sdk::ScanProblem problem = impl_.problem(batch, length);
-  problem.needs_backward = needs_backward;
-  ctx.scan = impl_.scans.select(problem).backend;
   return ctx;
 }
 

@@ -65,7 +65,7 @@ double CudaRuntime::accumulate_gradients(const TokenBatch& tokens, const Trainin
   pass.activation_bytes += static_cast<std::size_t>(numel_of(pass.output_shape)) * sizeof(float) * 2;
   const double loss = compute_loss(pass, tokens, targets, grad_output);
   queue_backward(pass, grad_output, recompute);
-  gradients_->add_to_host(impl_.store, stream);
+  gradients_->add_to_host(stream);
   impl_.last_activation_bytes = pass.activation_bytes;
   return loss;
 }

@@ -1,12 +1,8 @@
 #include "device_gradients.hpp"
 
-#include <fmt/format.h>
-
-#include "mambakit/error.hpp"
-
 namespace mambakit::cuda {
 
-DeviceGradients::DeviceGradients(const model::ParameterStore& store, sdk::Device device)
+DeviceGradients::DeviceGradients(model::ParameterStore& store, sdk::Device device)
     : store_(store), device_(device), block_(store.f32_block().size() * sizeof(float)) {}
 
 void DeviceGradients::zero(cudaStream_t stream) {
@@ -14,12 +10,7 @@ void DeviceGradients::zero(cudaStream_t stream) {
 }
 
 float* DeviceGradients::data(int index) const {
-  const model::ParameterEntry& entry = store_.entries()[static_cast<std::size_t>(index)];
-  if (entry.dtype != sdk::DType::kF32) {
-    throw Error(fmt::format("parameter {} is held as {}; training needs f32 weights", entry.name,
-                            sdk::dtype_name(entry.dtype)));
-  }
-  return block_.as<float>() + entry.offset;
+  return block_.as<float>() + store_.entries()[static_cast<std::size_t>(index)].offset;
 }
 
 sdk::TensorView DeviceGradients::view(int index) const {
@@ -28,21 +19,14 @@ sdk::TensorView DeviceGradients::view(int index) const {
                         static_cast<std::int32_t>(entry.shape.size()));
 }
 
-void DeviceGradients::add_to_host(model::ParameterStore& store, cudaStream_t stream) {
-  if (block_.bytes() != store.f32_block().size() * sizeof(float)) {
-    throw Error("the parameter block changed size after the device gradients were made");
-  }
-  downloaded_.resize(store.f32_block().size());
+void DeviceGradients::add_to_host(cudaStream_t stream) {
+  std::vector<float>& host = store_.gradient_block();
+  downloaded_.resize(host.size());
   if (block_.bytes() > 0) {
     MAMBAKIT_CUDA_CHECK(cudaMemcpyAsync(downloaded_.data(), block_.data(), block_.bytes(), cudaMemcpyDeviceToHost, stream));
   }
   MAMBAKIT_CUDA_CHECK(cudaStreamSynchronize(stream));
-  const auto& entries = store.entries();
-  for (std::size_t i = 0; i < entries.size(); ++i) {
-    float* host = store.gradient(static_cast<int>(i));
-    const float* device = downloaded_.data() + entries[i].offset;
-    for (std::int64_t j = 0; j < entries[i].numel; ++j) host[j] += device[j];
-  }
+  for (std::size_t i = 0; i < host.size(); ++i) host[i] += downloaded_[i];
 }
 
 }  // namespace mambakit::cuda

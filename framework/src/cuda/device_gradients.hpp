@@ -16,7 +16,7 @@ class DeviceGradients {
  public:
   /// A block for `store`'s f32 parameters on `device` (the current device), uninitialised.
   /// Throws on a CUDA failure.
-  DeviceGradients(const model::ParameterStore& store, sdk::Device device);
+  DeviceGradients(model::ParameterStore& store, sdk::Device device);
 
   /// Queues the zeroing of the whole block on `stream`.
   void zero(cudaStream_t stream);
@@ -25,13 +25,13 @@ class DeviceGradients {
   /// The device gradient of parameter `index`.
   [[nodiscard]] float* data(int index) const;
 
-  /// Copies the block to the host once the work queued on `stream` is done, then adds each
-  /// parameter's gradient to `store`'s host gradients (which must exist). Throws on a CUDA
-  /// failure before touching `store`.
-  void add_to_host(model::ParameterStore& store, cudaStream_t stream);
+  /// Copies the block to the host once the work queued on `stream` is done, then adds it to the
+  /// store's host gradient block (which must exist). Throws on a CUDA failure before touching
+  /// the host gradients.
+  void add_to_host(cudaStream_t stream);
 
  private:
-  const model::ParameterStore& store_;
+  model::ParameterStore& store_;
   sdk::Device device_;
   DeviceBuffer block_;
   std::vector<float> downloaded_;

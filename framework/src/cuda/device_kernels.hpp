@@ -34,7 +34,9 @@ cudaError_t launch_multiply_in_place(float* x, const float* y, std::int64_t coun
 
 /// Backward of launch_rms_norm() with x (M, D), weight (D) and grad_out (M, D): grad_x (M, D)
 /// += d/dx and grad_weight (D) += d/dweight, as the CPU's rms_norm_backward computes them (row
-/// sums and the weight gradient's sums in f64). row_scales (M) f64 is scratch the call writes.
+/// sums and the weight gradient's sums in f64; blocks add their weight-gradient partial sums
+/// atomically, so grad_weight's rounding varies from run to run). row_scales (M) f64 is scratch
+/// the call writes.
 /// grad_x must not alias x or grad_out.
 cudaError_t launch_rms_norm_backward(const float* x, const float* weight, const float* grad_out, float* grad_x,
                                      float* grad_weight, double* row_scales, std::int64_t rows, std::int64_t d_model,

@@ -66,6 +66,8 @@ class ParameterStore {
   void ensure_gradients();
   void zero_gradients();
   [[nodiscard]] bool has_gradients() const { return !gradients_.empty(); }
+  /// The whole gradient block, laid out like f32_block() (empty before ensure_gradients()).
+  [[nodiscard]] std::vector<float>& gradient_block() { return gradients_; }
   [[nodiscard]] float* gradient(int index) { return gradients_.data() + entries_[static_cast<std::size_t>(index)].offset; }
   [[nodiscard]] const float* gradient(int index) const {
     return gradients_.data() + entries_[static_cast<std::size_t>(index)].offset;

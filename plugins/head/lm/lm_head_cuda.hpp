@@ -23,7 +23,7 @@ sdk::Status lm_forward_cuda(const sdk::Context& context, const sdk::HeadForwardA
 
 /// grad_hidden (B, L, D) += grad_logits (B, L, V) W and grad_W (V, D) += grad_logits^T hidden,
 /// each skipped when its view is absent; W = args.params[0] (V, D) and everything else f32
-/// (kInvalidArgument for a 16-bit W, as on the CPU).
+/// (LmHead::backward refuses a 16-bit W before calling this, as on the CPU).
 sdk::Status lm_backward_cuda(const sdk::Context& context, const sdk::HeadBackwardArgs& args, std::int64_t d_model,
                              std::int64_t vocab) noexcept;
 
