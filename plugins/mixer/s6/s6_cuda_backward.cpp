@@ -41,7 +41,7 @@ sdk::Status s6_backward_cuda(const S6Dims& dims, const S6ParamIndex& index, cons
   MAMBAKIT_RETURN_IF_ERROR(cuda_common::check_cuda_dtypes(kCudaComponent, args.params, index.count, args.x));
   return cuda_common::on_device(kCudaComponent, context, [&]() -> sdk::Status {
     const std::int64_t B = args.x.shape[0], L = args.x.shape[1], M = B * L;
-    const std::int64_t D = dims.d_model, E = dims.d_inner, N = dims.d_state, R = dims.dt_rank, K = dims.d_conv;
+    const std::int64_t D = dims.d_model, E = dims.d_inner, N = dims.d_state, R = dims.dt_rank;
     const std::int64_t W = dims.dbc_width();
     const sdk::Device device = context.device;
     const cudaStream_t stream = cuda_common::stream_of(context);
@@ -70,17 +70,8 @@ sdk::Status s6_backward_cuda(const S6Dims& dims, const S6ParamIndex& index, cons
         kCudaComponent, context, grad_out, D, weight(index.out_proj_weight), grad_y.data(), E, M, E, D, 0.f));
 
     // Recompute the scan's inputs that were not saved.
-    ConvArgs conv;
-    conv.input = xz;
-    conv.input_row_stride = 2 * E;
-    conv.weight = device_param(params, index.conv_weight);
-    conv.bias = device_param(params, index.conv_bias);
+    ConvArgs conv = conv_args(params, index, dims, xz, xc.data(), B, L);
     conv.initial_state = states.initial_conv.as<const float>();
-    conv.out = xc.data();
-    conv.batch = B;
-    conv.length = L;
-    conv.d_inner = E;
-    conv.d_conv = K;
     MAMBAKIT_CUDA_CHECK(kCudaComponent, launch_causal_conv_silu(conv, stream));
     MAMBAKIT_RETURN_IF_ERROR(cuda_common::linear_gemm(kCudaComponent, context, dbc, W,
                                                       device_param(params, index.dt_proj_weight), DeviceParam{},
@@ -98,15 +89,7 @@ sdk::Status s6_backward_cuda(const S6Dims& dims, const S6ParamIndex& index, cons
 
     // The selective scan.
     sdk::ScanBackwardArgs scan;
-    scan.forward.u = typed_view(xc.data(), {B, L, E}, device);
-    scan.forward.delta = typed_view(dt.data(), {B, L, E}, device);
-    scan.forward.A = scan_params.A();
-    scan.forward.B = strided_view(dbc + R, B, L, N, W, device);
-    scan.forward.C = strided_view(dbc + R + N, B, L, N, W, device);
-    scan.forward.D = scan_params.D();
-    scan.forward.z = strided_view(xz + E, B, L, E, 2 * E, device);
-    scan.forward.delta_bias = scan_params.delta_bias();
-    scan.forward.delta_softplus = true;
+    scan.forward = scan_params.inputs(xc.data(), dt.data(), dbc, xz, B, L);
     scan.forward.initial_state = states.initial_ssm;
     scan.grad_y = typed_view(grad_y.data(), {B, L, E}, device);
     scan.grad_final_state = states.grad_final_ssm;

@@ -14,6 +14,7 @@
 #include "cuda_status.hpp"
 #include "linear_launch.hpp"
 #include "mambakit/sdk/context.hpp"
+#include "mambakit/sdk/scan_calls.hpp"
 #include "mambakit/sdk/tensor_view.hpp"
 #include "mambakit/sdk/workspace.hpp"
 #include "s6_cuda_launch.hpp"
@@ -27,6 +28,24 @@ inline constexpr const char* kCudaComponent = "mixer/s6";
 /// Parameter `index` of `params`, absent for an absent optional parameter (index -1).
 inline DeviceParam device_param(const sdk::TensorView* params, int index) {
   return index < 0 ? DeviceParam{} : cuda_common::device_param(params[index]);
+}
+
+/// The conv + SiLU of a (B, L) pass over the x half of xz (B, L, 2E) into out (B, L, E), with
+/// the layer's conv weight and bias; the states are left to the caller. Forward and backward
+/// (which recomputes the conv) both take it from here, so they cannot drift apart.
+inline ConvArgs conv_args(const sdk::TensorView* params, const S6ParamIndex& index, const S6Dims& dims,
+                          const float* xz, float* out, std::int64_t B, std::int64_t L) {
+  ConvArgs conv;
+  conv.input = xz;
+  conv.input_row_stride = 2 * dims.d_inner;
+  conv.weight = device_param(params, index.conv_weight);
+  conv.bias = device_param(params, index.conv_bias);
+  conv.out = out;
+  conv.batch = B;
+  conv.length = L;
+  conv.d_inner = dims.d_inner;
+  conv.d_conv = dims.d_conv;
+  return conv;
 }
 
 /// The scan's A (E, N) = -exp(A_log), D (E) and delta_bias (E) as f32 device views: A in
@@ -52,6 +71,25 @@ class ScanParams {
     args.d_state = dims_.d_state;
     MAMBAKIT_CUDA_CHECK(kCudaComponent, launch_scan_params(args, stream));
     return sdk::Status::success();
+  }
+
+  /// The scan's inputs for a (B, L) pass: u = xc and delta = dt (B, L, E), B and C from dbc
+  /// (B, L, W), z the z half of xz (B, L, 2E), and A, D and delta_bias; y and the states are
+  /// left to the caller. Forward and backward both take them from here.
+  [[nodiscard]] sdk::ScanForwardArgs inputs(const float* xc, const float* dt, const float* dbc, const float* xz,
+                                            std::int64_t B, std::int64_t L) const {
+    const std::int64_t E = dims_.d_inner, N = dims_.d_state, R = dims_.dt_rank, W = dims_.dbc_width();
+    sdk::ScanForwardArgs scan;
+    scan.u = typed_view(xc, {B, L, E}, device_);
+    scan.delta = typed_view(dt, {B, L, E}, device_);
+    scan.A = A();
+    scan.B = strided_view(dbc + R, B, L, N, W, device_);
+    scan.C = strided_view(dbc + R + N, B, L, N, W, device_);
+    scan.D = D();
+    scan.z = strided_view(xz + E, B, L, E, 2 * E, device_);
+    scan.delta_bias = delta_bias();
+    scan.delta_softplus = true;
+    return scan;
   }
 
   [[nodiscard]] sdk::TensorView A() const {

@@ -29,7 +29,7 @@ sdk::Status s6_forward_cuda(const S6Dims& dims, const S6ParamIndex& index, const
   MAMBAKIT_RETURN_IF_ERROR(cuda_common::check_cuda_dtypes(kCudaComponent, args.params, index.count, args.x));
   return cuda_common::on_device(kCudaComponent, context, [&]() -> sdk::Status {
     const std::int64_t B = args.x.shape[0], L = args.x.shape[1], M = B * L;
-    const std::int64_t D = dims.d_model, E = dims.d_inner, N = dims.d_state, R = dims.dt_rank, K = dims.d_conv;
+    const std::int64_t D = dims.d_model, E = dims.d_inner, R = dims.dt_rank;
     const std::int64_t W = dims.dbc_width();
     const sdk::Device device = context.device;
     const cudaStream_t stream = cuda_common::stream_of(context);
@@ -47,18 +47,9 @@ sdk::Status s6_forward_cuda(const S6Dims& dims, const S6ParamIndex& index, const
                                                       device_param(params, index.in_proj_weight),
                                                       device_param(params, index.in_proj_bias), xz, 2 * E, M,
                                                       D, 2 * E));
-    ConvArgs conv;
-    conv.input = xz;
-    conv.input_row_stride = 2 * E;
-    conv.weight = device_param(params, index.conv_weight);
-    conv.bias = device_param(params, index.conv_bias);
+    ConvArgs conv = conv_args(params, index, dims, xz, xc.data(), B, L);
     conv.initial_state = args.initial_state != nullptr ? args.initial_state[kConvState].as<const float>() : nullptr;
     conv.final_state = args.final_state != nullptr ? args.final_state[kConvState].as<float>() : nullptr;
-    conv.out = xc.data();
-    conv.batch = B;
-    conv.length = L;
-    conv.d_inner = E;
-    conv.d_conv = K;
     MAMBAKIT_CUDA_CHECK(kCudaComponent, launch_causal_conv_silu(conv, stream));
     MAMBAKIT_RETURN_IF_ERROR(cuda_common::linear_gemm(kCudaComponent, context, xc.data(), E,
                                                       device_param(params, index.x_proj_weight), DeviceParam{},
@@ -68,16 +59,7 @@ sdk::Status s6_forward_cuda(const S6Dims& dims, const S6ParamIndex& index, const
                                                       dt.data(), E, M, R, E));
     MAMBAKIT_RETURN_IF_ERROR(scan_params.enqueue(stream));
 
-    sdk::ScanForwardArgs scan;
-    scan.u = typed_view(xc.data(), {B, L, E}, device);
-    scan.delta = typed_view(dt.data(), {B, L, E}, device);
-    scan.A = scan_params.A();
-    scan.B = strided_view(dbc + R, B, L, N, W, device);
-    scan.C = strided_view(dbc + R + N, B, L, N, W, device);
-    scan.D = scan_params.D();
-    scan.z = strided_view(xz + E, B, L, E, 2 * E, device);
-    scan.delta_bias = scan_params.delta_bias();
-    scan.delta_softplus = true;
+    sdk::ScanForwardArgs scan = scan_params.inputs(xc.data(), dt.data(), dbc, xz, B, L);
     if (args.initial_state != nullptr) scan.initial_state = args.initial_state[kSsmState];
     if (args.final_state != nullptr) scan.final_state = args.final_state[kSsmState];
     scan.y = typed_view(y, {B, L, E}, device);
