@@ -47,11 +47,8 @@ FloatTensor CudaRuntime::forward(const TokenBatch& tokens, InferenceState* state
   const std::vector<std::int64_t> shape{B, L, D};
   for (std::size_t layer = 0; layer < impl_.mixers.size(); ++layer) {
     MAMBAKIT_CUDA_CHECK(launch_rms_norm(hidden, norms_[layer], normed, M, D, impl_.ssm().norm_eps, stream));
-    sdk::MixerForwardArgs args;
-    args.params = mixer_params_[layer].data();
-    args.x = device_view(normed, sdk::DType::kF32, device_, shape);
-    args.y = device_view(mixed, sdk::DType::kF32, device_, shape);
     std::vector<sdk::TensorView> initial;
+    const sdk::TensorView* final_state = nullptr;
     if (device_state != nullptr) {
       const auto& finals = device_state->views(layer);
       if (state->seqlen_offset() > 0) {  // a copy: initial and final never alias
@@ -63,11 +60,10 @@ FloatTensor CudaRuntime::forward(const TokenBatch& tokens, InferenceState* state
           view.data = copy;
           initial.push_back(view);
         }
-        args.initial_state = initial.data();
       }
-      args.final_state = finals.data();
+      final_state = finals.data();
     }
-    model::check(impl_.mixers[layer]->forward(ctx, args), mixer_owners_[layer]);
+    queue_mixer_forward(ctx, layer, normed, mixed, shape, {}, initial.empty() ? nullptr : initial.data(), final_state);
     MAMBAKIT_CUDA_CHECK(launch_add_in_place(hidden, mixed, M * D, stream));
   }
   const float* head_input = hidden;
@@ -203,6 +199,20 @@ CudaRuntime::StepBuffers& CudaRuntime::queue_step(const std::vector<std::int32_t
     body();
   }
   return io;
+}
+
+void CudaRuntime::queue_mixer_forward(const sdk::Context& ctx, std::size_t layer, const float* normed, float* mixed,
+                                      const std::vector<std::int64_t>& shape,
+                                      const std::vector<sdk::TensorView>& saved,
+                                      const sdk::TensorView* initial_state, const sdk::TensorView* final_state) {
+  sdk::MixerForwardArgs args;
+  args.params = mixer_params_[layer].data();
+  args.x = device_view(normed, sdk::DType::kF32, device_, shape);
+  args.y = device_view(mixed, sdk::DType::kF32, device_, shape);
+  args.saved = saved.empty() ? nullptr : saved.data();
+  args.initial_state = initial_state;
+  args.final_state = final_state;
+  model::check(impl_.mixers[layer]->forward(ctx, args), mixer_owners_[layer]);
 }
 
 CudaRuntime::Activations CudaRuntime::embed(const std::int32_t* ids, std::int64_t rows) {

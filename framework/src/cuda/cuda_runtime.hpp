@@ -80,6 +80,11 @@ class CudaRuntime final : public model::DeviceRuntime {
   /// Takes `rows` rows of each Activations buffer from the arena and queues the embedding of
   /// `ids` (rows, i32 on the device) into `hidden`.
   Activations embed(const std::int32_t* ids, std::int64_t rows);
+  /// Layer `layer`'s mixer forward from `normed` into `mixed` (both `shape`), saving into
+  /// `saved` (empty: nothing saved), from and into the given states (null: none).
+  void queue_mixer_forward(const sdk::Context& ctx, std::size_t layer, const float* normed, float* mixed,
+                           const std::vector<std::int64_t>& shape, const std::vector<sdk::TensorView>& saved,
+                           const sdk::TensorView* initial_state = nullptr, const sdk::TensorView* final_state = nullptr);
   /// The context of a (batch, length) call: this device, stream and arena, and the scan backend
   /// chosen for the problem (one with a backward pass when `needs_backward`).
   sdk::Context context(std::int64_t batch, std::int64_t length, bool needs_backward = false);
@@ -102,8 +107,6 @@ class CudaRuntime final : public model::DeviceRuntime {
   void queue_backward(TrainingPass& pass, const float* grad_output, bool recompute);
   std::vector<sdk::TensorView> take_saved(std::size_t layer, std::int64_t batch, std::int64_t length);
   void release_saved(const std::vector<sdk::TensorView>& saved);
-  void queue_mixer_forward(const sdk::Context& ctx, std::size_t layer, const float* normed, float* mixed,
-                           const std::vector<std::int64_t>& shape, const std::vector<sdk::TensorView>& saved);
 
   Impl& impl_;
   sdk::Device device_;

@@ -257,15 +257,4 @@ void CudaRuntime::release_saved(const std::vector<sdk::TensorView>& saved) {
   for (auto tensor = saved.rbegin(); tensor != saved.rend(); ++tensor) arena_.deallocate(tensor->data);
 }
 
-void CudaRuntime::queue_mixer_forward(const sdk::Context& ctx, std::size_t layer, const float* normed, float* mixed,
-                                      const std::vector<std::int64_t>& shape,
-                                      const std::vector<sdk::TensorView>& saved) {
-  sdk::MixerForwardArgs args;
-  args.params = mixer_params_[layer].data();
-  args.x = device_view(normed, sdk::DType::kF32, device_, shape);
-  args.y = device_view(mixed, sdk::DType::kF32, device_, shape);
-  args.saved = saved.empty() ? nullptr : saved.data();
-  model::check(impl_.mixers[layer]->forward(ctx, args), mixer_owners_[layer]);
-}
-
 }  // namespace mambakit::cuda
