@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "half_lanes.hpp"
+#include "mambakit/sdk/status.hpp"
 #include "mambakit/sdk/tensor_view.hpp"
 #include "mambakit/sdk/workspace.hpp"
 
@@ -76,5 +77,22 @@ class TypedParams {
   sdk::WorkspaceArray<T> storage_;
   std::vector<const T*> pointers_;
 };
+
+/// A backward pass needs parameters of its compute type: with `activations` f64 (gradient
+/// checks) the typed path checks them; otherwise each of the `count` parameters must be f32
+/// (f16 and bf16 weights are for inference). kInvalidArgument naming the parameter otherwise.
+inline sdk::Status check_trainable(const char* component, const sdk::TensorView* params, int count,
+                                   sdk::DType activations) {
+  if (activations == sdk::DType::kF64) return sdk::Status::success();
+  for (int i = 0; i < count; ++i) {
+    if (params[i].dtype != sdk::DType::kF32) {
+      return sdk::Status::error(sdk::StatusCode::kInvalidArgument,
+                                "%s backward needs f32 parameters; parameter %d is %s (half-precision weights are "
+                                "for inference)",
+                                component, i, sdk::dtype_name(params[i].dtype));
+    }
+  }
+  return sdk::Status::success();
+}
 
 }  // namespace mambakit::plugin_common

@@ -68,10 +68,7 @@ class ClassificationHead final : public sdk::Head {
   sdk::Status backward(const sdk::Context& context, const sdk::HeadBackwardArgs& args) noexcept override {
     return sdk::guard([&] {
       if (args.hidden.dtype == sdk::DType::kF64) return backward_typed<double>(context, args);
-      if (args.params[0].dtype != sdk::DType::kF32 || args.params[1].dtype != sdk::DType::kF32) {
-        return sdk::Status::error(sdk::StatusCode::kInvalidArgument,
-                                  "head/classification backward needs f32 parameters");
-      }
+      MAMBAKIT_RETURN_IF_ERROR(plugin_common::check_trainable("head/classification", args.params, 2, args.hidden.dtype));
       return backward_typed<float>(context, args);
     });
   }

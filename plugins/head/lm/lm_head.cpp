@@ -81,12 +81,7 @@ class LmHead final : public sdk::Head {
   }
 
   sdk::Status backward(const sdk::Context& context, const sdk::HeadBackwardArgs& args) noexcept override {
-    if (args.hidden.dtype != sdk::DType::kF64 && args.params[0].dtype != sdk::DType::kF32) {
-      return sdk::Status::error(sdk::StatusCode::kInvalidArgument,
-                                "head/lm backward needs an f32 weight; it is %s (half-precision weights are for "
-                                "inference)",
-                                sdk::dtype_name(args.params[0].dtype));
-    }
+    MAMBAKIT_RETURN_IF_ERROR(plugin_common::check_trainable("head/lm", args.params, 1, args.hidden.dtype));
     if (context.device.type != sdk::DeviceType::kCpu) {
 #ifdef MAMBAKIT_LM_WITH_CUDA
       if (context.device.type == sdk::DeviceType::kCuda) return lm_backward_cuda(context, args, d_model_, vocab_);

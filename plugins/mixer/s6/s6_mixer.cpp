@@ -5,6 +5,7 @@
 #include "json_config.hpp"
 #include "mambakit/sdk/plugin.hpp"
 #include "s6_cuda.hpp"
+#include "typed_params.hpp"
 
 namespace mambakit::mixer_s6 {
 
@@ -146,16 +147,7 @@ sdk::Status S6Mixer::backward(const sdk::Context& context, const sdk::MixerBackw
     return sdk::Status::error(sdk::StatusCode::kInvalidArgument,
                               "mixer/s6 backward needs the activations its forward saved (args.saved is null)");
   }
-  if (args.x.dtype != sdk::DType::kF64) {  // f64 runs (gradient checks) are f64 throughout
-    for (std::int32_t i = 0; i < index_.count; ++i) {
-      if (args.params[i].dtype != sdk::DType::kF32) {
-        return sdk::Status::error(sdk::StatusCode::kInvalidArgument,
-                                  "mixer/s6 backward needs f32 parameters; parameter %d is %s (half-precision "
-                                  "weights are for inference)",
-                                  i, sdk::dtype_name(args.params[i].dtype));
-      }
-    }
-  }
+  MAMBAKIT_RETURN_IF_ERROR(plugin_common::check_trainable("mixer/s6", args.params, index_.count, args.x.dtype));
   if (context.device.type == sdk::DeviceType::kCpu) return s6_backward(dims_, index_, context, args);
 #ifdef MAMBAKIT_S6_WITH_CUDA
   if (context.device.type == sdk::DeviceType::kCuda) return s6_backward_cuda(dims_, index_, context, args);
