@@ -168,23 +168,20 @@ class DeviceTensor {
 /// host uses while capturing a CUDA graph.
 class ArenaWorkspace final : public sdk::WorkspaceAllocator {
  public:
-  explicit ArenaWorkspace(std::size_t bytes) : capacity_(bytes) { CUDA_REQUIRE(cudaMalloc(&base_, bytes)); }
-  ArenaWorkspace(const ArenaWorkspace&) = delete;
-  ArenaWorkspace& operator=(const ArenaWorkspace&) = delete;
-  ~ArenaWorkspace() { cudaFree(base_); }
+  explicit ArenaWorkspace(std::size_t bytes) : memory_(bytes) {}
 
   void* allocate(std::size_t bytes, std::size_t alignment) noexcept override {
     const std::size_t start = (used_ + alignment - 1) / alignment * alignment;
-    if (start + bytes > capacity_) return nullptr;
+    if (start + bytes > memory_.bytes()) return nullptr;
     used_ = start + bytes;
-    return static_cast<unsigned char*>(base_) + start;
+    return static_cast<unsigned char*>(memory_.data()) + start;
   }
   void deallocate(void*) noexcept override {}
   void reset() { used_ = 0; }
 
  private:
-  void* base_ = nullptr;
-  std::size_t capacity_ = 0, used_ = 0;
+  mambakit::test::DeviceMemory memory_;
+  std::size_t used_ = 0;
 };
 
 mambakit::ScanPtr& scan(const char* name) {

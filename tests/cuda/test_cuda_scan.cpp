@@ -15,8 +15,6 @@
 //
 // Dimensions: B batch, L length, E d_inner, N d_state.
 
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
 #include <cuda_runtime_api.h>
 
 #include <catch2/catch.hpp>
@@ -52,22 +50,6 @@ using mambakit::test::options_from_bits;
 namespace sdk = mambakit::sdk;
 
 namespace {
-
-std::uint16_t encode_half(float v, sdk::DType dtype) {
-  if (dtype == sdk::DType::kF16) return static_cast<__half_raw>(__float2half_rn(v)).x;
-  return static_cast<__nv_bfloat16_raw>(__float2bfloat16_rn(v)).x;
-}
-
-float decode_half(std::uint16_t bits, sdk::DType dtype) {
-  if (dtype == sdk::DType::kF16) {
-    __half_raw raw;
-    raw.x = bits;
-    return __half2float(__half(raw));
-  }
-  __nv_bfloat16_raw raw;
-  raw.x = bits;
-  return __bfloat162float(__nv_bfloat16(raw));
-}
 
 /// A tensor on the GPU in f32, f16 or bf16, made from contiguous f32 values and read back as
 /// such. With `gapped`, every dimension but the last has a stride larger than the extents
@@ -128,7 +110,7 @@ class DeviceTensor {
     if (dtype_ == sdk::DType::kF32) {
       std::memcpy(host.data() + offset * 4, &v, 4);
     } else {
-      const std::uint16_t bits = encode_half(v, dtype_);
+      const std::uint16_t bits = dtype_ == sdk::DType::kF16 ? sdk::f32_to_f16(v) : sdk::f32_to_bf16(v);
       std::memcpy(host.data() + offset * 2, &bits, 2);
     }
   }
@@ -140,7 +122,7 @@ class DeviceTensor {
     }
     std::uint16_t bits;
     std::memcpy(&bits, host.data() + offset * 2, 2);
-    return decode_half(bits, dtype_);
+    return dtype_ == sdk::DType::kF16 ? sdk::f16_to_f32(bits) : sdk::bf16_to_f32(bits);
   }
   template <class F>
   void for_each_index(F&& f) const {
