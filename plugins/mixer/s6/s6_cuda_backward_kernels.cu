@@ -3,8 +3,8 @@
 // chain rule through A = -exp(A_log). The arithmetic is that of causal_conv.cpp's
 // causal_conv_silu_backward, reorganised for the GPU without atomics:
 //   1. g = d out * silu'(pre), silu'(a) = s (1 + a (1 - s)), s = sigmoid(a)   one thread per (b, t, e)
-//   2. grad weight[e, k] += sum_(b, t) g[b, t, e] in[b, t - K + 1 + k, e], grad bias[e] += sum g
-//                                                                              one block per (32 channels, k)
+//   2. grad weight[e, k] += sum_(b, t) g[b, t, e] in[b, t - K + 1 + k, e]      one block per (32 channels, k);
+//      grad bias[e] += sum_(b, t) g[b, t, e]                          plugins/common's launch_add_column_sums
 //   3. grad in[b, s, e] += sum_k g[b, s + K - 1 - k, e] weight[e, k] (+ the final state's
 //      gradient when s is one of the last K inputs); inputs before s = 0 are initial-state
 //      slots s + K                                                             one thread per (b, s, e)
@@ -45,27 +45,23 @@ __global__ void conv_silu_grad_kernel(ConvBackwardArgs a) {
   }
 }
 
-/// grid (ceil(E / kReduceChannels), K + 1), block (kReduceChannels, kReduceSlices): block
-/// (x, k) reduces, for its channels, tap k's weight gradient (k < K) or the bias gradient
-/// (k = K) over all B * L rows. Thread (c, s) sums rows s, s + kReduceSlices, ...; the block
-/// then adds its kReduceSlices partial sums in order.
+/// grid (ceil(E / kReduceChannels), K), block (kReduceChannels, kReduceSlices): block (x, k)
+/// reduces, for its channels, tap k's weight gradient over all B * L rows. Thread (c, s) sums
+/// rows s, s + kReduceSlices, ...; the block then adds its kReduceSlices partial sums in order.
+/// (The bias gradient is the column sum of grad_out: launch_add_column_sums.)
 /// Reads  grad_out (B, L, E) (the pre-activation's gradient), input (B, L, E; row stride),
 ///        initial_state (B, E, K).
-/// Updates grad_weight (E, K) +=, grad_bias (E) +=.
-__global__ void conv_grad_params_kernel(ConvBackwardArgs a) {
+/// Updates grad_weight (E, K) +=.
+__global__ void conv_grad_weight_kernel(ConvBackwardArgs a) {
   __shared__ float partial[kReduceSlices][kReduceChannels];
   const ConvArgs& f = a.forward;
   const std::int64_t E = f.d_inner, L = f.length, K = f.d_conv, rows = f.batch * f.length;
   const std::int64_t e = static_cast<std::int64_t>(blockIdx.x) * kReduceChannels + threadIdx.x;
   const std::int64_t k = blockIdx.y;
-  const bool bias = k == K;
-  float* const target = bias ? a.grad_bias : a.grad_weight;
-  if (target == nullptr) return;  // the same for the whole block: no thread reaches the barrier
   float sum = 0.f;
   if (e < E) {
     for (std::int64_t row = threadIdx.y; row < rows; row += kReduceSlices) {
-      const float g = a.grad_out[row * E + e];
-      sum += bias ? g : g * conv_input(f, row / L, row % L - K + 1 + k, e);
+      sum += a.grad_out[row * E + e] * conv_input(f, row / L, row % L - K + 1 + k, e);
     }
   }
   partial[threadIdx.y][threadIdx.x] = sum;
@@ -73,7 +69,7 @@ __global__ void conv_grad_params_kernel(ConvBackwardArgs a) {
   if (threadIdx.y != 0 || e >= E) return;
   float total = 0.f;
   for (int slice = 0; slice < kReduceSlices; ++slice) total += partial[slice][threadIdx.x];
-  target[bias ? e : e * K + k] += total;
+  a.grad_weight[e * K + k] += total;
 }
 
 /// grid-stride over B * (K + L) * E, one thread per (b, source, e) for source in [-K, L), e
@@ -120,11 +116,14 @@ cudaError_t launch_causal_conv_silu_backward(const ConvBackwardArgs& args, cudaS
   conv_silu_grad_kernel<<<grid_stride_blocks(f.batch * f.length * E), kElementThreads, 0, stream>>>(args);
   cudaError_t error = cudaGetLastError();
   if (error != cudaSuccess) return error;
-  if (args.grad_weight != nullptr || args.grad_bias != nullptr) {
-    const dim3 grid(static_cast<unsigned>((E + kReduceChannels - 1) / kReduceChannels),
-                    static_cast<unsigned>(f.d_conv + 1));
-    conv_grad_params_kernel<<<grid, dim3(kReduceChannels, kReduceSlices), 0, stream>>>(args);
+  if (args.grad_weight != nullptr) {
+    const dim3 grid(static_cast<unsigned>((E + kReduceChannels - 1) / kReduceChannels), static_cast<unsigned>(f.d_conv));
+    conv_grad_weight_kernel<<<grid, dim3(kReduceChannels, kReduceSlices), 0, stream>>>(args);
     error = cudaGetLastError();
+    if (error != cudaSuccess) return error;
+  }
+  if (args.grad_bias != nullptr) {
+    error = cuda_common::launch_add_column_sums(args.grad_out, E, f.batch * f.length, E, args.grad_bias, stream);
     if (error != cudaSuccess) return error;
   }
   const std::int64_t inputs = f.batch * (f.d_conv + f.length) * E;
