@@ -8,6 +8,7 @@
 
 #include <algorithm>
 
+#include "block_reduce.cuh"
 #include "device_kernels.hpp"
 
 namespace mambakit::cuda {
@@ -47,13 +48,8 @@ __global__ void rms_norm_kernel(const float* __restrict__ x, const float* __rest
   for (std::int64_t d = threadIdx.x; d < d_model; d += blockDim.x) {
     sum_squares += static_cast<double>(row[d]) * static_cast<double>(row[d]);
   }
-  partial[threadIdx.x] = sum_squares;
-  __syncthreads();
-  for (int half = kThreads / 2; half > 0; half /= 2) {
-    if (static_cast<int>(threadIdx.x) < half) partial[threadIdx.x] += partial[threadIdx.x + half];
-    __syncthreads();
-  }
-  const float scale = static_cast<float>(1.0 / sqrt(partial[0] / static_cast<double>(d_model) + eps));
+  sum_squares = block_reduce<kThreads>(sum_squares, partial, AddOp{});
+  const float scale = static_cast<float>(1.0 / sqrt(sum_squares / static_cast<double>(d_model) + eps));
   float* result = out + static_cast<std::int64_t>(blockIdx.x) * d_model;
   for (std::int64_t d = threadIdx.x; d < d_model; d += blockDim.x) {
     result[d] = __fmul_rn(__fmul_rn(row[d], scale), weight[d]);
@@ -110,19 +106,6 @@ __global__ void multiply_kernel(float* __restrict__ x, const float* __restrict__
   }
 }
 
-/// Sums `value` over the block (kThreads threads) through `partial`; every thread gets the sum.
-__device__ double block_sum(double value, double* partial) {
-  partial[threadIdx.x] = value;
-  __syncthreads();
-  for (int half = kThreads / 2; half > 0; half /= 2) {
-    if (static_cast<int>(threadIdx.x) < half) partial[threadIdx.x] += partial[threadIdx.x + half];
-    __syncthreads();
-  }
-  const double sum = partial[0];
-  __syncthreads();
-  return sum;
-}
-
 /// The input gradient of RMSNorm, y = x r w with r = (mean(x^2) + eps)^-1/2:
 /// grad_x += r (g w) - x r^3 <g w, x> / D; row_scales[m] = r. x, grad_out, grad_x (M, D),
 /// weight (D), row_scales (M); grid (M), block kThreads.
@@ -138,8 +121,8 @@ __global__ void rms_norm_backward_rows_kernel(const float* __restrict__ x, const
     sum_squares += static_cast<double>(row[d]) * row[d];
     dot += static_cast<double>(g[d]) * weight[d] * row[d];
   }
-  sum_squares = block_sum(sum_squares, partial);
-  dot = block_sum(dot, partial);
+  sum_squares = block_reduce<kThreads>(sum_squares, partial, AddOp{});
+  dot = block_reduce<kThreads>(dot, partial, AddOp{});
   const double scale = 1.0 / sqrt(sum_squares / static_cast<double>(d_model) + eps);
   const double correction = scale * scale * scale * dot / static_cast<double>(d_model);
   float* out = grad_x + offset;

@@ -6,6 +6,8 @@
 
 #include "loss_kernels.hpp"
 
+#include "block_reduce.cuh"
+
 namespace mambakit::cuda {
 
 namespace {
@@ -37,23 +39,12 @@ __global__ void lm_cross_entropy_kernel(const float* __restrict__ logits, const 
 
   float top = row[0];
   for (std::int64_t v = threadIdx.x; v < vocab; v += blockDim.x) top = fmaxf(top, row[v]);
-  maxima[threadIdx.x] = top;
-  __syncthreads();
-  for (int half = kThreads / 2; half > 0; half /= 2) {
-    if (static_cast<int>(threadIdx.x) < half) maxima[threadIdx.x] = fmaxf(maxima[threadIdx.x], maxima[threadIdx.x + half]);
-    __syncthreads();
-  }
-  top = maxima[0];
+  top = block_reduce<kThreads>(top, maxima, MaxOp{});
 
   double sum = 0.0;
   for (std::int64_t v = threadIdx.x; v < vocab; v += blockDim.x) sum += exp(static_cast<double>(__fsub_rn(row[v], top)));
-  sums[threadIdx.x] = sum;
-  __syncthreads();
-  for (int half = kThreads / 2; half > 0; half /= 2) {
-    if (static_cast<int>(threadIdx.x) < half) sums[threadIdx.x] += sums[threadIdx.x + half];
-    __syncthreads();
-  }
-  const double log_sum = log(sums[0]) + top;
+  sum = block_reduce<kThreads>(sum, sums, AddOp{});
+  const double log_sum = log(sum) + top;
   if (threadIdx.x == 0) row_losses[position] = log_sum - row[target];
   if (out == nullptr) return;
   const float one_hot = static_cast<float>(1.0 / count);
