@@ -1,17 +1,22 @@
 // The model commands of the CLI on the fixture checkpoints: forward writes logits equal to the
-// PyTorch reference; generate, info and grad run; bad input is a clear error with exit 1.
+// PyTorch reference; generate, info and grad run; classify and embed print what the library
+// computes; bad input is a clear error with exit 1.
 
 #include <catch2/catch.hpp>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <cmath>
 #include <set>
+#include <sstream>
 #include <string>
 
 #include "fixtures.hpp"
+#include "mambakit/model.hpp"
 #include "mambakit/npy.hpp"
 #include "mambakit/safetensors.hpp"
 #include "process.hpp"
+#include "test_files.hpp"
 
 using Catch::Matchers::Contains;
 using mambakit::test::run_command;
@@ -147,4 +152,96 @@ TEST_CASE("mambakit bench runs every CPU scan backend and weight dtype, and reje
   const auto train_half = run_command(cli("bench --shape tiny --mode train --dtype bf16"));
   CHECK(train_half.exit_code == 1);
   CHECK_THAT(train_half.errors, Contains("--mode train needs --dtype f32"));
+}
+
+namespace {
+
+/// A randomly initialised task model saved with the byte-level tokenizer, and its in-memory copy.
+mambakit::Model saved_task_model(const mambakit::ModelConfig& config, const fs::path& dir) {
+  mambakit::ModelOptions options;
+  options.seed = 11;
+  mambakit::Model model = mambakit::Model::create(config, mambakit::test::in_tree_plugins(), options);
+  model.save(dir);
+  std::ofstream(dir / "byte_tokenizer") << "byte-level: ids 0-255 are bytes, 256 is <|endoftext|>\n";
+  return model;
+}
+
+/// The byte tokenizer's ids of ASCII `text`: its bytes.
+mambakit::TokenBatch byte_ids(const std::string& text) {
+  return mambakit::TokenBatch{1, static_cast<std::int64_t>(text.size()), std::vector<std::int32_t>(text.begin(), text.end())};
+}
+
+template <class Config>
+Config tiny_task_config() {
+  Config config;
+  config.d_model = 16;
+  config.n_layer = 2;
+  config.d_state = 4;
+  config.vocab_size = 257;
+  return config;
+}
+
+}  // namespace
+
+TEST_CASE("mambakit classify prints each label's probability; embed prints or writes the pooled features") {
+  const std::string text = "In the beginning";
+  auto classifier_config = tiny_task_config<mambakit::ClassificationConfig>();
+  classifier_config.num_labels = 3;
+  classifier_config.labels = {"law", "poetry", "prophecy"};
+  const fs::path classifier_dir = mambakit::test::scratch_dir("cli_classifier");
+  mambakit::Model classifier = saved_task_model(classifier_config, classifier_dir);
+  // softmax of the library's scores for the same bytes
+  const auto scores = classifier.forward(byte_ids(text)).values;
+  REQUIRE(scores.size() == 3);
+  double total = 0.0;
+  for (float s : scores) total += std::exp(static_cast<double>(s));
+
+  const auto classified = run_command(cli("classify --model " + classifier_dir.string() + " --text \"" + text + "\""));
+  INFO(classified.errors);
+  REQUIRE(classified.exit_code == 0);
+  std::istringstream lines(classified.output);
+  double sum = 0.0;
+  for (std::size_t c = 0; c < 3; ++c) {
+    std::string label;
+    double probability = -1.0;
+    REQUIRE(lines >> label >> probability);
+    CHECK(label == classifier_config.labels[c]);
+    CHECK(std::abs(probability - std::exp(static_cast<double>(scores[c])) / total) < 2e-6);
+    sum += probability;
+  }
+  CHECK(std::abs(sum - 1.0) < 1e-5);
+
+  auto features_config = tiny_task_config<mambakit::FeatureExtractionConfig>();
+  features_config.pooling = mambakit::Pooling::kMean;
+  const fs::path features_dir = mambakit::test::scratch_dir("cli_features");
+  mambakit::Model extractor = saved_task_model(features_config, features_dir);
+  const auto expected = extractor.forward(byte_ids(text));
+  REQUIRE(expected.shape == std::vector<std::int64_t>{1, 16});
+
+  const auto printed = run_command(cli("embed --model " + features_dir.string() + " --text \"" + text + "\""));
+  INFO(printed.errors);
+  REQUIRE(printed.exit_code == 0);
+  const auto json = nlohmann::json::parse(printed.output);
+  CHECK(json["shape"] == nlohmann::json::array({1, 16}));
+  CHECK(mambakit::test::max_abs_difference(json["values"].get<std::vector<float>>(), expected.values) < 1e-6);
+
+  const fs::path npy = fs::path(MAMBAKIT_TEST_BINARY_DIR) / "features.npy";
+  const auto written = run_command(cli("embed --model " + features_dir.string() + " --text \"" + text +
+                                       "\" --output " + npy.string()));
+  REQUIRE(written.exit_code == 0);
+  std::vector<std::int64_t> shape;
+  CHECK(mambakit::test::max_abs_difference(mambakit::read_npy_f32(npy, &shape), expected.values) < 1e-6);
+  CHECK(shape == std::vector<std::int64_t>{1, 16});
+
+  // Each command refuses the other's model, an empty text, and a folder without a tokenizer.
+  const auto wrong_task = run_command(cli("classify --model " + features_dir.string() + " --text x"));
+  CHECK(wrong_task.exit_code == 1);
+  CHECK_THAT(wrong_task.errors, Contains("feature_extraction") && Contains("sequence_classification"));
+  const auto empty = run_command(cli("embed --model " + features_dir.string() + " --text \"\""));
+  CHECK(empty.exit_code == 1);
+  CHECK_THAT(empty.errors, Contains("--text is empty"));
+  fs::remove(classifier_dir / "byte_tokenizer");
+  const auto no_tokenizer = run_command(cli("classify --model " + classifier_dir.string() + " --text x"));
+  CHECK(no_tokenizer.exit_code == 1);
+  CHECK_THAT(no_tokenizer.errors, Contains("has no tokenizer"));
 }
