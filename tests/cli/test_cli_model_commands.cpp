@@ -183,7 +183,7 @@ Config tiny_task_config() {
 
 }  // namespace
 
-TEST_CASE("mambakit classify prints each label's probability; embed prints or writes the pooled features") {
+TEST_CASE("mambakit classify prints each label's probability and embed prints or writes the pooled features") {
   const std::string text = "In the beginning";
   auto classifier_config = tiny_task_config<mambakit::ClassificationConfig>();
   classifier_config.num_labels = 3;

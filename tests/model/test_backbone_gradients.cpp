@@ -72,7 +72,7 @@ struct EmbeddingProblem {
 
 }  // namespace
 
-TEST_CASE("RMSNorm backward matches f64 finite differences; f32 matches f64") {
+TEST_CASE("RMSNorm backward matches f64 finite differences and f32 matches f64") {
   NormProblem<double> problem;
   for (const int threads : {1, 2}) {
     auto [grad_x, grad_weight] = problem.gradients(threads);
