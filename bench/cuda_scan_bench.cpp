@@ -292,11 +292,10 @@ int main(int argc, char** argv) {
 
     mambakit::PluginHost host;
     host.load_directory(mambakit::PluginHost::default_plugin_dir());
-    auto scan = host.create_scan("cuda");
+    auto scan = mambakit::kernel_as<sdk::ScanBackend>(host.create_kernel(sdk::kSelectiveScanKind, "cuda"));
     CachingWorkspace workspace;
     sdk::Context context;
     context.device = kGpu;
-    context.scan = scan.get();
     context.workspace = &workspace;
 
     std::printf("%-8s %2s %6s %5s %3s %10s %10s %10s\n", "pass", "B", "L", "E", "N", "median ms", "min ms", "GB/s");
@@ -318,10 +317,10 @@ int main(int argc, char** argv) {
                     bytes / (med * 1e-3) / 1e9);
         std::fflush(stdout);
       };
-      report("forward", time_runs(runs, [&] { require_ok(sdk::selective_scan_forward(context, forward_args), "forward"); }),
+      report("forward", time_runs(runs, [&] { require_ok(sdk::selective_scan_forward(*scan, context, forward_args), "forward"); }),
              forward_bytes);
       report("backward",
-             time_runs(runs, [&] { require_ok(sdk::selective_scan_backward(context, backward_args), "backward"); }),
+             time_runs(runs, [&] { require_ok(sdk::selective_scan_backward(*scan, context, backward_args), "backward"); }),
              backward_bytes);
       CUDA_CHECK(cudaDeviceSynchronize());
     }

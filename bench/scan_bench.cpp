@@ -196,16 +196,15 @@ int main(int argc, char** argv) {
                 "N", "runs", "median ms", "min ms", "us/token", "ms/token x24");
     for (const Shape& shape : shapes) {
       Problem problem(shape);
-      for (const auto& name : host.names(mambakit::ComponentKind::kScan)) {
-        auto scan = host.create_scan(name);
-        sdk::ScanProblem query{sdk::Device{}, sdk::DType::kF32, shape.batch, shape.length, shape.d_inner,
-                               shape.d_state, false};
+      for (const auto& name : host.kernel_names(sdk::kSelectiveScanKind)) {
+        auto scan = mambakit::kernel_as<sdk::ScanBackend>(host.create_kernel(sdk::kSelectiveScanKind, name));
+        const sdk::KernelProblem query = sdk::selective_scan_problem(sdk::Device{}, sdk::DType::kF32, shape.batch,
+                                                                     shape.length, shape.d_inner, shape.d_state);
         if (scan->score(query) <= 0) continue;
         for (const int threads : {1, 2}) {
           // scan/sequential is single-threaded: one row is enough.
           if (name == "sequential" && threads > 1) continue;
           sdk::Context context;
-          context.scan = scan.get();
           context.n_threads = threads;
           for (const std::string pass : {"forward", "backward", "step"}) {
             if ((pass == "backward" && !with_backward) || (pass == "step" && !with_step)) continue;
@@ -214,9 +213,9 @@ int main(int argc, char** argv) {
               const sdk::ScanBackwardArgs backward = problem.backward_args();
               const sdk::ScanStepArgs step = problem.step_args();
               const auto start = Clock::now();
-              const sdk::Status status = pass == "backward" ? sdk::selective_scan_backward(context, backward)
-                                         : pass == "step"   ? sdk::selective_scan_step(context, step)
-                                                            : sdk::selective_scan_forward(context, forward);
+              const sdk::Status status = pass == "backward" ? sdk::selective_scan_backward(*scan, context, backward)
+                                         : pass == "step"   ? sdk::selective_scan_step(*scan, context, step)
+                                                            : sdk::selective_scan_forward(*scan, context, forward);
               if (!status.ok()) throw std::runtime_error(name + ": " + status.message);
               return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
             };

@@ -19,12 +19,12 @@ int main() {
     mambakit::ClassificationConfig classifier_config;
     classifier_config.d_model = 32;
     classifier_config.n_layer = 2;
-    classifier_config.d_state = 8;
+    classifier_config.mixer = {"s6", R"({"d_state": 8})"};
     classifier_config.vocab_size = 16;
     classifier_config.num_labels = 2;
     classifier_config.pooling = mambakit::Pooling::kMean;
     classifier_config.labels = {"mostly-low", "mostly-high"};
-    mambakit::Model classifier = mambakit::Model::create(classifier_config, plugins, {"auto", 0, 5, {}});
+    mambakit::Model classifier = mambakit::Model::create(classifier_config, plugins, {{}, 0, 5, {}});
     std::printf("classifier: %lld parameters\n", static_cast<long long>(classifier.parameter_count()));
 
     // Toy task: is the sequence mostly made of high token ids?
@@ -41,9 +41,9 @@ int main() {
     std::printf("classifier loss: %.4f -> %.4f\n", first, last);
 
     mambakit::FeatureExtractionConfig features_config;
-    static_cast<mambakit::SsmConfig&>(features_config) = classifier_config;
+    static_cast<mambakit::BackboneConfig&>(features_config) = classifier_config;
     features_config.pooling = mambakit::Pooling::kLast;
-    mambakit::Model extractor = mambakit::Model::create(features_config, plugins, {"auto", 0, 5, {}});
+    mambakit::Model extractor = mambakit::Model::create(features_config, plugins, {{}, 0, 5, {}});
     const auto embeddings = extractor.forward(batch);
     std::printf("embeddings: %lld x %lld\n", static_cast<long long>(embeddings.shape[0]),
                 static_cast<long long>(embeddings.shape[1]));

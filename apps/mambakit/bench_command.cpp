@@ -17,6 +17,7 @@
 
 #include "cli_common.hpp"
 #include "command.hpp"
+#include "mambakit/sdk/scan_backend.hpp"
 #include "mambakit/error.hpp"
 #include "mambakit/optimizer.hpp"
 #include "model_shapes.hpp"
@@ -70,9 +71,9 @@ double median(std::vector<double> values) {
 /// The loaded scan backends that run on the CPU (`--scan all`; GPU ones like scan/cuda are not).
 std::vector<std::string> cpu_scan_names(const PluginHost& host) {
   std::vector<std::string> names;
-  for (const auto& name : host.names(ComponentKind::kScan)) {
+  for (const auto& name : host.kernel_names(sdk::kSelectiveScanKind)) {
     sdk::ScanCapabilities capabilities;
-    host.create_scan(name)->capabilities(&capabilities);
+    kernel_as<sdk::ScanBackend>(host.create_kernel(sdk::kSelectiveScanKind, name))->capabilities(&capabilities);
     if ((capabilities.devices & sdk::device_bit(sdk::DeviceType::kCpu)) != 0) names.push_back(name);
   }
   return names;
@@ -119,7 +120,7 @@ std::vector<double> time_prefill(Model& model, const TokenBatch& tokens, int rep
 /// logits; on a GPU each step is greedy decoding's (Model::step_argmax: the logits stay on the
 /// device, the ids come back and are fed to the next step).
 std::vector<double> time_decode(Model& model, std::int64_t batch, std::int64_t steps, int repeat) {
-  const TokenBatch prompt = random_tokens(batch, 16, ssm_of(model.config()).vocab_size);
+  const TokenBatch prompt = random_tokens(batch, 16, backbone_of(model.config()).vocab_size);
   const bool on_cpu = model.options().device.type == sdk::DeviceType::kCpu;
   return repeated(repeat, [&] {
     std::vector<std::int32_t> next(static_cast<std::size_t>(batch), 1);
@@ -218,7 +219,7 @@ int bench_main(int argc, char** argv) {
       header_printed = true;
     }
     for (const auto& scan : scans) {
-      model.select_scan(*host, scan);
+      model.select_kernels(*host, {{sdk::kSelectiveScanKind, scan}});
       for (const auto threads : thread_counts) {
         model.set_threads(static_cast<int>(threads));
         for (const auto batch : batches) {

@@ -1,5 +1,7 @@
 #include "cli_common.hpp"
 
+#include "mambakit/sdk/scan_backend.hpp"
+
 #include <fmt/format.h>
 #include <fmt/std.h>
 
@@ -36,7 +38,9 @@ void add_model_options(po::options_description& options, bool model_required) {
   auto* model = po::value<std::string>();
   if (model_required) model->required();
   options.add_options()("model", model, "model folder: config.json + model.safetensors")(
-      "scan", po::value<std::string>()->default_value("auto"), "scan backend: a name from `mambakit plugins`, or auto")(
+      "kernel", po::value<std::vector<std::string>>()->composing(),
+      "KIND=NAME: the kernel of a kind (kinds and names: `mambakit plugins`), or KIND=auto; repeatable")(
+      "scan", po::value<std::string>(), "NAME: short for --kernel selective_scan=NAME")(
       "threads", po::value<int>()->default_value(0), "CPU threads (0: all available)")(
       "dtype", po::value<std::string>()->default_value("auto"),
       "weights in memory: f32, f16, bf16, or auto (as stored in the checkpoint)");
@@ -80,7 +84,16 @@ std::filesystem::path resolve_model_dir(const po::variables_map& values) {
 
 ModelOptions model_options(const po::variables_map& values) {
   ModelOptions options;
-  options.scan = values["scan"].as<std::string>();
+  if (values.count("kernel") != 0) {
+    for (const auto& item : values["kernel"].as<std::vector<std::string>>()) {
+      const auto equals = item.find('=');
+      if (equals == std::string::npos || equals == 0 || equals + 1 == item.size()) {
+        throw Error(fmt::format("--kernel {} is invalid: use KIND=NAME, e.g. selective_scan=fused", item));
+      }
+      options.kernels[item.substr(0, equals)] = item.substr(equals + 1);
+    }
+  }
+  if (values.count("scan") != 0) options.kernels[sdk::kSelectiveScanKind] = values["scan"].as<std::string>();
   options.n_threads = values["threads"].as<int>();
   if (options.n_threads < 0) throw Error(fmt::format("--threads must be >= 0, got {}", options.n_threads));
   const std::string dtype = values["dtype"].as<std::string>();

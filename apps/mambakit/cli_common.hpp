@@ -19,14 +19,14 @@ void add_plugin_options(boost::program_options::options_description& options);
 /// each plugin that could not be used as a warning on stderr.
 std::unique_ptr<PluginHost> load_plugins(const boost::program_options::variables_map& values);
 
-/// Adds --model (required when `model_required`), --scan, --threads, --dtype and --device.
+/// Adds --model (required when `model_required`), --kernel, --scan, --threads, --dtype and --device.
 void add_model_options(boost::program_options::options_description& options, bool model_required);
 
 /// The --model folder, or the bundled default model (models/default beside the installed data
 /// or the source tree) when --model is absent. Throws when neither exists.
 std::filesystem::path resolve_model_dir(const boost::program_options::variables_map& values);
 
-/// The ModelOptions from --scan, --threads, --dtype and --device.
+/// The ModelOptions from --kernel, --scan, --threads, --dtype and --device.
 ModelOptions model_options(const boost::program_options::variables_map& values);
 
 /// Adds --device (cpu, cuda or cuda:INDEX; default cpu).

@@ -11,6 +11,23 @@
 
 namespace mambakit::cli {
 
+namespace {
+
+/// The kernels the model's components are given for a 16-token prefill and a decode step
+/// of one row: what `auto` (or --kernel) chooses here.
+std::vector<Model::KernelChoice> probe_kernel_choices(Model& model) {
+  InferenceState state = model.make_state(1);
+  try {
+    model.forward(TokenBatch{1, 16, std::vector<std::int32_t>(16, 0)}, &state, true);
+    model.step({0}, state);
+  } catch (const Error&) {
+    // A model whose components cannot run here lists the choices made before the failure.
+  }
+  return model.kernel_choices();
+}
+
+}  // namespace
+
 namespace po = boost::program_options;
 
 int info_main(int argc, char** argv) {
@@ -26,19 +43,25 @@ int info_main(int argc, char** argv) {
   const std::string format = values["format"].as<std::string>();
   if (format != "text" && format != "json") throw Error(fmt::format("--format must be text or json, got '{}'", format));
   const auto host = load_plugins(values);
-  const Model model = Model::load(values["model"].as<std::string>(), *host, model_options(values));
-  const SsmConfig& ssm = ssm_of(model.config());
+  Model model = Model::load(values["model"].as<std::string>(), *host, model_options(values));
+  const BackboneConfig& backbone = backbone_of(model.config());
   const std::size_t state_bytes = model.make_state(1).bytes();
+  nlohmann::json layers = nlohmann::json::array();
+  for (std::int64_t layer = 0; layer < backbone.n_layer; ++layer) {
+    const ComponentChoice& mixer = backbone.mixer_of_layer(layer);
+    layers.push_back({{"mixer", mixer.name}, {"options", nlohmann::json::parse(mixer.options)}});
+  }
+  nlohmann::json kernels = nlohmann::json::array();
+  for (const auto& choice : probe_kernel_choices(model)) {
+    kernels.push_back({{"kind", choice.kind}, {"name", choice.name}, {"problem", choice.problem}});
+  }
   nlohmann::json info = {{"task", task_name(model.config())},
                          {"head", head_name(model.config())},
-                         {"d_model", ssm.d_model},
-                         {"n_layer", ssm.n_layer},
-                         {"d_inner", ssm.d_inner()},
-                         {"d_state", ssm.d_state},
-                         {"d_conv", ssm.d_conv},
-                         {"dt_rank", ssm.resolved_dt_rank()},
-                         {"vocab_size", ssm.vocab_size},
-                         {"mixers", ssm.mixers},
+                         {"d_model", backbone.d_model},
+                         {"n_layer", backbone.n_layer},
+                         {"vocab_size", backbone.vocab_size},
+                         {"layers", layers},
+                         {"kernels", kernels},
                          {"parameters", model.parameter_count()},
                          {"parameter_bytes", model.parameter_bytes()},
                          {"weights_dtype", sdk::dtype_name(model.weights_dtype())},
@@ -48,10 +71,21 @@ int info_main(int argc, char** argv) {
     return 0;
   }
   fmt::print("task            {} (head/{})\n", info["task"].get<std::string>(), info["head"].get<std::string>());
-  fmt::print("d_model         {}\nn_layer         {}\nd_inner         {}\nd_state         {}\nd_conv          {}\n",
-             ssm.d_model, ssm.n_layer, ssm.d_inner(), ssm.d_state, ssm.d_conv);
-  fmt::print("dt_rank         {}\nvocab_size      {}\nmixers          {}\n", ssm.resolved_dt_rank(), ssm.vocab_size,
-             info["mixers"].dump());
+  fmt::print("d_model         {}\nn_layer         {}\nvocab_size      {}\n", backbone.d_model, backbone.n_layer,
+             backbone.vocab_size);
+  for (std::int64_t layer = 0; layer < backbone.n_layer; ++layer) {
+    const bool same_as_previous = layer > 0 && layers[layer] == layers[layer - 1];
+    if (same_as_previous) continue;
+    std::int64_t last = layer;
+    while (last + 1 < backbone.n_layer && layers[last + 1] == layers[layer]) ++last;
+    const std::string range = last > layer ? fmt::format("{}-{}", layer, last) : fmt::format("{}", layer);
+    fmt::print("layers {:<8} mixer/{} {}\n", range, layers[layer]["mixer"].get<std::string>(),
+               layers[layer]["options"].dump());
+  }
+  for (const auto& kernel : kernels) {
+    fmt::print("kernel          {}/{} for {}\n", kernel["kind"].get<std::string>(), kernel["name"].get<std::string>(),
+               kernel["problem"].get<std::string>());
+  }
   fmt::print("parameters      {} ({:.1f}M)\n", model.parameter_count(), model.parameter_count() / 1e6);
   fmt::print("weights memory  {:.1f} MiB ({})\n", model.parameter_bytes() / 1048576.0,
              sdk::dtype_name(model.weights_dtype()));

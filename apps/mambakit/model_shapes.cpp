@@ -18,7 +18,8 @@ LmConfig model_shape(const std::string& name) {
   };
   for (const auto& shape : kShapes) {
     if (name == shape.name) {
-      LmConfig config;  // d_state 16, d_conv 4, expand 2, dt_rank auto, tied, as the HF checkpoints
+      LmConfig config;  // tied, as the HF checkpoints; mixer/s6's defaults: d_state 16, d_conv 4, expand 2
+      config.mixer = {"s6", "{}"};
       config.d_model = shape.d_model;
       config.n_layer = shape.n_layer;
       config.vocab_size = shape.vocab_size;

@@ -31,11 +31,13 @@ void print_json(const std::vector<ComponentInfo>& components) {
   auto list = nlohmann::json::array();
   for (const auto& info : components) {
     list.push_back({{"kind", component_kind_name(info.kind)},
+                    {"kernel_kind", info.kernel_kind},
                     {"name", info.name},
                     {"key", info.key()},
                     {"help", info.help},
                     {"plugin", info.plugin_name},
                     {"plugin_version", info.plugin_version},
+                    {"abi_minor", info.abi_minor},
                     {"file", info.file.string()}});
   }
   fmt::print("{}\n", list.dump(2));

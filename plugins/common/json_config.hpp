@@ -1,10 +1,12 @@
 #pragma once
 // Reading a component's JSON config inside a plugin: typed values, and std::invalid_argument
-// naming the component, key and value when one is missing or wrong (create_component() turns
-// that into a kInvalidArgument Status).
+// naming the component, key and value when one is missing, wrong or unknown
+// (create_component() turns that into a kInvalidArgument Status).
 
 #include <cstdint>
+#include <initializer_list>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <stdexcept>
 #include <string>
 
@@ -21,7 +23,7 @@ class JsonConfig {
 
   /// An integer >= `minimum`; `fallback` when absent and a fallback is given.
   std::int64_t integer(const char* key, std::int64_t minimum, const std::int64_t* fallback = nullptr) const {
-    const auto found = root_.find(key);
+    const auto found = find(key);
     if (found == root_.end()) {
       if (fallback != nullptr) return *fallback;
       throw std::invalid_argument(component_ + ": config lacks \"" + key + "\"");
@@ -34,7 +36,7 @@ class JsonConfig {
   }
 
   double number(const char* key, double fallback) const {
-    const auto found = root_.find(key);
+    const auto found = find(key);
     if (found == root_.end()) return fallback;
     if (!found->is_number()) {
       throw std::invalid_argument(component_ + ": \"" + key + "\" = " + found->dump() + " is invalid: must be a number");
@@ -43,7 +45,7 @@ class JsonConfig {
   }
 
   bool boolean(const char* key, bool fallback) const {
-    const auto found = root_.find(key);
+    const auto found = find(key);
     if (found == root_.end()) return fallback;
     if (!found->is_boolean()) {
       throw std::invalid_argument(component_ + ": \"" + key + "\" = " + found->dump() + " is invalid: must be true or false");
@@ -52,7 +54,7 @@ class JsonConfig {
   }
 
   std::string string(const char* key, const std::string& fallback) const {
-    const auto found = root_.find(key);
+    const auto found = find(key);
     if (found == root_.end()) return fallback;
     if (!found->is_string()) {
       throw std::invalid_argument(component_ + ": \"" + key + "\" = " + found->dump() + " is invalid: must be a string");
@@ -60,9 +62,40 @@ class JsonConfig {
     return found->get<std::string>();
   }
 
+  /// The text of a string value, or "" for an integer (read it with integer()); `fallback`
+  /// when absent. Throws for any other type.
+  std::string string_or_integer(const char* key, const std::string& fallback) const {
+    const auto found = find(key);
+    if (found == root_.end()) return fallback;
+    if (found->is_string()) return found->get<std::string>();
+    if (found->is_number_integer()) return "";
+    throw std::invalid_argument(component_ + ": \"" + key + "\" = " + found->dump() +
+                                " is invalid: must be an integer or a string");
+  }
+
+  /// Whether `key` is present (it counts as read).
+  bool has(const char* key) const { return find(key) != root_.end(); }
+
+  /// Throws naming the first key that nothing read and that is not in `also_known`.
+  void reject_unknown(std::initializer_list<const char*> also_known = {}) const {
+    for (const auto& [key, value] : root_.items()) {
+      bool known = read_.count(key) != 0;
+      for (const char* other : also_known) known = known || key == other;
+      if (!known) {
+        throw std::invalid_argument(component_ + ": unknown option \"" + key + "\" (value " + value.dump() + ")");
+      }
+    }
+  }
+
  private:
+  nlohmann::json::const_iterator find(const char* key) const {
+    read_.insert(key);
+    return root_.find(key);
+  }
+
   nlohmann::json root_;
   std::string component_;
+  mutable std::set<std::string> read_;
 };
 
 }  // namespace mambakit::plugin_common

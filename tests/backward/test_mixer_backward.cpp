@@ -90,9 +90,9 @@ std::vector<sdk::TensorView> views(std::vector<Tensor<T>>& tensors) {
 std::vector<std::string> backward_scan_names(sdk::DType dtype) {
   const auto& host = mambakit::test::in_tree_plugins();
   std::vector<std::string> names;
-  for (const auto& name : host.names(mambakit::ComponentKind::kScan)) {
+  for (const auto& name : mambakit::test::scan_names(host)) {
     sdk::ScanCapabilities capabilities;
-    host.create_scan(name)->capabilities(&capabilities);
+    mambakit::test::create_scan(host, name)->capabilities(&capabilities);
     if (capabilities.backward && (capabilities.devices & sdk::device_bit(sdk::DeviceType::kCpu)) != 0 &&
         (capabilities.dtypes & sdk::dtype_bit(dtype)) != 0) {
       names.push_back(name);
@@ -118,7 +118,7 @@ class MixerProblem {
   MixerProblem(sdk::Mixer& mixer, sdk::ScanBackend& scan, std::int64_t batch, std::int64_t length,
                bool with_initial_state, std::uint32_t seed)
       : mixer_(mixer), batch_(batch), length_(length), with_initial_state_(with_initial_state) {
-    context_.scan = &scan;
+    context_.kernels = mambakit::test::fixed_kernels(&scan);
     context_.workspace = &workspace_;
     context_.n_threads = 1;
     std::mt19937 rng(seed);
@@ -316,7 +316,7 @@ TEST_CASE("mixer/s6 backward matches f64 finite differences, and the f32 path ma
         ++seed;
         std::vector<std::vector<double>> reference;  // f64 gradients: parameters, x, initial state
         for (const auto& backend : f64_backends) {
-          auto scan = host.create_scan(backend);
+          auto scan = mambakit::test::create_scan(host, backend);
           MixerProblem<double> problem(*mixer, *scan, 2, length, with_initial_state, seed);
           INFO(variant.label() << ", L " << length << (with_initial_state ? ", initial state" : ", zero state")
                                << ", scan/" << backend << " in f64");
@@ -369,7 +369,7 @@ TEST_CASE("mixer/s6 backward matches f64 finite differences, and the f32 path ma
 
         // The f32 path, on the same problem rounded to f32, against the f64 gradients.
         for (const auto& backend : f32_backends) {
-          auto scan = host.create_scan(backend);
+          auto scan = mambakit::test::create_scan(host, backend);
           MixerProblem<float> problem(*mixer, *scan, 2, length, with_initial_state, seed);
           INFO(variant.label() << ", L " << length << (with_initial_state ? ", initial state" : ", zero state")
                                << ", scan/" << backend << " in f32");
@@ -409,7 +409,7 @@ TEST_CASE("mixer/s6 backward matches f64 finite differences, and the f32 path ma
 TEST_CASE("mixer/s6 backward accumulates, respects frozen parameters, and is thread-count independent") {
   const auto& host = mambakit::test::in_tree_plugins();
   for (const auto& backend : backward_scan_names(sdk::DType::kF32)) {
-    auto scan = host.create_scan(backend);
+    auto scan = mambakit::test::create_scan(host, backend);
     for (const auto& variant : {kVariants[0], kVariants[3]}) {
       auto mixer = host.create_mixer("s6", variant.config());
       MixerProblem<float> problem(*mixer, *scan, 2, 6, true, 77);

@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "mambakit/sdk/plugin.hpp"
 #include "mambakit/version.hpp"
 #include "process.hpp"
 
@@ -39,7 +40,8 @@ TEST_CASE("mambakit plugins lists the in-tree components as text") {
   const auto result = run_command(cli("plugins"));
   CHECK(result.exit_code == 0);
   CHECK(result.errors.empty());
-  CHECK_THAT(result.output, Contains("scan/sequential") && Contains("libmambakit-scan-sequential.so"));
+  CHECK_THAT(result.output, Contains("selective_scan/sequential") && Contains("libmambakit-scan-sequential.so") &&
+                                 Contains("config/mamba-hf"));
 }
 
 TEST_CASE("mambakit plugins --format json gives kind, name, file, version and help") {
@@ -49,8 +51,10 @@ TEST_CASE("mambakit plugins --format json gives kind, name, file, version and he
   REQUIRE(list.is_array());
   bool found = false;
   for (const auto& entry : list) {
-    if (entry.at("kind") == "scan" && entry.at("name") == "sequential") {
+    if (entry.at("kind") == "kernel" && entry.at("kernel_kind") == "selective_scan" && entry.at("name") == "sequential") {
       found = true;
+      CHECK(entry.at("key") == "selective_scan/sequential");
+      CHECK(entry.at("abi_minor") == mambakit::sdk::kAbiMinor);
       CHECK(entry.at("plugin_version") == "0.1.0");
       CHECK_THAT(entry.at("file").get<std::string>(), Contains("libmambakit-scan-sequential.so"));
       CHECK_FALSE(entry.at("help").get<std::string>().empty());

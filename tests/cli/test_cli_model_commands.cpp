@@ -176,7 +176,7 @@ Config tiny_task_config() {
   Config config;
   config.d_model = 16;
   config.n_layer = 2;
-  config.d_state = 4;
+  config.mixer = {"s6", R"({"d_state": 4})"};
   config.vocab_size = 257;
   return config;
 }

@@ -184,9 +184,9 @@ class ArenaWorkspace final : public sdk::WorkspaceAllocator {
   std::size_t used_ = 0;
 };
 
-mambakit::ScanPtr& scan(const char* name) {
-  static mambakit::ScanPtr sequential = mambakit::test::in_tree_plugins().create_scan("sequential");
-  static mambakit::ScanPtr cuda = mambakit::test::in_tree_plugins().create_scan("cuda");
+mambakit::test::ScanPtr& scan(const char* name) {
+  static mambakit::test::ScanPtr sequential = mambakit::test::create_scan(mambakit::test::in_tree_plugins(), "sequential");
+  static mambakit::test::ScanPtr cuda = mambakit::test::create_scan(mambakit::test::in_tree_plugins(), "cuda");
   return std::string(name) == "cuda" ? cuda : sequential;
 }
 
@@ -194,7 +194,7 @@ sdk::Context cpu_context(TestWorkspace& workspace) {
   sdk::Context context;
   context.n_threads = cpu_threads();
   context.workspace = &workspace;
-  context.scan = scan("sequential").get();
+  context.kernels = mambakit::test::fixed_kernels(scan("sequential").get());
   return context;
 }
 
@@ -203,7 +203,7 @@ sdk::Context gpu_context(sdk::WorkspaceAllocator& workspace, cudaStream_t stream
   context.device = kGpu;
   context.stream = stream;
   context.workspace = &workspace;
-  context.scan = scan("cuda").get();
+  context.kernels = mambakit::test::fixed_kernels(scan("cuda").get());
   return context;
 }
 
@@ -734,7 +734,7 @@ TEST_CASE("mixer/s6 and head/lm report a CUDA error as a device-error Status", "
   sdk::Context context;
   context.device = missing;
   context.workspace = &workspace;
-  context.scan = scan("cuda").get();
+  context.kernels = mambakit::test::fixed_kernels(scan("cuda").get());
   const std::int64_t B = 1, D = 16, E = 32;
   const std::vector<sdk::TensorView> state = {view({B, E, 4}), view({B, E, 4})};
   sdk::MixerStepArgs step;

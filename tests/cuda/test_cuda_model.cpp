@@ -392,7 +392,7 @@ TEST_CASE("a component without CUDA support makes a CUDA model fail, naming it",
   mambakit::ClassificationConfig config;
   config.d_model = 16;
   config.n_layer = 2;
-  config.d_state = 4;
+  config.mixer = {"s6", R"({"d_state": 4})"};
   config.vocab_size = 30;
   config.num_labels = 3;
   CHECK_THROWS_AS(Model::create(config, host, on_gpu()), mambakit::Error);

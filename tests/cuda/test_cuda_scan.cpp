@@ -227,26 +227,26 @@ struct DeviceProblem {
 
 /// The oracle and the backend under test, created once.
 struct Backends {
-  mambakit::ScanPtr oracle;
-  mambakit::ScanPtr cuda;
+  mambakit::test::ScanPtr oracle;
+  mambakit::test::ScanPtr cuda;
 };
 
 Backends& backends() {
-  static Backends b{mambakit::test::in_tree_plugins().create_scan("sequential"),
-                    mambakit::test::in_tree_plugins().create_scan("cuda")};
+  static Backends b{mambakit::test::create_scan(mambakit::test::in_tree_plugins(), "sequential"),
+                    mambakit::test::create_scan(mambakit::test::in_tree_plugins(), "cuda")};
   return b;
 }
 
 sdk::Context cpu_context(sdk::ScanBackend& scan) {
   sdk::Context context;
-  context.scan = &scan;
+  context.kernels = mambakit::test::fixed_kernels(&scan);
   return context;
 }
 
 sdk::Context gpu_context(sdk::ScanBackend& scan, DeviceWorkspace& workspace) {
   sdk::Context context;
   context.device = kGpu;
-  context.scan = &scan;
+  context.kernels = mambakit::test::fixed_kernels(&scan);
   context.workspace = &workspace;
   return context;
 }
@@ -380,9 +380,9 @@ constexpr unsigned kAllOptions = 31;
 
 TEST_CASE("scan/cuda is registered for CUDA tensors only, and auto picks it there", "[cuda]") {
   const auto& host = mambakit::test::in_tree_plugins();
-  const auto names = host.names(mambakit::ComponentKind::kScan);
+  const auto names = mambakit::test::scan_names(host);
   REQUIRE(std::find(names.begin(), names.end(), "cuda") != names.end());
-  auto scan = host.create_scan("cuda");
+  auto scan = mambakit::test::create_scan(host, "cuda");
   sdk::ScanCapabilities capabilities;
   scan->capabilities(&capabilities);
   CHECK(capabilities.devices == sdk::device_bit(sdk::DeviceType::kCuda));
@@ -392,33 +392,29 @@ TEST_CASE("scan/cuda is registered for CUDA tensors only, and auto picks it ther
   CHECK((capabilities.dtypes & sdk::dtype_bit(sdk::DType::kF64)) == 0);
   CHECK(capabilities.backward);
   CHECK(capabilities.step);
-  sdk::ScanProblem problem;
-  problem.batch = 2;
-  problem.length = 4096;
-  problem.d_inner = 1536;
-  problem.d_state = 16;
+  sdk::KernelProblem problem = sdk::selective_scan_problem(sdk::Device{}, sdk::DType::kF32, 2, 4096, 1536, 16);
   CHECK(scan->score(problem) == 0);
-  CHECK(host.choose_scan("auto", problem).name != "cuda");
+  CHECK(host.choose_kernel(sdk::kSelectiveScanKind, "auto", problem).name != "cuda");
   problem.device = kGpu;
   CHECK(scan->score(problem) > 0);
-  CHECK(host.choose_scan("auto", problem).name == "cuda");
+  CHECK(host.choose_kernel(sdk::kSelectiveScanKind, "auto", problem).name == "cuda");
   problem.dtype = sdk::DType::kBF16;
   CHECK(scan->score(problem) > 0);
   problem.dtype = sdk::DType::kF64;
   CHECK(scan->score(problem) == 0);
   problem.dtype = sdk::DType::kF32;
-  problem.d_state = capabilities.max_d_state + 1;
+  problem.dims[sdk::kScanDState] = capabilities.max_d_state + 1;
   CHECK(scan->score(problem) == 0);
 }
 
 TEST_CASE("scan/cuda reports a CUDA error as a device-error Status", "[cuda]") {
   // A device ordinal no machine has: the call fails in the runtime, with or without a GPU.
   const sdk::Device missing{sdk::DeviceType::kCuda, 4096};
-  auto scan = mambakit::test::in_tree_plugins().create_scan("cuda");
+  auto scan = mambakit::test::create_scan(mambakit::test::in_tree_plugins(), "cuda");
   DeviceWorkspace workspace;
   sdk::Context context;
   context.device = missing;
-  context.scan = scan.get();
+  context.kernels = mambakit::test::fixed_kernels(scan.get());
   context.workspace = &workspace;
   // Never dereferenced: the call fails before any kernel runs.
   static float fake[1];

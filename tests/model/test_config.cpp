@@ -1,49 +1,86 @@
-// Config types: defaults, JSON round trip, Hugging Face config.json, and validation errors
-// that name the key and the value.
+// Model configs: the native format's JSON round trip, the config adapters of mixer/s6 (a Hugging
+// Face config.json, mambakit's first format), and errors that name the source, the layer, the
+// component and the key.
 
 #include <catch2/catch.hpp>
+#include <functional>
+#include <nlohmann/json.hpp>
 
 #include "fixtures.hpp"
 #include "mambakit/config.hpp"
 #include "mambakit/error.hpp"
+#include "mambakit/model.hpp"
 
 using Catch::Matchers::Contains;
 
-TEST_CASE("configs survive a JSON round trip for every task") {
+namespace {
+
+const mambakit::PluginHost& host() { return mambakit::test::in_tree_plugins(); }
+
+mambakit::ModelConfig parse(const std::string& json, const std::string& source = "run.json") {
+  return mambakit::parse_model_config(json, source, host());
+}
+
+std::string error_of(const std::function<void()>& action) {
+  try {
+    action();
+  } catch (const mambakit::Error& error) {
+    return error.what();
+  }
+  return "no error";
+}
+
+std::string parse_error(const std::string& json) {
+  return error_of([&] { parse(json); });
+}
+
+/// The error of creating a model from `json` (parsed without error first).
+std::string create_error(const std::string& json) {
+  return error_of([&] { mambakit::Model::create(parse(json), host()); });
+}
+
+}  // namespace
+
+TEST_CASE("native configs survive a JSON round trip for every task, with per-layer mixers") {
   mambakit::LmConfig lm;
   lm.d_model = 64;
   lm.n_layer = 3;
-  lm.dt_rank = 0;
   lm.tie_embeddings = false;
-  lm.mixers = {"s6", "ema", "s6"};
-  lm.mixer_options = R"({"chunk":128})";
+  lm.mixer = {"s6", R"({"d_state":8})"};
+  lm.layer_mixers[1] = {"ema", R"({"chunk":128})"};
   mambakit::ClassificationConfig classification;
+  classification.mixer = {"s6", "{}"};
   classification.num_labels = 3;
   classification.pooling = mambakit::Pooling::kMax;
   classification.labels = {"negative", "neutral", "positive"};
   mambakit::FeatureExtractionConfig features;
+  features.mixer = {"s6", "{}"};
   features.pooling = mambakit::Pooling::kNone;
   for (const mambakit::ModelConfig& config :
        {mambakit::ModelConfig(lm), mambakit::ModelConfig(classification), mambakit::ModelConfig(features)}) {
     const std::string text = mambakit::to_json(config);
-    const auto parsed = mambakit::parse_model_config(text, "round trip");
+    CHECK_THAT(text, Contains(R"("format": "mambakit-2")"));
+    const auto parsed = parse(text, "round trip");
     CHECK(mambakit::to_json(parsed) == text);
     CHECK(parsed.index() == config.index());
   }
-  const auto parsed = std::get<mambakit::LmConfig>(mambakit::parse_model_config(mambakit::to_json(lm), "lm"));
-  CHECK(parsed.mixers == lm.mixers);
-  CHECK(parsed.resolved_dt_rank() == 4);
+  const auto parsed = std::get<mambakit::LmConfig>(parse(mambakit::to_json(lm)));
+  CHECK(parsed.mixer_of_layer(0) == lm.mixer);
+  CHECK(parsed.mixer_of_layer(1) == lm.layer_mixers.at(1));
+  CHECK(parsed.mixer_of_layer(2) == lm.mixer);
   CHECK_FALSE(parsed.tie_embeddings);
 }
 
-TEST_CASE("a Hugging Face config.json of model_type mamba is read directly") {
-  const auto config = mambakit::load_model_config(mambakit::test::data_dir() / "models/tiny_untied_bias/config.json");
+TEST_CASE("a Hugging Face config.json of model_type mamba is read by mixer/s6's adapter") {
+  const auto config = mambakit::load_model_config(mambakit::test::data_dir() / "models/tiny_untied_bias/config.json", host());
   const auto& lm = std::get<mambakit::LmConfig>(config);
   CHECK(lm.d_model == 24);
   CHECK(lm.n_layer == 3);
-  CHECK(lm.d_state == 8);
-  CHECK(lm.resolved_dt_rank() == 2);
-  CHECK(lm.bias);
+  CHECK(lm.mixer.name == "s6");
+  const auto options = nlohmann::json::parse(lm.mixer.options);
+  CHECK(options.at("d_state") == 8);
+  CHECK(options.at("dt_rank") == "auto");
+  CHECK(options.at("bias") == true);
   CHECK_FALSE(lm.tie_embeddings);
   CHECK(lm.padded_vocab_size() == lm.vocab_size);
 
@@ -51,10 +88,25 @@ TEST_CASE("a Hugging Face config.json of model_type mamba is read directly") {
     "state_size": 16, "num_hidden_layers": 24, "layer_norm_epsilon": 1e-5, "expand": 2, "conv_kernel": 4,
     "use_bias": false, "use_conv_bias": true, "time_step_rank": 48, "residual_in_fp32": true,
     "intermediate_size": 1536, "bos_token_id": 0, "eos_token_id": 0, "pad_token_id": 0, "torch_dtype": "float32"})";
-  const auto big = std::get<mambakit::LmConfig>(mambakit::parse_model_config(mamba_130m, "130m"));
-  CHECK(big.d_inner() == 1536);
-  CHECK(big.resolved_dt_rank() == 48);
+  const auto big = std::get<mambakit::LmConfig>(parse(mamba_130m, "130m"));
+  CHECK(nlohmann::json::parse(big.mixer.options).at("dt_rank") == 48);
   CHECK(big.tie_embeddings);
+  CHECK(big.n_layer == 24);
+}
+
+TEST_CASE("mambakit's first format (Mamba-1 keys at the top level) reads as before") {
+  const auto lm = std::get<mambakit::LmConfig>(parse(R"({"d_model": 32, "n_layer": 3, "d_state": 4, "dt_rank": 2,
+      "mixer": ["s6", "ema", "s6"], "mixer_options": {"shared": 1}, "tie_embeddings": false})"));
+  CHECK(lm.n_layer == 3);
+  CHECK_FALSE(lm.tie_embeddings);
+  // The Mamba-1 keys go to the s6 layers; mixer_options goes to every layer.
+  CHECK(lm.mixer_of_layer(0).name == "s6");
+  CHECK(nlohmann::json::parse(lm.mixer_of_layer(0).options) == nlohmann::json::parse(R"({"d_state": 4, "dt_rank": 2, "shared": 1})"));
+  CHECK(lm.mixer_of_layer(1).name == "ema");
+  CHECK(nlohmann::json::parse(lm.mixer_of_layer(1).options) == nlohmann::json::parse(R"({"shared": 1})"));
+  // The bundled model's config is in this format.
+  const auto bundled = mambakit::load_model_config(mambakit::test::data_dir() / "../../models/default/config.json", host());
+  CHECK(std::get<mambakit::LmConfig>(bundled).d_model == 256);
 }
 
 TEST_CASE("backward-compatible names exist") {
@@ -64,30 +116,42 @@ TEST_CASE("backward-compatible names exist") {
 }
 
 TEST_CASE("invalid configs are errors naming the source, key and value") {
-  auto error_of = [](const std::string& json) {
-    try {
-      mambakit::parse_model_config(json, "run.json");
-    } catch (const mambakit::Error& error) {
-      return std::string(error.what());
-    }
-    return std::string("no error");
-  };
-  CHECK_THAT(error_of(R"({"d_state": 0})"), Contains("run.json") && Contains("d_state = 0"));
-  CHECK_THAT(error_of(R"({"d_model": "wide"})"), Contains("d_model = \"wide\"") && Contains("integer"));
-  CHECK_THAT(error_of(R"({"dt_rank": -3})"), Contains("dt_rank = -3"));
-  CHECK_THAT(error_of(R"({"dt_min": 0.5, "dt_max": 0.1})"), Contains("dt_max = 0.1"));
-  CHECK_THAT(error_of(R"({"dt_init": "zeros"})"), Contains("dt_init = zeros"));
-  CHECK_THAT(error_of(R"({"n_layer": 2, "mixer": ["s6", "s6", "s6"]})"), Contains("mixer = 3 names"));
-  CHECK_THAT(error_of(R"({"dstate": 16})"), Contains("unknown key \"dstate\""));
-  CHECK_THAT(error_of(R"({"task": "translation"})"), Contains("task = \"translation\""));
-  CHECK_THAT(error_of(R"({"task": "sequence_classification", "pooling": "none"})"), Contains("pooling = none"));
-  CHECK_THAT(error_of(R"({"task": "sequence_classification", "num_labels": 0})"), Contains("num_labels = 0"));
-  CHECK_THAT(error_of(R"({"task": "feature_extraction", "pooling": "median"})"), Contains("pooling = \"median\""));
-  CHECK_THAT(error_of(R"({"model_type": "llama"})"), Contains("model_type = \"llama\""));
-  CHECK_THAT(error_of(R"({"model_type": "mamba", "hidden_size": 64, "expand": 2, "intermediate_size": 100})"),
+  CHECK_THAT(parse_error(R"({"format": "mambakit-2", "d_model": "wide", "mixer": "s6"})"),
+             Contains("run.json") && Contains("d_model = \"wide\"") && Contains("integer"));
+  CHECK_THAT(parse_error(R"({"format": "mambakit-2", "n_layer": 2})"), Contains("\"mixer\" is missing"));
+  CHECK_THAT(parse_error(R"({"format": "mambakit-2", "mixer": {"name": "s6", "opts": {}}})"),
+             Contains("unknown key \"opts\""));
+  CHECK_THAT(parse_error(R"({"format": "mambakit-2", "n_layer": 2, "mixer": "s6", "layers": {"5": "s6"}})"),
+             Contains("layers.5"));
+  CHECK_THAT(parse_error(R"({"format": "mambakit-3"})"), Contains("format = \"mambakit-3\""));
+  CHECK_THAT(parse_error(R"({"n_layer": 2, "mixer": ["s6", "s6", "s6"]})"), Contains("3 names"));
+  CHECK_THAT(parse_error(R"({"dstate": 16})"), Contains("unknown key \"dstate\""));
+  CHECK_THAT(parse_error(R"({"task": "translation"})"), Contains("task = \"translation\""));
+  CHECK_THAT(parse_error(R"({"task": "sequence_classification", "pooling": "none"})"), Contains("pooling = none"));
+  CHECK_THAT(parse_error(R"({"task": "sequence_classification", "num_labels": 0})"), Contains("num_labels = 0"));
+  CHECK_THAT(parse_error(R"({"task": "feature_extraction", "pooling": "median"})"), Contains("pooling = \"median\""));
+  CHECK_THAT(parse_error(R"({"model_type": "llama"})"), Contains("model_type = \"llama\" is not supported"));
+  CHECK_THAT(parse_error(R"({"model_type": "mamba", "hidden_size": 64, "expand": 2, "intermediate_size": 100})"),
              Contains("intermediate_size = 100"));
-  CHECK_THAT(error_of("[1, 2]"), Contains("run.json: not a JSON object"));
-  CHECK_THAT(error_of("{broken"), Contains("not a JSON object"));
-  CHECK_THROWS_WITH(mambakit::load_model_config("/nonexistent/config.json"),
+  CHECK_THAT(parse_error(R"({"model_type": "mamba", "hidden_act": "gelu"})"), Contains("hidden_act = \"gelu\""));
+  CHECK_THAT(parse_error(R"({"model_type": "mamba", "state_sise": 16})"), Contains("unknown key \"state_sise\""));
+  CHECK_THAT(parse_error("[1, 2]"), Contains("run.json: not a JSON object"));
+  CHECK_THAT(parse_error("{broken"), Contains("not a JSON object"));
+  CHECK_THROWS_WITH(mambakit::load_model_config("/nonexistent/config.json", host()),
                     Contains("/nonexistent/config.json") && Contains("cannot open"));
+}
+
+TEST_CASE("a mixer's options are validated by the mixer, naming the layer, the component and the key") {
+  CHECK_THAT(create_error(R"({"d_model": 16, "n_layer": 2, "d_state": 0})"),
+             Contains("layer 0") && Contains("mixer/s6") && Contains("d_state"));
+  CHECK_THAT(create_error(R"({"d_model": 16, "n_layer": 2, "dt_rank": -3})"), Contains("dt_rank") && Contains("-3"));
+  CHECK_THAT(create_error(R"({"d_model": 16, "n_layer": 2, "dt_min": 0.5, "dt_max": 0.1})"),
+             Contains("dt_max") && Contains("0.1"));
+  CHECK_THAT(create_error(R"({"d_model": 16, "n_layer": 2, "dt_init": "zeros"})"), Contains("dt_init") && Contains("zeros"));
+  CHECK_THAT(create_error(R"({"format": "mambakit-2", "d_model": 16, "n_layer": 3, "mixer": "s6",
+      "layers": {"2": {"name": "s6", "options": {"d_stat": 4}}}})"),
+             Contains("layer 2") && Contains("mixer/s6") && Contains("unknown option \"d_stat\""));
+  CHECK_THAT(create_error(R"({"format": "mambakit-2", "d_model": 16, "n_layer": 1,
+      "mixer": {"name": "s6", "options": {"d_model": 8}}})"),
+             Contains("layer 0") && Contains("\"d_model\" is the backbone's"));
 }

@@ -25,7 +25,7 @@ TEST_CASE("prefill plus decode steps equals the full forward, for every scan bac
     const std::int64_t batch = tokens.batch, length = tokens.length;
     for (const auto& scan : mambakit::test::cpu_scan_names()) {
       mambakit::ModelOptions options;
-      options.scan = scan;
+      options.kernels = mambakit::test::scan_choice(scan);
       auto model = mambakit::Model::load(dir, host, options);
       const std::int64_t vocab = static_cast<std::int64_t>(full_logits.size()) / (batch * length);
       // Prefills of one token, shorter than d_conv (4), longer, and long; in one pass or in

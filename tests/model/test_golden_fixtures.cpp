@@ -16,7 +16,7 @@ TEST_CASE("logits and final states match the PyTorch reference for every fixture
     const auto expected = mambakit::SafetensorsFile::open(dir / "expected.safetensors");
     for (const auto& scan : mambakit::test::cpu_scan_names()) {
       mambakit::ModelOptions options;
-      options.scan = scan;
+      options.kernels = mambakit::test::scan_choice(scan);
       mambakit::Model model = mambakit::Model::load(dir, host, options);
       double worst_logits = 0.0, worst_state = 0.0;
       for (const std::int64_t length : {1, 2, 3, 7, 33}) {

@@ -17,7 +17,7 @@ TEST_CASE("gradients match PyTorch autograd for every parameter of every fixture
     for (const auto& scan : mambakit::test::cpu_scan_names()) {
       mambakit::ModelOptions options;
       options.weights_dtype = mambakit::sdk::DType::kF32;  // gradients need f32 weights
-      options.scan = scan;
+      options.kernels = mambakit::test::scan_choice(scan);
       auto model = mambakit::Model::load(dir, host, options);
       model.zero_gradients();
       const double loss = model.accumulate_gradients(mambakit::test::fixture_tokens(expected, 7));

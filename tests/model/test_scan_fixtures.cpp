@@ -52,14 +52,12 @@ TEST_CASE("every scan backend matches the reference scan fixtures") {
   for (const char* case_name : {"full", "bare", "no_softplus", "long"}) {
     const auto file = mambakit::SafetensorsFile::open(mambakit::test::data_dir() / "scan" /
                                                       fmt::format("{}.safetensors", case_name));
-    for (const auto& scan_name : host.names(mambakit::ComponentKind::kScan)) {
-      auto scan = host.create_scan(scan_name);
+    for (const auto& scan_name : mambakit::test::scan_names(host)) {
+      auto scan = mambakit::test::create_scan(host, scan_name);
       LoadedScanCase data(file);
-      sdk::ScanProblem problem;
-      problem.batch = data.shapes.at("u")[0];
-      problem.length = data.shapes.at("u")[1];
-      problem.d_inner = data.shapes.at("u")[2];
-      problem.d_state = data.shapes.at("A")[1];
+      const sdk::KernelProblem problem =
+          sdk::selective_scan_problem(sdk::Device{}, sdk::DType::kF32, data.shapes.at("u")[0], data.shapes.at("u")[1],
+                                      data.shapes.at("u")[2], data.shapes.at("A")[1]);
       if (scan->score(problem) == 0) continue;
       INFO("scan/" << scan_name << " on case " << case_name);
       std::vector<float> y = data.zeros_like("y"), final_state = data.zeros_like("final_state");
@@ -79,7 +77,7 @@ TEST_CASE("every scan backend matches the reference scan fixtures") {
       args.final_state = data.view("final_state");
       args.final_state.data = final_state.data();
       sdk::Context context;
-      context.scan = scan.get();
+      context.kernels = mambakit::test::fixed_kernels(scan.get());
       const auto status = sdk::selective_scan_forward(context, args);
       REQUIRE(status.ok());
       CHECK(relative_error(y, data.values.at("y")) < 1e-5);

@@ -17,7 +17,7 @@ Config small_config() {
   Config config;
   config.d_model = 16;
   config.n_layer = 2;
-  config.d_state = 4;
+  config.mixer = {"s6", R"({"d_state": 4})"};
   config.vocab_size = 30;
   return config;
 }
@@ -30,14 +30,14 @@ TEST_CASE("feature extraction returns per-token hidden states, and pooled ones c
   const auto& host = mambakit::test::in_tree_plugins();
   auto per_token = small_config<mambakit::FeatureExtractionConfig>();
   per_token.pooling = mambakit::Pooling::kNone;
-  auto model = mambakit::Model::create(per_token, host, {"auto", 1, 7, {}});
+  auto model = mambakit::Model::create(per_token, host, {{}, 1, 7, {}});
   const auto hidden = model.forward(two_rows());
   REQUIRE(hidden.shape == std::vector<std::int64_t>{2, 5, 16});
 
   for (const auto pooling : {mambakit::Pooling::kLast, mambakit::Pooling::kMean, mambakit::Pooling::kMax}) {
     auto pooled_config = per_token;
     pooled_config.pooling = pooling;
-    auto pooled_model = mambakit::Model::create(pooled_config, host, {"auto", 1, 7, {}});
+    auto pooled_model = mambakit::Model::create(pooled_config, host, {{}, 1, 7, {}});
     const auto pooled = pooled_model.forward(two_rows());
     REQUIRE(pooled.shape == std::vector<std::int64_t>{2, 16});
     for (int b = 0; b < 2; ++b) {
@@ -58,7 +58,7 @@ TEST_CASE("feature extraction returns per-token hidden states, and pooled ones c
 TEST_CASE("sequence classification gives one score per label and row") {
   auto config = small_config<mambakit::ClassificationConfig>();
   config.num_labels = 3;
-  auto model = mambakit::Model::create(config, mambakit::test::in_tree_plugins(), {"auto", 1, 3, {}});
+  auto model = mambakit::Model::create(config, mambakit::test::in_tree_plugins(), {{}, 1, 3, {}});
   const auto scores = model.forward(two_rows());
   CHECK(scores.shape == std::vector<std::int64_t>{2, 3});
   CHECK(scores.values[0] != scores.values[3]);
@@ -66,7 +66,7 @@ TEST_CASE("sequence classification gives one score per label and row") {
 
 TEST_CASE("a per-layer mixer list assembles each layer with its own mixer") {
   auto config = small_config<mambakit::LmConfig>();
-  config.mixers = {"s6", "missing_mixer"};
+  config.layer_mixers[1] = {"missing_mixer", "{}"};
   CHECK_THROWS_WITH(mambakit::Model::create(config, mambakit::test::in_tree_plugins()),
                     Contains("unknown mixer 'missing_mixer'") && Contains("s6"));
 }

@@ -1,13 +1,18 @@
 // The plugin host: loading, ABI checks, registration rules, errors, auto selection, lifetime.
 
 #include <catch2/catch.hpp>
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <string>
 #include <vector>
 
+#include "mambakit/config.hpp"
 #include "mambakit/error.hpp"
+#include "mambakit/model.hpp"
 #include "mambakit/plugin_host.hpp"
+#include "fixtures.hpp"
+#include "mambakit/sdk/plugin.hpp"
 #include "mambakit/sdk/scan_calls.hpp"
 
 namespace fs = std::filesystem;
@@ -20,7 +25,7 @@ namespace {
 fs::path fixture_dir(const std::string& name) { return fs::path(MAMBAKIT_FIXTURE_PLUGIN_DIR) / name; }
 
 bool has_component(const PluginHost& host, ComponentKind kind, const std::string& name) {
-  const auto names = host.names(kind);
+  const auto names = kind == ComponentKind::kKernel ? host.kernel_names(mambakit::sdk::kSelectiveScanKind) : host.names(kind);
   return std::find(names.begin(), names.end(), name) != names.end();
 }
 
@@ -29,13 +34,13 @@ std::string only_failure(const PluginHost& host) {
   return host.failures().front().reason;
 }
 
-mambakit::sdk::ScanProblem cpu_problem(std::int64_t length) {
-  mambakit::sdk::ScanProblem problem;
-  problem.batch = 1;
-  problem.length = length;
-  problem.d_inner = 8;
-  problem.d_state = 4;
-  return problem;
+mambakit::sdk::KernelProblem cpu_problem(std::int64_t length) {
+  return mambakit::sdk::selective_scan_problem(mambakit::sdk::Device{}, mambakit::sdk::DType::kF32, 1, length, 8, 4);
+}
+
+mambakit::KernelChoice choose_scan(const PluginHost& host, const std::string& name,
+                                   const mambakit::sdk::KernelProblem& problem) {
+  return host.choose_kernel(mambakit::sdk::kSelectiveScanKind, name, problem);
 }
 
 }  // namespace
@@ -45,7 +50,7 @@ TEST_CASE("the in-tree plugins load from the default folder beside the library")
   REQUIRE(fs::is_directory(PluginHost::default_plugin_dir()));
   host.load_directory(PluginHost::default_plugin_dir());
   CHECK(host.failures().empty());
-  CHECK(has_component(host, ComponentKind::kScan, "sequential"));
+  CHECK(has_component(host, ComponentKind::kKernel, "sequential"));
 }
 
 TEST_CASE("a good plugin's components are listed with their file and version") {
@@ -55,7 +60,8 @@ TEST_CASE("a good plugin's components are listed with their file and version") {
   const auto components = host.components();
   REQUIRE(components.size() == 2);
   CHECK(components[0].key() == "mixer/test_affine");
-  CHECK(components[1].key() == "scan/test_scored");
+  CHECK(components[1].key() == "selective_scan/test_scored");
+  CHECK(components[1].abi_minor == mambakit::sdk::kAbiMinor);
   CHECK(components[0].plugin_name == "test-good");
   CHECK(components[0].plugin_version == "2.3.4");
   CHECK(components[0].file.filename() == "libmambakit-test-good.so");
@@ -66,7 +72,7 @@ TEST_CASE("a plugin built for another ABI major is refused with both versions na
   PluginHost host;
   CHECK(host.load_directory(fixture_dir("wrong_abi")) == 0);
   const std::string reason = only_failure(host);
-  CHECK_THAT(reason, Contains("ABI 2.0") && Contains("ABI 1.0"));
+  CHECK_THAT(reason, Contains("ABI 3.0") && Contains("ABI 2.1"));
   CHECK(host.components().empty());
 }
 
@@ -97,11 +103,11 @@ TEST_CASE("a throwing factory becomes an error and the host survives") {
   host.load_directory(fixture_dir("throwing"));
   host.load_directory(PluginHost::default_plugin_dir());
   REQUIRE(host.failures().empty());
-  CHECK_THROWS_WITH(host.create_scan("test_throwing"),
+  CHECK_THROWS_WITH(mambakit::test::create_scan(host, "test_throwing"),
                     Contains("scan/test_throwing") && Contains("constructor exploded"));
-  CHECK_THROWS_WITH(host.create_scan("test_rejecting", R"({"width": 3})"),
+  CHECK_THROWS_WITH(mambakit::test::create_scan(host, "test_rejecting", R"({"width": 3})"),
                     Contains("bad key 'width'") && Contains(R"({"width": 3})"));
-  CHECK(host.create_scan("sequential") != nullptr);
+  CHECK(mambakit::test::create_scan(host, "sequential") != nullptr);
 }
 
 TEST_CASE("a duplicate key refuses the second plugin, naming both files") {
@@ -111,7 +117,7 @@ TEST_CASE("a duplicate key refuses the second plugin, naming both files") {
   const std::string reason = only_failure(host);
   CHECK_THAT(reason, Contains("scan/sequential") && Contains("libmambakit-scan-sequential.so") &&
                          Contains("libmambakit-test-duplicate.so"));
-  CHECK_FALSE(has_component(host, ComponentKind::kScan, "test_unique_before_duplicate"));
+  CHECK_FALSE(has_component(host, ComponentKind::kKernel, "test_unique_before_duplicate"));
 }
 
 TEST_CASE("a registration that fails halfway registers nothing") {
@@ -136,7 +142,7 @@ TEST_CASE("MAMBAKIT_PLUGIN_PATH folders are loaded with the standard locations")
   host.load_standard_locations();
   unsetenv("MAMBAKIT_PLUGIN_PATH");
   CHECK(has_component(host, ComponentKind::kMixer, "test_affine"));
-  CHECK(has_component(host, ComponentKind::kScan, "sequential"));
+  CHECK(has_component(host, ComponentKind::kKernel, "sequential"));
   CHECK_THAT(only_failure(host), Contains("does not exist"));
 }
 
@@ -144,7 +150,7 @@ TEST_CASE("an unknown component name lists the available ones") {
   PluginHost host;
   host.load_directory(PluginHost::default_plugin_dir());
   host.load_directory(fixture_dir("good"));
-  CHECK_THROWS_WITH(host.create_scan("warp"), Contains("unknown scan 'warp'") && Contains("sequential") &&
+  CHECK_THROWS_WITH(mambakit::test::create_scan(host, "warp"), Contains("unknown selective_scan kernel 'warp'") && Contains("sequential") &&
                                                   Contains("test_scored"));
   PluginHost only_good;
   only_good.load_directory(fixture_dir("good"));
@@ -155,14 +161,41 @@ TEST_CASE("auto picks the highest-scoring backend that can run the problem") {
   PluginHost host;
   host.load_file(PluginHost::default_plugin_dir() / "libmambakit-scan-sequential.so");
   host.load_directory(fixture_dir("good"));
-  CHECK(host.choose_scan("auto", cpu_problem(50)).name == "sequential");
-  CHECK(host.choose_scan("auto", cpu_problem(500)).name == "test_scored");
-  CHECK(host.choose_scan("sequential", cpu_problem(500)).name == "sequential");
+  CHECK(choose_scan(host, "auto", cpu_problem(50)).name == "sequential");
+  CHECK(choose_scan(host, "auto", cpu_problem(500)).name == "test_scored");
+  CHECK(choose_scan(host, "sequential", cpu_problem(500)).name == "sequential");
 
   auto on_gpu = cpu_problem(500);
   on_gpu.device.type = mambakit::sdk::DeviceType::kCuda;
-  CHECK_THROWS_WITH(host.choose_scan("auto", on_gpu), Contains("sequential=0") && Contains("test_scored=0"));
-  CHECK_THROWS_WITH(host.choose_scan("sequential", on_gpu), Contains("no scan backend can run") && Contains("sequential=0"));
+  CHECK_THROWS_WITH(choose_scan(host, "auto", on_gpu), Contains("sequential=0") && Contains("test_scored=0"));
+  CHECK_THROWS_WITH(choose_scan(host, "sequential", on_gpu),
+                    Contains("no selective_scan kernel can run") && Contains("sequential=0"));
+}
+
+TEST_CASE("an older-minor plugin is recorded as such and never called past its minor") {
+  PluginHost host;
+  host.load_standard_locations();
+  REQUIRE(host.load_directory(fixture_dir("older_minor")) == 1);
+  const auto components = host.components();
+  const auto old = std::find_if(components.begin(), components.end(),
+                                [](const mambakit::ComponentInfo& info) { return info.name == "test_old_minor"; });
+  REQUIRE(old != components.end());
+  CHECK(old->abi_minor == 0);
+  CHECK(mambakit::abi_minor(host.create_mixer("s6", R"({"d_model": 8})")) == mambakit::sdk::kAbiMinor);
+  CHECK(mambakit::abi_minor(host.create_mixer("test_old_minor", R"({"d_model": 8})")) == 0);
+
+  mambakit::LmConfig config;
+  config.d_model = 8;
+  config.n_layer = 2;
+  config.vocab_size = 16;
+  config.mixer = {"test_old_minor", "{}"};
+  // Nothing to initialise itself: the model is made, and initialize() (which aborts) is not called.
+  auto model = mambakit::Model::create(config, host);
+  CHECK(model.parameter_values("backbone.layers.1.mixer.weight") == std::vector<float>(8, 1.0f));
+  // A parameter only initialize() can fill: refused with the plugin's minor, not called.
+  config.mixer = {"test_old_minor", R"({"self_init":true})"};
+  CHECK_THROWS_WITH(mambakit::Model::create(config, host),
+                    Contains("layer 0 mixer/test_old_minor") && Contains("ABI minor 0") && Contains("initialize()"));
 }
 
 TEST_CASE("objects keep their plugin loaded after the host is gone") {
@@ -170,7 +203,7 @@ TEST_CASE("objects keep their plugin loaded after the host is gone") {
   host->load_directory(fixture_dir("good"));
   host->load_directory(PluginHost::default_plugin_dir());
   mambakit::MixerPtr mixer = host->create_mixer("test_affine", R"({"d_model": 2})");
-  mambakit::ScanPtr scan = host->create_scan("sequential");
+  mambakit::test::ScanPtr scan = mambakit::test::create_scan(*host, "sequential");
   host.reset();
 
   // The mixer still runs: y = w x + b per channel.
@@ -199,7 +232,7 @@ TEST_CASE("objects keep their plugin loaded after the host is gone") {
   scan_args.delta_softplus = false;
   scan_args.y = mambakit::sdk::make_view(out, {1, 2, 1});
   mambakit::sdk::Context context;
-  context.scan = scan.get();
+  context.kernels = mambakit::test::fixed_kernels(scan.get());
   REQUIRE(mambakit::sdk::selective_scan_forward(context, scan_args).ok());
   CHECK(out[0] == Approx(3.1));
   CHECK(out[1] == Approx(3.0 * (std::exp(-0.5) + 1.0) + 0.1));

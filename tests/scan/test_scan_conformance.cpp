@@ -49,13 +49,13 @@ const char* dtype_label() {
 /// A backend under test: every registered scan except the oracle itself.
 struct Candidate {
   std::string name;
-  mambakit::ScanPtr scan;
+  mambakit::test::ScanPtr scan;
 };
 
 std::vector<Candidate> candidates() {
   std::vector<Candidate> out;
-  for (const auto& name : plugin_host().names(mambakit::ComponentKind::kScan)) {
-    if (name != "sequential") out.push_back({name, plugin_host().create_scan(name)});
+  for (const auto& name : mambakit::test::scan_names(plugin_host())) {
+    if (name != "sequential") out.push_back({name, mambakit::test::create_scan(plugin_host(), name)});
   }
   return out;
 }
@@ -63,13 +63,8 @@ std::vector<Candidate> candidates() {
 /// Whether `scan` can run this problem here: a positive score, the dtype and the path.
 bool can_run(sdk::ScanBackend& scan, sdk::DType dtype, std::int64_t batch, std::int64_t length,
              std::int64_t d_inner, std::int64_t d_state, bool backward, bool step) {
-  sdk::ScanProblem problem;
-  problem.dtype = dtype;
-  problem.batch = batch;
-  problem.length = length;
-  problem.d_inner = d_inner;
-  problem.d_state = d_state;
-  problem.needs_backward = backward;
+  const sdk::KernelProblem problem =
+      sdk::selective_scan_problem(sdk::Device{}, dtype, batch, length, d_inner, d_state, backward, step);
   sdk::ScanCapabilities capabilities;
   scan.capabilities(&capabilities);
   return scan.score(problem) > 0 && (capabilities.dtypes & sdk::dtype_bit(dtype)) != 0 &&
@@ -78,7 +73,7 @@ bool can_run(sdk::ScanBackend& scan, sdk::DType dtype, std::int64_t batch, std::
 
 sdk::Context context_for(sdk::ScanBackend& scan, int threads) {
   sdk::Context context;
-  context.scan = &scan;
+  context.kernels = mambakit::test::fixed_kernels(&scan);
   context.n_threads = threads;
   return context;
 }
@@ -290,7 +285,7 @@ struct Gapped {
 
 TEST_CASE("every scan backend's forward matches scan/sequential", "[scan][conformance]") {
   auto& host = plugin_host();
-  auto oracle = host.create_scan("sequential");
+  auto oracle = mambakit::test::create_scan(host, "sequential");
   auto backends = candidates();
   CHECK_FALSE(backends.empty());
   Report report;
@@ -336,7 +331,7 @@ TEST_CASE("every scan backend's forward matches scan/sequential", "[scan][confor
 
 TEST_CASE("every scan backend's backward matches scan/sequential in every gradient", "[scan][conformance]") {
   auto& host = plugin_host();
-  auto oracle = host.create_scan("sequential");
+  auto oracle = mambakit::test::create_scan(host, "sequential");
   auto backends = candidates();
   Report report;
   struct Shape {
@@ -360,7 +355,7 @@ TEST_CASE("every scan backend's backward matches scan/sequential in every gradie
 TEST_CASE("every scan backend's step reproduces scan/sequential's forward, position by position",
           "[scan][conformance]") {
   auto& host = plugin_host();
-  auto oracle = host.create_scan("sequential");
+  auto oracle = mambakit::test::create_scan(host, "sequential");
   auto backends = candidates();
   Report report;
   const unsigned all = 31;
@@ -379,7 +374,7 @@ TEST_CASE("every scan backend's step reproduces scan/sequential's forward, posit
 
 TEST_CASE("every scan backend honours outer strides of every view", "[scan][conformance]") {
   auto& host = plugin_host();
-  auto oracle = host.create_scan("sequential");
+  auto oracle = mambakit::test::create_scan(host, "sequential");
   auto backends = candidates();
   Report report;
   const std::int64_t batch = 2, length = 70, E = 21, N = 4;
@@ -455,12 +450,12 @@ TEST_CASE("every scan backend honours outer strides of every view", "[scan][conf
 TEST_CASE("scan/chunked matches scan/sequential at every chunk length, including 1 and ragged tails",
           "[scan][conformance][chunked]") {
   auto& host = plugin_host();
-  auto oracle = host.create_scan("sequential");
+  auto oracle = mambakit::test::create_scan(host, "sequential");
   Report report;
   std::uint32_t seed = 800;
   for (const std::int64_t chunk : {1, 3, 16, 100}) {
     std::vector<Candidate> chunked;
-    chunked.push_back({"chunked", host.create_scan("chunked", "{\"chunk_length\": " + std::to_string(chunk) + "}")});
+    chunked.push_back({"chunked", mambakit::test::create_scan(host, "chunked", "{\"chunk_length\": " + std::to_string(chunk) + "}")});
     for (const std::int64_t length : {1, 2, 7, 64, 301}) {
       check_forward<float>(*oracle, chunked, 2, length, 20, 5, ScanOptions{}, ++seed, 2, report);
       check_forward<double>(*oracle, chunked, 1, length, 16, 16, options_from_bits(7u), ++seed, 2, report);
@@ -472,8 +467,8 @@ TEST_CASE("scan/chunked matches scan/sequential at every chunk length, including
 }
 
 TEST_CASE("scan/chunked rejects a bad chunk_length in its config", "[scan][chunked]") {
-  CHECK_THROWS_WITH(plugin_host().create_scan("chunked", "{\"chunk_length\": 0}"),
+  CHECK_THROWS_WITH(mambakit::test::create_scan(plugin_host(), "chunked", "{\"chunk_length\": 0}"),
                     Catch::Contains("chunk_length") && Catch::Contains("positive integer"));
-  CHECK_THROWS_WITH(plugin_host().create_scan("chunked", "{\"chunk_length\": \"big\"}"),
+  CHECK_THROWS_WITH(mambakit::test::create_scan(plugin_host(), "chunked", "{\"chunk_length\": \"big\"}"),
                     Catch::Contains("positive integer"));
 }

@@ -33,7 +33,7 @@ const mambakit::PluginHost& plugin_host() { return mambakit::test::in_tree_plugi
 template <class T>
 void run_forward(sdk::ScanBackend& scan, ScanCase<T>& problem, int threads) {
   sdk::Context context;
-  context.scan = &scan;
+  context.kernels = mambakit::test::fixed_kernels(&scan);
   context.n_threads = threads;
   const auto status = sdk::selective_scan_forward(context, problem.forward_args());
   INFO(status.message);
@@ -114,7 +114,7 @@ bool all_finite(const std::vector<T>& v) {
 TEST_CASE("the seed's divide-by-prefix-product scan breaks where scan/chunked and scan/fused hold",
           "[scan][stability]") {
   auto& host = plugin_host();
-  auto sequential = host.create_scan("sequential");
+  auto sequential = mambakit::test::create_scan(host, "sequential");
   const std::int64_t batch = 1, length = 1000, E = 8, N = 16;
   ScanOptions options;
   options.with_initial_state = false;
@@ -146,7 +146,7 @@ TEST_CASE("the seed's divide-by-prefix-product scan breaks where scan/chunked an
   CHECK(broke_at64 >= 0);
 
   for (const char* name : {"chunked", "fused"}) {
-    auto scan = host.create_scan(name);
+    auto scan = mambakit::test::create_scan(host, name);
     ScanCase<float> trial = reference;
     trial.fill_outputs(std::numeric_limits<float>::quiet_NaN());
     run_forward(*scan, trial, 2);
@@ -164,7 +164,7 @@ TEST_CASE("scan/chunked and scan/fused hold at extreme step sizes", "[scan][stab
   // dt from 1e-6 (decay ~1: the state remembers everything) to 50 (decay exp(-800) = 0 within
   // one step), in both precisions, with delta_softplus off so dt is exactly what is given.
   auto& host = plugin_host();
-  auto sequential = host.create_scan("sequential");
+  auto sequential = mambakit::test::create_scan(host, "sequential");
   ScanOptions options;
   options.delta_softplus = false;
   options.with_delta_bias = false;
@@ -180,7 +180,7 @@ TEST_CASE("scan/chunked and scan/fused hold at extreme step sizes", "[scan][stab
   for (const char* name : {"chunked", "fused"}) {
     ScanCase<float> trial = reference;
     trial.fill_outputs(std::numeric_limits<float>::quiet_NaN());
-    run_forward(*host.create_scan(name), trial, 2);
+    run_forward(*mambakit::test::create_scan(host, name), trial, 2);
     INFO("scan/" << name << " f32");
     CHECK(relative_error(trial.y, reference.y) <= 1e-5);
     CHECK(relative_error(trial.final_state, reference.final_state) <= 1e-5);
@@ -190,15 +190,15 @@ TEST_CASE("scan/chunked and scan/fused hold at extreme step sizes", "[scan][stab
   run_forward(*sequential, reference64, 1);
   ScanCase<double> trial64 = reference64;
   trial64.fill_outputs(std::numeric_limits<double>::quiet_NaN());
-  run_forward(*host.create_scan("chunked"), trial64, 2);
+  run_forward(*mambakit::test::create_scan(host, "chunked"), trial64, 2);
   CHECK(relative_error(trial64.y, reference64.y) <= 1e-10);
   CHECK(relative_error(trial64.final_state, reference64.final_state) <= 1e-10);
 }
 
 TEST_CASE("scan/chunked stays finite and exact over 1,048,576 steps", "[scan][stability]") {
   auto& host = plugin_host();
-  auto sequential = host.create_scan("sequential");
-  auto chunked = host.create_scan("chunked");
+  auto sequential = mambakit::test::create_scan(host, "sequential");
+  auto chunked = mambakit::test::create_scan(host, "chunked");
   const std::int64_t length = std::int64_t{1} << 20;
   ScanCase<float> reference(1, length, 4, 4, ScanOptions{}, 1u << 20);
   make_realistic(reference);

@@ -16,9 +16,9 @@ using mambakit::test::ScanOptions;
 namespace {
 
 std::string forward_error(const mambakit::sdk::ScanForwardArgs& args) {
-  static auto scan = mambakit::test::in_tree_plugins().create_scan("sequential");
+  static auto scan = mambakit::test::create_scan(mambakit::test::in_tree_plugins(), "sequential");
   mambakit::sdk::Context context;
-  context.scan = scan.get();
+  context.kernels = mambakit::test::fixed_kernels(scan.get());
   const auto status = mambakit::sdk::selective_scan_forward(context, args);
   return status.ok() ? std::string("ok") : std::string(status.message);
 }
@@ -51,5 +51,5 @@ TEST_CASE("scan arguments are validated before a backend runs") {
 
   mambakit::sdk::Context no_backend;
   CHECK_THAT(std::string(mambakit::sdk::selective_scan_forward(no_backend, problem.forward_args()).message),
-             Contains("no scan backend"));
+             Contains("carries no kernel provider"));
 }

@@ -15,12 +15,12 @@ using mambakit::test::ScanOptions;
 
 namespace {
 
-mambakit::ScanPtr load_sequential() { return mambakit::test::in_tree_plugins().create_scan("sequential"); }
+mambakit::test::ScanPtr load_sequential() { return mambakit::test::create_scan(mambakit::test::in_tree_plugins(), "sequential"); }
 
 template <class T>
 double loss_after_forward(ScanCase<T>& problem, mambakit::sdk::ScanBackend& scan) {
   mambakit::sdk::Context context;
-  context.scan = &scan;
+  context.kernels = mambakit::test::fixed_kernels(&scan);
   REQUIRE(mambakit::sdk::selective_scan_forward(context, problem.forward_args()).ok());
   return problem.weighted_loss();
 }
@@ -53,7 +53,7 @@ TEST_CASE("sequential scan gradients match finite differences in double precisio
     options.delta_softplus = softplus;
     ScanCase<double> problem(2, 5, 3, 4, options, softplus ? 11u : 12u);
     mambakit::sdk::Context context;
-    context.scan = scan.get();
+    context.kernels = mambakit::test::fixed_kernels(scan.get());
     REQUIRE(mambakit::sdk::selective_scan_backward(context, problem.backward_args()).ok());
     const ScanCase<double> analytic = problem;
     INFO("delta_softplus " << softplus);
@@ -73,7 +73,7 @@ TEST_CASE("sequential scan backward accumulates into the gradients it is given")
   auto scan = load_sequential();
   ScanCase<double> problem(1, 4, 2, 3, ScanOptions{}, 5u);
   mambakit::sdk::Context context;
-  context.scan = scan.get();
+  context.kernels = mambakit::test::fixed_kernels(scan.get());
   REQUIRE(mambakit::sdk::selective_scan_backward(context, problem.backward_args()).ok());
   const auto once = problem.grad_A;
   REQUIRE(mambakit::sdk::selective_scan_backward(context, problem.backward_args()).ok());
@@ -85,7 +85,7 @@ TEST_CASE("sequential scan steps reproduce its forward pass, position by positio
   const std::int64_t batch = 2, length = 9, d_inner = 3, d_state = 5;
   ScanCase<float> problem(batch, length, d_inner, d_state, ScanOptions{}, 21u);
   mambakit::sdk::Context context;
-  context.scan = scan.get();
+  context.kernels = mambakit::test::fixed_kernels(scan.get());
   REQUIRE(mambakit::sdk::selective_scan_forward(context, problem.forward_args()).ok());
 
   std::vector<float> state = problem.initial_state;

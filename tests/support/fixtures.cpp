@@ -1,5 +1,9 @@
 #include "fixtures.hpp"
 
+#include <map>
+#include <memory>
+#include <mutex>
+
 #include <algorithm>
 #include <cmath>
 #include <stdexcept>
@@ -29,9 +33,9 @@ const PluginHost& in_tree_plugins() {
 
 std::vector<std::string> cpu_scan_names() {
   std::vector<std::string> names;
-  for (const auto& name : in_tree_plugins().names(ComponentKind::kScan)) {
+  for (const auto& name : scan_names(in_tree_plugins())) {
     sdk::ScanCapabilities capabilities;
-    in_tree_plugins().create_scan(name)->capabilities(&capabilities);
+    create_scan(in_tree_plugins(), name)->capabilities(&capabilities);
     if ((capabilities.devices & sdk::device_bit(sdk::DeviceType::kCpu)) != 0) names.push_back(name);
   }
   return names;
@@ -65,5 +69,38 @@ TokenBatch slice(const TokenBatch& tokens, std::int64_t begin, std::int64_t end)
   }
   return part;
 }
+
+std::vector<std::string> scan_names(const PluginHost& host) { return host.kernel_names(sdk::kSelectiveScanKind); }
+
+ScanPtr create_scan(const PluginHost& host, const std::string& name, const std::string& config_json) {
+  return kernel_as<sdk::ScanBackend>(host.create_kernel(sdk::kSelectiveScanKind, name, config_json));
+}
+
+namespace {
+
+class FixedKernel final : public sdk::KernelProvider {
+ public:
+  explicit FixedKernel(sdk::Kernel* kernel) : kernel_(kernel) {}
+  sdk::Status find(const char*, const sdk::KernelProblem&, sdk::Kernel** out) noexcept override {
+    *out = kernel_;
+    return sdk::Status::success();
+  }
+
+ private:
+  sdk::Kernel* kernel_;
+};
+
+}  // namespace
+
+sdk::KernelProvider* fixed_kernels(sdk::Kernel* kernel) {
+  static std::mutex mutex;
+  static std::map<sdk::Kernel*, std::unique_ptr<FixedKernel>> providers;
+  const std::lock_guard<std::mutex> lock(mutex);
+  auto& provider = providers[kernel];
+  if (!provider) provider = std::make_unique<FixedKernel>(kernel);
+  return provider.get();
+}
+
+std::map<std::string, std::string> scan_choice(const std::string& name) { return {{sdk::kSelectiveScanKind, name}}; }
 
 }  // namespace mambakit::test

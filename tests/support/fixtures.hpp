@@ -3,12 +3,14 @@
 // once per test binary.
 
 #include <filesystem>
+#include <map>
 #include <string>
 #include <vector>
 
 #include "mambakit/model.hpp"
 #include "mambakit/plugin_host.hpp"
 #include "mambakit/safetensors.hpp"
+#include "mambakit/sdk/scan_backend.hpp"
 
 namespace mambakit::test {
 
@@ -19,6 +21,22 @@ std::vector<std::filesystem::path> model_fixture_dirs();
 
 /// A PluginHost with the in-tree plugins loaded (shared by the tests of one binary).
 const PluginHost& in_tree_plugins();
+
+/// A selective-scan kernel as its interface, owned like any plugin object.
+using ScanPtr = PluginPtr<sdk::ScanBackend>;
+
+/// The names of the loaded selective-scan kernels.
+std::vector<std::string> scan_names(const PluginHost& host);
+
+/// Creates selective-scan kernel `name` of `host` from `config_json`.
+ScanPtr create_scan(const PluginHost& host, const std::string& name, const std::string& config_json = "{}");
+
+/// A KernelProvider that hands out `kernel` for every request (stays valid for the test binary's
+/// life), for contexts that run one chosen kernel.
+sdk::KernelProvider* fixed_kernels(sdk::Kernel* kernel);
+
+/// {{"selective_scan", name}}: ModelOptions::kernels that name the selective scan.
+std::map<std::string, std::string> scan_choice(const std::string& name);
 
 /// The names of the loaded scan backends that run on the CPU (all but GPU ones like scan/cuda),
 /// for tests that run whole models on the CPU with every backend.

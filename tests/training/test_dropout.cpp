@@ -23,7 +23,7 @@ mambakit::Model classifier(double dropout) {
   mambakit::ModelOptions options;
   options.seed = 11;
   options.n_threads = 1;
-  return mambakit::Model::create(mambakit::parse_model_config(json, "dropout test"), mambakit::test::in_tree_plugins(),
+  return mambakit::Model::create(mambakit::parse_model_config(json, "dropout test", mambakit::test::in_tree_plugins()), mambakit::test::in_tree_plugins(),
                                  options);
 }
 

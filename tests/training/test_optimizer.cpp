@@ -12,7 +12,7 @@ mambakit::Model small_model() {
   mambakit::LmConfig config;
   config.d_model = 8;
   config.n_layer = 1;
-  config.d_state = 2;
+  config.mixer = {"s6", R"({"d_state": 2})"};
   config.vocab_size = 16;
   return mambakit::Model::create(config, mambakit::test::in_tree_plugins());
 }

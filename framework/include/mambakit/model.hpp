@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -24,7 +25,9 @@ class DeviceRuntime;
 
 /// How a model runs.
 struct ModelOptions {
-  std::string scan = "auto";  ///< scan backend name, or "auto" (highest score per problem)
+  /// The kernel of each kind by name (e.g. {"selective_scan", "fused"}); a kind not named, or
+  /// named "auto", takes per problem the kernel with the highest score.
+  std::map<std::string, std::string> kernels;
   int n_threads = 0;          ///< CPU threads; 0 = OpenMP's default
   std::uint64_t seed = 0;     ///< seed of the random initialisation (create() only)
   /// The dtype the weights are held in: f32, f16 or bf16 (arithmetic accumulates in f32
@@ -173,13 +176,21 @@ class Model {
   /// to the dtype the model holds them in).
   void load_weights(const std::filesystem::path& file);
 
-  /// Switches the scan backend ("auto" or a name) for later calls.
-  void select_scan(const PluginHost& host, const std::string& name);
+  /// Switches the kernel choice (see ModelOptions::kernels) for later calls. Throws naming an
+  /// unknown kind or kernel.
+  void select_kernels(const PluginHost& host, const std::map<std::string, std::string>& kernels);
   /// Switches the CPU thread count (0: OpenMP's default) for later calls.
   void set_threads(int n_threads);
 
-  /// The name of the scan backend that a (batch, length) forward pass uses.
-  [[nodiscard]] std::string scan_backend_for(std::int64_t batch, std::int64_t length) const;
+  /// A kernel the model's components were given, for a problem they described.
+  struct KernelChoice {
+    std::string kind;
+    std::string name;
+    std::string problem;  ///< dtype, device, the kind's sizes and needs, e.g. "f32 cpu [1, 64, 512, 16]"
+  };
+  /// The distinct kernel choices made so far by the calls since the last select_kernels(), in
+  /// the order first made: what `auto` chose.
+  [[nodiscard]] std::vector<KernelChoice> kernel_choices() const;
 
   /// A zero state for `batch` rows.
   [[nodiscard]] InferenceState make_state(std::int64_t batch) const;

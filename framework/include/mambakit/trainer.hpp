@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <string>
 
 #include "mambakit/config.hpp"
@@ -43,7 +44,9 @@ struct RunConfig {
   int threads = 0;
   bool recompute = false;
   std::string save_dtype = "f32";  ///< weights of the final model: f32, f16 or bf16
-  std::string scan = "auto";
+  /// The kernel of each kind by name ("kernels": {"KIND": "NAME"}; "scan": NAME is short for the
+  /// selective scan's); see ModelOptions::kernels.
+  std::map<std::string, std::string> kernels;
   /// Where the model trains: "cpu", "cuda" or "cuda:INDEX" (`mambakit train --device`). On a
   /// CUDA device forward and backward run there; the gradients and AdamW stay on the host.
   std::string device = "cpu";

@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include <cmath>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <string>
@@ -38,19 +39,6 @@ class Fields {
     }
   }
 
-  /// Reads an integer rank that may also be "auto" (stored as 0).
-  void read_rank(const char* key, std::int64_t& value) {
-    const nlohmann::json* item = take(key);
-    if (item == nullptr) return;
-    if (item->is_string() && item->get<std::string>() == "auto") {
-      value = 0;
-    } else if (is_integer(*item) && item->get<double>() >= 1) {
-      value = static_cast<std::int64_t>(item->get<double>());
-    } else {
-      fail(key, *item, "must be a positive integer or \"auto\"");
-    }
-  }
-
   /// Reads a name or a list of names.
   void read_names(const char* key, std::vector<std::string>& names) {
     const nlohmann::json* item = take(key);
@@ -64,6 +52,17 @@ class Fields {
     for (const auto& element : *item) {
       if (!element.is_string()) fail(key, *item, "must be a name or a non-empty list of names");
       names.push_back(element.get<std::string>());
+    }
+  }
+
+  /// Reads an object whose values are all strings.
+  void read_string_map(const char* key, std::map<std::string, std::string>& values) {
+    const nlohmann::json* item = take(key);
+    if (item == nullptr) return;
+    if (!item->is_object()) fail(key, *item, "must be an object of strings");
+    for (const auto& [name, value] : item->items()) {
+      if (!value.is_string()) fail(key, *item, "must be an object of strings");
+      values[name] = value.get<std::string>();
     }
   }
 

@@ -35,18 +35,18 @@ void CudaRuntime::upload_parameters() {
 
 FloatTensor CudaRuntime::forward(const TokenBatch& tokens, InferenceState* state, bool last_position_only) {
   DeviceGuard on(device_.index);
-  const std::int64_t B = tokens.batch, L = tokens.length, D = impl_.ssm().d_model, M = B * L;
+  const std::int64_t B = tokens.batch, L = tokens.length, D = impl_.backbone().d_model, M = B * L;
   DeviceState* device_state = state != nullptr ? &state_on_device(*state) : nullptr;
   const cudaStream_t stream = stream_.get();
   arena_.reset(stream);
-  const sdk::Context ctx = context(B, L);
+  const sdk::Context ctx = context();
   auto* ids = arena_.take<std::int32_t>(M, "the token ids");
   MAMBAKIT_CUDA_CHECK(cudaMemcpyAsync(ids, tokens.ids.data(), static_cast<std::size_t>(M) * sizeof(std::int32_t),
                                       cudaMemcpyHostToDevice, stream));
   const auto [hidden, normed, mixed] = embed(ids, M);
   const std::vector<std::int64_t> shape{B, L, D};
   for (std::size_t layer = 0; layer < impl_.mixers.size(); ++layer) {
-    MAMBAKIT_CUDA_CHECK(launch_rms_norm(hidden, norms_[layer], normed, M, D, impl_.ssm().norm_eps, stream));
+    MAMBAKIT_CUDA_CHECK(launch_rms_norm(hidden, norms_[layer], normed, M, D, impl_.backbone().norm_eps, stream));
     std::vector<sdk::TensorView> initial;
     const sdk::TensorView* final_state = nullptr;
     if (device_state != nullptr) {
@@ -106,7 +106,7 @@ FloatTensor CudaRuntime::step(const std::vector<std::int32_t>& ids, InferenceSta
 
 std::vector<std::int32_t> CudaRuntime::step_argmax(const std::vector<std::int32_t>& ids, InferenceState& state) {
   DeviceGuard on(device_.index);
-  const std::int64_t B = state.batch(), vocab = impl_.ssm().vocab_size;
+  const std::int64_t B = state.batch(), vocab = impl_.backbone().vocab_size;
   StepBuffers& io = queue_step(ids, state);
   const std::int64_t stride = io.logits_shape.back();
   if (numel_of(io.logits_shape) != B * stride || stride < vocab) {
@@ -124,8 +124,8 @@ std::vector<std::int32_t> CudaRuntime::step_argmax(const std::vector<std::int32_
   return result;
 }
 
-sdk::Context CudaRuntime::context(std::int64_t batch, std::int64_t length, bool needs_backward) {
-  sdk::Context ctx = impl_.context(batch, length, needs_backward);  // the scan backend chosen
+sdk::Context CudaRuntime::context() {
+  sdk::Context ctx = impl_.context();  // the kernel choice
   ctx.device = device_;
   ctx.stream = stream_.get();
   ctx.n_threads = 1;
@@ -156,7 +156,7 @@ void CudaRuntime::head_forward(const sdk::Context& ctx, const float* normed, std
                                const std::vector<std::int64_t>& output_shape) {
   sdk::HeadForwardArgs args;
   args.params = head_params_.data();
-  args.hidden = device_view(normed, sdk::DType::kF32, device_, {batch, length, impl_.ssm().d_model});
+  args.hidden = device_view(normed, sdk::DType::kF32, device_, {batch, length, impl_.backbone().d_model});
   if (lengths != nullptr) args.lengths = device_view(lengths, sdk::DType::kI32, device_, {batch});
   args.output = device_view(output, sdk::DType::kF32, device_, output_shape);
   model::check(impl_.head->forward(ctx, args), head_owner_);
@@ -165,8 +165,8 @@ void CudaRuntime::head_forward(const sdk::Context& ctx, const float* normed, std
 void CudaRuntime::run_head(const sdk::Context& ctx, const float* hidden, std::int64_t batch, std::int64_t length,
                            const std::int32_t* lengths, float* normed, float* output,
                            const std::vector<std::int64_t>& output_shape) {
-  MAMBAKIT_CUDA_CHECK(launch_rms_norm(hidden, norm_f_, normed, batch * length, impl_.ssm().d_model,
-                                      impl_.ssm().norm_eps, stream_.get()));
+  MAMBAKIT_CUDA_CHECK(launch_rms_norm(hidden, norm_f_, normed, batch * length, impl_.backbone().d_model,
+                                      impl_.backbone().norm_eps, stream_.get()));
   head_forward(ctx, normed, batch, length, lengths, output, output_shape);
 }
 
@@ -190,10 +190,10 @@ CudaRuntime::StepBuffers& CudaRuntime::queue_step(const std::vector<std::int32_t
                                         cudaMemcpyHostToDevice, stream));
     io.ids_on_device = ids;
   }
-  const sdk::Context ctx = context(B, 1);
+  const sdk::Context ctx = context();
   const auto body = [&] { queue_step_body(ctx, B, io, device_state); };
   if (impl_.options.cuda_graphs) {
-    graphs_.run({B, device_state.base(), ctx.scan}, stream, arena_, body);
+    graphs_.run({B, device_state.base(), impl_.kernel_selection}, stream, arena_, body);
   } else {
     arena_.reset(stream);
     body();
@@ -216,7 +216,7 @@ void CudaRuntime::queue_mixer_forward(const sdk::Context& ctx, std::size_t layer
 }
 
 CudaRuntime::Activations CudaRuntime::embed(const std::int32_t* ids, std::int64_t rows) {
-  const std::int64_t D = impl_.ssm().d_model;
+  const std::int64_t D = impl_.backbone().d_model;
   Activations rows_of{arena_.take<float>(rows * D, "the hidden states"),
                       arena_.take<float>(rows * D, "the normed hidden states"),
                       arena_.take<float>(rows * D, "the mixer outputs")};
@@ -225,12 +225,12 @@ CudaRuntime::Activations CudaRuntime::embed(const std::int32_t* ids, std::int64_
 }
 
 void CudaRuntime::queue_step_body(const sdk::Context& ctx, std::int64_t B, StepBuffers& io, DeviceState& device_state) {
-  const std::int64_t D = impl_.ssm().d_model;
+  const std::int64_t D = impl_.backbone().d_model;
   const cudaStream_t stream = stream_.get();
   const auto [hidden, normed, mixed] = embed(io.ids.as<std::int32_t>(), B);
   const std::vector<std::int64_t> shape{B, D};
   for (std::size_t layer = 0; layer < impl_.mixers.size(); ++layer) {
-    MAMBAKIT_CUDA_CHECK(launch_rms_norm(hidden, norms_[layer], normed, B, D, impl_.ssm().norm_eps, stream));
+    MAMBAKIT_CUDA_CHECK(launch_rms_norm(hidden, norms_[layer], normed, B, D, impl_.backbone().norm_eps, stream));
     sdk::MixerStepArgs args;
     args.params = mixer_params_[layer].data();
     args.x = device_view(normed, sdk::DType::kF32, device_, shape);

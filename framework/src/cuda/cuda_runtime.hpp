@@ -13,7 +13,7 @@
 // first training call). Each call waits for its results (the copy to the host) before
 // returning.
 // Decode: with ModelOptions::cuda_graphs the step (embedding of the ids already on the device
-// -> layers -> norm_f -> head) is captured once per (batch, state, scan backend) and replayed.
+// -> layers -> norm_f -> head) is captured once per (batch, state, kernel selection) and replayed.
 
 #include <cstdint>
 #include <map>
@@ -85,9 +85,8 @@ class CudaRuntime final : public model::DeviceRuntime {
   void queue_mixer_forward(const sdk::Context& ctx, std::size_t layer, const float* normed, float* mixed,
                            const std::vector<std::int64_t>& shape, const std::vector<sdk::TensorView>& saved,
                            const sdk::TensorView* initial_state = nullptr, const sdk::TensorView* final_state = nullptr);
-  /// The context of a (batch, length) call: this device, stream and arena, and the scan backend
-  /// chosen for the problem (one with a backward pass when `needs_backward`).
-  sdk::Context context(std::int64_t batch, std::int64_t length, bool needs_backward = false);
+  /// The context of a call: this device, stream and arena, and the model's kernel choice.
+  sdk::Context context();
   DeviceState& state_on_device(InferenceState& state);
   std::vector<std::int64_t> head_output_shape(std::int64_t batch, std::int64_t length) const;
   /// The head's forward pass from `normed` (B, L, D), the final norm's output, into `output`

@@ -82,15 +82,15 @@ CudaRuntime::TrainingPass CudaRuntime::queue_training_forward(const TokenBatch& 
                                                               std::uint64_t dropout_seed) {
   const cudaStream_t stream = stream_.get();
   const std::size_t n_layer = impl_.mixers.size();
-  const double eps = impl_.ssm().norm_eps;
+  const double eps = impl_.backbone().norm_eps;
   TrainingPass pass;
   pass.B = tokens.batch;
   pass.L = tokens.length;
-  pass.D = impl_.ssm().d_model;
+  pass.D = impl_.backbone().d_model;
   pass.M = pass.B * pass.L;
   pass.training = kind != PassKind::kEvaluate;
   const std::int64_t M = pass.M, D = pass.D;
-  pass.ctx = context(pass.B, pass.L, pass.training);
+  pass.ctx = context();
   pass.ids = arena_.take<std::int32_t>(M, "the token ids");
   MAMBAKIT_CUDA_CHECK(cudaMemcpyAsync(pass.ids, tokens.ids.data(), static_cast<std::size_t>(M) * sizeof(std::int32_t),
                                       cudaMemcpyHostToDevice, stream));
@@ -186,7 +186,7 @@ double CudaRuntime::compute_loss(TrainingPass& pass, const TokenBatch& tokens, c
 void CudaRuntime::queue_backward(TrainingPass& pass, const float* grad_output, bool recompute) {
   const cudaStream_t stream = stream_.get();
   const std::int64_t M = pass.M, D = pass.D;
-  const double eps = impl_.ssm().norm_eps;
+  const double eps = impl_.backbone().norm_eps;
   const std::size_t n_layer = impl_.mixers.size();
   const std::size_t slice_bytes = static_cast<std::size_t>(M * D) * sizeof(float);
   const std::vector<std::int64_t> shape{pass.B, pass.L, D};

@@ -1,6 +1,6 @@
 #pragma once
 // StepGraphs: CUDA graphs of a model's decode step, one per key (batch size, the state's
-// device memory, the scan backend). The first run of a key is queued normally (a warm-up that
+// device memory, the model's kernel selection). The first run of a key is queued normally (a warm-up that
 // also grows the workspace to its steady size), the second is captured into a graph and
 // launched, later ones replay the graph. A graph bakes in every device address the step
 // touches: the workspace's (valid while the arena's generation is unchanged), the state's and
@@ -22,9 +22,9 @@ class StepGraphs {
   struct Key {
     std::int64_t batch = 0;
     const void* state = nullptr;
-    const void* scan = nullptr;
+    std::uint64_t kernel_selection = 0;  ///< Model::Impl::kernel_selection: a graph holds the kernels chosen then
     friend bool operator<(const Key& a, const Key& b) {
-      return std::tie(a.batch, a.state, a.scan) < std::tie(b.batch, b.state, b.scan);
+      return std::tie(a.batch, a.state, a.kernel_selection) < std::tie(b.batch, b.state, b.kernel_selection);
     }
   };
 

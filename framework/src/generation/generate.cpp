@@ -45,7 +45,7 @@ GenerationResult generate(Model& model, const std::vector<std::vector<std::int32
   for (std::int64_t r = 0; r < rows; ++r) {
     if (prompts[static_cast<std::size_t>(r)].empty()) throw Error(fmt::format("prompt {} is empty", r));
   }
-  const std::int64_t vocab = ssm_of(model.config()).vocab_size;
+  const std::int64_t vocab = backbone_of(model.config()).vocab_size;
   GenerationResult result;
   result.new_tokens.resize(static_cast<std::size_t>(rows));
   result.stopped_at_eos.assign(static_cast<std::size_t>(rows), false);

@@ -75,18 +75,23 @@ Model Model::create(const ModelConfig& config, const PluginHost& host, const Mod
   auto impl = std::make_unique<Impl>();
   impl->config = config;
   impl->options = options;
-  const SsmConfig& ssm = impl->ssm();
-  const std::int64_t D = ssm.d_model;
+  const BackboneConfig& backbone = impl->backbone();
+  const std::int64_t D = backbone.d_model;
 
   impl->embedding = impl->store.declare(
-      kEmbeddingName, framework_param(kEmbeddingName, {ssm.padded_vocab_size(), D}, {sdk::InitKind::kNormal, 0.0, 0.02}, true),
+      kEmbeddingName,
+      framework_param(kEmbeddingName, {backbone.padded_vocab_size(), D}, {sdk::InitKind::kNormal, 0.0, 0.02}, true),
       "the embedding");
-  for (std::int64_t layer = 0; layer < ssm.n_layer; ++layer) {
+  for (std::int64_t layer = 0; layer < backbone.n_layer; ++layer) {
     const std::string prefix = fmt::format("backbone.layers.{}.", layer);
     impl->layer_norms.push_back(impl->store.declare(
         prefix + "norm.weight", framework_param("norm.weight", {D}, {sdk::InitKind::kOnes}, false), "a block norm"));
-    const std::string& mixer_name = ssm.mixer_of_layer(layer);
-    impl->mixers.push_back(host.create_mixer(mixer_name, mixer_config_json(config, layer)));
+    const std::string& mixer_name = backbone.mixer_of_layer(layer).name;
+    try {
+      impl->mixers.push_back(host.create_mixer(mixer_name, mixer_config_json(config, layer)));
+    } catch (const Error& error) {
+      throw Error(fmt::format("layer {}: {}", layer, error.what()));
+    }
     impl->mixer_names.push_back(mixer_name);
     sdk::Mixer& mixer = *impl->mixers.back();
     const std::string owner = fmt::format("layer {} mixer/{}", layer, mixer_name);
@@ -109,9 +114,10 @@ Model Model::create(const ModelConfig& config, const PluginHost& host, const Mod
   }
   impl->store.allocate();
   impl->store.initialize(options.seed);
+  impl->initialize_components(options.seed);
   impl->hold_weights_as(options.weights_dtype.value_or(sdk::DType::kF32));
   Model model(std::move(impl));
-  model.select_scan(host, options.scan);
+  model.select_kernels(host, options.kernels);
   model.set_threads(options.n_threads);
   model.impl_->attach_device(options.device);
   return model;
@@ -125,7 +131,7 @@ Model Model::load(const std::filesystem::path& dir, const PluginHost& host, cons
   ModelOptions as_f32 = options;
   as_f32.weights_dtype = sdk::DType::kF32;
   as_f32.device = sdk::Device{};  // moved once the weights are final
-  Model model = create(load_model_config(dir / "config.json"), host, as_f32);
+  Model model = create(load_model_config(dir / "config.json", host), host, as_f32);
   const std::filesystem::path file = dir / "model.safetensors";
   const SafetensorsFile checkpoint = SafetensorsFile::open(file);
   model.load_weights(checkpoint, file);
@@ -198,9 +204,10 @@ std::vector<float> Model::parameter_values(const std::string& name) const {
   return impl_->store.values_f32(static_cast<int>(entry - impl_->store.entries().data()));
 }
 
-void Model::select_scan(const PluginHost& host, const std::string& name) {
-  impl_->scans = model::ScanSelector(host, name);
-  impl_->options.scan = name;
+void Model::select_kernels(const PluginHost& host, const std::map<std::string, std::string>& kernels) {
+  impl_->kernels = std::make_unique<model::KernelRegistry>(host, kernels);
+  ++impl_->kernel_selection;
+  impl_->options.kernels = kernels;
 }
 
 void Model::set_threads(int n_threads) {
@@ -208,8 +215,10 @@ void Model::set_threads(int n_threads) {
   impl_->n_threads = n_threads > 0 ? n_threads : omp_get_max_threads();
 }
 
-std::string Model::scan_backend_for(std::int64_t batch, std::int64_t length) const {
-  return impl_->scans.select(impl_->problem(batch, length)).name;
+std::vector<Model::KernelChoice> Model::kernel_choices() const {
+  std::vector<KernelChoice> list;
+  for (const auto& record : impl_->kernels->choices()) list.push_back({record.kind, record.name, record.problem});
+  return list;
 }
 
 InferenceState Model::make_state(std::int64_t batch) const {
@@ -239,16 +248,16 @@ FloatTensor Model::forward(const TokenBatch& tokens, InferenceState* state, bool
   }
   if (impl.device_runtime) return impl.runtime().forward(tokens, state, last_position_only);
   if (state != nullptr) state->use_on_host();
-  const SsmConfig& ssm = impl.ssm();
-  const std::int64_t B = tokens.batch, L = tokens.length, D = ssm.d_model, M = B * L;
-  sdk::Context ctx = impl.context(B, L);
+  const BackboneConfig& backbone = impl.backbone();
+  const std::int64_t B = tokens.batch, L = tokens.length, D = backbone.d_model, M = B * L;
+  sdk::Context ctx = impl.context();
   FloatTensor hidden({B, L, D}), normed({B, L, D}), mixed({B, L, D});
 
   model::embedding_lookup(tokens.ids.data(), impl.store.view(impl.embedding), hidden.values.data(), M, D,
                           impl.n_threads);
   for (std::size_t layer = 0; layer < impl.mixers.size(); ++layer) {
     model::rms_norm(hidden.values.data(), impl.store.data(impl.layer_norms[layer]), normed.values.data(), M, D,
-                    ssm.norm_eps, impl.n_threads);
+                    backbone.norm_eps, impl.n_threads);
     const auto params = impl.views(impl.mixer_params[layer]);
     sdk::MixerForwardArgs args;
     args.params = params.data();
@@ -285,14 +294,14 @@ FloatTensor Model::step(const std::vector<std::int32_t>& ids, InferenceState& st
   impl.check_step_ids(ids, B);
   if (impl.device_runtime) return impl.runtime().step(ids, state);
   state.use_on_host();
-  const SsmConfig& ssm = impl.ssm();
-  const std::int64_t D = ssm.d_model;
-  sdk::Context ctx = impl.context(B, 1);
+  const BackboneConfig& backbone = impl.backbone();
+  const std::int64_t D = backbone.d_model;
+  sdk::Context ctx = impl.context();
   FloatTensor hidden({B, 1, D}), normed({B, D}), mixed({B, D});
   model::embedding_lookup(ids.data(), impl.store.view(impl.embedding), hidden.values.data(), B, D, impl.n_threads);
   for (std::size_t layer = 0; layer < impl.mixers.size(); ++layer) {
     model::rms_norm(hidden.values.data(), impl.store.data(impl.layer_norms[layer]), normed.values.data(), B, D,
-                    ssm.norm_eps, impl.n_threads);
+                    backbone.norm_eps, impl.n_threads);
     const auto params = impl.views(impl.mixer_params[layer]);
     std::vector<sdk::TensorView> state_views;
     for (auto& tensor : state.tensors_[layer]) state_views.push_back(view_of(tensor));
@@ -316,7 +325,7 @@ std::vector<std::int32_t> Model::step_argmax(const std::vector<std::int32_t>& id
     return impl.runtime().step_argmax(ids, state);
   }
   const FloatTensor logits = step(ids, state);
-  const std::int64_t vocab = impl.ssm().vocab_size, stride = logits.shape.back();
+  const std::int64_t vocab = impl.backbone().vocab_size, stride = logits.shape.back();
   if (logits.numel() != state.batch() * stride || stride < vocab) {
     throw Error(fmt::format("head/{} output of shape {} has no row of {} logits per sequence", head_name(impl.config),
                             model::format_shape(logits.shape), vocab));

@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -13,7 +14,7 @@
 #include "mambakit/error.hpp"
 #include "mambakit/model.hpp"
 #include "parameter_store.hpp"
-#include "scan_selector.hpp"
+#include "kernel_registry.hpp"
 #include "views.hpp"
 
 namespace mambakit {
@@ -38,7 +39,8 @@ struct Model::Impl {
   std::vector<MixerPtr> mixers;
   std::vector<std::string> mixer_names;
   HeadPtr head;
-  model::ScanSelector scans;
+  std::unique_ptr<model::KernelRegistry> kernels = std::make_unique<model::KernelRegistry>();
+  std::uint64_t kernel_selection = 0;  ///< counts select_kernels() calls
   model::ParameterStore store;
   int embedding = -1, norm_f = -1;
   std::vector<int> layer_norms;
@@ -54,7 +56,7 @@ struct Model::Impl {
   /// Last: destroyed first, before the components and parameters it refers to.
   std::unique_ptr<model::DeviceRuntime> device_runtime;
 
-  const SsmConfig& ssm() const { return ssm_of(config); }
+  const BackboneConfig& backbone() const { return backbone_of(config); }
 
   std::vector<sdk::TensorView> views(const std::vector<int>& indices) const {
     std::vector<sdk::TensorView> result;
@@ -63,24 +65,13 @@ struct Model::Impl {
     return result;
   }
 
-  sdk::Context context(std::int64_t batch, std::int64_t length, bool needs_backward = false) {
+  /// The context of a CPU call: the model's threads, workspace and kernel choice.
+  sdk::Context context() {
     sdk::Context ctx;
     ctx.n_threads = n_threads;
     ctx.workspace = &workspace;
-    sdk::ScanProblem scan_problem = problem(batch, length);
-    scan_problem.needs_backward = needs_backward;
-    ctx.scan = scans.select(scan_problem).backend;
+    ctx.kernels = kernels.get();
     return ctx;
-  }
-
-  sdk::ScanProblem problem(std::int64_t batch, std::int64_t length) const {
-    sdk::ScanProblem problem;
-    problem.batch = batch;
-    problem.length = length;
-    problem.d_inner = ssm().d_inner();
-    problem.d_state = ssm().d_state;
-    problem.device = options.device;
-    return problem;
   }
 
   /// The accelerator runtime (device_runtime, which must be set), its parameter copy first
@@ -126,7 +117,7 @@ struct Model::Impl {
   FloatTensor apply_head(const sdk::Context& ctx, const FloatTensor& hidden, const std::vector<std::int32_t>& lengths = {}) {
     const std::int64_t B = hidden.shape[0], L = hidden.shape[1], D = hidden.shape[2];
     FloatTensor normed(hidden.shape);
-    model::rms_norm(hidden.values.data(), store.data(norm_f), normed.values.data(), B * L, D, ssm().norm_eps,
+    model::rms_norm(hidden.values.data(), store.data(norm_f), normed.values.data(), B * L, D, backbone().norm_eps,
                     n_threads);
     sdk::TensorSpec output_spec;
     const std::string owner = fmt::format("head/{}", head_name(config));
@@ -142,6 +133,34 @@ struct Model::Impl {
     args.output = view_of(output);
     check(head->forward(ctx, args), owner);
     return output;
+  }
+
+  /// Runs each component's initialize() over its parameters (seeded per component from `seed`),
+  /// for those it declared InitKind::kComponent. A plugin built for ABI minor 0 has no
+  /// initialize(): declaring such a parameter is then an error naming it.
+  void initialize_components(std::uint64_t seed) {
+    auto run = [&](auto& component, const std::vector<int>& indices, const std::string& owner, std::uint64_t stream) {
+      const bool wanted = std::any_of(indices.begin(), indices.end(), [&](int index) {
+        return store.entries()[static_cast<std::size_t>(index)].init.kind == sdk::InitKind::kComponent;
+      });
+      if (!wanted) return;
+      if (abi_minor(component) < 1) {
+        throw Error(fmt::format("{} declares parameters it initialises itself, but its plugin is built for ABI minor "
+                                "{}, which has no initialize(); rebuild it against this SDK",
+                                owner, abi_minor(component)));
+      }
+      const auto params = views(indices);
+      sdk::InitArgs args;
+      args.params = params.data();
+      args.seed = model::component_seed(seed, stream);
+      check(component->initialize(args), owner + " initialize");
+    };
+    const std::uint64_t first_stream = store.entries().size();  // after the parameters' own streams
+    for (std::size_t layer = 0; layer < mixers.size(); ++layer) {
+      run(mixers[layer], mixer_params[layer], fmt::format("layer {} mixer/{}", layer, mixer_names[layer]),
+          first_stream + layer);
+    }
+    run(head, head_params, fmt::format("head/{}", head_name(config)), first_stream + mixers.size());
   }
 
   /// Holds the parameters as `dtype` from now on (f32 leaves them as they are; the norms stay
@@ -199,7 +218,7 @@ struct Model::Impl {
       throw Error(fmt::format("the input holds {} ids, but {} rows of {} tokens need {}", tokens.ids.size(),
                               tokens.batch, tokens.length, tokens.batch * tokens.length));
     }
-    const std::int64_t vocab = ssm().vocab_size;
+    const std::int64_t vocab = backbone().vocab_size;
     for (std::size_t i = 0; i < tokens.ids.size(); ++i) {
       if (tokens.ids[i] < 0 || tokens.ids[i] >= vocab) {
         throw Error(fmt::format("token id {} at row {}, position {} is outside the vocabulary [0, {})", tokens.ids[i],

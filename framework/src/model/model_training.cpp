@@ -71,10 +71,10 @@ double Model::accumulate_gradients(const TokenBatch& tokens, const TrainingTarge
   }
   impl.store.ensure_gradients();
   if (impl.device_runtime) return impl.runtime().accumulate_gradients(tokens, targets, recompute);
-  const SsmConfig& ssm = impl.ssm();
-  const std::int64_t B = tokens.batch, L = tokens.length, D = ssm.d_model, M = B * L;
+  const BackboneConfig& backbone = impl.backbone();
+  const std::int64_t B = tokens.batch, L = tokens.length, D = backbone.d_model, M = B * L;
   const std::size_t n_layer = impl.mixers.size();
-  sdk::Context ctx = impl.context(B, L, true);
+  sdk::Context ctx = impl.context();
   std::size_t activation_bytes = 0;
 
   // Saved tensors of a layer's mixer, as declared for (B, L).
@@ -109,7 +109,7 @@ double Model::accumulate_gradients(const TokenBatch& tokens, const TrainingTarge
     layer_inputs[layer] = hidden;
     activation_bytes += bytes_of(hidden);
     model::rms_norm(hidden.values.data(), impl.store.data(impl.layer_norms[layer]), normed.values.data(), M, D,
-                    ssm.norm_eps, impl.n_threads);
+                    backbone.norm_eps, impl.n_threads);
     std::vector<FloatTensor> layer_saved = make_saved(layer);
     run_mixer_forward(layer, normed, mixed, layer_saved);
     if (!recompute) {
@@ -119,7 +119,7 @@ double Model::accumulate_gradients(const TokenBatch& tokens, const TrainingTarge
     model::add_in_place(hidden.values.data(), mixed.values.data(), M * D, impl.n_threads);
   }
   FloatTensor final_normed({B, L, D});
-  model::rms_norm(hidden.values.data(), impl.store.data(impl.norm_f), final_normed.values.data(), M, D, ssm.norm_eps,
+  model::rms_norm(hidden.values.data(), impl.store.data(impl.norm_f), final_normed.values.data(), M, D, backbone.norm_eps,
                   impl.n_threads);
   const double dropout = model::dropout_rate(impl.config);
   std::vector<float> dropout_mask;
@@ -163,13 +163,13 @@ double Model::accumulate_gradients(const TokenBatch& tokens, const TrainingTarge
   for (std::size_t i = 0; i < dropout_mask.size(); ++i) grad_final.values[i] *= dropout_mask[i];
   FloatTensor grad_hidden({B, L, D});
   model::rms_norm_backward(hidden.values.data(), impl.store.data(impl.norm_f), grad_final.values.data(),
-                           grad_hidden.values.data(), impl.store.gradient(impl.norm_f), M, D, ssm.norm_eps,
+                           grad_hidden.values.data(), impl.store.gradient(impl.norm_f), M, D, backbone.norm_eps,
                            impl.n_threads);
   FloatTensor grad_normed({B, L, D});
   for (std::size_t layer = n_layer; layer-- > 0;) {
     const FloatTensor& input = layer_inputs[layer];
     model::rms_norm(input.values.data(), impl.store.data(impl.layer_norms[layer]), normed.values.data(), M, D,
-                    ssm.norm_eps, impl.n_threads);
+                    backbone.norm_eps, impl.n_threads);
     std::vector<FloatTensor> layer_saved;
     if (recompute) {
       layer_saved = make_saved(layer);
@@ -194,7 +194,7 @@ double Model::accumulate_gradients(const TokenBatch& tokens, const TrainingTarge
     // The residual passes grad_hidden through unchanged; the norm adds its input gradient.
     model::rms_norm_backward(input.values.data(), impl.store.data(impl.layer_norms[layer]), grad_normed.values.data(),
                              grad_hidden.values.data(), impl.store.gradient(impl.layer_norms[layer]), M, D,
-                             ssm.norm_eps, impl.n_threads);
+                             backbone.norm_eps, impl.n_threads);
   }
   model::embedding_backward(tokens.ids.data(), grad_hidden.values.data(), impl.store.gradient(impl.embedding), M, D);
   return loss;

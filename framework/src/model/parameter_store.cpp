@@ -8,6 +8,7 @@
 
 #include "mambakit/error.hpp"
 #include "mambakit/half.hpp"
+#include "mambakit/sdk/random.hpp"
 #include "views.hpp"
 
 namespace mambakit::model {
@@ -154,39 +155,28 @@ sdk::TensorView ParameterStore::gradient_view(int index) const {
   return contiguous_view(gradient(index), entries_[static_cast<std::size_t>(index)].shape);
 }
 
+std::uint64_t component_seed(std::uint64_t model_seed, std::uint64_t stream) {
+  sdk::Generator generator(model_seed ^ (0x9E3779B97F4A7C15ull * (stream + 1)));
+  return generator.next();
+}
+
 void ParameterStore::initialize(std::uint64_t seed) {
-  std::mt19937_64 rng(seed);
   for (std::size_t i = 0; i < entries_.size(); ++i) {
     const auto& entry = entries_[i];
     float* values = data(static_cast<int>(i));
     const sdk::Init& init = entry.init;
+    sdk::Generator generator(component_seed(seed, i));  // one stream per parameter
     switch (init.kind) {
       case sdk::InitKind::kZeros: std::fill(values, values + entry.numel, 0.0f); break;
       case sdk::InitKind::kOnes: std::fill(values, values + entry.numel, 1.0f); break;
       case sdk::InitKind::kConstant: std::fill(values, values + entry.numel, static_cast<float>(init.a)); break;
-      case sdk::InitKind::kUniform: {
-        std::uniform_real_distribution<double> uniform(init.a, init.b);
-        for (std::int64_t j = 0; j < entry.numel; ++j) values[j] = static_cast<float>(uniform(rng));
+      case sdk::InitKind::kUniform:
+        for (std::int64_t j = 0; j < entry.numel; ++j) values[j] = static_cast<float>(generator.uniform(init.a, init.b));
         break;
-      }
-      case sdk::InitKind::kNormal: {
-        std::normal_distribution<double> normal(init.a, init.b);
-        for (std::int64_t j = 0; j < entry.numel; ++j) values[j] = static_cast<float>(normal(rng));
+      case sdk::InitKind::kNormal:
+        for (std::int64_t j = 0; j < entry.numel; ++j) values[j] = static_cast<float>(generator.normal(init.a, init.b));
         break;
-      }
-      case sdk::InitKind::kSsmALog: {
-        const std::int64_t d_state = entry.shape.back();
-        for (std::int64_t j = 0; j < entry.numel; ++j) values[j] = static_cast<float>(std::log(1.0 + j % d_state));
-        break;
-      }
-      case sdk::InitKind::kDtBias: {
-        std::uniform_real_distribution<double> uniform(std::log(init.a), std::log(init.b));
-        for (std::int64_t j = 0; j < entry.numel; ++j) {
-          const double dt = std::max(std::exp(uniform(rng)), init.c);
-          values[j] = static_cast<float>(dt + std::log(-std::expm1(-dt)));  // softplus^-1(dt)
-        }
-        break;
-      }
+      case sdk::InitKind::kComponent: break;  // the declaring component's initialize() fills it
       default:
         throw Error(fmt::format("parameter {} has an unknown init kind {}", entry.name, static_cast<int>(init.kind)));
     }

@@ -4,7 +4,6 @@
 // parameters by name; a name declared twice (a tied LM head and the embedding) is one tensor.
 
 #include <cstdint>
-#include <random>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -34,7 +33,8 @@ class ParameterStore {
   /// Allocates the block (zeroed). Call once, after every declare().
   void allocate();
 
-  /// Fills every parameter by its Init rule, in declaration order, from `seed`.
+  /// Fills every parameter by its Init rule, each from its own generator seeded by `seed` and
+  /// its index; leaves those declared InitKind::kComponent to their component.
   void initialize(std::uint64_t seed);
 
   /// Holds every parameter except those in `keep_f32` as `dtype` (f16 or bf16, rounded to
@@ -84,6 +84,10 @@ class ParameterStore {
   sdk::DType weights_dtype_ = sdk::DType::kF32;
   std::vector<float> gradients_;
 };
+
+/// The seed of stream `stream` (a parameter's index, a component's position) of a model seeded
+/// with `model_seed`.
+std::uint64_t component_seed(std::uint64_t model_seed, std::uint64_t stream);
 
 /// "(a, b, c)".
 std::string format_shape(const std::vector<std::int64_t>& shape);

@@ -11,7 +11,7 @@
 #include <sstream>
 
 #include "mambakit/error.hpp"
-#include "../model/scan_selector.hpp"
+#include "../model/kernel_registry.hpp"
 #include "plugin_library.hpp"
 #include "staging_registrar.hpp"
 
@@ -21,27 +21,36 @@ const char* component_kind_name(ComponentKind kind) {
   switch (kind) {
     case ComponentKind::kMixer: return "mixer";
     case ComponentKind::kHead: return "head";
-    case ComponentKind::kScan: return "scan";
+    case ComponentKind::kKernel: return "kernel";
+    case ComponentKind::kConfigAdapter: return "config";
   }
   return "unknown";
 }
 
-std::string ComponentInfo::key() const { return fmt::format("{}/{}", component_kind_name(kind), name); }
+std::string ComponentInfo::key() const {
+  return fmt::format("{}/{}", kind == ComponentKind::kKernel ? kernel_kind : std::string(component_kind_name(kind)),
+                     name);
+}
 
 struct PluginHost::Impl {
   std::map<std::string, plugins::RegisteredComponent> registry;  // by key
   std::set<std::filesystem::path> loaded_files;                   // canonical paths
   std::vector<PluginLoadFailure> failures;
 
-  const plugins::RegisteredComponent& find(ComponentKind kind, const std::string& name) const {
-    const std::string key = fmt::format("{}/{}", component_kind_name(kind), name);
-    auto found = registry.find(key);
+  const plugins::RegisteredComponent& find(ComponentKind kind, const std::string& kernel_kind,
+                                           const std::string& name) const {
+    ComponentInfo wanted;
+    wanted.kind = kind;
+    wanted.kernel_kind = kernel_kind;
+    wanted.name = name;
+    auto found = registry.find(wanted.key());
     if (found == registry.end()) {
       std::vector<std::string> available;
       for (const auto& [other_key, entry] : registry) {
-        if (entry.info.kind == kind) available.push_back(entry.info.name);
+        if (entry.info.kind == kind && entry.info.kernel_kind == kernel_kind) available.push_back(entry.info.name);
       }
-      throw Error(fmt::format("unknown {} '{}'; available: {}", component_kind_name(kind), name,
+      const std::string what = kind == ComponentKind::kKernel ? kernel_kind + " kernel" : component_kind_name(kind);
+      throw Error(fmt::format("unknown {} '{}'; available: {}", what, name,
                               available.empty() ? std::string("(none: no plugin provides one)")
                                                 : fmt::format("{}", fmt::join(available, ", "))));
     }
@@ -49,16 +58,16 @@ struct PluginHost::Impl {
   }
 
   template <class Interface, class Factory>
-  std::unique_ptr<Interface, PinnedDeleter<Interface>> create(ComponentKind kind, const std::string& name,
-                                                              const std::string& config_json) const {
-    const plugins::RegisteredComponent& entry = find(kind, name);
+  PluginPtr<Interface> create(ComponentKind kind, const std::string& kernel_kind, const std::string& name,
+                              const std::string& config_json) const {
+    const plugins::RegisteredComponent& entry = find(kind, kernel_kind, name);
     Interface* object = nullptr;
     const sdk::Status status = std::get<Factory>(entry.factory)(config_json.c_str(), &object);
     if (!status.ok() || object == nullptr) {
       throw Error(fmt::format("{} (from {}) could not be created: {}", entry.info.key(), entry.info.file,
                               status.ok() ? "the factory returned no object" : status.message));
     }
-    return std::unique_ptr<Interface, PinnedDeleter<Interface>>(object, PinnedDeleter<Interface>(entry.keep_alive));
+    return PluginPtr<Interface>(object, PinnedDeleter<Interface>(entry.keep_alive, entry.info.abi_minor));
   }
 };
 
@@ -121,6 +130,7 @@ bool PluginHost::load_file(const std::filesystem::path& file) {
     plugin_template.file = canonical;
     plugin_template.plugin_name = library.info->name;
     plugin_template.plugin_version = library.info->version;
+    plugin_template.abi_minor = library.info->abi_minor;
     plugins::StagingRegistrar registrar(plugin_template);
     const sdk::Status status = library.info->register_components(registrar);
     if (!status.ok()) {
@@ -164,21 +174,44 @@ std::vector<std::string> PluginHost::names(ComponentKind kind) const {
   return list;
 }
 
+std::vector<std::string> PluginHost::kernel_names(const std::string& kernel_kind) const {
+  std::vector<std::string> list;
+  for (const auto& info : components()) {
+    if (info.kind == ComponentKind::kKernel && info.kernel_kind == kernel_kind) list.push_back(info.name);
+  }
+  return list;
+}
+
+std::vector<std::string> PluginHost::kernel_kinds() const {
+  std::set<std::string> kinds;
+  for (const auto& info : components()) {
+    if (info.kind == ComponentKind::kKernel) kinds.insert(info.kernel_kind);
+  }
+  return {kinds.begin(), kinds.end()};
+}
+
 MixerPtr PluginHost::create_mixer(const std::string& name, const std::string& config_json) const {
-  return impl_->create<sdk::Mixer, sdk::MixerFactory>(ComponentKind::kMixer, name, config_json);
+  return impl_->create<sdk::Mixer, sdk::MixerFactory>(ComponentKind::kMixer, "", name, config_json);
 }
 
 HeadPtr PluginHost::create_head(const std::string& name, const std::string& config_json) const {
-  return impl_->create<sdk::Head, sdk::HeadFactory>(ComponentKind::kHead, name, config_json);
+  return impl_->create<sdk::Head, sdk::HeadFactory>(ComponentKind::kHead, "", name, config_json);
 }
 
-ScanPtr PluginHost::create_scan(const std::string& name, const std::string& config_json) const {
-  return impl_->create<sdk::ScanBackend, sdk::ScanFactory>(ComponentKind::kScan, name, config_json);
+KernelPtr PluginHost::create_kernel(const std::string& kernel_kind, const std::string& name,
+                                    const std::string& config_json) const {
+  return impl_->create<sdk::Kernel, sdk::KernelFactory>(ComponentKind::kKernel, kernel_kind, name, config_json);
 }
 
-ScanChoice PluginHost::choose_scan(const std::string& name, const sdk::ScanProblem& problem) const {
-  const std::string chosen = model::ScanSelector(*this, name).select(problem).name;
-  return ScanChoice{create_scan(chosen), chosen};
+ConfigAdapterPtr PluginHost::create_config_adapter(const std::string& name) const {
+  return impl_->create<sdk::ConfigAdapter, sdk::ConfigAdapterFactory>(ComponentKind::kConfigAdapter, "", name, "{}");
+}
+
+KernelChoice PluginHost::choose_kernel(const std::string& kernel_kind, const std::string& name,
+                                       const sdk::KernelProblem& problem) const {
+  model::KernelRegistry registry(*this, {{kernel_kind, name}});
+  const std::string chosen = registry.choose(kernel_kind, problem).name;
+  return KernelChoice{create_kernel(kernel_kind, chosen), chosen};
 }
 
 }  // namespace mambakit

@@ -16,8 +16,14 @@ bool is_valid_component_name(const char* name) {
 
 }  // namespace
 
-sdk::Status StagingRegistrar::add(ComponentKind kind, const char* name, const char* help, AnyFactory factory) noexcept {
+sdk::Status StagingRegistrar::add(ComponentKind kind, const char* kernel_kind, const char* name, const char* help,
+                                  AnyFactory factory) noexcept {
   return sdk::guard([&]() -> sdk::Status {
+    if (kind == ComponentKind::kKernel && !is_valid_component_name(kernel_kind)) {
+      return sdk::Status::error(sdk::StatusCode::kInvalidArgument,
+                                "kernel kind '%s' is not a non-empty [a-z0-9_.-] string",
+                                kernel_kind ? kernel_kind : "(null)");
+    }
     if (!is_valid_component_name(name)) {
       return sdk::Status::error(sdk::StatusCode::kInvalidArgument,
                                 "component name '%s' is not a non-empty [a-z0-9_.-] string", name ? name : "(null)");
@@ -26,17 +32,17 @@ sdk::Status StagingRegistrar::add(ComponentKind kind, const char* name, const ch
     if (no_factory) {
       return sdk::Status::error(sdk::StatusCode::kInvalidArgument, "component '%s' has no factory", name);
     }
-    const bool repeated = std::any_of(staged_.begin(), staged_.end(), [&](const RegisteredComponent& entry) {
-      return entry.info.kind == kind && entry.info.name == name;
-    });
-    if (repeated) {
-      return sdk::Status::error(sdk::StatusCode::kInvalidArgument, "component %s/%s is registered twice",
-                                component_kind_name(kind), name);
-    }
     RegisteredComponent entry;
     entry.info = template_;
     entry.info.kind = kind;
+    entry.info.kernel_kind = kind == ComponentKind::kKernel ? kernel_kind : "";
     entry.info.name = name;
+    const std::string key = entry.info.key();
+    const bool repeated = std::any_of(staged_.begin(), staged_.end(),
+                                      [&](const RegisteredComponent& other) { return other.info.key() == key; });
+    if (repeated) {
+      return sdk::Status::error(sdk::StatusCode::kInvalidArgument, "component %s is registered twice", key.c_str());
+    }
     entry.info.help = help ? help : "";
     entry.factory = factory;
     staged_.push_back(std::move(entry));
@@ -45,15 +51,21 @@ sdk::Status StagingRegistrar::add(ComponentKind kind, const char* name, const ch
 }
 
 sdk::Status StagingRegistrar::add_mixer(const char* name, const char* help, sdk::MixerFactory factory) noexcept {
-  return add(ComponentKind::kMixer, name, help, factory);
+  return add(ComponentKind::kMixer, nullptr, name, help, factory);
 }
 
 sdk::Status StagingRegistrar::add_head(const char* name, const char* help, sdk::HeadFactory factory) noexcept {
-  return add(ComponentKind::kHead, name, help, factory);
+  return add(ComponentKind::kHead, nullptr, name, help, factory);
 }
 
-sdk::Status StagingRegistrar::add_scan(const char* name, const char* help, sdk::ScanFactory factory) noexcept {
-  return add(ComponentKind::kScan, name, help, factory);
+sdk::Status StagingRegistrar::add_kernel(const char* kind, const char* name, const char* help,
+                                         sdk::KernelFactory factory) noexcept {
+  return add(ComponentKind::kKernel, kind, name, help, factory);
+}
+
+sdk::Status StagingRegistrar::add_config_adapter(const char* name, const char* help,
+                                                 sdk::ConfigAdapterFactory factory) noexcept {
+  return add(ComponentKind::kConfigAdapter, nullptr, name, help, factory);
 }
 
 }  // namespace mambakit::plugins

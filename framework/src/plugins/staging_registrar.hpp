@@ -12,7 +12,7 @@
 
 namespace mambakit::plugins {
 
-using AnyFactory = std::variant<sdk::MixerFactory, sdk::HeadFactory, sdk::ScanFactory>;
+using AnyFactory = std::variant<sdk::MixerFactory, sdk::HeadFactory, sdk::KernelFactory, sdk::ConfigAdapterFactory>;
 
 /// A registered component: what is listed, how to make it, and the library that pins it.
 struct RegisteredComponent {
@@ -27,13 +27,16 @@ class StagingRegistrar final : public sdk::Registrar {
 
   sdk::Status add_mixer(const char* name, const char* help, sdk::MixerFactory factory) noexcept override;
   sdk::Status add_head(const char* name, const char* help, sdk::HeadFactory factory) noexcept override;
-  sdk::Status add_scan(const char* name, const char* help, sdk::ScanFactory factory) noexcept override;
+  sdk::Status add_kernel(const char* kind, const char* name, const char* help,
+                         sdk::KernelFactory factory) noexcept override;
+  sdk::Status add_config_adapter(const char* name, const char* help, sdk::ConfigAdapterFactory factory) noexcept override;
 
   /// The staged components (info and factory; keep_alive is left for the host to set).
   std::vector<RegisteredComponent>& staged() { return staged_; }
 
  private:
-  sdk::Status add(ComponentKind kind, const char* name, const char* help, AnyFactory factory) noexcept;
+  sdk::Status add(ComponentKind kind, const char* kernel_kind, const char* name, const char* help,
+                  AnyFactory factory) noexcept;
 
   ComponentInfo template_;
   std::vector<RegisteredComponent> staged_;

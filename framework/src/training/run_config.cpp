@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "../config/json_fields.hpp"
+#include "mambakit/sdk/scan_backend.hpp"
 #include "mambakit/error.hpp"
 #include "mambakit/model.hpp"
 #include "mambakit/trainer.hpp"
@@ -57,7 +58,10 @@ RunConfig parse_run_config(const std::string& json_text, const std::string& sour
   fields.read("threads", run.threads);
   fields.read("recompute", run.recompute);
   fields.read("save_dtype", run.save_dtype);
-  fields.read("scan", run.scan);
+  fields.read_string_map("kernels", run.kernels);
+  std::string scan;
+  fields.read("scan", scan);
+  if (!scan.empty()) run.kernels[sdk::kSelectiveScanKind] = scan;
   fields.read("device", run.device);
   fields.reject_unread();
 

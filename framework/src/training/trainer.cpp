@@ -151,14 +151,18 @@ bool train(const RunConfig& run, const PluginHost& host, bool resume, const std:
            const TrainingLog& log) {
   const auto tokenizer = make_tokenizer(run.tokenizer);
   const fs::path checkpoint = run.output_dir / "checkpoint";
-  ModelOptions options{run.scan, run.threads, run.seed, sdk::DType::kF32};  // training keeps f32 weights
+  ModelOptions options;
+  options.kernels = run.kernels;
+  options.n_threads = run.threads;
+  options.seed = run.seed;
+  options.weights_dtype = sdk::DType::kF32;  // training keeps f32 weights
   options.device = parse_device(run.device);
   Model model = resume               ? Model::load(checkpoint, host, options)
                 : !run.init_from.empty() ? Model::load(run.init_from, host, options)
-                                         : Model::create(parse_model_config(run.model_json, "run config \"model\""), host, options);
-  if (tokenizer->vocab_size() > ssm_of(model.config()).vocab_size) {
+                                         : Model::create(parse_model_config(run.model_json, "run config \"model\"", host), host, options);
+  if (tokenizer->vocab_size() > backbone_of(model.config()).vocab_size) {
     throw Error(fmt::format("the tokenizer has {} ids but the model's vocab_size is {}", tokenizer->vocab_size(),
-                            ssm_of(model.config()).vocab_size));
+                            backbone_of(model.config()).vocab_size));
   }
   AdamW optimizer(model, {run.beta1, run.beta2, 1e-8, run.weight_decay, run.clip_norm});
   if (resume) optimizer.load(checkpoint / "optimizer.safetensors");

@@ -63,7 +63,7 @@ sdk::Status s6_forward_cuda(const S6Dims& dims, const S6ParamIndex& index, const
     if (args.initial_state != nullptr) scan.initial_state = args.initial_state[kSsmState];
     if (args.final_state != nullptr) scan.final_state = args.final_state[kSsmState];
     scan.y = typed_view(y, {B, L, E}, device);
-    MAMBAKIT_RETURN_IF_ERROR(sdk::selective_scan_forward(context, scan));
+    MAMBAKIT_RETURN_IF_ERROR(sdk::selective_scan_forward(context, scan, args.saved != nullptr));
 
     return cuda_common::linear_gemm(kCudaComponent, context, y, E, device_param(params, index.out_proj_weight),
                                     device_param(params, index.out_proj_bias), args.y.as<float>(), D, M, E, D);

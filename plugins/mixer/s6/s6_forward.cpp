@@ -69,7 +69,7 @@ sdk::Status forward_typed(const S6Dims& dims, const S6ParamIndex& index, const s
   if (args.initial_state) scan.initial_state = args.initial_state[kSsmState];
   if (args.final_state) scan.final_state = args.final_state[kSsmState];
   scan.y = typed_view(y, {B, L, E});
-  MAMBAKIT_RETURN_IF_ERROR(sdk::selective_scan_forward(context, scan));
+  MAMBAKIT_RETURN_IF_ERROR(sdk::selective_scan_forward(context, scan, args.saved != nullptr));
 
   plugin_common::linear_forward(y, E, param[index.out_proj_weight], param[index.out_proj_bias], args.y.as<T>(), D, M,
                                 E, D);

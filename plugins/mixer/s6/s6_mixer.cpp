@@ -2,7 +2,12 @@
 
 #include <cmath>
 
+#include <algorithm>
+#include <vector>
+
 #include "json_config.hpp"
+#include "mambakit/sdk/random.hpp"
+#include "s6_config_adapters.hpp"
 #include "mambakit/sdk/plugin.hpp"
 #include "s6_cuda.hpp"
 #include "typed_params.hpp"
@@ -13,26 +18,40 @@ namespace {
 
 S6Dims read_dims(const char* config_json) {
   const plugin_common::JsonConfig config(config_json, "mixer/s6");
+  auto require = [](bool ok, const char* key, double value, const char* rule) {
+    if (!ok) {
+      throw std::invalid_argument("mixer/s6: \"" + std::string(key) + "\" = " + nlohmann::json(value).dump() +
+                                  " is invalid: " + rule);
+    }
+  };
   S6Dims dims;
   dims.d_model = config.integer("d_model", 1);
-  const std::int64_t default_expand = 2, default_conv = 4, default_state = 16, default_layers = 1;
+  const std::int64_t default_expand = 2, default_conv = 4, default_state = 16, default_layers = 1, no_layer = 0;
   dims.d_inner = config.integer("expand", 1, &default_expand) * dims.d_model;
   dims.d_state = config.integer("d_state", 1, &default_state);
+  require(dims.d_state <= 256, "d_state", static_cast<double>(dims.d_state), "must be in [1, 256]");
   dims.d_conv = config.integer("d_conv", 1, &default_conv);
-  const std::int64_t auto_rank = (dims.d_model + 15) / 16;
-  dims.dt_rank = config.integer("dt_rank", 1, &auto_rank);
+  require(dims.d_conv <= 16, "d_conv", static_cast<double>(dims.d_conv), "must be in [1, 16]");
+  const std::int64_t auto_rank = (dims.d_model + 15) / 16;  // "auto": ceil(d_model / 16)
+  dims.dt_rank = config.string_or_integer("dt_rank", "auto") == "auto" ? auto_rank : config.integer("dt_rank", 1);
   dims.n_layer = config.integer("n_layer", 1, &default_layers);
+  config.integer("layer_index", 0, &no_layer);
   dims.conv_bias = config.boolean("conv_bias", true);
   dims.bias = config.boolean("bias", false);
   dims.dt_min = config.number("dt_min", 0.001);
+  require(dims.dt_min > 0, "dt_min", dims.dt_min, "must be > 0");
   dims.dt_max = config.number("dt_max", 0.1);
+  require(dims.dt_max >= dims.dt_min, "dt_max", dims.dt_max, "must be >= dt_min");
   dims.dt_init_floor = config.number("dt_init_floor", 1e-4);
+  require(dims.dt_init_floor >= 0, "dt_init_floor", dims.dt_init_floor, "must be >= 0");
   dims.dt_scale = config.number("dt_scale", 1.0);
+  require(dims.dt_scale > 0, "dt_scale", dims.dt_scale, "must be > 0");
   const std::string dt_init = config.string("dt_init", "random");
   if (dt_init != "random" && dt_init != "constant") {
     throw std::invalid_argument("mixer/s6: \"dt_init\" = \"" + dt_init + "\" is invalid: must be random or constant");
   }
   dims.dt_init_random = dt_init == "random";
+  config.reject_unknown();
   return dims;
 }
 
@@ -82,9 +101,9 @@ sdk::Status S6Mixer::param_spec(std::int32_t i, sdk::ParamSpec* out) const noexc
     declare(out, "dt_proj.weight", {E, R},
             dims_.dt_init_random ? uniform(dt_std) : sdk::Init{sdk::InitKind::kConstant, dt_std}, true);
   } else if (i == index_.dt_proj_bias) {
-    declare(out, "dt_proj.bias", {E}, {sdk::InitKind::kDtBias, dims_.dt_min, dims_.dt_max, dims_.dt_init_floor}, false);
+    declare(out, "dt_proj.bias", {E}, {sdk::InitKind::kComponent}, false);  // see initialize()
   } else if (i == index_.a_log) {
-    declare(out, "A_log", {E, N}, {sdk::InitKind::kSsmALog}, false);
+    declare(out, "A_log", {E, N}, {sdk::InitKind::kComponent}, false);
   } else if (i == index_.d) {
     declare(out, "D", {E}, {sdk::InitKind::kOnes}, false);
   } else if (i == index_.out_proj_weight) {
@@ -96,6 +115,34 @@ sdk::Status S6Mixer::param_spec(std::int32_t i, sdk::ParamSpec* out) const noexc
                               i + 1);
   }
   return sdk::Status::success();
+}
+
+sdk::Status S6Mixer::initialize(const sdk::InitArgs& args) noexcept {
+  return sdk::guard([&]() -> sdk::Status {
+    const std::int64_t E = dims_.d_inner, N = dims_.d_state;
+    auto fill = [&](int index, auto value_of) {
+      const sdk::TensorView& view = args.params[index];
+      for (std::int64_t j = 0; j < view.numel(); ++j) {
+        if (view.dtype == sdk::DType::kF64) {
+          view.as<double>()[j] = value_of(j);
+        } else {
+          view.as<float>()[j] = static_cast<float>(value_of(j));
+        }
+      }
+    };
+    // S4D-real: A_log[e, n] = log(n + 1).
+    fill(index_.a_log, [&](std::int64_t j) { return std::log(1.0 + static_cast<double>(j % N)); });
+    // dt bias: softplus^-1(dt) with dt log-uniform in [dt_min, dt_max], clamped below at the floor.
+    sdk::Generator generator(args.seed);
+    std::vector<double> bias(static_cast<std::size_t>(E));
+    for (auto& value : bias) {
+      const double dt = std::max(std::exp(generator.uniform(std::log(dims_.dt_min), std::log(dims_.dt_max))),
+                                 dims_.dt_init_floor);
+      value = dt + std::log(-std::expm1(-dt));
+    }
+    fill(index_.dt_proj_bias, [&](std::int64_t j) { return bias[static_cast<std::size_t>(j)]; });
+    return sdk::Status::success();
+  });
 }
 
 sdk::Status S6Mixer::state_spec(std::int32_t i, std::int64_t batch, sdk::TensorSpec* out) const noexcept {
@@ -166,7 +213,13 @@ sdk::Status S6Mixer::step(const sdk::Context& context, const sdk::MixerStepArgs&
 namespace {
 
 sdk::Status register_components(sdk::Registrar& registrar) noexcept {
-  return registrar.add_mixer("s6", "Mamba-1 selective SSM mixer (Hugging Face layout; scan by the chosen backend)",
+  MAMBAKIT_RETURN_IF_ERROR(registrar.add_config_adapter(
+      "mamba-hf", "Hugging Face config.json of model_type \"mamba\" (Mamba-1, mixer/s6)",
+      &sdk::create_component<sdk::ConfigAdapter, HfMambaConfigAdapter>));
+  MAMBAKIT_RETURN_IF_ERROR(registrar.add_config_adapter(
+      "mambakit-1", "mambakit's first config format (Mamba-1 keys at the top level)",
+      &sdk::create_component<sdk::ConfigAdapter, MambakitV1ConfigAdapter>));
+  return registrar.add_mixer("s6", "Mamba-1 selective SSM mixer (Hugging Face layout; scan by the chosen kernel)",
                              &sdk::create_component<sdk::Mixer, S6Mixer>);
 }
 

@@ -26,6 +26,8 @@ class S6Mixer final : public sdk::Mixer {
   sdk::Status forward(const sdk::Context& context, const sdk::MixerForwardArgs& args) noexcept override;
   sdk::Status backward(const sdk::Context& context, const sdk::MixerBackwardArgs& args) noexcept override;
   sdk::Status step(const sdk::Context& context, const sdk::MixerStepArgs& args) noexcept override;
+  /// A_log = log(1..N) per channel (S4D-real) and the dt bias (softplus^-1 of a log-uniform dt).
+  sdk::Status initialize(const sdk::InitArgs& args) noexcept override;
 
  private:
   S6Dims dims_;

@@ -115,6 +115,9 @@ sdk::Status s6_step(const S6Dims& dims, const S6ParamIndex& index, const sdk::Co
 
     sdk::WorkspaceArray<float> xz(context, B * 2 * E), xc(context, B * E), dbc(context, B * W), dt(context, B * E),
         y(context, B * E), a(context, E * N);
+    sdk::ScanBackend* scan_kernel = nullptr;  // chosen once for the whole step, run per thread
+    MAMBAKIT_RETURN_IF_ERROR(sdk::find_selective_scan(
+        context, sdk::selective_scan_problem(context.device, sdk::DType::kF32, B, 1, E, N, false, true), &scan_kernel));
     sdk::Context one_thread = context;  // each thread scans its own channels
     one_thread.n_threads = 1;
     const int threads = std::max(1, context.n_threads);
@@ -181,7 +184,7 @@ sdk::Status s6_step(const S6Dims& dims, const S6ParamIndex& index, const sdk::Co
         scan.state.data = ssm_state.as<float>() + e0 * N;
         scan.state.shape[1] = width;
         scan.y = rows_view(y.data() + e0, B, width, E);
-        statuses[static_cast<std::size_t>(thread)] = sdk::selective_scan_step(one_thread, scan);
+        statuses[static_cast<std::size_t>(thread)] = sdk::selective_scan_step(*scan_kernel, one_thread, scan);
       }
       waited += barrier.arrive_and_wait(team, next_reads[2]);
       // out_proj mixes every channel.

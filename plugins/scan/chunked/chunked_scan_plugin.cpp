@@ -62,15 +62,17 @@ class ChunkedScan final : public sdk::ScanBackend {
   /// in the backward); scan/chunked does about twice its work (the chunk pass and the
   /// correction pass; measured 1.8 to 2.3 times scan/fused on one thread with bench/scan_bench),
   /// spread over every thread, so it is faster only when 2 * items < threads.
-  std::int32_t score(const sdk::ScanProblem& problem) const noexcept override {
+  std::int32_t score(const sdk::KernelProblem& problem) const noexcept override {
+    const sdk::SelectiveScanShape shape = sdk::selective_scan_shape(problem);
+    if (!shape.valid) return 0;
     const bool runs = problem.device.type == sdk::DeviceType::kCpu &&
                       (problem.dtype == sdk::DType::kF32 || problem.dtype == sdk::DType::kF64) &&
-                      problem.d_state <= scan_cpu::kMaxDState;
+                      shape.d_state <= scan_cpu::kMaxDState;
     if (!runs) return 0;
-    const std::int64_t blocks = (problem.d_inner + 15) / 16;
-    const std::int64_t fused_items = problem.needs_backward ? blocks : problem.batch * blocks;
+    const std::int64_t blocks = (shape.d_inner + 15) / 16;
+    const std::int64_t fused_items = problem.needs_backward ? blocks : shape.batch * blocks;
     const bool time_parallel_pays =
-        problem.dtype == sdk::DType::kF32 && 2 * fused_items < omp_get_max_threads() && problem.length >= kLongSequence;
+        problem.dtype == sdk::DType::kF32 && 2 * fused_items < omp_get_max_threads() && shape.length >= kLongSequence;
     return time_parallel_pays ? 150 : 50;
   }
 
@@ -124,9 +126,9 @@ class ChunkedScan final : public sdk::ScanBackend {
 namespace {
 
 sdk::Status register_components(sdk::Registrar& registrar) noexcept {
-  return registrar.add_scan("chunked",
+  return registrar.add_kernel(sdk::kSelectiveScanKind, "chunked",
                             "parallel over time in chunks with the state carried between them (f32, f64; CPU)",
-                            &sdk::create_component<sdk::ScanBackend, ChunkedScan>);
+                            &sdk::create_component<sdk::Kernel, ChunkedScan>);
 }
 
 }  // namespace

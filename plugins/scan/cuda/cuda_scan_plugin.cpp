@@ -94,9 +94,11 @@ class CudaScan final : public sdk::ScanBackend {
   }
 
   /// kScore for CUDA problems it supports, 0 otherwise (every CPU problem).
-  std::int32_t score(const sdk::ScanProblem& problem) const noexcept override {
+  std::int32_t score(const sdk::KernelProblem& problem) const noexcept override {
+    const sdk::SelectiveScanShape shape = sdk::selective_scan_shape(problem);
+    if (!shape.valid) return 0;
     const bool runs = problem.device.type == sdk::DeviceType::kCuda && (kDTypes & sdk::dtype_bit(problem.dtype)) != 0 &&
-                      problem.d_state <= kMaxDState && problem.batch <= kMaxBatch;
+                      shape.d_state <= kMaxDState && shape.batch <= kMaxBatch;
     return runs ? kScore : 0;
   }
 
@@ -183,10 +185,10 @@ class CudaScan final : public sdk::ScanBackend {
 namespace {
 
 sdk::Status register_components(sdk::Registrar& registrar) noexcept {
-  return registrar.add_scan("cuda",
+  return registrar.add_kernel(sdk::kSelectiveScanKind, "cuda",
                             "GPU scan: chunked block scans, state kept on chip, recompute in backward "
                             "(f32, f16, bf16; CUDA)",
-                            &sdk::create_component<sdk::ScanBackend, CudaScan>);
+                            &sdk::create_component<sdk::Kernel, CudaScan>);
 }
 
 }  // namespace

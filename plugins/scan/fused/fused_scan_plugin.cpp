@@ -21,9 +21,11 @@ class FusedScan final : public sdk::ScanBackend {
     out->step = true;
   }
 
-  std::int32_t score(const sdk::ScanProblem& problem) const noexcept override {
+  std::int32_t score(const sdk::KernelProblem& problem) const noexcept override {
+    const sdk::SelectiveScanShape shape = sdk::selective_scan_shape(problem);
+    if (!shape.valid) return 0;
     const bool runs = problem.device.type == sdk::DeviceType::kCpu && problem.dtype == sdk::DType::kF32 &&
-                      problem.d_state <= scan_cpu::kMaxDState;
+                      shape.d_state <= scan_cpu::kMaxDState;
     return runs ? kScore : 0;
   }
 
@@ -56,9 +58,9 @@ class FusedScan final : public sdk::ScanBackend {
 namespace {
 
 sdk::Status register_components(sdk::Registrar& registrar) noexcept {
-  return registrar.add_scan("fused",
+  return registrar.add_kernel(sdk::kSelectiveScanKind, "fused",
                             "fast CPU scan: SIMD over channels, states in registers, fused gate (f32; CPU)",
-                            &sdk::create_component<sdk::ScanBackend, FusedScan>);
+                            &sdk::create_component<sdk::Kernel, FusedScan>);
 }
 
 }  // namespace

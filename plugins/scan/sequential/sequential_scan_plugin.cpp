@@ -20,7 +20,9 @@ class SequentialScan final : public sdk::ScanBackend {
     out->step = true;
   }
 
-  std::int32_t score(const sdk::ScanProblem& problem) const noexcept override {
+  std::int32_t score(const sdk::KernelProblem& problem) const noexcept override {
+    const sdk::SelectiveScanShape shape = sdk::selective_scan_shape(problem);
+    if (!shape.valid) return 0;
     const bool runs = problem.device.type == sdk::DeviceType::kCpu &&
                       (problem.dtype == sdk::DType::kF32 || problem.dtype == sdk::DType::kF64);
     return runs ? 1 : 0;
@@ -63,8 +65,8 @@ class SequentialScan final : public sdk::ScanBackend {
 namespace {
 
 sdk::Status register_components(sdk::Registrar& registrar) noexcept {
-  return registrar.add_scan("sequential", "reference selective scan, one step at a time (f32, f64; CPU)",
-                            &sdk::create_component<sdk::ScanBackend, SequentialScan>);
+  return registrar.add_kernel(sdk::kSelectiveScanKind, "sequential", "reference selective scan, one step at a time (f32, f64; CPU)",
+                            &sdk::create_component<sdk::Kernel, SequentialScan>);
 }
 
 }  // namespace

@@ -9,10 +9,10 @@ namespace sdk = mambakit::sdk;
 using fixture_plugins::InertScan;
 
 sdk::Status register_components(sdk::Registrar& registrar) noexcept {
-  MAMBAKIT_RETURN_IF_ERROR(registrar.add_scan("test_unique_before_duplicate", "test: staged, then dropped",
-                                              &sdk::create_component<sdk::ScanBackend, InertScan>));
-  return registrar.add_scan("sequential", "test: a second scan/sequential",
-                            &sdk::create_component<sdk::ScanBackend, InertScan>);
+  MAMBAKIT_RETURN_IF_ERROR(registrar.add_kernel(mambakit::sdk::kSelectiveScanKind, "test_unique_before_duplicate", "test: staged, then dropped",
+                                              &sdk::create_component<sdk::Kernel, InertScan>));
+  return registrar.add_kernel(mambakit::sdk::kSelectiveScanKind, "sequential", "test: a second scan/sequential",
+                            &sdk::create_component<sdk::Kernel, InertScan>);
 }
 
 }  // namespace duplicate_plugin

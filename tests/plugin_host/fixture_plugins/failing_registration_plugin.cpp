@@ -8,10 +8,10 @@ namespace sdk = mambakit::sdk;
 using fixture_plugins::InertScan;
 
 sdk::Status register_components(sdk::Registrar& registrar) noexcept {
-  MAMBAKIT_RETURN_IF_ERROR(registrar.add_scan("test_half_registered", "test: staged before the failure",
-                                              &sdk::create_component<sdk::ScanBackend, InertScan>));
-  return registrar.add_scan("Bad Name!", "test: an invalid name",
-                            &sdk::create_component<sdk::ScanBackend, InertScan>);
+  MAMBAKIT_RETURN_IF_ERROR(registrar.add_kernel(mambakit::sdk::kSelectiveScanKind, "test_half_registered", "test: staged before the failure",
+                                              &sdk::create_component<sdk::Kernel, InertScan>));
+  return registrar.add_kernel(mambakit::sdk::kSelectiveScanKind, "Bad Name!", "test: an invalid name",
+                            &sdk::create_component<sdk::Kernel, InertScan>);
 }
 
 }  // namespace failing_registration_plugin

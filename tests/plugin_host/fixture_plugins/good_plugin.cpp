@@ -67,16 +67,16 @@ struct ScoredScan final : fixture_plugins::InertScan {
     out->dtypes = sdk::dtype_bit(sdk::DType::kF32);
     out->max_d_state = 16;
   }
-  std::int32_t score(const sdk::ScanProblem& problem) const noexcept override {
-    return problem.device.type == sdk::DeviceType::kCpu && problem.length > 100 ? 50 : 0;
+  std::int32_t score(const sdk::KernelProblem& problem) const noexcept override {
+    return problem.device.type == sdk::DeviceType::kCpu && sdk::selective_scan_shape(problem).length > 100 ? 50 : 0;
   }
 };
 
 sdk::Status register_components(sdk::Registrar& registrar) noexcept {
   MAMBAKIT_RETURN_IF_ERROR(registrar.add_mixer("test_affine", "test: y = w x + b",
                                                &sdk::create_component<sdk::Mixer, AffineMixer>));
-  return registrar.add_scan("test_scored", "test: scores 50 above length 100, runs nothing",
-                            &sdk::create_component<sdk::ScanBackend, ScoredScan>);
+  return registrar.add_kernel(sdk::kSelectiveScanKind, "test_scored", "test: scores 50 above length 100, runs nothing",
+                              &sdk::create_component<sdk::Kernel, ScoredScan>);
 }
 
 }  // namespace good_plugin

@@ -9,7 +9,7 @@ namespace fixture_plugins {
 struct InertScan : mambakit::sdk::ScanBackend {
   explicit InertScan(const char*) {}
   void capabilities(mambakit::sdk::ScanCapabilities*) const noexcept override {}
-  std::int32_t score(const mambakit::sdk::ScanProblem&) const noexcept override { return 0; }
+  std::int32_t score(const mambakit::sdk::KernelProblem&) const noexcept override { return 0; }
   mambakit::sdk::Status forward(const mambakit::sdk::Context&, const mambakit::sdk::ScanForwardArgs&) noexcept override {
     return mambakit::sdk::Status::error(mambakit::sdk::StatusCode::kUnsupported, "inert test scan");
   }

@@ -21,10 +21,10 @@ struct RejectingScan final : fixture_plugins::InertScan {
 };
 
 sdk::Status register_components(sdk::Registrar& registrar) noexcept {
-  MAMBAKIT_RETURN_IF_ERROR(registrar.add_scan("test_throwing", "test: constructor throws",
-                                              &sdk::create_component<sdk::ScanBackend, ThrowingScan>));
-  return registrar.add_scan("test_rejecting", "test: rejects its config",
-                            &sdk::create_component<sdk::ScanBackend, RejectingScan>);
+  MAMBAKIT_RETURN_IF_ERROR(registrar.add_kernel(mambakit::sdk::kSelectiveScanKind, "test_throwing", "test: constructor throws",
+                                              &sdk::create_component<sdk::Kernel, ThrowingScan>));
+  return registrar.add_kernel(mambakit::sdk::kSelectiveScanKind, "test_rejecting", "test: rejects its config",
+                            &sdk::create_component<sdk::Kernel, RejectingScan>);
 }
 
 }  // namespace throwing_plugin

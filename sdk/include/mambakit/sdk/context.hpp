@@ -9,7 +9,7 @@
 
 namespace mambakit::sdk {
 
-class ScanBackend;
+class KernelProvider;
 
 /// Scratch memory provided by the host for the duration of one call. Implemented by the host.
 /// Memory comes from the context's device. Not thread-safe: call it from the calling thread
@@ -30,6 +30,7 @@ class WorkspaceAllocator {
 /// Execution context handed to every compute call. Plain data; the host owns everything it
 /// points to, and keeps it alive for the duration of the call.
 struct Context {
+  std::uint32_t struct_size = sizeof(Context);
   /// Device the call's tensors live on and the work must run on.
   Device device{};
   /// Opaque accelerator stream (a cudaStream_t for CUDA); nullptr means the default stream.
@@ -39,10 +40,10 @@ struct Context {
   std::int32_t n_threads = 1;
   /// Scratch memory for the call; never nullptr when the host makes the call.
   WorkspaceAllocator* workspace = nullptr;
-  /// The selective-scan backend the host chose for this run (see scan_backend.hpp); mixers that
-  /// need a selective scan call it through sdk::selective_scan_forward() and friends. May be
-  /// nullptr when the model needs no scan.
-  ScanBackend* scan = nullptr;
+  /// The host's kernel choice (see kernel.hpp): a mixer asks it for the kernel of a kind for
+  /// its problem, e.g. through sdk::selective_scan_forward(). Never nullptr when the host
+  /// makes the call.
+  KernelProvider* kernels = nullptr;
 };
 
 }  // namespace mambakit::sdk

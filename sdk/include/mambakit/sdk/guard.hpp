@@ -25,7 +25,7 @@ Status guard(Body&& body) noexcept {
   }
 }
 
-/// A factory (MixerFactory, HeadFactory or ScanFactory) that constructs `Impl` from the
+/// A factory (MixerFactory, HeadFactory, KernelFactory or ConfigAdapterFactory) that constructs `Impl` from the
 /// config JSON text. A constructor that throws becomes a failed Status: std::invalid_argument
 /// gives kInvalidArgument (use it for bad config keys and values), anything else kInternal.
 template <class Interface, class Impl>

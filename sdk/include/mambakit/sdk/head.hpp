@@ -20,6 +20,7 @@ namespace mambakit::sdk {
 
 /// What a head instance can do.
 struct HeadCapabilities {
+  std::uint32_t struct_size = sizeof(HeadCapabilities);
   std::uint32_t devices = 0;       ///< mask of device_bit(DeviceType)
   std::uint32_t param_dtypes = 0;  ///< mask of dtype_bit(DType) its parameters may have
   bool backward = false;           ///< implements backward()
@@ -27,6 +28,7 @@ struct HeadCapabilities {
 
 /// Arguments of a head's forward pass.
 struct HeadForwardArgs {
+  std::uint32_t struct_size = sizeof(HeadForwardArgs);
   const TensorView* params = nullptr;  ///< in, param_count() views in declared order
   TensorView hidden;                   ///< in  (B, L, D), after the final norm
   /// in  (B) i32, optional: valid tokens per row (rows are right-padded); absent means L for all.
@@ -37,6 +39,7 @@ struct HeadForwardArgs {
 /// Arguments of a head's backward pass. Gradient outputs accumulate (+=); an absent view in
 /// grad_params marks a frozen parameter.
 struct HeadBackwardArgs {
+  std::uint32_t struct_size = sizeof(HeadBackwardArgs);
   const TensorView* params = nullptr;       ///< in, as in forward
   TensorView hidden;                        ///< in  (B, L, D)
   TensorView lengths;                       ///< in, as in forward
@@ -69,6 +72,12 @@ class Head {
   virtual Status forward(const Context& context, const HeadForwardArgs& args) noexcept = 0;
   /// Backward of forward() (see HeadBackwardArgs).
   virtual Status backward(const Context& context, const HeadBackwardArgs& args) noexcept = 0;
+
+  /// ABI 2.1. As Mixer::initialize(): fills the parameters declared InitKind::kComponent.
+  virtual Status initialize(const InitArgs& args) noexcept {
+    (void)args;
+    return Status::success();
+  }
 };
 
 }  // namespace mambakit::sdk

@@ -25,6 +25,7 @@ namespace mambakit::sdk {
 
 /// What a mixer instance can do.
 struct MixerCapabilities {
+  std::uint32_t struct_size = sizeof(MixerCapabilities);
   std::uint32_t devices = 0;       ///< mask of device_bit(DeviceType)
   std::uint32_t param_dtypes = 0;  ///< mask of dtype_bit(DType) its parameters may have
   bool backward = false;           ///< implements backward()
@@ -33,6 +34,7 @@ struct MixerCapabilities {
 
 /// Arguments of a forward pass over whole sequences.
 struct MixerForwardArgs {
+  std::uint32_t struct_size = sizeof(MixerForwardArgs);
   const TensorView* params = nullptr;         ///< in, param_count() views in declared order
   TensorView x;                               ///< in  (B, L, D) f32 (f64 with f64 parameters)
   TensorView y;                               ///< out (B, L, D), overwritten
@@ -45,6 +47,7 @@ struct MixerForwardArgs {
 /// Arguments of a backward pass. Every gradient output accumulates (+=); an absent view in
 /// grad_params (data == nullptr) marks a frozen parameter whose gradient is not wanted.
 struct MixerBackwardArgs {
+  std::uint32_t struct_size = sizeof(MixerBackwardArgs);
   const TensorView* params = nullptr;              ///< in, as in forward
   TensorView x;                                    ///< in  (B, L, D), the forward input
   const TensorView* initial_state = nullptr;       ///< in, as in forward
@@ -58,6 +61,7 @@ struct MixerBackwardArgs {
 
 /// Arguments of one decode step: one new token per row, state updated in place.
 struct MixerStepArgs {
+  std::uint32_t struct_size = sizeof(MixerStepArgs);
   const TensorView* params = nullptr;  ///< in, as in forward
   TensorView x;                        ///< in  (B, D) f32
   TensorView y;                        ///< out (B, D), overwritten
@@ -100,6 +104,14 @@ class Mixer {
   virtual Status backward(const Context& context, const MixerBackwardArgs& args) noexcept = 0;
   /// One token per row, equal to forward() on the sequence so far, position by position.
   virtual Status step(const Context& context, const MixerStepArgs& args) noexcept = 0;
+
+  /// ABI 2.1. Fills the parameters declared InitKind::kComponent (see InitArgs). The host calls
+  /// it once after creating a model without a checkpoint, only on plugins built for minor 1 or
+  /// later; a mixer that declares no such parameter may leave the default, which does nothing.
+  virtual Status initialize(const InitArgs& args) noexcept {
+    (void)args;
+    return Status::success();
+  }
 };
 
 }  // namespace mambakit::sdk

@@ -20,10 +20,12 @@ namespace mambakit::sdk {
 
 /// ABI major version: changes when an interface changes incompatibly. The host refuses a
 /// plugin whose major differs from its own.
-inline constexpr std::uint32_t kAbiMajor = 1;
+inline constexpr std::uint32_t kAbiMajor = 2;
 /// ABI minor version: grows when something is appended. The host refuses a plugin built
-/// against a newer minor than its own.
-inline constexpr std::uint32_t kAbiMinor = 0;
+/// against a newer minor than its own, records each plugin's minor, and never calls a method
+/// appended after it. History of major 2: 2.0 the interfaces; 2.1 Mixer::initialize() and
+/// Head::initialize().
+inline constexpr std::uint32_t kAbiMinor = 1;
 
 #define MAMBAKIT_SDK_STRINGIFY_INNER(x) #x
 #define MAMBAKIT_SDK_STRINGIFY(x) MAMBAKIT_SDK_STRINGIFY_INNER(x)

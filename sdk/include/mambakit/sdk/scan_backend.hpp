@@ -1,6 +1,7 @@
 #pragma once
 /// \file
-/// ScanBackend: the Mamba-1 selective scan, forward, backward and one-token step.
+/// ScanBackend: the kernels of kind "selective_scan" (the Mamba-1 selective scan), forward,
+/// backward and one-token step.
 ///
 /// Dimension legend: B batch, L length, E d_inner (channels), N d_state.
 /// Per channel e and step t, with dt = delta_softplus ? softplus(delta + delta_bias)
@@ -19,6 +20,7 @@
 
 #include "mambakit/sdk/context.hpp"
 #include "mambakit/sdk/dtype.hpp"
+#include "mambakit/sdk/kernel.hpp"
 #include "mambakit/sdk/status.hpp"
 #include "mambakit/sdk/tensor_view.hpp"
 
@@ -26,6 +28,7 @@ namespace mambakit::sdk {
 
 /// What a backend can do, whatever the problem size.
 struct ScanCapabilities {
+  std::uint32_t struct_size = sizeof(ScanCapabilities);
   std::uint32_t devices = 0;      ///< mask of device_bit(DeviceType)
   std::uint32_t dtypes = 0;       ///< mask of dtype_bit(DType) accepted as the problem dtype
   std::int64_t max_d_state = 0;   ///< largest N supported
@@ -33,19 +36,50 @@ struct ScanCapabilities {
   bool step = false;              ///< implements step()
 };
 
-/// A scan request as the host sees it when choosing a backend.
-struct ScanProblem {
-  Device device{};
-  DType dtype = DType::kF32;
-  std::int64_t batch = 0;
-  std::int64_t length = 0;
-  std::int64_t d_inner = 0;
-  std::int64_t d_state = 0;
-  bool needs_backward = false;
+/// The kernel kind of the selective scan.
+inline constexpr const char* kSelectiveScanKind = "selective_scan";
+
+/// Positions of a selective-scan problem's sizes in KernelProblem::dims.
+enum SelectiveScanDim : std::int32_t { kScanBatch = 0, kScanLength = 1, kScanDInner = 2, kScanDState = 3, kScanDims = 4 };
+
+/// The KernelProblem of a (B, L, E, N) selective scan.
+inline KernelProblem selective_scan_problem(Device device, DType dtype, std::int64_t batch, std::int64_t length,
+                                            std::int64_t d_inner, std::int64_t d_state, bool needs_backward = false,
+                                            bool needs_step = false) noexcept {
+  KernelProblem problem;
+  problem.device = device;
+  problem.dtype = dtype;
+  problem.n_dims = kScanDims;
+  problem.dims[kScanBatch] = batch;
+  problem.dims[kScanLength] = length;
+  problem.dims[kScanDInner] = d_inner;
+  problem.dims[kScanDState] = d_state;
+  problem.needs_backward = needs_backward;
+  problem.needs_step = needs_step;
+  return problem;
+}
+
+/// The sizes of a selective-scan problem, read from a KernelProblem.
+struct SelectiveScanShape {
+  bool valid = false;  ///< the problem carries the kind's kScanDims sizes, all >= 1
+  std::int64_t batch = 0, length = 0, d_inner = 0, d_state = 0;
 };
+
+/// The sizes of `problem` (invalid when it does not carry kScanDims positive sizes).
+inline SelectiveScanShape selective_scan_shape(const KernelProblem& problem) noexcept {
+  SelectiveScanShape shape;
+  if (problem.n_dims != kScanDims) return shape;
+  shape.batch = problem.dims[kScanBatch];
+  shape.length = problem.dims[kScanLength];
+  shape.d_inner = problem.dims[kScanDInner];
+  shape.d_state = problem.dims[kScanDState];
+  shape.valid = shape.batch >= 1 && shape.length >= 1 && shape.d_inner >= 1 && shape.d_state >= 1;
+  return shape;
+}
 
 /// Arguments of a forward scan over a whole sequence.
 struct ScanForwardArgs {
+  std::uint32_t struct_size = sizeof(ScanForwardArgs);
   TensorView u;              ///< in  (B, L, E)
   TensorView delta;          ///< in  (B, L, E), before bias and softplus
   TensorView A;              ///< in  (E, N), the negative real diagonal (-exp(A_log))
@@ -64,6 +98,7 @@ struct ScanForwardArgs {
 /// passes; an absent gradient view is not computed. The backend recomputes what it needs from
 /// the forward inputs.
 struct ScanBackwardArgs {
+  std::uint32_t struct_size = sizeof(ScanBackwardArgs);
   ScanForwardArgs forward;       ///< the forward inputs; forward.y and forward.final_state are ignored
   TensorView grad_y;             ///< in  (B, L, E)
   TensorView grad_final_state;   ///< in  (B, E, N), optional
@@ -80,6 +115,7 @@ struct ScanBackwardArgs {
 
 /// Arguments of one recurrent step (decode): the same math for a single time step.
 struct ScanStepArgs {
+  std::uint32_t struct_size = sizeof(ScanStepArgs);
   TensorView u;           ///< in  (B, E)
   TensorView delta;       ///< in  (B, E)
   TensorView A;           ///< in  (E, N)
@@ -93,21 +129,17 @@ struct ScanStepArgs {
   TensorView y;           ///< out (B, E)
 };
 
-/// A selective-scan implementation. Created by a plugin factory (see registrar.hpp); owned by
-/// the host, which deletes it through the virtual destructor before unloading the plugin.
-/// Methods are const-callable from several threads at once unless a backend documents
-/// otherwise: a backend keeps no per-call state in members.
+/// A selective-scan implementation: a Kernel registered under kSelectiveScanKind, whose
+/// score() reads the problem's dims in SelectiveScanDim order. Created by a plugin factory
+/// (see registrar.hpp); owned by the host, which deletes it through the virtual destructor
+/// before unloading the plugin. Methods may run from several threads at once unless a backend
+/// documents otherwise: a backend keeps no per-call state in members.
 /// Append-only: new virtual functions go after the last one, with an ABI minor bump.
-class ScanBackend {
+class ScanBackend : public Kernel {
  public:
-  virtual ~ScanBackend() = default;
 
   /// Fills `out` with what this backend supports. Never fails.
   virtual void capabilities(ScanCapabilities* out) const noexcept = 0;
-
-  /// How well this backend suits `problem` on this machine: 0 means it cannot run it at all;
-  /// otherwise higher is faster. The host's `auto` choice takes the highest score.
-  virtual std::int32_t score(const ScanProblem& problem) const noexcept = 0;
 
   /// Runs the forward scan. Inputs have been validated by the host; on failure the outputs
   /// are unspecified and the returned Status says why.

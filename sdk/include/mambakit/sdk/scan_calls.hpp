@@ -2,7 +2,8 @@
 /// \file
 /// Validating entry points to the selective scan. Mixers and the host call a backend through
 /// these, never through its virtual functions directly: the arguments are checked once here,
-/// and backends may assume valid input.
+/// and backends may assume valid input. The overloads without a backend ask the context's
+/// KernelProvider for the kernel the host chose for the problem.
 
 #include <cinttypes>
 
@@ -113,18 +114,14 @@ inline Status check_scan_step_args(const ScanStepArgs& args, Device device) noex
   return check_view(args.y, "scan step y", dtype, device, {batch, d_inner});
 }
 
-/// Checks that the context carries a backend that can run on its device, dtype and d_state, and
-/// has the requested paths.
-inline Status check_scan_backend(const Context& context, DType dtype, std::int64_t d_state, bool needs_backward,
-                                 bool needs_step) noexcept {
-  if (context.scan == nullptr) {
-    return Status::error(StatusCode::kInvalidArgument, "no scan backend was selected for this call");
-  }
+/// Checks that `scan` can run on `device`, `dtype` and `d_state`, and has the requested paths.
+inline Status check_scan_backend(const ScanBackend& scan, Device device, DType dtype, std::int64_t d_state,
+                                 bool needs_backward, bool needs_step) noexcept {
   ScanCapabilities capabilities;
-  context.scan->capabilities(&capabilities);
-  if ((capabilities.devices & device_bit(context.device.type)) == 0) {
+  scan.capabilities(&capabilities);
+  if ((capabilities.devices & device_bit(device.type)) == 0) {
     return Status::error(StatusCode::kUnsupported, "the selected scan backend cannot run on %s",
-                         device_type_name(context.device.type));
+                         device_type_name(device.type));
   }
   if ((capabilities.dtypes & dtype_bit(dtype)) == 0) {
     return Status::error(StatusCode::kUnsupported, "the selected scan backend does not support dtype %s",
@@ -144,25 +141,79 @@ inline Status check_scan_backend(const Context& context, DType dtype, std::int64
   return Status::success();
 }
 
-/// Validates `args`, then runs context.scan->forward().
-inline Status selective_scan_forward(const Context& context, const ScanForwardArgs& args) noexcept {
-  MAMBAKIT_RETURN_IF_ERROR(check_scan_forward_args(args, context.device));
-  MAMBAKIT_RETURN_IF_ERROR(check_scan_backend(context, args.u.dtype, args.A.shape[1], false, false));
-  return context.scan->forward(context, args);
+/// Writes to `*out` the selective-scan kernel that the host chose for `problem`
+/// (Context::kernels, see kernel.hpp).
+inline Status find_selective_scan(const Context& context, const KernelProblem& problem, ScanBackend** out) noexcept {
+  if (context.kernels == nullptr) {
+    return Status::error(StatusCode::kInvalidArgument, "the call's context carries no kernel provider");
+  }
+  Kernel* kernel = nullptr;
+  MAMBAKIT_RETURN_IF_ERROR(context.kernels->find(kSelectiveScanKind, problem, &kernel));
+  *out = static_cast<ScanBackend*>(kernel);  // registered under kSelectiveScanKind: a ScanBackend
+  return Status::success();
 }
 
-/// Validates `args`, then runs context.scan->backward().
+/// Validates `args`, then runs `scan`'s forward.
+inline Status selective_scan_forward(const ScanBackend& scan, const Context& context,
+                                     const ScanForwardArgs& args) noexcept {
+  MAMBAKIT_RETURN_IF_ERROR(check_scan_forward_args(args, context.device));
+  MAMBAKIT_RETURN_IF_ERROR(check_scan_backend(scan, context.device, args.u.dtype, args.A.shape[1], false, false));
+  return const_cast<ScanBackend&>(scan).forward(context, args);
+}
+
+/// Validates `args`, then runs `scan`'s backward.
+inline Status selective_scan_backward(const ScanBackend& scan, const Context& context,
+                                      const ScanBackwardArgs& args) noexcept {
+  MAMBAKIT_RETURN_IF_ERROR(check_scan_backward_args(args, context.device));
+  MAMBAKIT_RETURN_IF_ERROR(
+      check_scan_backend(scan, context.device, args.forward.u.dtype, args.forward.A.shape[1], true, false));
+  return const_cast<ScanBackend&>(scan).backward(context, args);
+}
+
+/// Validates `args`, then runs `scan`'s step.
+inline Status selective_scan_step(const ScanBackend& scan, const Context& context, const ScanStepArgs& args) noexcept {
+  MAMBAKIT_RETURN_IF_ERROR(check_scan_step_args(args, context.device));
+  MAMBAKIT_RETURN_IF_ERROR(check_scan_backend(scan, context.device, args.u.dtype, args.A.shape[1], false, true));
+  return const_cast<ScanBackend&>(scan).step(context, args);
+}
+
+/// Validates `args`, asks the host for the selective-scan kernel of this (B, L, E, N) problem,
+/// and runs its forward. `before_backward`: a backward of the same problem follows (training),
+/// so the kernel is chosen among those that have one.
+inline Status selective_scan_forward(const Context& context, const ScanForwardArgs& args,
+                                     bool before_backward = false) noexcept {
+  MAMBAKIT_RETURN_IF_ERROR(check_scan_forward_args(args, context.device));
+  ScanBackend* scan = nullptr;
+  MAMBAKIT_RETURN_IF_ERROR(find_selective_scan(
+      context,
+      selective_scan_problem(context.device, args.u.dtype, args.u.shape[0], args.u.shape[1], args.u.shape[2],
+                             args.A.shape[1], before_backward),
+      &scan));
+  return selective_scan_forward(*scan, context, args);
+}
+
+/// As the forward above, for the backward (the kernel is chosen for a problem that needs it).
 inline Status selective_scan_backward(const Context& context, const ScanBackwardArgs& args) noexcept {
   MAMBAKIT_RETURN_IF_ERROR(check_scan_backward_args(args, context.device));
-  MAMBAKIT_RETURN_IF_ERROR(check_scan_backend(context, args.forward.u.dtype, args.forward.A.shape[1], true, false));
-  return context.scan->backward(context, args);
+  const TensorView& u = args.forward.u;
+  ScanBackend* scan = nullptr;
+  MAMBAKIT_RETURN_IF_ERROR(find_selective_scan(
+      context,
+      selective_scan_problem(context.device, u.dtype, u.shape[0], u.shape[1], u.shape[2], args.forward.A.shape[1], true),
+      &scan));
+  return selective_scan_backward(*scan, context, args);
 }
 
-/// Validates `args`, then runs context.scan->step().
+/// As the forward above, for one step (a length-1 problem that needs the step path).
 inline Status selective_scan_step(const Context& context, const ScanStepArgs& args) noexcept {
   MAMBAKIT_RETURN_IF_ERROR(check_scan_step_args(args, context.device));
-  MAMBAKIT_RETURN_IF_ERROR(check_scan_backend(context, args.u.dtype, args.A.shape[1], false, true));
-  return context.scan->step(context, args);
+  ScanBackend* scan = nullptr;
+  MAMBAKIT_RETURN_IF_ERROR(find_selective_scan(
+      context,
+      selective_scan_problem(context.device, args.u.dtype, args.u.shape[0], 1, args.u.shape[1], args.A.shape[1],
+                             false, true),
+      &scan));
+  return selective_scan_step(*scan, context, args);
 }
 
 }  // namespace mambakit::sdk

@@ -29,7 +29,8 @@ struct TensorSpec {
   }
 };
 
-/// How the host fills a parameter when a model is created without a checkpoint.
+/// How a parameter is filled when a model is created without a checkpoint: by the host from a
+/// generator seeded per component (the first five kinds), or by the component (kComponent).
 /// Values are stable (append only).
 enum class InitKind : std::int32_t {
   kZeros = 0,
@@ -37,10 +38,9 @@ enum class InitKind : std::int32_t {
   kConstant = 2,  ///< every element = a
   kUniform = 3,   ///< U(a, b)
   kNormal = 4,    ///< N(mean a, standard deviation b)
-  /// Mamba's S4D-real A: element (e, n) of an (E, N) tensor = log(n + 1).
-  kSsmALog = 5,
-  /// Mamba's dt bias: softplus^-1(dt) with dt = exp(U(log a, log b)) clamped below at c.
-  kDtBias = 6,
+  /// The component fills it itself in its initialize() (mixer.hpp, head.hpp), for rules that
+  /// are its own (e.g. Mamba's A_log and dt bias).
+  kComponent = 5,
 };
 
 /// Initialisation rule of a parameter: a kind and up to three numbers whose meaning the kind
@@ -62,6 +62,17 @@ struct ParamSpec {
   Init init;
   /// Whether AdamW applies weight decay to it (false for A_log, D, norms and biases).
   bool weight_decay = true;
+};
+
+/// Arguments of Mixer::initialize() and Head::initialize(): the parameters to fill, and a seed.
+struct InitArgs {
+  std::uint32_t struct_size = sizeof(InitArgs);
+  /// in/out, param_count() views in declared order, f32 or f64. Those declared
+  /// InitKind::kComponent are to be written; the others already hold the host's values.
+  const TensorView* params = nullptr;
+  /// This component's seed, derived by the host from the model's seed and the component's
+  /// position; use it with sdk::Generator (random.hpp) so that a seed gives one model.
+  std::uint64_t seed = 0;
 };
 
 /// Fills `spec` with a name (truncated to kMaxNameLength-1 bytes), dtype and shape.

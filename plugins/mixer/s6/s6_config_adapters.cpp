@@ -1,0 +1,202 @@
+#include "s6_config_adapters.hpp"
+
+#include <nlohmann/json.hpp>
+#include <set>
+#include <stdexcept>
+#include <string>
+
+#include "mambakit/sdk/guard.hpp"
+
+namespace mambakit::mixer_s6 {
+
+namespace {
+
+using nlohmann::json;
+
+constexpr const char* kNativeFormat = "mambakit-2";
+
+json parse_object(const char* text) {
+  json root = json::parse(text != nullptr ? text : "", nullptr, false);
+  if (root.is_discarded() || !root.is_object()) throw std::invalid_argument("the config is not a JSON object");
+  return root;
+}
+
+[[noreturn]] void fail(const std::string& key, const json& value, const std::string& rule) {
+  throw std::invalid_argument(key + " = " + value.dump() + " is invalid: " + rule);
+}
+
+/// Moves the keys of `root` named in `renames` (from -> to) into `out`, marking them read.
+void move_keys(const json& root, std::initializer_list<std::pair<const char*, const char*>> renames, json& out,
+               std::set<std::string>& read) {
+  for (const auto& [from, to] : renames) {
+    read.insert(from);
+    const auto found = root.find(from);
+    if (found != root.end()) out[to] = *found;
+  }
+}
+
+void reject_unread(const json& root, const std::set<std::string>& read, const char* format) {
+  for (const auto& [key, value] : root.items()) {
+    if (read.count(key) == 0) {
+      throw std::invalid_argument(std::string("unknown key \"") + key + "\" (value " + value.dump() + ") in a " +
+                                  format + " config");
+    }
+  }
+}
+
+sdk::Status write(const json& native, sdk::TextSink* out) {
+  const std::string text = native.dump();
+  out->append(text.data(), text.size());
+  return sdk::Status::success();
+}
+
+/// Runs `body`, turning std::invalid_argument into kInvalidArgument.
+template <class Body>
+sdk::Status translating(Body&& body) noexcept {
+  return sdk::guard([&]() -> sdk::Status {
+    try {
+      return body();
+    } catch (const std::invalid_argument& error) {
+      return sdk::Status::error(sdk::StatusCode::kInvalidArgument, "%s", error.what());
+    }
+  });
+}
+
+/// The Mamba-1 keys of mambakit's first format, which are mixer/s6's options of the same name.
+constexpr const char* kS6Keys[] = {"d_state", "d_conv", "expand", "dt_rank", "dt_min", "dt_max",
+                                   "dt_init", "dt_scale", "dt_init_floor", "conv_bias", "bias"};
+
+}  // namespace
+
+std::int32_t HfMambaConfigAdapter::score(const char* config_json) const noexcept {
+  try {
+    const json root = json::parse(config_json != nullptr ? config_json : "", nullptr, false);
+    return root.is_object() && root.value("model_type", json()) == "mamba" ? 100 : 0;
+  } catch (...) {
+    return 0;
+  }
+}
+
+sdk::Status HfMambaConfigAdapter::translate(const char* config_json, sdk::TextSink* out) const noexcept {
+  return translating([&] {
+    const json root = parse_object(config_json);
+    std::set<std::string> read = {"model_type"};
+    json native = {{"format", kNativeFormat}, {"task", "causal_lm"}, {"pad_vocab_size_multiple", 1}};
+    move_keys(root,
+              {{"hidden_size", "d_model"},
+               {"num_hidden_layers", "n_layer"},
+               {"layer_norm_epsilon", "norm_eps"},
+               {"residual_in_fp32", "residual_in_fp32"},
+               {"vocab_size", "vocab_size"},  // Hugging Face stores the padded size
+               {"tie_word_embeddings", "tie_embeddings"}},
+              native, read);
+    json options = json::object();
+    move_keys(root,
+              {{"state_size", "d_state"},
+               {"conv_kernel", "d_conv"},
+               {"expand", "expand"},
+               {"time_step_rank", "dt_rank"},
+               {"time_step_min", "dt_min"},
+               {"time_step_max", "dt_max"},
+               {"time_step_init_scheme", "dt_init"},
+               {"time_step_scale", "dt_scale"},
+               {"time_step_floor", "dt_init_floor"},
+               {"use_conv_bias", "conv_bias"},
+               {"use_bias", "bias"}},
+              options, read);
+    native["mixer"] = {{"name", "s6"}, {"options", options}};
+    // Keys that change nothing in the model mambakit builds (token ids, training-time and
+    // library settings, and the duplicates some checkpoints carry from mamba_ssm's config).
+    for (const char* key : {"architectures", "bos_token_id", "eos_token_id", "pad_token_id", "use_cache",
+                            "torch_dtype", "transformers_version", "initializer_range", "rescale_prenorm_residual",
+                            "use_mambapy", "_name_or_path", "d_model", "n_layer", "fused_add_norm",
+                            "pad_vocab_size_multiple", "ssm_cfg"}) {
+      read.insert(key);
+    }
+    read.insert("hidden_act");
+    if (root.contains("hidden_act") && root["hidden_act"] != "silu") {
+      fail("hidden_act", root["hidden_act"], "mambakit's Mamba-1 mixer uses silu");
+    }
+    read.insert("rms_norm");
+    if (root.contains("rms_norm") && root["rms_norm"] != true) {
+      fail("rms_norm", root["rms_norm"], "mambakit's Mamba-1 stacks use RMSNorm");
+    }
+    read.insert("intermediate_size");
+    if (root.contains("intermediate_size")) {
+      const json& size = root["intermediate_size"];
+      const std::int64_t hidden = root.value("hidden_size", std::int64_t{768});
+      const std::int64_t expand = root.value("expand", std::int64_t{2});
+      if (!size.is_number_integer() || size.get<std::int64_t>() != expand * hidden) {
+        fail("intermediate_size", size,
+             "must equal expand * hidden_size = " + std::to_string(expand) + " * " + std::to_string(hidden));
+      }
+    }
+    reject_unread(root, read, "Hugging Face mamba");
+    return write(native, out);
+  });
+}
+
+std::int32_t MambakitV1ConfigAdapter::score(const char* config_json) const noexcept {
+  try {
+    const json root = json::parse(config_json != nullptr ? config_json : "", nullptr, false);
+    return root.is_object() && !root.contains("format") && !root.contains("model_type") ? 10 : 0;
+  } catch (...) {
+    return 0;
+  }
+}
+
+sdk::Status MambakitV1ConfigAdapter::translate(const char* config_json, sdk::TextSink* out) const noexcept {
+  return translating([&] {
+    const json root = parse_object(config_json);
+    std::set<std::string> read;
+    json native = {{"format", kNativeFormat}};
+    move_keys(root,
+              {{"task", "task"},
+               {"d_model", "d_model"},
+               {"n_layer", "n_layer"},
+               {"norm_eps", "norm_eps"},
+               {"residual_in_fp32", "residual_in_fp32"},
+               {"vocab_size", "vocab_size"},
+               {"pad_vocab_size_multiple", "pad_vocab_size_multiple"},
+               {"tie_embeddings", "tie_embeddings"},
+               {"num_labels", "num_labels"},
+               {"pooling", "pooling"},
+               {"dropout", "dropout"},
+               {"labels", "labels"}},
+              native, read);
+    json s6_options = json::object();
+    for (const char* key : kS6Keys) move_keys(root, {{key, key}}, s6_options, read);
+    read.insert("mixer_options");
+    json shared_options = root.value("mixer_options", json::object());
+    if (!shared_options.is_object()) fail("mixer_options", shared_options, "must be a JSON object");
+    // Format 1 gave the Mamba-1 keys to mixer/s6 layers and "mixer_options" to every layer.
+    auto choice = [&](const json& name) {
+      if (!name.is_string() || name.get<std::string>().empty()) {
+        fail("mixer", root["mixer"], "must be a mixer name or a non-empty list of names");
+      }
+      json options = shared_options;
+      if (name == "s6") options.update(s6_options);
+      return json{{"name", name}, {"options", options}};
+    };
+    read.insert("mixer");
+    const json names = root.value("mixer", json("s6"));
+    if (names.is_array()) {
+      if (names.empty()) fail("mixer", names, "must be a mixer name or a non-empty list of names");
+      const std::int64_t n_layer = root.value("n_layer", std::int64_t{24});
+      if (names.size() != 1 && static_cast<std::int64_t>(names.size()) != n_layer) {
+        fail("mixer", names,
+             std::to_string(names.size()) + " names: give one mixer for all layers or exactly n_layer of them");
+      }
+      native["mixer"] = choice(names[0]);
+      json layers = json::object();
+      for (std::size_t layer = 1; layer < names.size(); ++layer) layers[std::to_string(layer)] = choice(names[layer]);
+      if (!layers.empty()) native["layers"] = layers;
+    } else {
+      native["mixer"] = choice(names);
+    }
+    reject_unread(root, read, "mambakit format 1");
+    return write(native, out);
+  });
+}
+
+}  // namespace mambakit::mixer_s6
