@@ -45,34 +45,48 @@ KernelRegistry::Chosen KernelRegistry::choose(const std::string& kind, const sdk
     throw Error(fmt::format("no {} kernel is loaded (kinds loaded: {}); check the plugin folders (mambakit plugins)",
                             kind, kinds.empty() ? std::string("none") : fmt::format("{}", fmt::join(kinds, ", "))));
   }
-  Chosen best;
+  // Scoring is cheap and runs per call; the message is only made when nothing can run.
+  const std::pair<std::string, KernelPtr>* best = nullptr;
   std::int32_t best_score = 0;
-  std::vector<std::string> scores;
-  for (const auto& [name, kernel] : found->second) {
-    const std::int32_t score = kernel->score(problem);
-    scores.push_back(fmt::format("{}={}", name, score));
+  for (const auto& candidate : found->second) {
+    const std::int32_t score = candidate.second->score(problem);
     if (score > best_score) {
       best_score = score;
-      best = {kernel.get(), name};
+      best = &candidate;
     }
   }
-  if (best.kernel == nullptr) {
+  if (best == nullptr) {
+    std::vector<std::string> scores;
+    for (const auto& [name, kernel] : found->second) scores.push_back(fmt::format("{}={}", name, kernel->score(problem)));
     throw Error(fmt::format("no {} kernel can run a {} problem; scores: {}", kind, describe(problem),
                             fmt::join(scores, ", ")));
   }
-  return best;
+  return {best->second.get(), best->first};
 }
+
+namespace {
+
+bool same_problem(const sdk::KernelProblem& a, const sdk::KernelProblem& b) {
+  return a.device.type == b.device.type && a.device.index == b.device.index && a.dtype == b.dtype &&
+         a.n_dims == b.n_dims && a.needs_backward == b.needs_backward && a.needs_step == b.needs_step &&
+         std::equal(a.dims, a.dims + std::clamp(a.n_dims, 0, sdk::kMaxKernelDims), b.dims);
+}
+
+}  // namespace
 
 sdk::Status KernelRegistry::find(const char* kind, const sdk::KernelProblem& problem, sdk::Kernel** out) noexcept {
   try {
-    const Chosen chosen = choose(kind != nullptr ? kind : "", problem);
-    KernelChoiceRecord record{kind, chosen.name, describe(problem)};
+    const std::string kind_name = kind != nullptr ? kind : "";
+    const Chosen chosen = choose(kind_name, problem);
     {
       const std::lock_guard<std::mutex> lock(records_mutex_);
-      const bool known = std::any_of(records_.begin(), records_.end(), [&](const KernelChoiceRecord& other) {
-        return other.kind == record.kind && other.name == record.name && other.problem == record.problem;
+      const bool known = std::any_of(seen_.begin(), seen_.end(), [&](const Seen& other) {
+        return other.kernel == chosen.kernel && same_problem(other.problem, problem);
       });
-      if (!known && records_.size() < kMaxRecords) records_.push_back(std::move(record));
+      if (!known && seen_.size() < kMaxRecords) {
+        seen_.push_back({chosen.kernel, problem});
+        records_.push_back({kind_name, chosen.name, describe(problem)});
+      }
     }
     *out = chosen.kernel;
     return sdk::Status::success();

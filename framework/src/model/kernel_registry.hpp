@@ -52,7 +52,12 @@ class KernelRegistry final : public sdk::KernelProvider {
  private:
   static constexpr std::size_t kMaxRecords = 64;
   std::map<std::string, std::vector<std::pair<std::string, KernelPtr>>> candidates_;  // by kind
+  struct Seen {
+    const sdk::Kernel* kernel;
+    sdk::KernelProblem problem;
+  };
   mutable std::mutex records_mutex_;
+  std::vector<Seen> seen_;                 // the choices recorded, compared without formatting
   std::vector<KernelChoiceRecord> records_;
 };
 
