@@ -111,12 +111,15 @@ ModelOptions model_options(const po::variables_map& values) {
 }
 
 bool parse_command_line(int argc, char** argv, const char* usage, const po::options_description& options,
-                        po::variables_map& values, int& exit_code) {
+                        po::variables_map& values, int& exit_code, const po::positional_options_description* positional) {
   po::options_description all("Options");
   all.add_options()("help,h", "show this help");
   all.add(options);
   try {
-    po::store(po::command_line_parser(argc, argv).options(all).run(), values);
+    po::command_line_parser parser(argc, argv);
+    parser.options(all);
+    if (positional != nullptr) parser.positional(*positional);
+    po::store(parser.run(), values);
     po::notify(values);
   } catch (const po::error& error) {
     fmt::print(stderr, "mambakit {}: {}\nusage: {}\n", argv[0], error.what(), usage);

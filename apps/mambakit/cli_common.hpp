@@ -2,6 +2,7 @@
 // Options and set-up shared by the subcommands.
 
 #include <boost/program_options/options_description.hpp>
+#include <boost/program_options/positional_options.hpp>
 #include <boost/program_options/variables_map.hpp>
 #include <memory>
 #include <string>
@@ -37,9 +38,10 @@ sdk::Device device_option(const boost::program_options::variables_map& values);
 
 /// Parses argv against `options` (with --help). Returns false when the command should exit
 /// now; `exit_code` then holds its exit code (0 after --help, 2 after a usage error, which is
-/// printed with the usage).
+/// printed with the usage). `positional` names options given without their --name.
 bool parse_command_line(int argc, char** argv, const char* usage,
                         const boost::program_options::options_description& options,
-                        boost::program_options::variables_map& values, int& exit_code);
+                        boost::program_options::variables_map& values, int& exit_code,
+                        const boost::program_options::positional_options_description* positional = nullptr);
 
 }  // namespace mambakit::cli

@@ -21,5 +21,6 @@ int grad_main(int argc, char** argv);
 int generate_main(int argc, char** argv);
 int classify_main(int argc, char** argv);
 int embed_main(int argc, char** argv);
+int check_plugin_main(int argc, char** argv);
 
 }  // namespace mambakit::cli

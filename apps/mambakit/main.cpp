@@ -21,6 +21,8 @@ constexpr std::array kCommands = {
     mambakit::cli::Command{"train", "train a model from a run config", &mambakit::cli::train_main},
     mambakit::cli::Command{"grad", "loss gradients of every parameter, as safetensors", &mambakit::cli::grad_main},
     mambakit::cli::Command{"bench", "prefill speed of a named model shape per scan backend", &mambakit::cli::bench_main},
+    mambakit::cli::Command{"check-plugin", "conformance checks of a mixer or head plugin",
+                           &mambakit::cli::check_plugin_main},
 };
 
 void print_usage() {

@@ -38,3 +38,6 @@ foreach(expected mixer/ema selective_scan/sequential)
   endif()
 endforeach()
 message(STATUS "installed CLI lists: ${keys}")
+run_step("checking the example's conformance with the installed CLI"
+  ${prefix}/bin/mambakit check-plugin mixer/ema --plugin-dir ${WORK_DIR}/build/plugins)
+message(STATUS "${step_output}")

@@ -8,7 +8,7 @@
 #include <cmath>
 #include <vector>
 
-#include "json_config.hpp"
+#include "mambakit/sdk/options.hpp"
 #include "linear.hpp"
 #include "mambakit/sdk/sdk.hpp"
 #include "pooling.hpp"
@@ -19,10 +19,11 @@ namespace mambakit::head_classification {
 class ClassificationHead final : public sdk::Head {
  public:
   explicit ClassificationHead(const char* config_json) {
-    const plugin_common::JsonConfig config(config_json, "head/classification");
+    const sdk::Options config(config_json, "head/classification");
     d_model_ = config.integer("d_model", 1);
     num_labels_ = config.integer("num_labels", 1);
     pooling_ = plugin_common::parse_pooling(config.string("pooling", "last"), "head/classification");
+    config.reject_unknown({"vocab_size", "tie_embeddings"});
     if (pooling_ == plugin_common::Pooling::kNone) {
       throw std::invalid_argument("head/classification: \"pooling\" = \"none\" is invalid: use last, mean or max");
     }

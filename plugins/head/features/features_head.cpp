@@ -6,7 +6,7 @@
 
 #include <algorithm>
 
-#include "json_config.hpp"
+#include "mambakit/sdk/options.hpp"
 #include "mambakit/sdk/sdk.hpp"
 #include "pooling.hpp"
 
@@ -15,9 +15,10 @@ namespace mambakit::head_features {
 class FeaturesHead final : public sdk::Head {
  public:
   explicit FeaturesHead(const char* config_json) {
-    const plugin_common::JsonConfig config(config_json, "head/features");
+    const sdk::Options config(config_json, "head/features");
     d_model_ = config.integer("d_model", 1);
     pooling_ = plugin_common::parse_pooling(config.string("pooling", "mean"), "head/features");
+    config.reject_unknown({"vocab_size", "tie_embeddings", "num_labels"});
   }
 
   void capabilities(sdk::HeadCapabilities* out) const noexcept override {

@@ -7,7 +7,7 @@
 //
 // Dimensions: B batch, L length, D d_model, V vocab (padded).
 
-#include "json_config.hpp"
+#include "mambakit/sdk/options.hpp"
 #include "few_rows.hpp"
 #include "linear.hpp"
 #include "mambakit/sdk/sdk.hpp"
@@ -24,10 +24,11 @@ class LmHead final : public sdk::Head {
   static constexpr std::int64_t kFewRows = 16;
 
   explicit LmHead(const char* config_json) {
-    const plugin_common::JsonConfig config(config_json, "head/lm");
+    const sdk::Options config(config_json, "head/lm");
     d_model_ = config.integer("d_model", 1);
     vocab_ = config.integer("vocab_size", 1);
     tied_ = config.boolean("tie_embeddings", true);
+    config.reject_unknown({"num_labels", "pooling"});
   }
 
   void capabilities(sdk::HeadCapabilities* out) const noexcept override {

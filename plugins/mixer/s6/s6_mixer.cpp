@@ -5,7 +5,7 @@
 #include <algorithm>
 #include <vector>
 
-#include "json_config.hpp"
+#include "mambakit/sdk/options.hpp"
 #include "mambakit/sdk/random.hpp"
 #include "s6_config_adapters.hpp"
 #include "mambakit/sdk/plugin.hpp"
@@ -17,7 +17,7 @@ namespace mambakit::mixer_s6 {
 namespace {
 
 S6Dims read_dims(const char* config_json) {
-  const plugin_common::JsonConfig config(config_json, "mixer/s6");
+  const sdk::Options config(config_json, "mixer/s6");
   auto require = [](bool ok, const char* key, double value, const char* rule) {
     if (!ok) {
       throw std::invalid_argument("mixer/s6: \"" + std::string(key) + "\" = " + nlohmann::json(value).dump() +

@@ -1,9 +1,13 @@
 // mixer/ema: a per-channel exponential moving average, the smallest complete mixer plugin.
-// A template to copy: parameters, recurrent state, forward with initial and final state,
-// backward with the accumulate (+=) convention, and the one-token step.
+// A template to copy: its own options (read, defaulted and validated with sdk::Options), its
+// own initialisation (initialize()), parameters, recurrent state, forward with initial and
+// final state, backward with the accumulate (+=) convention, and the one-token step.
+// `mambakit check-plugin mixer/ema --plugin-dir DIR` checks all of it.
 //
 // Per channel d and step t, with a = sigmoid(decay_logit[d]):
 //   h_t = a h_{t-1} + (1 - a) x_t,   y_t = gain[d] h_t.
+// Options: "decay" (the initial a, in (0, 1), default 0.9; each channel starts within +-0.5 of
+// its logit) and "gain" (the initial gain, default 1).
 // Dimensions: B batch, L length, D d_model.
 
 #include <cmath>
@@ -12,22 +16,12 @@
 #include <string>
 #include <vector>
 
+#include "mambakit/sdk/options.hpp"
 #include "mambakit/sdk/sdk.hpp"
 
 namespace ema_example {
 
 namespace sdk = mambakit::sdk;
-
-/// Reads an integer "key": value from a flat JSON object (enough for this example; a real
-/// plugin would use a JSON library).
-std::int64_t read_int(const std::string& json, const std::string& key) {
-  const std::string quoted = "\"" + key + "\"";
-  const auto at = json.find(quoted);
-  if (at == std::string::npos) throw std::invalid_argument("ema mixer: config lacks \"" + key + "\"");
-  const auto colon = json.find(':', at + quoted.size());
-  if (colon == std::string::npos) throw std::invalid_argument("ema mixer: config key \"" + key + "\" has no value");
-  return std::stoll(json.substr(colon + 1));
-}
 
 float sigmoid(float v) { return 1.0f / (1.0f + std::exp(-v)); }
 
@@ -35,8 +29,15 @@ class EmaMixer final : public sdk::Mixer {
  public:
   enum Param : std::int32_t { kDecayLogit = 0, kGain = 1, kParamCount = 2 };
 
-  explicit EmaMixer(const char* config_json) : d_model_(read_int(config_json, "d_model")) {
-    if (d_model_ < 1) throw std::invalid_argument("ema mixer: d_model must be >= 1, got " + std::to_string(d_model_));
+  explicit EmaMixer(const char* config_json) {
+    const sdk::Options options(config_json, "mixer/ema");
+    d_model_ = options.integer("d_model", 1);  // a host key, always given
+    decay_ = options.number("decay", 0.9);
+    if (!(decay_ > 0.0 && decay_ < 1.0)) {
+      throw std::invalid_argument("mixer/ema: \"decay\" = " + std::to_string(decay_) + " is invalid: must be in (0, 1)");
+    }
+    gain_ = options.number("gain", 1.0);
+    options.reject_unknown({"n_layer", "layer_index"});  // the other host keys, unused here
   }
 
   void capabilities(sdk::MixerCapabilities* out) const noexcept override {
@@ -51,11 +52,11 @@ class EmaMixer final : public sdk::Mixer {
   sdk::Status param_spec(std::int32_t index, sdk::ParamSpec* out) const noexcept override {
     if (index == kDecayLogit) {
       sdk::set_tensor_spec(out->tensor, "decay_logit", sdk::DType::kF32, {d_model_});
-      out->init = {sdk::InitKind::kUniform, 0.0, 4.0};
+      out->init = {sdk::InitKind::kComponent};  // see initialize()
       out->weight_decay = false;
     } else if (index == kGain) {
       sdk::set_tensor_spec(out->tensor, "gain", sdk::DType::kF32, {d_model_});
-      out->init = {sdk::InitKind::kOnes};
+      out->init = {sdk::InitKind::kConstant, gain_};
       out->weight_decay = false;
     } else {
       return sdk::Status::error(sdk::StatusCode::kInvalidArgument, "ema mixer: no parameter %d", index);
@@ -156,8 +157,21 @@ class EmaMixer final : public sdk::Mixer {
     });
   }
 
+  /// decay_logit[d] = logit(decay) + U(-0.5, 0.5), from the host's seed.
+  sdk::Status initialize(const sdk::InitArgs& args) noexcept override {
+    return sdk::guard([&] {
+      sdk::Generator generator(args.seed);
+      const double logit = std::log(decay_ / (1.0 - decay_));
+      float* decay_logit = args.params[kDecayLogit].as<float>();
+      for (std::int64_t d = 0; d < d_model_; ++d) decay_logit[d] = static_cast<float>(logit + generator.uniform(-0.5, 0.5));
+      return sdk::Status::success();
+    });
+  }
+
  private:
-  std::int64_t d_model_;
+  std::int64_t d_model_ = 0;
+  double decay_ = 0.9;
+  double gain_ = 1.0;
 };
 
 sdk::Status register_components(sdk::Registrar& registrar) noexcept {

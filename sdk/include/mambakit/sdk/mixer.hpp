@@ -11,7 +11,8 @@
 ///   - f32, f16 or bf16 parameters: the residual stream (x, y), the state, the saved
 ///     activations and every gradient are f32, and arithmetic accumulates in f32. backward()
 ///     requires f32 parameters (training keeps f32 master weights).
-///   - f64 parameters: everything is f64 (a double-precision run, used by gradient checks).
+///   - f64 parameters: forward() and backward() run entirely in f64 (a double-precision run,
+///     used by gradient checks); step() may refuse them (decode runs in f32).
 /// Every view the host passes to a mixer is contiguous (row-major).
 
 #include <cstdint>

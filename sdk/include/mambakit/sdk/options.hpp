@@ -1,7 +1,15 @@
 #pragma once
-// Reading a component's JSON config inside a plugin: typed values, and std::invalid_argument
-// naming the component, key and value when one is missing, wrong or unknown
-// (create_component() turns that into a kInvalidArgument Status).
+/// \file
+/// Options: a component's JSON config read inside its plugin, with typed values, defaults, and
+/// std::invalid_argument naming the component, the key and the value when one is missing, of
+/// the wrong type, or unknown (create_component() turns that into a kInvalidArgument Status).
+/// Plugin-side only (it uses nlohmann-json, which the mambakit package finds); nothing of it
+/// crosses the boundary.
+///
+///   const sdk::Options options(config_json, "mixer/my_mixer");
+///   const std::int64_t d_model = options.integer("d_model", 1);
+///   const double decay = options.number("decay", 0.9);
+///   options.reject_unknown();  // after every read: an unread key is an error
 
 #include <cstdint>
 #include <initializer_list>
@@ -10,11 +18,13 @@
 #include <stdexcept>
 #include <string>
 
-namespace mambakit::plugin_common {
+namespace mambakit::sdk {
 
-class JsonConfig {
+/// Reads one component config. Not thread-safe (it records which keys were read).
+class Options {
  public:
-  JsonConfig(const char* text, std::string component) : component_(std::move(component)) {
+  /// Parses `text` (a JSON object); `component` (e.g. "mixer/s6") starts every message.
+  Options(const char* text, std::string component) : component_(std::move(component)) {
     root_ = nlohmann::json::parse(text ? text : "", nullptr, false);
     if (root_.is_discarded() || !root_.is_object()) {
       throw std::invalid_argument(component_ + ": the config is not a JSON object");
@@ -98,4 +108,4 @@ class JsonConfig {
   mutable std::set<std::string> read_;
 };
 
-}  // namespace mambakit::plugin_common
+}  // namespace mambakit::sdk

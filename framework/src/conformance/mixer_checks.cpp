@@ -1,0 +1,415 @@
+// Conformance of a mixer: gradients against finite differences, accumulation, step against
+// forward, chunked prefill and a restored state against one pass, thread-count determinism, and
+// refusal of an unknown option. Dimensions: B batch, L length, D d_model.
+
+#include <fmt/format.h>
+
+#include <cstring>
+#include <functional>
+#include <nlohmann/json.hpp>
+
+#include "conformance_support.hpp"
+#include "mambakit/sdk/mixer.hpp"
+
+namespace mambakit::conformance {
+
+namespace {
+
+using MixerMaker = std::function<MixerPtr()>;
+
+/// A mixer with random parameters of dtype T, called on host-owned tensors.
+template <class T>
+class MixerHarness {
+ public:
+  MixerHarness(const PluginHost& host, const MixerMaker& make, const ConformanceSetup& setup, int threads)
+      : host_(host), make_(make), setup_(setup), mixer_(make()), context_(host, threads) {
+    sdk::Generator generator(setup.seed);
+    for (std::int32_t i = 0; i < mixer_->param_count(); ++i) {
+      sdk::ParamSpec spec;
+      require_ok(mixer_->param_spec(i, &spec), "param_spec");
+      params_.add(spec.tensor);
+    }
+    params_.fill_normal(generator, 0.5);
+  }
+
+  sdk::Mixer& mixer() { return *mixer_; }
+  Tensors<T>& params() { return params_; }
+  sdk::Context& context() { return context_.context; }
+  [[nodiscard]] std::int64_t width() const { return setup_.d_model; }
+
+  Tensors<T> make_state() const {
+    Tensors<T> state;
+    for (std::int32_t i = 0; i < mixer_->state_count(); ++i) {
+      sdk::TensorSpec spec;
+      require_ok(mixer_->state_spec(i, setup_.batch, &spec), "state_spec");
+      state.add(spec);
+    }
+    return state;
+  }
+
+  Tensors<T> make_saved(std::int64_t length) const {
+    Tensors<T> saved;
+    for (std::int32_t i = 0; i < mixer_->saved_count(); ++i) {
+      sdk::TensorSpec spec;
+      require_ok(mixer_->saved_spec(i, setup_.batch, length, &spec), "saved_spec");
+      saved.add(spec);
+    }
+    return saved;
+  }
+
+  /// y for x (B, length, D), from `initial` (or zeros), writing `final` and `saved` when given.
+  /// `other` runs it on a new instance of the mixer.
+  std::vector<T> forward(const std::vector<T>& x, std::int64_t length, const Tensors<T>* initial, Tensors<T>* final,
+                         Tensors<T>* saved = nullptr, sdk::Mixer* other = nullptr) {
+    const std::int64_t B = setup_.batch, D = setup_.d_model;
+    std::vector<T> y(static_cast<std::size_t>(B * length * D));
+    const auto param_views = params_.views();
+    std::vector<sdk::TensorView> initial_views, final_views, saved_views;
+    sdk::MixerForwardArgs args;
+    args.params = param_views.data();
+    args.x = sdk::make_view(const_cast<T*>(x.data()), dtype_of<T>, sdk::Device{}, {B, length, D});
+    args.y = sdk::make_view(y.data(), dtype_of<T>, sdk::Device{}, {B, length, D});
+    if (initial != nullptr && !initial->empty()) {
+      initial_views = initial->views();
+      args.initial_state = initial_views.data();
+    }
+    if (final != nullptr && !final->empty()) {
+      final_views = final->views();
+      args.final_state = final_views.data();
+    }
+    if (saved != nullptr) {
+      saved_views = saved->views();
+      args.saved = saved_views.data();
+    }
+    require_ok((other != nullptr ? *other : *mixer_).forward(context(), args), "forward");
+    return y;
+  }
+
+  /// Gradients of sum(y * grad_y) + sum(final * grad_final) added into the given buffers.
+  void backward(const std::vector<T>& x, std::int64_t length, const Tensors<T>* initial, const Tensors<T>& saved,
+                const std::vector<T>& grad_y, const Tensors<T>* grad_final, std::vector<T>& grad_x,
+                Tensors<T>& grad_params, Tensors<T>* grad_initial) {
+    const std::int64_t B = setup_.batch, D = setup_.d_model;
+    const auto param_views = params_.views(), saved_views = saved.views(), grad_param_views = grad_params.views();
+    std::vector<sdk::TensorView> initial_views, grad_final_views, grad_initial_views;
+    sdk::MixerBackwardArgs args;
+    args.params = param_views.data();
+    args.x = sdk::make_view(const_cast<T*>(x.data()), dtype_of<T>, sdk::Device{}, {B, length, D});
+    args.saved = saved_views.data();
+    args.grad_y = sdk::make_view(const_cast<T*>(grad_y.data()), dtype_of<T>, sdk::Device{}, {B, length, D});
+    args.grad_x = sdk::make_view(grad_x.data(), dtype_of<T>, sdk::Device{}, {B, length, D});
+    args.grad_params = grad_param_views.data();
+    if (initial != nullptr && !initial->empty()) {
+      initial_views = initial->views();
+      args.initial_state = initial_views.data();
+      if (grad_initial != nullptr) {
+        grad_initial_views = grad_initial->views();
+        args.grad_initial_state = grad_initial_views.data();
+      }
+    }
+    if (grad_final != nullptr && !grad_final->empty()) {
+      grad_final_views = grad_final->views();
+      args.grad_final_state = grad_final_views.data();
+    }
+    require_ok(mixer_->backward(context(), args), "backward");
+  }
+
+  /// y of one step per position, from a zero state.
+  std::vector<T> steps(const std::vector<T>& x, std::int64_t length, Tensors<T>& state) {
+    const std::int64_t B = setup_.batch, D = setup_.d_model;
+    std::vector<T> y(static_cast<std::size_t>(B * length * D)), x_t(static_cast<std::size_t>(B * D)),
+        y_t(static_cast<std::size_t>(B * D));
+    const auto param_views = params_.views();
+    const auto state_views = state.views();
+    for (std::int64_t t = 0; t < length; ++t) {
+      for (std::int64_t b = 0; b < B; ++b) {
+        std::copy_n(x.begin() + (b * length + t) * D, D, x_t.begin() + b * D);
+      }
+      sdk::MixerStepArgs args;
+      args.params = param_views.data();
+      args.x = sdk::make_view(x_t.data(), dtype_of<T>, sdk::Device{}, {B, D});
+      args.y = sdk::make_view(y_t.data(), dtype_of<T>, sdk::Device{}, {B, D});
+      args.state = state_views.data();
+      require_ok(mixer_->step(context(), args), fmt::format("step at position {}", t));
+      for (std::int64_t b = 0; b < B; ++b) std::copy_n(y_t.begin() + b * D, D, y.begin() + (b * length + t) * D);
+    }
+    return y;
+  }
+
+  MixerPtr fresh_instance() const { return make_(); }
+
+ private:
+  const PluginHost& host_;
+  MixerMaker make_;
+  ConformanceSetup setup_;
+  MixerPtr mixer_;
+  Tensors<T> params_;
+  HostContext context_;
+};
+
+template <class T>
+double dot(const std::vector<T>& a, const std::vector<T>& b) {
+  double sum = 0.0;
+  for (std::size_t i = 0; i < a.size(); ++i) sum += static_cast<double>(a[i]) * static_cast<double>(b[i]);
+  return sum;
+}
+
+template <class T>
+double dot(const Tensors<T>& a, const Tensors<T>& b) {
+  double sum = 0.0;
+  for (std::size_t i = 0; i < a.data.size(); ++i) sum += dot(a.data[i], b.data[i]);
+  return sum;
+}
+
+/// Up to `count` indices spread over [0, size), always including the first and the last.
+std::vector<std::size_t> sample_indices(std::size_t size, std::size_t count) {
+  std::vector<std::size_t> indices;
+  if (size == 0) return indices;
+  const std::size_t n = std::min(size, count);
+  for (std::size_t k = 0; k < n; ++k) indices.push_back(n == 1 ? 0 : k * (size - 1) / (n - 1));
+  return indices;
+}
+
+/// Step sizes and tolerances of a finite-difference check in T.
+template <class T>
+struct Precision {
+  static constexpr double kStep = std::is_same_v<T, double> ? 1e-5 : 1e-2;
+  static constexpr double kGradient = std::is_same_v<T, double> ? 1e-6 : 3e-2;
+  static constexpr double kSame = std::is_same_v<T, double> ? 1e-10 : 2e-4;
+};
+
+template <class T>
+ConformanceCheck gradient_check(MixerHarness<T>& harness, const ConformanceSetup& setup) {
+  const std::string name = fmt::format("gradients match {} finite differences (x, parameters, initial state)",
+                                       std::is_same_v<T, double> ? "f64" : "f32");
+  const std::int64_t B = setup.batch, L = setup.length, D = setup.d_model;
+  sdk::Generator generator(setup.seed + 11);
+  std::vector<T> x = normal_values<T>(generator, B * L * D, 1.0);
+  const std::vector<T> grad_y = normal_values<T>(generator, B * L * D, 1.0);
+  Tensors<T> initial = harness.make_state(), final = harness.make_state(), grad_final = harness.make_state();
+  initial.fill_normal(generator, 0.5);
+  grad_final.fill_normal(generator, 1.0);
+  auto loss = [&]() {
+    Tensors<T> out = harness.make_state();
+    const std::vector<T> y = harness.forward(x, L, &initial, &out);
+    return dot(y, grad_y) + dot(out, grad_final);
+  };
+  Tensors<T> saved = harness.make_saved(L);
+  harness.forward(x, L, &initial, &final, &saved);
+  std::vector<T> grad_x(x.size(), T(0));
+  Tensors<T> grad_params = harness.params(), grad_initial = harness.make_state();
+  grad_params.zero();
+  harness.backward(x, L, &initial, saved, grad_y, &grad_final, grad_x, grad_params, &grad_initial);
+
+  double worst = 0.0;
+  std::size_t compared = 0;
+  auto compare = [&](std::vector<T>& values, const std::vector<T>& analytic) {
+    for (std::size_t i : sample_indices(values.size(), 6)) {
+      const T saved_value = values[i];
+      values[i] = static_cast<T>(saved_value + Precision<T>::kStep);
+      const double plus = loss();
+      values[i] = static_cast<T>(saved_value - Precision<T>::kStep);
+      const double minus = loss();
+      values[i] = saved_value;
+      const double numeric = (plus - minus) / (2.0 * Precision<T>::kStep);
+      worst = std::max(worst, std::abs(numeric - static_cast<double>(analytic[i])) / std::max(1.0, std::abs(numeric)));
+      ++compared;
+    }
+  };
+  compare(x, grad_x);
+  for (std::size_t p = 0; p < harness.params().data.size(); ++p) compare(harness.params().data[p], grad_params.data[p]);
+  for (std::size_t s = 0; s < initial.data.size(); ++s) compare(initial.data[s], grad_initial.data[s]);
+  return measured(name, worst, Precision<T>::kGradient, fmt::format("{} entries", compared));
+}
+
+template <class T>
+ConformanceCheck accumulation_check(MixerHarness<T>& harness, const ConformanceSetup& setup) {
+  const std::int64_t B = setup.batch, L = setup.length, D = setup.d_model;
+  sdk::Generator generator(setup.seed + 12);
+  const std::vector<T> x = normal_values<T>(generator, B * L * D, 1.0), grad_y = normal_values<T>(generator, B * L * D, 1.0);
+  Tensors<T> saved = harness.make_saved(L);
+  harness.forward(x, L, nullptr, nullptr, &saved);
+  std::vector<T> once(x.size(), T(0));
+  Tensors<T> params_once = harness.params();
+  params_once.zero();
+  harness.backward(x, L, nullptr, saved, grad_y, nullptr, once, params_once, nullptr);
+  std::vector<T> twice = once;
+  Tensors<T> params_twice = params_once;
+  harness.backward(x, L, nullptr, saved, grad_y, nullptr, twice, params_twice, nullptr);
+  std::vector<T> expected(once.size()), got = twice;
+  for (std::size_t i = 0; i < once.size(); ++i) expected[i] = 2 * once[i];
+  for (std::size_t p = 0; p < params_once.data.size(); ++p) {
+    for (std::size_t i = 0; i < params_once.data[p].size(); ++i) {
+      expected.push_back(2 * params_once.data[p][i]);
+      got.push_back(params_twice.data[p][i]);
+    }
+  }
+  return measured("gradients accumulate (+=) into what the caller passes", max_relative_error(got, expected),
+                  Precision<T>::kSame, "a second backward into the first one's gradients gives twice them");
+}
+
+template <class T>
+ConformanceCheck step_check(MixerHarness<T>& harness, const ConformanceSetup& setup) {
+  const std::int64_t B = setup.batch, L = setup.length, D = setup.d_model;
+  sdk::Generator generator(setup.seed + 13);
+  const std::vector<T> x = normal_values<T>(generator, B * L * D, 1.0);
+  const std::vector<T> whole = harness.forward(x, L, nullptr, nullptr);
+  Tensors<T> state = harness.make_state();
+  const std::vector<T> stepped = harness.steps(x, L, state);
+  return measured("step equals forward, position by position", max_relative_error(stepped, whole),
+                  Precision<T>::kSame, fmt::format("{} steps from a zero state", L));
+}
+
+/// Slices positions [begin, end) of x (B, L, D).
+template <class T>
+std::vector<T> positions(const std::vector<T>& x, std::int64_t B, std::int64_t L, std::int64_t D, std::int64_t begin,
+                         std::int64_t end) {
+  std::vector<T> out;
+  for (std::int64_t b = 0; b < B; ++b) out.insert(out.end(), x.begin() + (b * L + begin) * D, x.begin() + (b * L + end) * D);
+  return out;
+}
+
+/// Forward over two chunks carrying the state (the second on `second_instance` when given, from
+/// a copy of the state: save and restore), against one pass.
+template <class T>
+ConformanceCheck chunked_check(MixerHarness<T>& harness, const ConformanceSetup& setup, bool restored) {
+  const std::int64_t B = setup.batch, L = setup.length, D = setup.d_model, first = L / 2 + 1;
+  sdk::Generator generator(setup.seed + 14);
+  const std::vector<T> x = normal_values<T>(generator, B * L * D, 1.0);
+  Tensors<T> whole_final = harness.make_state(), middle = harness.make_state(), chunk_final = harness.make_state();
+  const std::vector<T> whole = harness.forward(x, L, nullptr, &whole_final);
+  const std::vector<T> head = harness.forward(positions(x, B, L, D, 0, first), first, nullptr, &middle);
+  MixerPtr other = restored ? harness.fresh_instance() : nullptr;
+  const Tensors<T> copy = middle;  // what a saved state file holds
+  const std::vector<T> tail =
+      harness.forward(positions(x, B, L, D, first, L), L - first, &copy, &chunk_final, nullptr, other.get());
+  std::vector<T> got, expected;
+  for (std::int64_t b = 0; b < B; ++b) {
+    got.insert(got.end(), head.begin() + b * first * D, head.begin() + (b + 1) * first * D);
+    got.insert(got.end(), tail.begin() + b * (L - first) * D, tail.begin() + (b + 1) * (L - first) * D);
+  }
+  expected = whole;
+  for (std::size_t s = 0; s < whole_final.data.size(); ++s) {
+    got.insert(got.end(), chunk_final.data[s].begin(), chunk_final.data[s].end());
+    expected.insert(expected.end(), whole_final.data[s].begin(), whole_final.data[s].end());
+  }
+  return restored ? measured("a state restored into a new instance continues the sequence",
+                             max_relative_error(got, expected), Precision<T>::kSame,
+                             fmt::format("positions {}.. on a second instance from a copied state", first))
+                  : measured("chunked prefill carrying the state equals one pass", max_relative_error(got, expected),
+                             Precision<T>::kSame, fmt::format("chunks of {} and {}, outputs and final state", first,
+                                                              L - first));
+}
+
+/// Forward, backward and step outputs with `threads` threads, as raw bytes.
+template <class T>
+std::vector<unsigned char> outputs_with_threads(const PluginHost& host, const MixerMaker& make,
+                                                const ConformanceSetup& setup, int threads, bool backward, bool step) {
+  MixerHarness<T> harness(host, make, setup, threads);
+  const std::int64_t B = setup.batch, L = setup.length, D = setup.d_model;
+  sdk::Generator generator(setup.seed + 15);
+  const std::vector<T> x = normal_values<T>(generator, B * L * D, 1.0), grad_y = normal_values<T>(generator, B * L * D, 1.0);
+  std::vector<T> all;
+  Tensors<T> saved = harness.make_saved(L), final = harness.make_state();
+  const std::vector<T> y = harness.forward(x, L, nullptr, &final, backward ? &saved : nullptr);
+  all.insert(all.end(), y.begin(), y.end());
+  for (const auto& tensor : final.data) all.insert(all.end(), tensor.begin(), tensor.end());
+  if (backward) {
+    std::vector<T> grad_x(x.size(), T(0));
+    Tensors<T> grad_params = harness.params();
+    grad_params.zero();
+    harness.backward(x, L, nullptr, saved, grad_y, nullptr, grad_x, grad_params, nullptr);
+    all.insert(all.end(), grad_x.begin(), grad_x.end());
+    for (const auto& tensor : grad_params.data) all.insert(all.end(), tensor.begin(), tensor.end());
+  }
+  if (step) {
+    Tensors<T> state = harness.make_state();
+    const std::vector<T> stepped = harness.steps(x, L, state);
+    all.insert(all.end(), stepped.begin(), stepped.end());
+  }
+  std::vector<unsigned char> bytes(all.size() * sizeof(T));
+  std::memcpy(bytes.data(), all.data(), bytes.size());
+  return bytes;
+}
+
+/// The gradient checks, in T (f64 when the mixer takes f64 parameters).
+template <class T>
+void run_gradient_checks(const PluginHost& host, const MixerMaker& make, const ConformanceSetup& setup,
+                         std::vector<ConformanceCheck>& checks) {
+  MixerHarness<T> harness(host, make, setup, 2);
+  checks.push_back(attempt("gradients", [&] { return gradient_check(harness, setup); }));
+  checks.push_back(attempt("accumulation", [&] { return accumulation_check(harness, setup); }));
+}
+
+/// The inference checks, in T (f32, the dtype decode runs in, when the mixer takes it).
+template <class T>
+void run_inference_checks(const PluginHost& host, const MixerMaker& make, const ConformanceSetup& setup,
+                          const sdk::MixerCapabilities& capabilities, std::vector<ConformanceCheck>& checks) {
+  MixerHarness<T> harness(host, make, setup, 2);
+  if (capabilities.step) {
+    checks.push_back(attempt("step equals forward", [&] { return step_check(harness, setup); }));
+  } else {
+    checks.push_back(skipped("step equals forward", "no step (capabilities.step is false)"));
+  }
+  checks.push_back(attempt("chunked prefill", [&] { return chunked_check(harness, setup, false); }));
+  checks.push_back(attempt("state restore", [&] { return chunked_check(harness, setup, true); }));
+}
+
+}  // namespace
+
+std::vector<ConformanceCheck> check_mixer(const PluginHost& host, const std::string& name, const ConformanceSetup& setup) {
+  std::vector<ConformanceCheck> checks;
+  nlohmann::json config = nlohmann::json::parse(setup.options, nullptr, false);
+  if (!config.is_object()) throw Error(fmt::format("the options {} are not a JSON object", setup.options));
+  config["d_model"] = setup.d_model;
+  config["n_layer"] = 2;
+  config["layer_index"] = 0;
+  const MixerMaker make = [&host, &name, text = config.dump()] { return host.create_mixer(name, text); };
+  MixerPtr probe;
+  try {
+    probe = make();
+  } catch (const Error& error) {
+    checks.push_back({"created with the given options", false, false, error.what()});
+    return checks;
+  }
+  checks.push_back({"created with the given options", true, false, config.dump()});
+  nlohmann::json bogus = config;
+  bogus["conformance_unknown_option"] = 1;
+  const std::string refusal = unknown_option_error([&](const std::string& text) { static_cast<void>(host.create_mixer(name, text)); }, bogus.dump());
+  checks.push_back({"an unknown option is refused, naming it",
+                    refusal.find("conformance_unknown_option") != std::string::npos, false,
+                    refusal.empty() ? "the factory accepted {\"conformance_unknown_option\": 1}" : refusal});
+
+  sdk::MixerCapabilities capabilities;
+  probe->capabilities(&capabilities);
+  const bool f64 = (capabilities.param_dtypes & sdk::dtype_bit(sdk::DType::kF64)) != 0;
+  const bool f32 = (capabilities.param_dtypes & sdk::dtype_bit(sdk::DType::kF32)) != 0;
+  if (!f64 && !f32) {
+    checks.push_back({"f32 or f64 parameters", false, false, "the mixer declares neither f32 nor f64 parameters"});
+    return checks;
+  }
+  if (!capabilities.backward) {
+    checks.push_back(skipped("gradients", "no backward (capabilities.backward is false)"));
+  } else if (f64) {
+    run_gradient_checks<double>(host, make, setup, checks);
+  } else {
+    run_gradient_checks<float>(host, make, setup, checks);
+  }
+  if (f32) {
+    run_inference_checks<float>(host, make, setup, capabilities, checks);
+  } else {
+    run_inference_checks<double>(host, make, setup, capabilities, checks);
+  }
+  if (f32) {
+    checks.push_back(attempt("the same bits with 1 and 2 threads", [&] {
+      const bool same = outputs_with_threads<float>(host, make, setup, 1, capabilities.backward, capabilities.step) ==
+                        outputs_with_threads<float>(host, make, setup, 2, capabilities.backward, capabilities.step);
+      return ConformanceCheck{"the same bits with 1 and 2 threads", same, false,
+                              same ? "f32 forward, final state, backward and steps are bit-identical"
+                                   : "f32 outputs differ between 1 and 2 threads"};
+    }));
+  }
+  return checks;
+}
+
+}  // namespace mambakit::conformance
