@@ -16,14 +16,13 @@ int main() {
     mambakit::PluginHost plugins;
     plugins.load_standard_locations();
 
-    mambakit::ClassificationConfig classifier_config;
+    mambakit::ModelConfig classifier_config;
     classifier_config.d_model = 32;
     classifier_config.n_layer = 2;
     classifier_config.mixer = {"s6", R"({"d_state": 8})"};
     classifier_config.vocab_size = 16;
-    classifier_config.num_labels = 2;
-    classifier_config.pooling = mambakit::Pooling::kMean;
-    classifier_config.labels = {"mostly-low", "mostly-high"};
+    classifier_config.head = {"classification",
+                              R"({"num_labels": 2, "pooling": "mean", "labels": ["mostly-low", "mostly-high"]})"};
     mambakit::Model classifier = mambakit::Model::create(classifier_config, plugins, {{}, 0, 5, {}});
     std::printf("classifier: %lld parameters\n", static_cast<long long>(classifier.parameter_count()));
 
@@ -40,9 +39,8 @@ int main() {
     }
     std::printf("classifier loss: %.4f -> %.4f\n", first, last);
 
-    mambakit::FeatureExtractionConfig features_config;
-    static_cast<mambakit::BackboneConfig&>(features_config) = classifier_config;
-    features_config.pooling = mambakit::Pooling::kLast;
+    mambakit::ModelConfig features_config = classifier_config;
+    features_config.head = {"features", R"({"pooling": "last"})"};
     mambakit::Model extractor = mambakit::Model::create(features_config, plugins, {{}, 0, 5, {}});
     const auto embeddings = extractor.forward(batch);
     std::printf("embeddings: %lld x %lld\n", static_cast<long long>(embeddings.shape[0]),

@@ -120,7 +120,7 @@ std::vector<double> time_prefill(Model& model, const TokenBatch& tokens, int rep
 /// logits; on a GPU each step is greedy decoding's (Model::step_argmax: the logits stay on the
 /// device, the ids come back and are fed to the next step).
 std::vector<double> time_decode(Model& model, std::int64_t batch, std::int64_t steps, int repeat) {
-  const TokenBatch prompt = random_tokens(batch, 16, backbone_of(model.config()).vocab_size);
+  const TokenBatch prompt = random_tokens(batch, 16, model.config().vocab_size);
   const bool on_cpu = model.options().device.type == sdk::DeviceType::kCpu;
   return repeated(repeat, [&] {
     std::vector<std::int32_t> next(static_cast<std::size_t>(batch), 1);
@@ -183,7 +183,7 @@ int bench_main(int argc, char** argv) {
   }
   const std::int64_t decode_tokens = values["decode-tokens"].as<std::int64_t>();
   if (decode_tokens < 1) throw Error(fmt::format("--decode-tokens must be >= 1, got {}", decode_tokens));
-  const LmConfig config = model_shape(shape);
+  const ModelConfig config = model_shape(shape);
   std::vector<sdk::DType> dtypes;
   for (const auto& name : parse_names(values["dtype"].as<std::string>())) {
     if (name == "f32") {

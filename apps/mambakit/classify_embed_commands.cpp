@@ -18,22 +18,33 @@ namespace po = boost::program_options;
 
 namespace {
 
-/// Loads --model, tokenizes --text and runs the model; checks the model's task.
-FloatTensor run_text(const po::variables_map& values, std::size_t task_index, const char* task,
-                     ModelConfig* config_out) {
+const char* objective_name(sdk::HeadObjective objective) {
+  switch (objective) {
+    case sdk::HeadObjective::kNextToken: return "next-token";
+    case sdk::HeadObjective::kClassLabels: return "class-label";
+    case sdk::HeadObjective::kNone: break;
+  }
+  return "feature";
+}
+
+/// Loads --model, tokenizes --text and runs the model; checks that its head has `objective`.
+FloatTensor run_text(const po::variables_map& values, sdk::HeadObjective objective,
+                     std::vector<std::string>* class_names = nullptr) {
   const std::filesystem::path model_dir = values["model"].as<std::string>();
   const auto host = load_plugins(values);
   Model model = Model::load(model_dir, *host, model_options(values));
-  if (model.config().index() != task_index) {
-    throw Error(fmt::format("{} is a {} model; this command needs a {} model", model_dir.string(),
-                            task_name(model.config()), task));
+  if (model.objective() != objective) {
+    throw Error(fmt::format("{} has a {} head (head/{}); this command needs a {} head (e.g. head/{})",
+                            model_dir.string(), objective_name(model.objective()), model.config().head.name,
+                            objective_name(objective),
+                            objective == sdk::HeadObjective::kClassLabels ? "classification" : "features"));
   }
+  if (class_names != nullptr) *class_names = model.class_names();
   const auto tokenizer = load_model_tokenizer(model_dir);
   if (!tokenizer) throw Error(fmt::format("{} has no tokenizer (tokenizer.json or byte_tokenizer)", model_dir.string()));
   const std::string text = values["text"].as<std::string>();
   const auto ids = tokenizer->encode(text);
   if (ids.empty()) throw Error("--text is empty");
-  *config_out = model.config();
   return model.forward(TokenBatch{1, static_cast<std::int64_t>(ids.size()), ids});
 }
 
@@ -56,14 +67,13 @@ int classify_main(int argc, char** argv) {
   if (!parse_text_command(argc, argv, "mambakit classify --model DIR --text TEXT", extra, values, exit_code)) {
     return exit_code;
   }
-  ModelConfig config;
-  const FloatTensor scores = run_text(values, 1, "sequence_classification", &config);
-  const auto& labels = std::get<ClassificationConfig>(config).labels;
+  std::vector<std::string> labels;
+  const FloatTensor scores = run_text(values, sdk::HeadObjective::kClassLabels, &labels);
   const float top = *std::max_element(scores.values.begin(), scores.values.end());
   double total = 0.0;
   for (float s : scores.values) total += std::exp(s - top);
   for (std::size_t c = 0; c < scores.values.size(); ++c) {
-    const std::string name = c < labels.size() ? labels[c] : std::to_string(c);
+    const std::string name = c < labels.size() && !labels[c].empty() ? labels[c] : std::to_string(c);
     fmt::print("{}\t{:.6f}\n", name, std::exp(scores.values[c] - top) / total);
   }
   return 0;
@@ -78,8 +88,7 @@ int embed_main(int argc, char** argv) {
                           exit_code)) {
     return exit_code;
   }
-  ModelConfig config;
-  const FloatTensor features = run_text(values, 2, "feature_extraction", &config);
+  const FloatTensor features = run_text(values, sdk::HeadObjective::kNone);
   if (values.count("output") != 0) {
     write_npy_f32(values["output"].as<std::string>(), features.values.data(), features.shape);
     return 0;

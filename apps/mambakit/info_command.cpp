@@ -44,7 +44,7 @@ int info_main(int argc, char** argv) {
   if (format != "text" && format != "json") throw Error(fmt::format("--format must be text or json, got '{}'", format));
   const auto host = load_plugins(values);
   Model model = Model::load(values["model"].as<std::string>(), *host, model_options(values));
-  const BackboneConfig& backbone = backbone_of(model.config());
+  const ModelConfig& backbone = model.config();
   const std::size_t state_bytes = model.make_state(1).bytes();
   nlohmann::json layers = nlohmann::json::array();
   for (std::int64_t layer = 0; layer < backbone.n_layer; ++layer) {
@@ -55,8 +55,11 @@ int info_main(int argc, char** argv) {
   for (const auto& choice : probe_kernel_choices(model)) {
     kernels.push_back({{"kind", choice.kind}, {"name", choice.name}, {"problem", choice.problem}});
   }
-  nlohmann::json info = {{"task", task_name(model.config())},
-                         {"head", head_name(model.config())},
+  const char* objectives[] = {"none (features)", "next token", "class labels"};
+  const std::string objective = objectives[static_cast<int>(model.objective())];
+  nlohmann::json info = {{"head", backbone.head.name},
+                         {"head_options", nlohmann::json::parse(backbone.head.options)},
+                         {"objective", objective},
                          {"d_model", backbone.d_model},
                          {"n_layer", backbone.n_layer},
                          {"vocab_size", backbone.vocab_size},
@@ -70,7 +73,7 @@ int info_main(int argc, char** argv) {
     fmt::print("{}\n", info.dump(2));
     return 0;
   }
-  fmt::print("task            {} (head/{})\n", info["task"].get<std::string>(), info["head"].get<std::string>());
+  fmt::print("head            head/{} {} (objective: {})\n", backbone.head.name, info["head_options"].dump(), objective);
   fmt::print("d_model         {}\nn_layer         {}\nvocab_size      {}\n", backbone.d_model, backbone.n_layer,
              backbone.vocab_size);
   for (std::int64_t layer = 0; layer < backbone.n_layer; ++layer) {

@@ -19,6 +19,7 @@ constexpr std::array kCommands = {
     mambakit::cli::Command{"classify", "label probabilities of a text", &mambakit::cli::classify_main},
     mambakit::cli::Command{"embed", "embeddings of a text", &mambakit::cli::embed_main},
     mambakit::cli::Command{"train", "train a model from a run config", &mambakit::cli::train_main},
+    mambakit::cli::Command{"set-head", "a model with a new head on a trained backbone", &mambakit::cli::set_head_main},
     mambakit::cli::Command{"grad", "loss gradients of every parameter, as safetensors", &mambakit::cli::grad_main},
     mambakit::cli::Command{"bench", "prefill speed of a named model shape per scan backend", &mambakit::cli::bench_main},
     mambakit::cli::Command{"check-plugin", "conformance checks of a mixer or head plugin",

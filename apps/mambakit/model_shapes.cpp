@@ -6,7 +6,7 @@
 
 namespace mambakit::cli {
 
-LmConfig model_shape(const std::string& name) {
+ModelConfig model_shape(const std::string& name) {
   struct Shape {
     const char* name;
     std::int64_t d_model, n_layer, vocab_size;
@@ -18,8 +18,9 @@ LmConfig model_shape(const std::string& name) {
   };
   for (const auto& shape : kShapes) {
     if (name == shape.name) {
-      LmConfig config;  // tied, as the HF checkpoints; mixer/s6's defaults: d_state 16, d_conv 4, expand 2
+      ModelConfig config;  // tied, as the HF checkpoints; mixer/s6's defaults: d_state 16, d_conv 4, expand 2
       config.mixer = {"s6", "{}"};
+      config.head = {"lm", "{}"};
       config.d_model = shape.d_model;
       config.n_layer = shape.n_layer;
       config.vocab_size = shape.vocab_size;

@@ -7,8 +7,8 @@
 
 namespace mambakit::cli {
 
-/// The LmConfig of shape `name` ("130m", "370m", "790m", "1.4b", "2.8b"; "kjv", the bundled
+/// The causal-LM config of shape `name` ("130m", "370m", "790m", "1.4b", "2.8b"; "kjv", the bundled
 /// byte-level model's shape; or "tiny" for quick checks). Throws mambakit::Error listing the known names.
-LmConfig model_shape(const std::string& name);
+ModelConfig model_shape(const std::string& name);
 
 }  // namespace mambakit::cli

@@ -171,12 +171,12 @@ mambakit::TokenBatch byte_ids(const std::string& text) {
   return mambakit::TokenBatch{1, static_cast<std::int64_t>(text.size()), std::vector<std::int32_t>(text.begin(), text.end())};
 }
 
-template <class Config>
-Config tiny_task_config() {
-  Config config;
+mambakit::ModelConfig tiny_task_config(const std::string& head, const std::string& head_options) {
+  mambakit::ModelConfig config;
   config.d_model = 16;
   config.n_layer = 2;
   config.mixer = {"s6", R"({"d_state": 4})"};
+  config.head = {head, head_options};
   config.vocab_size = 257;
   return config;
 }
@@ -185,9 +185,9 @@ Config tiny_task_config() {
 
 TEST_CASE("mambakit classify prints each label's probability and embed prints or writes the pooled features") {
   const std::string text = "In the beginning";
-  auto classifier_config = tiny_task_config<mambakit::ClassificationConfig>();
-  classifier_config.num_labels = 3;
-  classifier_config.labels = {"law", "poetry", "prophecy"};
+  const std::vector<std::string> labels = {"law", "poetry", "prophecy"};
+  auto classifier_config =
+      tiny_task_config("classification", R"({"num_labels": 3, "labels": ["law", "poetry", "prophecy"]})");
   const fs::path classifier_dir = mambakit::test::scratch_dir("cli_classifier");
   mambakit::Model classifier = saved_task_model(classifier_config, classifier_dir);
   // softmax of the library's scores for the same bytes
@@ -205,14 +205,13 @@ TEST_CASE("mambakit classify prints each label's probability and embed prints or
     std::string label;
     double probability = -1.0;
     REQUIRE(lines >> label >> probability);
-    CHECK(label == classifier_config.labels[c]);
+    CHECK(label == labels[c]);
     CHECK(std::abs(probability - std::exp(static_cast<double>(scores[c])) / total) < 2e-6);
     sum += probability;
   }
   CHECK(std::abs(sum - 1.0) < 1e-5);
 
-  auto features_config = tiny_task_config<mambakit::FeatureExtractionConfig>();
-  features_config.pooling = mambakit::Pooling::kMean;
+  auto features_config = tiny_task_config("features", R"({"pooling": "mean"})");
   const fs::path features_dir = mambakit::test::scratch_dir("cli_features");
   mambakit::Model extractor = saved_task_model(features_config, features_dir);
   const auto expected = extractor.forward(byte_ids(text));
@@ -236,7 +235,7 @@ TEST_CASE("mambakit classify prints each label's probability and embed prints or
   // Each command refuses the other's model, an empty text, and a folder without a tokenizer.
   const auto wrong_task = run_command(cli("classify --model " + features_dir.string() + " --text x"));
   CHECK(wrong_task.exit_code == 1);
-  CHECK_THAT(wrong_task.errors, Contains("feature_extraction") && Contains("sequence_classification"));
+  CHECK_THAT(wrong_task.errors, Contains("head/features") && Contains("class-label head"));
   const auto empty = run_command(cli("embed --model " + features_dir.string() + " --text \"\""));
   CHECK(empty.exit_code == 1);
   CHECK_THAT(empty.errors, Contains("--text is empty"));

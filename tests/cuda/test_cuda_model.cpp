@@ -389,12 +389,12 @@ TEST_CASE("mambakit train --device cuda trains and saves a model", "[cuda]") {
 TEST_CASE("a component without CUDA support makes a CUDA model fail, naming it", "[cuda]") {
   // The capability check comes before any device is touched: this case runs without a GPU.
   const auto& host = mambakit::test::in_tree_plugins();
-  mambakit::ClassificationConfig config;
+  mambakit::ModelConfig config;
   config.d_model = 16;
   config.n_layer = 2;
   config.mixer = {"s6", R"({"d_state": 4})"};
+  config.head = {"classification", R"({"num_labels": 3})"};
   config.vocab_size = 30;
-  config.num_labels = 3;
   CHECK_THROWS_AS(Model::create(config, host, on_gpu()), mambakit::Error);
   CHECK_THROWS_WITH(Model::create(config, host, on_gpu()),
                     Contains("head/classification") && Contains("does not run on cuda:0"));

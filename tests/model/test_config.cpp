@@ -41,30 +41,26 @@ std::string create_error(const std::string& json) {
 
 }  // namespace
 
-TEST_CASE("native configs survive a JSON round trip for every task, with per-layer mixers") {
-  mambakit::LmConfig lm;
+TEST_CASE("native configs survive a JSON round trip, with per-layer mixers and any head") {
+  mambakit::ModelConfig lm;
   lm.d_model = 64;
   lm.n_layer = 3;
   lm.tie_embeddings = false;
   lm.mixer = {"s6", R"({"d_state":8})"};
   lm.layer_mixers[1] = {"ema", R"({"chunk":128})"};
-  mambakit::ClassificationConfig classification;
-  classification.mixer = {"s6", "{}"};
-  classification.num_labels = 3;
-  classification.pooling = mambakit::Pooling::kMax;
-  classification.labels = {"negative", "neutral", "positive"};
-  mambakit::FeatureExtractionConfig features;
-  features.mixer = {"s6", "{}"};
-  features.pooling = mambakit::Pooling::kNone;
-  for (const mambakit::ModelConfig& config :
-       {mambakit::ModelConfig(lm), mambakit::ModelConfig(classification), mambakit::ModelConfig(features)}) {
+  lm.head = {"lm", "{}"};
+  mambakit::ModelConfig classification = lm;
+  classification.head = {"classification", R"({"labels":["negative","neutral","positive"],"num_labels":3,"pooling":"max"})"};
+  mambakit::ModelConfig features = lm;
+  features.head = {"features", R"({"pooling":"none"})"};
+  for (const auto& config : {lm, classification, features}) {
     const std::string text = mambakit::to_json(config);
     CHECK_THAT(text, Contains(R"("format": "mambakit-2")"));
     const auto parsed = parse(text, "round trip");
     CHECK(mambakit::to_json(parsed) == text);
-    CHECK(parsed.index() == config.index());
+    CHECK(parsed.head == config.head);
   }
-  const auto parsed = std::get<mambakit::LmConfig>(parse(mambakit::to_json(lm)));
+  const auto parsed = parse(mambakit::to_json(lm));
   CHECK(parsed.mixer_of_layer(0) == lm.mixer);
   CHECK(parsed.mixer_of_layer(1) == lm.layer_mixers.at(1));
   CHECK(parsed.mixer_of_layer(2) == lm.mixer);
@@ -73,7 +69,8 @@ TEST_CASE("native configs survive a JSON round trip for every task, with per-lay
 
 TEST_CASE("a Hugging Face config.json of model_type mamba is read by mixer/s6's adapter") {
   const auto config = mambakit::load_model_config(mambakit::test::data_dir() / "models/tiny_untied_bias/config.json", host());
-  const auto& lm = std::get<mambakit::LmConfig>(config);
+  const auto& lm = config;
+  CHECK(lm.head.name == "lm");
   CHECK(lm.d_model == 24);
   CHECK(lm.n_layer == 3);
   CHECK(lm.mixer.name == "s6");
@@ -88,15 +85,16 @@ TEST_CASE("a Hugging Face config.json of model_type mamba is read by mixer/s6's 
     "state_size": 16, "num_hidden_layers": 24, "layer_norm_epsilon": 1e-5, "expand": 2, "conv_kernel": 4,
     "use_bias": false, "use_conv_bias": true, "time_step_rank": 48, "residual_in_fp32": true,
     "intermediate_size": 1536, "bos_token_id": 0, "eos_token_id": 0, "pad_token_id": 0, "torch_dtype": "float32"})";
-  const auto big = std::get<mambakit::LmConfig>(parse(mamba_130m, "130m"));
+  const auto big = parse(mamba_130m, "130m");
   CHECK(nlohmann::json::parse(big.mixer.options).at("dt_rank") == 48);
   CHECK(big.tie_embeddings);
   CHECK(big.n_layer == 24);
 }
 
 TEST_CASE("mambakit's first format (Mamba-1 keys at the top level) reads as before") {
-  const auto lm = std::get<mambakit::LmConfig>(parse(R"({"d_model": 32, "n_layer": 3, "d_state": 4, "dt_rank": 2,
-      "mixer": ["s6", "ema", "s6"], "mixer_options": {"shared": 1}, "tie_embeddings": false})"));
+  const auto lm = parse(R"({"d_model": 32, "n_layer": 3, "d_state": 4, "dt_rank": 2,
+      "mixer": ["s6", "ema", "s6"], "mixer_options": {"shared": 1}, "tie_embeddings": false})");
+  CHECK(lm.head.name == "lm");
   CHECK(lm.n_layer == 3);
   CHECK_FALSE(lm.tie_embeddings);
   // The Mamba-1 keys go to the s6 layers; mixer_options goes to every layer.
@@ -106,30 +104,39 @@ TEST_CASE("mambakit's first format (Mamba-1 keys at the top level) reads as befo
   CHECK(nlohmann::json::parse(lm.mixer_of_layer(1).options) == nlohmann::json::parse(R"({"shared": 1})"));
   // The bundled model's config is in this format.
   const auto bundled = mambakit::load_model_config(mambakit::test::data_dir() / "../../models/default/config.json", host());
-  CHECK(std::get<mambakit::LmConfig>(bundled).d_model == 256);
+  CHECK(bundled.d_model == 256);
+  // Its tasks are heads with the task's keys as their options.
+  const auto classifier = parse(R"({"task": "sequence_classification", "num_labels": 3, "pooling": "max",
+      "labels": ["a", "b", "c"], "dropout": 0.1})");
+  CHECK(classifier.head.name == "classification");
+  CHECK(nlohmann::json::parse(classifier.head.options) ==
+        nlohmann::json::parse(R"({"num_labels": 3, "pooling": "max", "labels": ["a", "b", "c"], "dropout": 0.1})"));
+  CHECK(parse(R"({"task": "feature_extraction", "pooling": "none"})").head ==
+        mambakit::ComponentChoice{"features", R"({"pooling":"none"})"});
 }
 
 TEST_CASE("backward-compatible names exist") {
   mambakit::MambaConfig config;
   CHECK(config.d_model == 768);
-  static_assert(std::is_same_v<mambakit::MambaConfig, mambakit::LmConfig>);
+  static_assert(std::is_same_v<mambakit::MambaConfig, mambakit::ModelConfig>);
 }
 
 TEST_CASE("invalid configs are errors naming the source, key and value") {
-  CHECK_THAT(parse_error(R"({"format": "mambakit-2", "d_model": "wide", "mixer": "s6"})"),
+  CHECK_THAT(parse_error(R"({"format": "mambakit-2", "d_model": "wide", "mixer": "s6", "head": "lm"})"),
              Contains("run.json") && Contains("d_model = \"wide\"") && Contains("integer"));
-  CHECK_THAT(parse_error(R"({"format": "mambakit-2", "n_layer": 2})"), Contains("\"mixer\" is missing"));
-  CHECK_THAT(parse_error(R"({"format": "mambakit-2", "mixer": {"name": "s6", "opts": {}}})"),
+  CHECK_THAT(parse_error(R"({"format": "mambakit-2", "n_layer": 2, "head": "lm"})"), Contains("\"mixer\" is missing"));
+  CHECK_THAT(parse_error(R"({"format": "mambakit-2", "n_layer": 2, "mixer": "s6"})"), Contains("\"head\" is missing"));
+  CHECK_THAT(parse_error(R"({"format": "mambakit-2", "mixer": {"name": "s6", "opts": {}}, "head": "lm"})"),
              Contains("unknown key \"opts\""));
-  CHECK_THAT(parse_error(R"({"format": "mambakit-2", "n_layer": 2, "mixer": "s6", "layers": {"5": "s6"}})"),
+  CHECK_THAT(parse_error(R"({"format": "mambakit-2", "n_layer": 2, "mixer": "s6", "head": "lm", "layers": {"5": "s6"}})"),
              Contains("layers.5"));
+  CHECK_THAT(parse_error(R"({"format": "mambakit-2", "mixer": "s6", "head": "lm", "task": "causal_lm"})"),
+             Contains("unknown key \"task\""));
   CHECK_THAT(parse_error(R"({"format": "mambakit-3"})"), Contains("format = \"mambakit-3\""));
   CHECK_THAT(parse_error(R"({"n_layer": 2, "mixer": ["s6", "s6", "s6"]})"), Contains("3 names"));
   CHECK_THAT(parse_error(R"({"dstate": 16})"), Contains("unknown key \"dstate\""));
   CHECK_THAT(parse_error(R"({"task": "translation"})"), Contains("task = \"translation\""));
-  CHECK_THAT(parse_error(R"({"task": "sequence_classification", "pooling": "none"})"), Contains("pooling = none"));
-  CHECK_THAT(parse_error(R"({"task": "sequence_classification", "num_labels": 0})"), Contains("num_labels = 0"));
-  CHECK_THAT(parse_error(R"({"task": "feature_extraction", "pooling": "median"})"), Contains("pooling = \"median\""));
+  CHECK_THAT(parse_error(R"({"task": "causal_lm", "pooling": "mean"})"), Contains("unknown key \"pooling\""));
   CHECK_THAT(parse_error(R"({"model_type": "llama"})"), Contains("model_type = \"llama\" is not supported"));
   CHECK_THAT(parse_error(R"({"model_type": "mamba", "hidden_size": 64, "expand": 2, "intermediate_size": 100})"),
              Contains("intermediate_size = 100"));
@@ -141,7 +148,19 @@ TEST_CASE("invalid configs are errors naming the source, key and value") {
                     Contains("/nonexistent/config.json") && Contains("cannot open"));
 }
 
-TEST_CASE("a mixer's options are validated by the mixer, naming the layer, the component and the key") {
+TEST_CASE("a mixer's and a head's options are validated by the component, naming it and the key") {
+  CHECK_THAT(create_error(R"({"task": "sequence_classification", "pooling": "none"})"),
+             Contains("head/classification") && Contains("\"pooling\" = \"none\""));
+  CHECK_THAT(create_error(R"({"task": "sequence_classification", "num_labels": 0})"),
+             Contains("head/classification") && Contains("\"num_labels\" = 0"));
+  CHECK_THAT(create_error(R"({"task": "feature_extraction", "pooling": "median"})"),
+             Contains("head/features") && Contains("\"pooling\" = \"median\""));
+  CHECK_THAT(create_error(R"({"format": "mambakit-2", "d_model": 16, "n_layer": 1, "mixer": "s6",
+      "head": {"name": "lm", "options": {"vocab_size": 8}}})"),
+             Contains("head/lm") && Contains("\"vocab_size\" is the backbone's"));
+  CHECK_THAT(create_error(R"({"format": "mambakit-2", "d_model": 16, "n_layer": 1, "mixer": "s6",
+      "head": {"name": "lm", "options": {"temperature": 2}}})"),
+             Contains("head/lm") && Contains("unknown option \"temperature\""));
   CHECK_THAT(create_error(R"({"d_model": 16, "n_layer": 2, "d_state": 0})"),
              Contains("layer 0") && Contains("mixer/s6") && Contains("d_state"));
   CHECK_THAT(create_error(R"({"d_model": 16, "n_layer": 2, "dt_rank": -3})"), Contains("dt_rank") && Contains("-3"));
@@ -149,9 +168,9 @@ TEST_CASE("a mixer's options are validated by the mixer, naming the layer, the c
              Contains("dt_max") && Contains("0.1"));
   CHECK_THAT(create_error(R"({"d_model": 16, "n_layer": 2, "dt_init": "zeros"})"), Contains("dt_init") && Contains("zeros"));
   CHECK_THAT(create_error(R"({"format": "mambakit-2", "d_model": 16, "n_layer": 3, "mixer": "s6",
-      "layers": {"2": {"name": "s6", "options": {"d_stat": 4}}}})"),
+      "head": "lm", "layers": {"2": {"name": "s6", "options": {"d_stat": 4}}}})"),
              Contains("layer 2") && Contains("mixer/s6") && Contains("unknown option \"d_stat\""));
-  CHECK_THAT(create_error(R"({"format": "mambakit-2", "d_model": 16, "n_layer": 1,
+  CHECK_THAT(create_error(R"({"format": "mambakit-2", "d_model": 16, "n_layer": 1, "head": "lm",
       "mixer": {"name": "s6", "options": {"d_model": 8}}})"),
              Contains("layer 0") && Contains("\"d_model\" is the backbone's"));
 }

@@ -184,7 +184,8 @@ TEST_CASE("an older-minor plugin is recorded as such and never called past its m
   CHECK(mambakit::abi_minor(host.create_mixer("s6", R"({"d_model": 8})")) == mambakit::sdk::kAbiMinor);
   CHECK(mambakit::abi_minor(host.create_mixer("test_old_minor", R"({"d_model": 8})")) == 0);
 
-  mambakit::LmConfig config;
+  mambakit::ModelConfig config;
+  config.head = {"lm", "{}"};
   config.d_model = 8;
   config.n_layer = 2;
   config.vocab_size = 16;

@@ -9,7 +9,8 @@
 namespace {
 
 mambakit::Model small_model() {
-  mambakit::LmConfig config;
+  mambakit::ModelConfig config;
+  config.head = {"lm", "{}"};
   config.d_model = 8;
   config.n_layer = 1;
   config.mixer = {"s6", R"({"d_state": 2})"};

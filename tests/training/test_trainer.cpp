@@ -128,5 +128,43 @@ TEST_CASE("a classification run trains on JSONL and reports validation accuracy"
   REQUIRE(eval != lines.end());
   CHECK_THAT(*eval, Contains("accuracy 1.000"));
   auto model = mambakit::Model::load(dir / "run" / "model", host);
-  CHECK(std::holds_alternative<mambakit::ClassificationConfig>(model.config()));
+  CHECK(model.objective() == mambakit::sdk::HeadObjective::kClassLabels);
+  CHECK(model.class_names() == std::vector<std::string>{"quiet", "loud"});
+}
+
+TEST_CASE("an LM fine-tunes into a classifier: init_from keeps its backbone, \"head\" gives it a new head") {
+  const auto& host = mambakit::test::in_tree_plugins();
+  std::atomic<bool> never{false};
+  const fs::path lm_dir = mambakit::test::scratch_dir("lm_to_classifier");
+  REQUIRE(mambakit::train(tiny_run(lm_dir), host, false, never, [](const std::string&) {}));
+  const auto lm = mambakit::Model::load(lm_dir / "run" / "model", host);
+  {
+    std::ofstream out(lm_dir / "train.jsonl");
+    for (int i = 0; i < 32; ++i) {
+      out << nlohmann::json{{"text", i % 2 == 0 ? "In the beginning" : "was the word"}, {"label", i % 2}}.dump() << "\n";
+    }
+  }
+  const std::string json = fmt::format(R"({{
+    "init_from": "{}", "head": {{"name": "classification", "options": {{"num_labels": 2, "pooling": "mean"}}}},
+    "train_data": "{}", "tokenizer": "byte", "seq_len": 32, "batch_size": 4, "steps": 1, "lr": 1e-9, "min_lr": 1e-9,
+    "warmup": 0, "eval_every": 1, "save_every": 100, "log_every": 1, "output_dir": "{}", "seed": 3, "threads": 1}})",
+                                       (lm_dir / "run" / "model").string(), (lm_dir / "train.jsonl").string(),
+                                       (lm_dir / "classifier").string());
+  REQUIRE(mambakit::train(mambakit::parse_run_config(json, "fine-tune"), host, false, never, [](const std::string&) {}));
+  const auto classifier = mambakit::Model::load(lm_dir / "classifier" / "model", host);
+  CHECK(classifier.objective() == mambakit::sdk::HeadObjective::kClassLabels);
+  CHECK(classifier.config().head.name == "classification");
+  // One step at lr 1e-9 moves the backbone by at most ~1e-9 per weight (AdamW's step is ~lr).
+  double largest_change = 0.0;
+  for (const auto& parameter : lm.parameters()) {
+    const auto before = lm.parameter_values(parameter.name), after = classifier.parameter_values(parameter.name);
+    largest_change = std::max(largest_change, mambakit::test::max_abs_difference(before, after));
+  }
+  CHECK(largest_change < 1e-6);
+  CHECK(classifier.parameter_count() == lm.parameter_count() + 2 * 16 + 2);
+
+  CHECK_THROWS_WITH(mambakit::parse_run_config(R"({"model": {}, "init_from": "m", "train_data": "x"})", "run.json"),
+                    Contains("not both"));
+  CHECK_THROWS_WITH(mambakit::parse_run_config(R"({"model": {}, "head": "lm", "train_data": "x"})", "run.json"),
+                    Contains("head") && Contains("init_from"));
 }

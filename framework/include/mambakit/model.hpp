@@ -18,6 +18,7 @@
 namespace mambakit {
 
 class SafetensorsFile;
+struct SafetensorsEntry;
 
 namespace model {
 class DeviceRuntime;
@@ -141,9 +142,9 @@ struct ParameterSlice {
 
 /// What a training step needs besides the tokens.
 struct TrainingTargets {
-  std::vector<std::int32_t> labels;  ///< classification: one label per row
-  /// Seed of the batch's dropout mask (classification `dropout` > 0): the same seed gives the
-  /// same mask, so a resumed run repeats the uninterrupted one exactly.
+  std::vector<std::int32_t> labels;  ///< objective kClassLabels: one label per row
+  /// Seed of the batch's dropout mask (a head that declares input_dropout > 0): the same seed
+  /// gives the same mask, so a resumed run repeats the uninterrupted one exactly.
   std::uint64_t dropout_seed = 0;
 };
 
@@ -162,6 +163,17 @@ class Model {
   Model& operator=(Model&&) noexcept;
 
   [[nodiscard]] const ModelConfig& config() const;
+  /// What the head's output is trained for (its declared objective).
+  [[nodiscard]] sdk::HeadObjective objective() const;
+  /// For a head with objective kClassLabels: the name of each output class, "" where the head
+  /// names none. Empty for other heads.
+  [[nodiscard]] std::vector<std::string> class_names() const;
+
+  /// This model with its head replaced by `head` (created through `host`): every parameter the
+  /// backbone owns (the embedding, norms and mixers, and so a tied head's weights) is copied,
+  /// the new head's own parameters are initialised from `seed`. How an LM becomes a classifier
+  /// to fine-tune, or a feature extractor. The options and device are this model's.
+  [[nodiscard]] Model with_head(const PluginHost& host, const ComponentChoice& head, std::uint64_t seed) const;
   [[nodiscard]] const ModelOptions& options() const;
   [[nodiscard]] std::int64_t parameter_count() const;
   /// Bytes the parameters occupy in memory (2 per element when held in 16 bits).
@@ -202,10 +214,11 @@ class Model {
   FloatTensor forward(const TokenBatch& tokens, InferenceState* state = nullptr, bool last_position_only = false);
 
   /// Forward and backward over one batch; ADDS the gradient of the loss to the parameters'
-  /// gradients (see zero_gradients()) and returns the loss. Causal LM: mean next-token
-  /// cross-entropy over the B*(L-1) targets (within tokens.lengths when given); classification: mean
-  /// cross-entropy of `targets.labels`, with the config's dropout applied to the hidden states the
-  /// head sees (inverted dropout: kept values scaled by 1/(1-p); mask from targets.dropout_seed). With `recompute`, only each layer's input is kept and
+  /// gradients (see zero_gradients()) and returns the loss, which the head's objective gives:
+  /// next-token, the mean cross-entropy over the B*(L-1) targets (within tokens.lengths when
+  /// given); class labels, the mean cross-entropy of `targets.labels`. The head's declared
+  /// input_dropout is applied to the hidden states it sees (inverted dropout: kept values
+  /// scaled by 1/(1-p); mask from targets.dropout_seed). A head without an objective throws. With `recompute`, only each layer's input is kept and
   /// the layer's forward is recomputed during backward (activation checkpointing). On a CUDA
   /// model forward and backward run on the device, which then adds its gradients to the host's.
   /// Training needs f32 weights (throws otherwise).
@@ -257,6 +270,9 @@ class Model {
   explicit Model(std::unique_ptr<Impl> impl);
   /// load_weights() from an open checkpoint; `file` names it in errors.
   void load_weights(const SafetensorsFile& checkpoint, const std::filesystem::path& file);
+  /// Whether `entry`, which no parameter takes, is a copy of the embedding that a tied model's
+  /// checkpoint may carry for its head.
+  bool is_tied_copy(const SafetensorsFile& checkpoint, const SafetensorsEntry& entry) const;
   std::unique_ptr<Impl> impl_;
 };
 

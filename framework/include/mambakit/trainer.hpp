@@ -18,8 +18,11 @@ namespace mambakit {
 
 /// A training run, as read from its JSON file (see docs/TRAINING.md for every key).
 struct RunConfig {
-  std::string model_json;        ///< the model config (mambakit's JSON), unless init_from is set
+  std::string model_json;        ///< the model config (any format parse_model_config reads), unless init_from is set
   std::filesystem::path init_from;  ///< start from this model folder instead
+  /// With init_from: replace its head with this one (newly initialised; the backbone's weights
+  /// are kept), e.g. to fine-tune an LM into a classifier. An empty name keeps the head.
+  ComponentChoice head;
   std::filesystem::path train_data;  ///< text file (causal LM) or JSONL/CSV of (text, label)
   std::filesystem::path valid_data;  ///< optional; otherwise the last valid_fraction of train_data
   double valid_fraction = 0.05;
@@ -44,8 +47,7 @@ struct RunConfig {
   int threads = 0;
   bool recompute = false;
   std::string save_dtype = "f32";  ///< weights of the final model: f32, f16 or bf16
-  /// The kernel of each kind by name ("kernels": {"KIND": "NAME"}; "scan": NAME is short for the
-  /// selective scan's); see ModelOptions::kernels.
+  /// The kernel of each kind by name ("kernels": {"KIND": "NAME"}); see ModelOptions::kernels.
   std::map<std::string, std::string> kernels;
   /// Where the model trains: "cpu", "cuda" or "cuda:INDEX" (`mambakit train --device`). On a
   /// CUDA device forward and backward run there; the gradients and AdamW stay on the host.

@@ -21,48 +21,14 @@ namespace mambakit {
 
 using nlohmann::json;
 
-const char* pooling_name(Pooling pooling) {
-  switch (pooling) {
-    case Pooling::kLast: return "last";
-    case Pooling::kMean: return "mean";
-    case Pooling::kMax: return "max";
-    case Pooling::kNone: return "none";
-  }
-  return "unknown";
-}
-
-std::int64_t BackboneConfig::padded_vocab_size() const {
+std::int64_t ModelConfig::padded_vocab_size() const {
   const std::int64_t multiple = pad_vocab_size_multiple > 0 ? pad_vocab_size_multiple : 1;
   return (vocab_size + multiple - 1) / multiple * multiple;
 }
 
-const ComponentChoice& BackboneConfig::mixer_of_layer(std::int64_t layer) const {
+const ComponentChoice& ModelConfig::mixer_of_layer(std::int64_t layer) const {
   const auto found = layer_mixers.find(layer);
   return found != layer_mixers.end() ? found->second : mixer;
-}
-
-const BackboneConfig& backbone_of(const ModelConfig& config) {
-  return std::visit([](const auto& typed) -> const BackboneConfig& { return typed; }, config);
-}
-
-BackboneConfig& backbone_of(ModelConfig& config) {
-  return std::visit([](auto& typed) -> BackboneConfig& { return typed; }, config);
-}
-
-const char* task_name(const ModelConfig& config) {
-  switch (config.index()) {
-    case 0: return "causal_lm";
-    case 1: return "sequence_classification";
-    default: return "feature_extraction";
-  }
-}
-
-const char* head_name(const ModelConfig& config) {
-  switch (config.index()) {
-    case 0: return "lm";
-    case 1: return "classification";
-    default: return "features";
-  }
 }
 
 namespace {
@@ -77,8 +43,11 @@ std::string show(const T& value) {
   return fmt::format("{}", value);
 }
 
-void validate_choice(const ComponentChoice& choice, const std::string& source, const std::string& key) {
-  require(!choice.name.empty(), source, key, "\"\"", "name the mixer (e.g. \"mixer\": {\"name\": NAME})");
+void validate_choice(const ComponentChoice& choice, const std::string& source, const std::string& key,
+                     const char* kind) {
+  if (choice.name.empty()) {
+    throw Error(fmt::format("{}: {} names no {} (`mambakit plugins` lists them)", source, key, kind));
+  }
   const json options = json::parse(choice.options, nullptr, false);
   require(options.is_object(), source, key + ".options", choice.options, "must be a JSON object");
 }
@@ -86,31 +55,19 @@ void validate_choice(const ComponentChoice& choice, const std::string& source, c
 }  // namespace
 
 void validate(const ModelConfig& config, const std::string& source) {
-  const BackboneConfig& backbone = backbone_of(config);
-  require(backbone.d_model >= 1, source, "d_model", show(backbone.d_model), "must be >= 1");
-  require(backbone.n_layer >= 1, source, "n_layer", show(backbone.n_layer), "must be >= 1");
-  require(backbone.norm_eps > 0 && backbone.norm_eps < 1, source, "norm_eps", show(backbone.norm_eps),
-          "must be in (0, 1)");
-  require(backbone.vocab_size >= 1, source, "vocab_size", show(backbone.vocab_size), "must be >= 1");
-  require(backbone.pad_vocab_size_multiple >= 1, source, "pad_vocab_size_multiple",
-          show(backbone.pad_vocab_size_multiple), "must be >= 1");
-  validate_choice(backbone.mixer, source, "mixer");
-  for (const auto& [layer, choice] : backbone.layer_mixers) {
+  require(config.d_model >= 1, source, "d_model", show(config.d_model), "must be >= 1");
+  require(config.n_layer >= 1, source, "n_layer", show(config.n_layer), "must be >= 1");
+  require(config.norm_eps > 0 && config.norm_eps < 1, source, "norm_eps", show(config.norm_eps), "must be in (0, 1)");
+  require(config.vocab_size >= 1, source, "vocab_size", show(config.vocab_size), "must be >= 1");
+  require(config.pad_vocab_size_multiple >= 1, source, "pad_vocab_size_multiple", show(config.pad_vocab_size_multiple),
+          "must be >= 1");
+  validate_choice(config.mixer, source, "mixer", "mixer");
+  for (const auto& [layer, choice] : config.layer_mixers) {
     const std::string key = fmt::format("layers.{}", layer);
-    require(layer >= 0 && layer < backbone.n_layer, source, key, choice.name,
-            "the layer index must be in [0, n_layer)");
-    validate_choice(choice, source, key);
+    require(layer >= 0 && layer < config.n_layer, source, key, choice.name, "the layer index must be in [0, n_layer)");
+    validate_choice(choice, source, key, "mixer");
   }
-  if (const auto* classification = std::get_if<ClassificationConfig>(&config)) {
-    require(classification->num_labels >= 1, source, "num_labels", show(classification->num_labels), "must be >= 1");
-    require(classification->pooling != Pooling::kNone, source, "pooling", "none",
-            "classification needs last, mean or max");
-    require(classification->dropout >= 0 && classification->dropout < 1, source, "dropout",
-            show(classification->dropout), "must be in [0, 1)");
-    require(classification->labels.empty() ||
-                static_cast<std::int64_t>(classification->labels.size()) == classification->num_labels,
-            source, "labels", show(classification->labels.size()) + " names", "must name every label or none");
-  }
+  validate_choice(config.head, source, "head", "head");
 }
 
 namespace {
@@ -119,7 +76,7 @@ json choice_to_json(const ComponentChoice& choice) {
   return json{{"name", choice.name}, {"options", json::parse(choice.options)}};
 }
 
-/// A mixer given as a name, or as {"name": NAME, "options": {...}}.
+/// A component given as a name, or as {"name": NAME, "options": {...}}.
 ComponentChoice choice_from_json(const json& item, const std::string& source, const std::string& key) {
   ComponentChoice choice;
   if (item.is_string()) {
@@ -127,7 +84,7 @@ ComponentChoice choice_from_json(const json& item, const std::string& source, co
     return choice;
   }
   if (!item.is_object()) {
-    throw Error(fmt::format("{}: {} = {} is invalid: must be a mixer name or {{\"name\": ..., \"options\": {{...}}}}",
+    throw Error(fmt::format("{}: {} = {} is invalid: must be a name or {{\"name\": ..., \"options\": {{...}}}}",
                             source, key, item.dump()));
   }
   config_json::Fields fields(item, fmt::format("{} ({})", source, key));
@@ -137,37 +94,30 @@ ComponentChoice choice_from_json(const json& item, const std::string& source, co
   return choice;
 }
 
-void backbone_to_json(const BackboneConfig& backbone, json& out) {
-  out["d_model"] = backbone.d_model;
-  out["n_layer"] = backbone.n_layer;
-  out["norm_eps"] = backbone.norm_eps;
-  out["residual_in_fp32"] = backbone.residual_in_fp32;
-  out["vocab_size"] = backbone.vocab_size;
-  out["pad_vocab_size_multiple"] = backbone.pad_vocab_size_multiple;
-  out["mixer"] = choice_to_json(backbone.mixer);
-  if (!backbone.layer_mixers.empty()) {
-    json layers = json::object();
-    for (const auto& [layer, choice] : backbone.layer_mixers) layers[std::to_string(layer)] = choice_to_json(choice);
-    out["layers"] = layers;
+/// The component under `key`, which must be present.
+ComponentChoice required_choice(const json& root, const char* key, const std::string& source, const char* kind) {
+  const auto item = root.find(key);
+  if (item == root.end()) {
+    throw Error(fmt::format("{}: \"{}\" is missing: name the {}, e.g. \"{}\": {{\"name\": NAME, \"options\": "
+                            "{{...}}}} (`mambakit plugins` lists them)",
+                            source, key, kind, key));
   }
+  return choice_from_json(*item, source, key);
 }
 
-void backbone_from_json(const json& root, config_json::Fields& fields, BackboneConfig& backbone,
-                        const std::string& source) {
-  fields.read("d_model", backbone.d_model);
-  fields.read("n_layer", backbone.n_layer);
-  fields.read("norm_eps", backbone.norm_eps);
-  fields.read("residual_in_fp32", backbone.residual_in_fp32);
-  fields.read("vocab_size", backbone.vocab_size);
-  fields.read("pad_vocab_size_multiple", backbone.pad_vocab_size_multiple);
-  fields.ignore({"mixer", "layers"});
-  const auto mixer = root.find("mixer");
-  if (mixer == root.end()) {
-    throw Error(fmt::format("{}: \"mixer\" is missing: name the mixer of every layer, e.g. \"mixer\": "
-                            "{{\"name\": NAME, \"options\": {{...}}}} (`mambakit plugins` lists the mixers)",
-                            source));
-  }
-  backbone.mixer = choice_from_json(*mixer, source, "mixer");
+ModelConfig parse_native(const json& root, const std::string& source) {
+  config_json::Fields fields(root, source);
+  fields.ignore({"format", "mixer", "layers", "head"});
+  ModelConfig config;
+  fields.read("d_model", config.d_model);
+  fields.read("n_layer", config.n_layer);
+  fields.read("norm_eps", config.norm_eps);
+  fields.read("residual_in_fp32", config.residual_in_fp32);
+  fields.read("vocab_size", config.vocab_size);
+  fields.read("pad_vocab_size_multiple", config.pad_vocab_size_multiple);
+  fields.read("tie_embeddings", config.tie_embeddings);
+  config.mixer = required_choice(root, "mixer", source, "mixer of every layer");
+  config.head = required_choice(root, "head", source, "head");
   const auto layers = root.find("layers");
   if (layers != root.end()) {
     if (!layers->is_object()) {
@@ -176,56 +126,11 @@ void backbone_from_json(const json& root, config_json::Fields& fields, BackboneC
     }
     for (const auto& [index_text, item] : layers->items()) {
       const std::string key = fmt::format("layers.{}", index_text);
-      std::int64_t layer = -1;
       const bool is_index = !index_text.empty() && index_text.size() <= 9 &&
                             std::all_of(index_text.begin(), index_text.end(), [](char c) { return c >= '0' && c <= '9'; });
-      if (is_index) layer = std::stoll(index_text);
       require(is_index, source, key, item.dump(), "keys of \"layers\" are layer indices (\"0\", \"1\", ...)");
-      backbone.layer_mixers[layer] = choice_from_json(item, source, key);
+      config.layer_mixers[std::stoll(index_text)] = choice_from_json(item, source, key);
     }
-  }
-}
-
-Pooling parse_pooling(const std::string& text, const std::string& source) {
-  if (text == "last") return Pooling::kLast;
-  if (text == "mean") return Pooling::kMean;
-  if (text == "max") return Pooling::kMax;
-  if (text == "none") return Pooling::kNone;
-  throw Error(fmt::format("{}: pooling = \"{}\" is invalid: must be last, mean, max or none", source, text));
-}
-
-ModelConfig parse_native(const json& root, const std::string& source) {
-  config_json::Fields fields(root, source);
-  fields.ignore({"format"});
-  std::string task = "causal_lm";
-  fields.read("task", task);
-  ModelConfig config;
-  if (task == "causal_lm") {
-    LmConfig lm;
-    backbone_from_json(root, fields, lm, source);
-    fields.read("tie_embeddings", lm.tie_embeddings);
-    config = lm;
-  } else if (task == "sequence_classification") {
-    ClassificationConfig classification;
-    backbone_from_json(root, fields, classification, source);
-    fields.read("num_labels", classification.num_labels);
-    std::string pooling = pooling_name(classification.pooling);
-    fields.read("pooling", pooling);
-    classification.pooling = parse_pooling(pooling, source);
-    fields.read("dropout", classification.dropout);
-    fields.read_names("labels", classification.labels);
-    config = classification;
-  } else if (task == "feature_extraction") {
-    FeatureExtractionConfig features;
-    backbone_from_json(root, fields, features, source);
-    std::string pooling = pooling_name(features.pooling);
-    fields.read("pooling", pooling);
-    features.pooling = parse_pooling(pooling, source);
-    config = features;
-  } else {
-    throw Error(fmt::format(
-        "{}: task = \"{}\" is invalid: must be causal_lm, sequence_classification or feature_extraction", source,
-        task));
   }
   fields.reject_unread();
   return config;
@@ -321,52 +226,53 @@ ModelConfig load_model_config(const std::filesystem::path& file, const PluginHos
 std::string to_json(const ModelConfig& config) {
   json out = json::object();
   out["format"] = kNativeConfigFormat;
-  out["task"] = task_name(config);
-  backbone_to_json(backbone_of(config), out);
-  if (const auto* lm = std::get_if<LmConfig>(&config)) {
-    out["tie_embeddings"] = lm->tie_embeddings;
-  } else if (const auto* classification = std::get_if<ClassificationConfig>(&config)) {
-    out["num_labels"] = classification->num_labels;
-    out["pooling"] = pooling_name(classification->pooling);
-    out["dropout"] = classification->dropout;
-    if (!classification->labels.empty()) out["labels"] = classification->labels;
-  } else if (const auto* features = std::get_if<FeatureExtractionConfig>(&config)) {
-    out["pooling"] = pooling_name(features->pooling);
+  out["d_model"] = config.d_model;
+  out["n_layer"] = config.n_layer;
+  out["norm_eps"] = config.norm_eps;
+  out["residual_in_fp32"] = config.residual_in_fp32;
+  out["vocab_size"] = config.vocab_size;
+  out["pad_vocab_size_multiple"] = config.pad_vocab_size_multiple;
+  out["tie_embeddings"] = config.tie_embeddings;
+  out["mixer"] = choice_to_json(config.mixer);
+  if (!config.layer_mixers.empty()) {
+    json layers = json::object();
+    for (const auto& [layer, choice] : config.layer_mixers) layers[std::to_string(layer)] = choice_to_json(choice);
+    out["layers"] = layers;
   }
+  out["head"] = choice_to_json(config.head);
   return out.dump(2);
 }
 
-std::string mixer_config_json(const ModelConfig& config, std::int64_t layer) {
-  const BackboneConfig& backbone = backbone_of(config);
-  json out = json::parse(backbone.mixer_of_layer(layer).options);
-  for (const char* key : sdk::kMixerHostKeys) {
+namespace {
+
+/// The options of `choice` with the host's keys added; throws when an option takes one.
+template <std::size_t N>
+json with_host_keys(const ComponentChoice& choice, const char* const (&host_keys)[N], const std::string& owner) {
+  json out = json::parse(choice.options);
+  for (const char* key : host_keys) {
     if (out.contains(key)) {
-      throw Error(fmt::format("layer {} mixer/{}: option \"{}\" is the backbone's; set it at the top of the config",
-                              layer, backbone.mixer_of_layer(layer).name, key));
+      throw Error(fmt::format("{}: option \"{}\" is the backbone's; set it at the top of the config", owner, key));
     }
   }
-  out["d_model"] = backbone.d_model;
-  out["n_layer"] = backbone.n_layer;
+  return out;
+}
+
+}  // namespace
+
+std::string mixer_config_json(const ModelConfig& config, std::int64_t layer) {
+  const ComponentChoice& mixer = config.mixer_of_layer(layer);
+  json out = with_host_keys(mixer, sdk::kMixerHostKeys, fmt::format("layer {} mixer/{}", layer, mixer.name));
+  out["d_model"] = config.d_model;
+  out["n_layer"] = config.n_layer;
   out["layer_index"] = layer;
   return out.dump();
 }
 
 std::string head_config_json(const ModelConfig& config) {
-  const BackboneConfig& backbone = backbone_of(config);
-  json out = json::object();
-  out["d_model"] = backbone.d_model;
-  out["vocab_size"] = backbone.padded_vocab_size();
-  out["tie_embeddings"] = false;
-  out["num_labels"] = 0;
-  out["pooling"] = "none";
-  if (const auto* lm = std::get_if<LmConfig>(&config)) {
-    out["tie_embeddings"] = lm->tie_embeddings;
-  } else if (const auto* classification = std::get_if<ClassificationConfig>(&config)) {
-    out["num_labels"] = classification->num_labels;
-    out["pooling"] = pooling_name(classification->pooling);
-  } else if (const auto* features = std::get_if<FeatureExtractionConfig>(&config)) {
-    out["pooling"] = pooling_name(features->pooling);
-  }
+  json out = with_host_keys(config.head, sdk::kHeadHostKeys, fmt::format("head/{}", config.head.name));
+  out["d_model"] = config.d_model;
+  out["vocab_size"] = config.padded_vocab_size();
+  out["tie_embeddings"] = config.tie_embeddings;
   return out.dump();
 }
 

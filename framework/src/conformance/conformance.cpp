@@ -16,7 +16,7 @@ std::vector<ConformanceCheck> check_component(const PluginHost& host, const std:
   const auto slash = key.find('/');
   const std::string kind = key.substr(0, slash), name = slash == std::string::npos ? "" : key.substr(slash + 1);
   if (slash == std::string::npos || name.empty() || (kind != "mixer" && kind != "head")) {
-    throw Error(fmt::format("'{}' is not KIND/NAME with KIND mixer or head (e.g. mixer/s6, head/lm)", key));
+    throw Error(fmt::format("'{}' is not KIND/NAME with KIND mixer or head (mixer/NAME or head/NAME, as `mambakit plugins` lists them)", key));
   }
   if (setup.d_model < 1 || setup.batch < 1 || setup.length < 2) {
     throw Error(fmt::format("the check needs d_model >= 1, batch >= 1 and length >= 2, got {}, {}, {}", setup.d_model,

@@ -159,9 +159,8 @@ std::vector<ConformanceCheck> check_head(const PluginHost& host, const std::stri
   std::vector<ConformanceCheck> checks;
   const nlohmann::json options = nlohmann::json::parse(setup.options, nullptr, false);
   if (!options.is_object()) throw Error(fmt::format("the options {} are not a JSON object", setup.options));
-  // What the host gives every head today (head_config_json), then the given options.
-  nlohmann::json config = {{"d_model", setup.d_model}, {"vocab_size", 16}, {"tie_embeddings", false},
-                           {"num_labels", 3},          {"pooling", "mean"}};
+  // The host keys (head_config_json), then the given options.
+  nlohmann::json config = {{"d_model", setup.d_model}, {"vocab_size", 16}, {"tie_embeddings", false}};
   config.update(options);
   HeadPtr probe;
   try {

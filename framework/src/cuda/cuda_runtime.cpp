@@ -25,7 +25,7 @@ CudaRuntime::CudaRuntime(Impl& impl, sdk::Device device)
   }
   norm_f_ = parameters_.f32_data(impl.norm_f);
   for (int index : impl.head_params) head_params_.push_back(parameters_.view(index));
-  head_owner_ = fmt::format("head/{}", head_name(impl.config));
+  head_owner_ = fmt::format("head/{}", impl.config.head.name);
 }
 
 void CudaRuntime::upload_parameters() {
@@ -35,7 +35,7 @@ void CudaRuntime::upload_parameters() {
 
 FloatTensor CudaRuntime::forward(const TokenBatch& tokens, InferenceState* state, bool last_position_only) {
   DeviceGuard on(device_.index);
-  const std::int64_t B = tokens.batch, L = tokens.length, D = impl_.backbone().d_model, M = B * L;
+  const std::int64_t B = tokens.batch, L = tokens.length, D = impl_.config.d_model, M = B * L;
   DeviceState* device_state = state != nullptr ? &state_on_device(*state) : nullptr;
   const cudaStream_t stream = stream_.get();
   arena_.reset(stream);
@@ -46,7 +46,7 @@ FloatTensor CudaRuntime::forward(const TokenBatch& tokens, InferenceState* state
   const auto [hidden, normed, mixed] = embed(ids, M);
   const std::vector<std::int64_t> shape{B, L, D};
   for (std::size_t layer = 0; layer < impl_.mixers.size(); ++layer) {
-    MAMBAKIT_CUDA_CHECK(launch_rms_norm(hidden, norms_[layer], normed, M, D, impl_.backbone().norm_eps, stream));
+    MAMBAKIT_CUDA_CHECK(launch_rms_norm(hidden, norms_[layer], normed, M, D, impl_.config.norm_eps, stream));
     std::vector<sdk::TensorView> initial;
     const sdk::TensorView* final_state = nullptr;
     if (device_state != nullptr) {
@@ -106,7 +106,7 @@ FloatTensor CudaRuntime::step(const std::vector<std::int32_t>& ids, InferenceSta
 
 std::vector<std::int32_t> CudaRuntime::step_argmax(const std::vector<std::int32_t>& ids, InferenceState& state) {
   DeviceGuard on(device_.index);
-  const std::int64_t B = state.batch(), vocab = impl_.backbone().vocab_size;
+  const std::int64_t B = state.batch(), vocab = impl_.config.vocab_size;
   StepBuffers& io = queue_step(ids, state);
   const std::int64_t stride = io.logits_shape.back();
   if (numel_of(io.logits_shape) != B * stride || stride < vocab) {
@@ -156,7 +156,7 @@ void CudaRuntime::head_forward(const sdk::Context& ctx, const float* normed, std
                                const std::vector<std::int64_t>& output_shape) {
   sdk::HeadForwardArgs args;
   args.params = head_params_.data();
-  args.hidden = device_view(normed, sdk::DType::kF32, device_, {batch, length, impl_.backbone().d_model});
+  args.hidden = device_view(normed, sdk::DType::kF32, device_, {batch, length, impl_.config.d_model});
   if (lengths != nullptr) args.lengths = device_view(lengths, sdk::DType::kI32, device_, {batch});
   args.output = device_view(output, sdk::DType::kF32, device_, output_shape);
   model::check(impl_.head->forward(ctx, args), head_owner_);
@@ -165,8 +165,8 @@ void CudaRuntime::head_forward(const sdk::Context& ctx, const float* normed, std
 void CudaRuntime::run_head(const sdk::Context& ctx, const float* hidden, std::int64_t batch, std::int64_t length,
                            const std::int32_t* lengths, float* normed, float* output,
                            const std::vector<std::int64_t>& output_shape) {
-  MAMBAKIT_CUDA_CHECK(launch_rms_norm(hidden, norm_f_, normed, batch * length, impl_.backbone().d_model,
-                                      impl_.backbone().norm_eps, stream_.get()));
+  MAMBAKIT_CUDA_CHECK(launch_rms_norm(hidden, norm_f_, normed, batch * length, impl_.config.d_model,
+                                      impl_.config.norm_eps, stream_.get()));
   head_forward(ctx, normed, batch, length, lengths, output, output_shape);
 }
 
@@ -216,7 +216,7 @@ void CudaRuntime::queue_mixer_forward(const sdk::Context& ctx, std::size_t layer
 }
 
 CudaRuntime::Activations CudaRuntime::embed(const std::int32_t* ids, std::int64_t rows) {
-  const std::int64_t D = impl_.backbone().d_model;
+  const std::int64_t D = impl_.config.d_model;
   Activations rows_of{arena_.take<float>(rows * D, "the hidden states"),
                       arena_.take<float>(rows * D, "the normed hidden states"),
                       arena_.take<float>(rows * D, "the mixer outputs")};
@@ -225,12 +225,12 @@ CudaRuntime::Activations CudaRuntime::embed(const std::int32_t* ids, std::int64_
 }
 
 void CudaRuntime::queue_step_body(const sdk::Context& ctx, std::int64_t B, StepBuffers& io, DeviceState& device_state) {
-  const std::int64_t D = impl_.backbone().d_model;
+  const std::int64_t D = impl_.config.d_model;
   const cudaStream_t stream = stream_.get();
   const auto [hidden, normed, mixed] = embed(io.ids.as<std::int32_t>(), B);
   const std::vector<std::int64_t> shape{B, D};
   for (std::size_t layer = 0; layer < impl_.mixers.size(); ++layer) {
-    MAMBAKIT_CUDA_CHECK(launch_rms_norm(hidden, norms_[layer], normed, B, D, impl_.backbone().norm_eps, stream));
+    MAMBAKIT_CUDA_CHECK(launch_rms_norm(hidden, norms_[layer], normed, B, D, impl_.config.norm_eps, stream));
     sdk::MixerStepArgs args;
     args.params = mixer_params_[layer].data();
     args.x = device_view(normed, sdk::DType::kF32, device_, shape);

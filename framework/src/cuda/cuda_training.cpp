@@ -54,7 +54,7 @@ struct CudaRuntime::TrainingPass {
 
 double CudaRuntime::accumulate_gradients(const TokenBatch& tokens, const TrainingTargets& targets, bool recompute) {
   DeviceGuard on(device_.index);
-  if (std::holds_alternative<LmConfig>(impl_.config)) model::lm_target_count(tokens.batch, tokens.length, tokens.lengths);
+  if (impl_.head_capabilities.objective == sdk::HeadObjective::kNextToken) model::lm_target_count(tokens.batch, tokens.length, tokens.lengths);
   if (!gradients_) gradients_ = std::make_unique<DeviceGradients>(impl_.store, device_);
   const cudaStream_t stream = stream_.get();
   arena_.reset(stream);
@@ -72,7 +72,7 @@ double CudaRuntime::accumulate_gradients(const TokenBatch& tokens, const Trainin
 
 double CudaRuntime::evaluate_loss(const TokenBatch& tokens, const TrainingTargets& targets) {
   DeviceGuard on(device_.index);
-  if (std::holds_alternative<LmConfig>(impl_.config)) model::lm_target_count(tokens.batch, tokens.length, tokens.lengths);
+  if (impl_.head_capabilities.objective == sdk::HeadObjective::kNextToken) model::lm_target_count(tokens.batch, tokens.length, tokens.lengths);
   arena_.reset(stream_.get());
   TrainingPass pass = queue_training_forward(tokens, PassKind::kEvaluate, 0);
   return compute_loss(pass, tokens, targets, nullptr);
@@ -82,11 +82,11 @@ CudaRuntime::TrainingPass CudaRuntime::queue_training_forward(const TokenBatch& 
                                                               std::uint64_t dropout_seed) {
   const cudaStream_t stream = stream_.get();
   const std::size_t n_layer = impl_.mixers.size();
-  const double eps = impl_.backbone().norm_eps;
+  const double eps = impl_.config.norm_eps;
   TrainingPass pass;
   pass.B = tokens.batch;
   pass.L = tokens.length;
-  pass.D = impl_.backbone().d_model;
+  pass.D = impl_.config.d_model;
   pass.M = pass.B * pass.L;
   pass.training = kind != PassKind::kEvaluate;
   const std::int64_t M = pass.M, D = pass.D;
@@ -135,7 +135,7 @@ CudaRuntime::TrainingPass CudaRuntime::queue_training_forward(const TokenBatch& 
     MAMBAKIT_CUDA_CHECK(launch_add_in_place(next, pass.mixed, M * D, stream));
   }
   MAMBAKIT_CUDA_CHECK(launch_rms_norm(pass.layer_input(n_layer), norm_f_, pass.final_normed, M, D, eps, stream));
-  const double dropout = model::dropout_rate(impl_.config);
+  const double dropout = impl_.head_capabilities.input_dropout;
   if (pass.training && dropout > 0.0) {
     pass.host_mask = model::dropout_mask(static_cast<std::size_t>(M * D), dropout, dropout_seed);
     pass.mask = arena_.take<float>(M * D, "the dropout mask");
@@ -152,7 +152,7 @@ double CudaRuntime::compute_loss(TrainingPass& pass, const TokenBatch& tokens, c
                                  float* grad_output) {
   const cudaStream_t stream = stream_.get();
   const std::int64_t output_count = numel_of(pass.output_shape);
-  if (std::holds_alternative<LmConfig>(impl_.config)) {
+  if (impl_.head_capabilities.objective == sdk::HeadObjective::kNextToken) {
     const std::int64_t vocab = pass.output_shape.back();
     if (output_count != pass.M * vocab) {
       throw Error(fmt::format("{} output of shape {} has no row of logits per position of a ({}, {}) batch", head_owner_,
@@ -186,7 +186,7 @@ double CudaRuntime::compute_loss(TrainingPass& pass, const TokenBatch& tokens, c
 void CudaRuntime::queue_backward(TrainingPass& pass, const float* grad_output, bool recompute) {
   const cudaStream_t stream = stream_.get();
   const std::int64_t M = pass.M, D = pass.D;
-  const double eps = impl_.backbone().norm_eps;
+  const double eps = impl_.config.norm_eps;
   const std::size_t n_layer = impl_.mixers.size();
   const std::size_t slice_bytes = static_cast<std::size_t>(M * D) * sizeof(float);
   const std::vector<std::int64_t> shape{pass.B, pass.L, D};

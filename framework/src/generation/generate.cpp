@@ -37,15 +37,16 @@ GenerationResult generate(Model& model, const std::vector<std::vector<std::int32
   if (options.max_new_tokens < 0) {
     throw Error(fmt::format("max_new_tokens must be >= 0, got {}", options.max_new_tokens));
   }
-  if (!std::holds_alternative<LmConfig>(model.config())) {
-    throw Error(fmt::format("generation needs a causal_lm model, this one is {}", task_name(model.config())));
+  if (model.objective() != sdk::HeadObjective::kNextToken) {
+    throw Error(fmt::format("generation needs a head that predicts the next token; this model's head/{} does not",
+                            model.config().head.name));
   }
   const std::int64_t rows = static_cast<std::int64_t>(prompts.size());
   if (rows == 0) throw Error("no prompt to generate from");
   for (std::int64_t r = 0; r < rows; ++r) {
     if (prompts[static_cast<std::size_t>(r)].empty()) throw Error(fmt::format("prompt {} is empty", r));
   }
-  const std::int64_t vocab = backbone_of(model.config()).vocab_size;
+  const std::int64_t vocab = model.config().vocab_size;
   GenerationResult result;
   result.new_tokens.resize(static_cast<std::size_t>(rows));
   result.stopped_at_eos.assign(static_cast<std::size_t>(rows), false);

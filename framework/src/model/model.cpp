@@ -75,7 +75,7 @@ Model Model::create(const ModelConfig& config, const PluginHost& host, const Mod
   auto impl = std::make_unique<Impl>();
   impl->config = config;
   impl->options = options;
-  const BackboneConfig& backbone = impl->backbone();
+  const ModelConfig& backbone = impl->config;
   const std::int64_t D = backbone.d_model;
 
   impl->embedding = impl->store.declare(
@@ -105,8 +105,9 @@ Model Model::create(const ModelConfig& config, const PluginHost& host, const Mod
   }
   impl->norm_f = impl->store.declare("backbone.norm_f.weight",
                                      framework_param("norm_f.weight", {D}, {sdk::InitKind::kOnes}, false), "the final norm");
-  impl->head = host.create_head(head_name(config), head_config_json(config));
-  const std::string head_owner = fmt::format("head/{}", head_name(config));
+  impl->head = host.create_head(config.head.name, head_config_json(config));
+  impl->head->capabilities(&impl->head_capabilities);
+  const std::string head_owner = fmt::format("head/{}", config.head.name);
   for (std::int32_t i = 0; i < impl->head->param_count(); ++i) {
     sdk::ParamSpec spec;
     check(impl->head->param_spec(i, &spec), head_owner);
@@ -145,6 +146,16 @@ void Model::load_weights(const std::filesystem::path& file) {
   impl_->device_parameters_stale = true;
 }
 
+bool Model::is_tied_copy(const SafetensorsFile& checkpoint, const SafetensorsEntry& entry) const {
+  // A tied checkpoint may still carry the tied head's own tensor, a copy of the embedding.
+  if (!impl_->config.tie_embeddings) return false;
+  const auto& embedding = impl_->store.entries()[static_cast<std::size_t>(impl_->embedding)];
+  if (entry.shape != embedding.shape) return false;
+  std::vector<float> values(static_cast<std::size_t>(embedding.numel));
+  checkpoint.read_f32(entry, values.data());
+  return values == impl_->store.values_f32(impl_->embedding);
+}
+
 void Model::load_weights(const SafetensorsFile& checkpoint, const std::filesystem::path& file) {
   std::vector<bool> used(checkpoint.entries().size(), false);
   auto mark_used = [&](const SafetensorsEntry* entry) {
@@ -172,17 +183,56 @@ void Model::load_weights(const SafetensorsFile& checkpoint, const std::filesyste
     }
     mark_used(stored);
   }
-  const auto* lm = std::get_if<LmConfig>(&impl_->config);
   for (std::size_t i = 0; i < used.size(); ++i) {
     const auto& entry = checkpoint.entries()[i];
-    // A tied checkpoint may still carry lm_head.weight (a copy of the embedding): not needed.
-    if (used[i] || (lm != nullptr && lm->tie_embeddings && entry.name == "lm_head.weight")) continue;
+    if (used[i] || is_tied_copy(checkpoint, entry)) continue;
     throw Error(fmt::format("{}: unexpected tensor {} with shape {}: the model has no such parameter", file.string(),
                             entry.name, model::format_shape(entry.shape)));
   }
 }
 
 const ModelConfig& Model::config() const { return impl_->config; }
+
+sdk::HeadObjective Model::objective() const { return impl_->head_capabilities.objective; }
+
+std::vector<std::string> Model::class_names() const {
+  std::vector<std::string> names;
+  if (objective() != sdk::HeadObjective::kClassLabels) return names;
+  sdk::TensorSpec output;
+  check(impl_->head->output_spec(1, 1, &output), fmt::format("head/{}", impl_->config.head.name));
+  const std::int64_t classes = output.rank == 2 ? output.shape[1] : 0;
+  for (std::int32_t c = 0; c < classes; ++c) {
+    char name[sdk::kMaxNameLength] = {};
+    if (abi_minor(impl_->head) >= 1) {
+      check(impl_->head->class_name(c, name, sdk::kMaxNameLength), fmt::format("head/{}", impl_->config.head.name));
+    }
+    names.emplace_back(name);
+  }
+  return names;
+}
+
+Model Model::with_head(const PluginHost& host, const ComponentChoice& head, std::uint64_t seed) const {
+  ModelConfig config = impl_->config;
+  config.head = head;
+  ModelOptions options = impl_->options;
+  options.seed = seed;
+  options.weights_dtype = sdk::DType::kF32;
+  options.device = sdk::Device{};  // moved once the weights are final
+  Model model = create(config, host, options);
+  const auto& own_head = model.impl_->head_params;
+  for (std::size_t i = 0; i < model.impl_->store.entries().size(); ++i) {
+    const int index = static_cast<int>(i);
+    const bool head_only = index != model.impl_->embedding &&
+                           std::find(own_head.begin(), own_head.end(), index) != own_head.end();
+    if (head_only) continue;
+    const std::string& name = model.impl_->store.entries()[i].name;
+    const std::vector<float> values = parameter_values(name);
+    model.impl_->store.assign(index, values.data());
+  }
+  model.impl_->hold_weights_as(impl_->store.weights_dtype());
+  model.impl_->attach_device(impl_->options.device);
+  return model;
+}
 const ModelOptions& Model::options() const { return impl_->options; }
 std::int64_t Model::parameter_count() const {
   std::int64_t total = 0;
@@ -248,7 +298,7 @@ FloatTensor Model::forward(const TokenBatch& tokens, InferenceState* state, bool
   }
   if (impl.device_runtime) return impl.runtime().forward(tokens, state, last_position_only);
   if (state != nullptr) state->use_on_host();
-  const BackboneConfig& backbone = impl.backbone();
+  const ModelConfig& backbone = impl.config;
   const std::int64_t B = tokens.batch, L = tokens.length, D = backbone.d_model, M = B * L;
   sdk::Context ctx = impl.context();
   FloatTensor hidden({B, L, D}), normed({B, L, D}), mixed({B, L, D});
@@ -294,7 +344,7 @@ FloatTensor Model::step(const std::vector<std::int32_t>& ids, InferenceState& st
   impl.check_step_ids(ids, B);
   if (impl.device_runtime) return impl.runtime().step(ids, state);
   state.use_on_host();
-  const BackboneConfig& backbone = impl.backbone();
+  const ModelConfig& backbone = impl.config;
   const std::int64_t D = backbone.d_model;
   sdk::Context ctx = impl.context();
   FloatTensor hidden({B, 1, D}), normed({B, D}), mixed({B, D});
@@ -325,9 +375,9 @@ std::vector<std::int32_t> Model::step_argmax(const std::vector<std::int32_t>& id
     return impl.runtime().step_argmax(ids, state);
   }
   const FloatTensor logits = step(ids, state);
-  const std::int64_t vocab = impl.backbone().vocab_size, stride = logits.shape.back();
+  const std::int64_t vocab = impl.config.vocab_size, stride = logits.shape.back();
   if (logits.numel() != state.batch() * stride || stride < vocab) {
-    throw Error(fmt::format("head/{} output of shape {} has no row of {} logits per sequence", head_name(impl.config),
+    throw Error(fmt::format("head/{} output of shape {} has no row of {} logits per sequence", impl.config.head.name,
                             model::format_shape(logits.shape), vocab));
   }
   std::vector<std::int32_t> result;

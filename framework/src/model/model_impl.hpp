@@ -39,6 +39,7 @@ struct Model::Impl {
   std::vector<MixerPtr> mixers;
   std::vector<std::string> mixer_names;
   HeadPtr head;
+  sdk::HeadCapabilities head_capabilities;  ///< what the head declared at creation
   std::unique_ptr<model::KernelRegistry> kernels = std::make_unique<model::KernelRegistry>();
   std::uint64_t kernel_selection = 0;  ///< counts select_kernels() calls
   model::ParameterStore store;
@@ -56,7 +57,6 @@ struct Model::Impl {
   /// Last: destroyed first, before the components and parameters it refers to.
   std::unique_ptr<model::DeviceRuntime> device_runtime;
 
-  const BackboneConfig& backbone() const { return backbone_of(config); }
 
   std::vector<sdk::TensorView> views(const std::vector<int>& indices) const {
     std::vector<sdk::TensorView> result;
@@ -91,7 +91,7 @@ struct Model::Impl {
     head->capabilities(&head_capabilities);
     if ((head_capabilities.devices & bit) == 0) {
       throw Error(fmt::format("head/{} does not run on {} (its plugin declares no {} support); use device cpu",
-                              head_name(config), device_name(device), sdk::device_type_name(device.type)));
+                              config.head.name, device_name(device), sdk::device_type_name(device.type)));
     }
     for (std::size_t layer = 0; layer < mixers.size(); ++layer) {
       sdk::MixerCapabilities capabilities;
@@ -117,10 +117,10 @@ struct Model::Impl {
   FloatTensor apply_head(const sdk::Context& ctx, const FloatTensor& hidden, const std::vector<std::int32_t>& lengths = {}) {
     const std::int64_t B = hidden.shape[0], L = hidden.shape[1], D = hidden.shape[2];
     FloatTensor normed(hidden.shape);
-    model::rms_norm(hidden.values.data(), store.data(norm_f), normed.values.data(), B * L, D, backbone().norm_eps,
+    model::rms_norm(hidden.values.data(), store.data(norm_f), normed.values.data(), B * L, D, config.norm_eps,
                     n_threads);
     sdk::TensorSpec output_spec;
-    const std::string owner = fmt::format("head/{}", head_name(config));
+    const std::string owner = fmt::format("head/{}", config.head.name);
     check(head->output_spec(B, L, &output_spec), owner);
     FloatTensor output(std::vector<std::int64_t>(output_spec.shape, output_spec.shape + output_spec.rank));
     const auto params = views(head_params);
@@ -160,7 +160,7 @@ struct Model::Impl {
       run(mixers[layer], mixer_params[layer], fmt::format("layer {} mixer/{}", layer, mixer_names[layer]),
           first_stream + layer);
     }
-    run(head, head_params, fmt::format("head/{}", head_name(config)), first_stream + mixers.size());
+    run(head, head_params, fmt::format("head/{}", config.head.name), first_stream + mixers.size());
   }
 
   /// Holds the parameters as `dtype` from now on (f32 leaves them as they are; the norms stay
@@ -187,8 +187,18 @@ struct Model::Impl {
     sdk::HeadCapabilities capabilities;
     head->capabilities(&capabilities);
     if ((capabilities.param_dtypes & sdk::dtype_bit(dtype)) == 0) {
-      throw Error(fmt::format("head/{} cannot hold its parameters as {}; use --dtype f32", head_name(config),
+      throw Error(fmt::format("head/{} cannot hold its parameters as {}; use --dtype f32", config.head.name,
                               sdk::dtype_name(dtype)));
+    }
+  }
+
+  /// Throws unless the head declares an objective the host can train (next-token, labels).
+  void check_trainable_objective() const {
+    const auto objective = head_capabilities.objective;
+    if (objective != sdk::HeadObjective::kNextToken && objective != sdk::HeadObjective::kClassLabels) {
+      throw Error(fmt::format("head/{} declares no training objective (its output is features); train a model whose "
+                              "head predicts next tokens or class labels",
+                              config.head.name));
     }
   }
 
@@ -218,7 +228,7 @@ struct Model::Impl {
       throw Error(fmt::format("the input holds {} ids, but {} rows of {} tokens need {}", tokens.ids.size(),
                               tokens.batch, tokens.length, tokens.batch * tokens.length));
     }
-    const std::int64_t vocab = backbone().vocab_size;
+    const std::int64_t vocab = config.vocab_size;
     for (std::size_t i = 0; i < tokens.ids.size(); ++i) {
       if (tokens.ids[i] < 0 || tokens.ids[i] >= vocab) {
         throw Error(fmt::format("token id {} at row {}, position {} is outside the vocabulary [0, {})", tokens.ids[i],

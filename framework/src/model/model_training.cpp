@@ -44,14 +44,12 @@ std::vector<float> Model::gradient_values(const std::string& name) const {
 }
 
 double Model::evaluate_loss(const TokenBatch& tokens, const TrainingTargets& targets) {
-  if (std::holds_alternative<FeatureExtractionConfig>(impl_->config)) {
-    throw Error("a feature_extraction model has no training objective");
-  }
+  impl_->check_trainable_objective();
   if (impl_->device_runtime) {
     impl_->check_tokens(tokens);
     return impl_->runtime().evaluate_loss(tokens, targets);
   }
-  if (std::holds_alternative<LmConfig>(impl_->config)) {
+  if (objective() == sdk::HeadObjective::kNextToken) {
     const FloatTensor logits = forward(tokens);
     FloatTensor unused(logits.shape);
     return model::lm_cross_entropy(logits, tokens, tokens.lengths, unused, impl_->n_threads);
@@ -66,12 +64,10 @@ std::size_t Model::last_activation_bytes() const { return impl_->last_activation
 double Model::accumulate_gradients(const TokenBatch& tokens, const TrainingTargets& targets, bool recompute) {
   Impl& impl = *impl_;
   impl.check_tokens(tokens);
-  if (std::holds_alternative<FeatureExtractionConfig>(impl.config)) {
-    throw Error("a feature_extraction model has no training objective; train a causal_lm or classification model");
-  }
+  impl.check_trainable_objective();
   impl.store.ensure_gradients();
   if (impl.device_runtime) return impl.runtime().accumulate_gradients(tokens, targets, recompute);
-  const BackboneConfig& backbone = impl.backbone();
+  const ModelConfig& backbone = impl.config;
   const std::int64_t B = tokens.batch, L = tokens.length, D = backbone.d_model, M = B * L;
   const std::size_t n_layer = impl.mixers.size();
   sdk::Context ctx = impl.context();
@@ -121,7 +117,7 @@ double Model::accumulate_gradients(const TokenBatch& tokens, const TrainingTarge
   FloatTensor final_normed({B, L, D});
   model::rms_norm(hidden.values.data(), impl.store.data(impl.norm_f), final_normed.values.data(), M, D, backbone.norm_eps,
                   impl.n_threads);
-  const double dropout = model::dropout_rate(impl.config);
+  const double dropout = impl.head_capabilities.input_dropout;
   std::vector<float> dropout_mask;
   if (dropout > 0.0) {
     dropout_mask = model::dropout_mask(final_normed.values.size(), dropout, targets.dropout_seed);
@@ -129,7 +125,7 @@ double Model::accumulate_gradients(const TokenBatch& tokens, const TrainingTarge
   }
 
   // Head and loss.
-  const std::string head_owner = fmt::format("head/{}", head_name(impl.config));
+  const std::string head_owner = fmt::format("head/{}", impl.config.head.name);
   sdk::TensorSpec output_spec;
   check(impl.head->output_spec(B, L, &output_spec), head_owner);
   FloatTensor output(std::vector<std::int64_t>(output_spec.shape, output_spec.shape + output_spec.rank));
@@ -145,7 +141,7 @@ double Model::accumulate_gradients(const TokenBatch& tokens, const TrainingTarge
   head_args.output = view_of(output);
   check(impl.head->forward(ctx, head_args), head_owner);
   activation_bytes += bytes_of(output) * 2;
-  const double loss = std::holds_alternative<LmConfig>(impl.config)
+  const double loss = impl.head_capabilities.objective == sdk::HeadObjective::kNextToken
                           ? model::lm_cross_entropy(output, tokens, lengths, grad_output, impl.n_threads)
                           : model::classification_cross_entropy(output, targets.labels, grad_output);
   impl.last_activation_bytes = activation_bytes;

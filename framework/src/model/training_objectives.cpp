@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <cmath>
 #include <random>
-#include <variant>
 
 #include "mambakit/error.hpp"
 
@@ -82,11 +81,6 @@ std::vector<float> dropout_mask(std::size_t count, double p, std::uint64_t seed)
   std::vector<float> mask(count);
   for (std::size_t i = 0; i < count; ++i) mask[i] = keep(rng) ? scale : 0.0f;
   return mask;
-}
-
-double dropout_rate(const ModelConfig& config) {
-  const auto* classification = std::get_if<ClassificationConfig>(&config);
-  return classification != nullptr ? classification->dropout : 0.0;
 }
 
 }  // namespace mambakit::model

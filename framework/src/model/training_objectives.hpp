@@ -8,7 +8,6 @@
 #include <cstdint>
 #include <vector>
 
-#include "mambakit/config.hpp"
 #include "mambakit/tensor.hpp"
 
 namespace mambakit::model {
@@ -29,9 +28,5 @@ double classification_cross_entropy(const FloatTensor& scores, const std::vector
 /// The inverted-dropout mask of rate p for `count` values: each 0 or 1/(1-p), drawn in order
 /// from `seed` (the same seed gives the same mask on every device).
 std::vector<float> dropout_mask(std::size_t count, double p, std::uint64_t seed);
-
-/// The dropout rate of the hidden states the head sees in training (classification's
-/// `dropout`; 0 for the other tasks).
-double dropout_rate(const ModelConfig& config);
 
 }  // namespace mambakit::model

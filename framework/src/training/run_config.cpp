@@ -5,7 +5,6 @@
 #include <nlohmann/json.hpp>
 
 #include "../config/json_fields.hpp"
-#include "mambakit/sdk/scan_backend.hpp"
 #include "mambakit/error.hpp"
 #include "mambakit/model.hpp"
 #include "mambakit/trainer.hpp"
@@ -21,7 +20,21 @@ RunConfig parse_run_config(const std::string& json_text, const std::string& sour
     if (!root["model"].is_object()) fields.fail("model", root["model"], "must be a model config object");
     run.model_json = root["model"].dump();
   }
-  fields.ignore({"model"});
+  fields.ignore({"model", "head"});
+  if (root.contains("head")) {
+    const auto& head = root["head"];
+    if (head.is_string()) {
+      run.head.name = head.get<std::string>();
+    } else if (head.is_object() && head.contains("name") && head["name"].is_string() &&
+               (!head.contains("options") || head["options"].is_object()) && head.size() <= 2 &&
+               (head.size() == 1 || head.contains("options"))) {
+      run.head.name = head["name"].get<std::string>();
+      if (head.contains("options")) run.head.options = head["options"].dump();
+    } else {
+      fields.fail("head", head, "must be a head name or {\"name\": NAME, \"options\": {...}}");
+    }
+    if (run.head.name.empty()) fields.fail("head", head, "must name a head");
+  }
   std::string text;
   text.clear();
   fields.read("init_from", text);
@@ -59,9 +72,6 @@ RunConfig parse_run_config(const std::string& json_text, const std::string& sour
   fields.read("recompute", run.recompute);
   fields.read("save_dtype", run.save_dtype);
   fields.read_string_map("kernels", run.kernels);
-  std::string scan;
-  fields.read("scan", scan);
-  if (!scan.empty()) run.kernels[sdk::kSelectiveScanKind] = scan;
   fields.read("device", run.device);
   fields.reject_unread();
 
@@ -69,6 +79,10 @@ RunConfig parse_run_config(const std::string& json_text, const std::string& sour
     if (!ok) throw Error(fmt::format("{}: {} = {} is invalid: {}", source, key, value, rule));
   };
   require(!run.model_json.empty() || !run.init_from.empty(), "model", "(absent)", "give \"model\" or \"init_from\"");
+  require(run.model_json.empty() || run.init_from.empty(), "model", "(with init_from)",
+          "give \"model\" (a new model) or \"init_from\" (a trained one, with \"head\" to replace its head), not both");
+  require(run.head.name.empty() || !run.init_from.empty(), "head", run.head.name,
+          "replaces the head of the init_from model; a new model names its head in \"model\"");
   require(!run.train_data.empty(), "train_data", "(absent)", "give the training data file");
   require(run.valid_fraction > 0 && run.valid_fraction < 1, "valid_fraction", std::to_string(run.valid_fraction),
           "must be in (0, 1)");

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <fstream>
@@ -40,14 +41,14 @@ std::string format_duration(double seconds) {
                        : fmt::format("{}m{:02}s", total / 60, total % 60);
 }
 
-/// The data of a run: a token stream (causal LM) or labelled examples (classification).
+/// The data of a run: a token stream (causal LM) or labelled examples (a class-label head).
 struct RunData {
   std::vector<std::int32_t> train_stream, valid_stream;
   std::vector<training::LabeledExample> train_examples, valid_examples;
-  bool classification = false;
+  bool labeled = false;
 
   std::pair<TokenBatch, TrainingTargets> batch(const RunConfig& run, std::mt19937_64& rng) const {
-    if (!classification) return {training::sample_windows(train_stream, run.batch_size, run.seq_len, rng), {}};
+    if (!labeled) return {training::sample_windows(train_stream, run.batch_size, run.seq_len, rng), {}};
     std::uniform_int_distribution<std::size_t> pick(0, train_examples.size() - 1);
     std::vector<std::size_t> indices(static_cast<std::size_t>(run.batch_size));
     for (auto& index : indices) index = pick(rng);
@@ -56,7 +57,7 @@ struct RunData {
 
   std::vector<std::pair<TokenBatch, TrainingTargets>> validation(const RunConfig& run) const {
     std::vector<std::pair<TokenBatch, TrainingTargets>> batches;
-    if (!classification) {
+    if (!labeled) {
       for (auto& tokens : training::evenly_spaced_windows(valid_stream, run.eval_batches, run.batch_size, run.seq_len)) {
         batches.push_back({std::move(tokens), {}});
       }
@@ -73,10 +74,10 @@ struct RunData {
   }
 };
 
-RunData load_data(const RunConfig& run, const ModelConfig& model_config, const Tokenizer& tokenizer) {
+RunData load_data(const RunConfig& run, const Model& model, const Tokenizer& tokenizer) {
   RunData data;
-  data.classification = std::holds_alternative<ClassificationConfig>(model_config);
-  if (!data.classification) {
+  data.labeled = model.objective() == sdk::HeadObjective::kClassLabels;
+  if (!data.labeled) {
     auto stream = training::tokenize_text_file(run.train_data, tokenizer);
     if (!run.valid_data.empty()) {
       data.valid_stream = training::tokenize_text_file(run.valid_data, tokenizer);
@@ -88,7 +89,9 @@ RunData load_data(const RunConfig& run, const ModelConfig& model_config, const T
     }
     return data;
   }
-  const auto& labels = std::get<ClassificationConfig>(model_config).labels;
+  // Labels are class indices, or the head's class names when it names every class.
+  std::vector<std::string> labels = model.class_names();
+  if (std::any_of(labels.begin(), labels.end(), [](const std::string& name) { return name.empty(); })) labels.clear();
   auto examples = training::read_labeled_file(run.train_data, tokenizer, labels, run.seq_len);
   if (!run.valid_data.empty()) {
     data.valid_examples = training::read_labeled_file(run.valid_data, tokenizer, labels, run.seq_len);
@@ -102,7 +105,7 @@ RunData load_data(const RunConfig& run, const ModelConfig& model_config, const T
   return data;
 }
 
-/// Validation loss, and accuracy for classification.
+/// Validation loss, and accuracy for labeled.
 std::pair<double, double> evaluate(Model& model, const std::vector<std::pair<TokenBatch, TrainingTargets>>& batches) {
   double loss = 0.0, correct = 0.0, total = 0.0;
   for (const auto& [tokens, targets] : batches) {
@@ -160,20 +163,21 @@ bool train(const RunConfig& run, const PluginHost& host, bool resume, const std:
   Model model = resume               ? Model::load(checkpoint, host, options)
                 : !run.init_from.empty() ? Model::load(run.init_from, host, options)
                                          : Model::create(parse_model_config(run.model_json, "run config \"model\"", host), host, options);
-  if (tokenizer->vocab_size() > backbone_of(model.config()).vocab_size) {
+  if (!resume && !run.head.name.empty()) model = model.with_head(host, run.head, run.seed);
+  if (tokenizer->vocab_size() > model.config().vocab_size) {
     throw Error(fmt::format("the tokenizer has {} ids but the model's vocab_size is {}", tokenizer->vocab_size(),
-                            backbone_of(model.config()).vocab_size));
+                            model.config().vocab_size));
   }
   AdamW optimizer(model, {run.beta1, run.beta2, 1e-8, run.weight_decay, run.clip_norm});
   if (resume) optimizer.load(checkpoint / "optimizer.safetensors");
-  const RunData data = load_data(run, model.config(), *tokenizer);
+  const RunData data = load_data(run, model, *tokenizer);
   const auto validation = data.validation(run);
   fs::create_directories(run.output_dir);
   std::ofstream metrics(run.output_dir / "metrics.jsonl", std::ios::app);
-  log(fmt::format("{} run: {:.2f}M parameters, {} training {}, step {} of {}", task_name(model.config()),
+  log(fmt::format("head/{} run: {:.2f}M parameters, {} training {}, step {} of {}", model.config().head.name,
                   model.parameter_count() / 1e6,
-                  data.classification ? data.train_examples.size() : data.train_stream.size(),
-                  data.classification ? "examples" : "tokens", optimizer.steps(), run.steps));
+                  data.labeled ? data.train_examples.size() : data.train_stream.size(),
+                  data.labeled ? "examples" : "tokens", optimizer.steps(), run.steps));
 
   const auto started = std::chrono::steady_clock::now();
   std::int64_t tokens_seen = 0;

@@ -1,7 +1,9 @@
 // head/classification: sequence classification, scores = pool(hidden) W^T + b with pooling
 // last, mean or max over each row's valid tokens. Backward goes through the linear layer and
-// the pooling (pool_backward). The classification config's `dropout` is applied by the host in
-// training, to the hidden states this head receives; the head itself is deterministic.
+// the pooling (pool_backward). Trained on class labels (HeadObjective::kClassLabels); its
+// `dropout` option is declared as input_dropout, which the host applies in training to the
+// hidden states this head receives; the head itself is deterministic.
+// Options: num_labels (2), pooling (last), dropout (0), labels (names of the classes, or none).
 //
 // Dimensions: B batch, L length, D d_model, C num_labels.
 
@@ -21,8 +23,19 @@ class ClassificationHead final : public sdk::Head {
   explicit ClassificationHead(const char* config_json) {
     const sdk::Options config(config_json, "head/classification");
     d_model_ = config.integer("d_model", 1);
-    num_labels_ = config.integer("num_labels", 1);
+    const std::int64_t default_labels = 2;
+    num_labels_ = config.integer("num_labels", 1, &default_labels);
     pooling_ = plugin_common::parse_pooling(config.string("pooling", "last"), "head/classification");
+    dropout_ = config.number("dropout", 0.0);
+    if (!(dropout_ >= 0.0 && dropout_ < 1.0)) {
+      throw std::invalid_argument("head/classification: \"dropout\" = " + std::to_string(dropout_) +
+                                  " is invalid: must be in [0, 1)");
+    }
+    labels_ = config.strings("labels");
+    if (!labels_.empty() && static_cast<std::int64_t>(labels_.size()) != num_labels_) {
+      throw std::invalid_argument("head/classification: \"labels\" has " + std::to_string(labels_.size()) +
+                                  " names for " + std::to_string(num_labels_) + " labels: name every label or none");
+    }
     config.reject_unknown({"vocab_size", "tie_embeddings"});
     if (pooling_ == plugin_common::Pooling::kNone) {
       throw std::invalid_argument("head/classification: \"pooling\" = \"none\" is invalid: use last, mean or max");
@@ -34,6 +47,17 @@ class ClassificationHead final : public sdk::Head {
     out->param_dtypes = sdk::dtype_bit(sdk::DType::kF32) | sdk::dtype_bit(sdk::DType::kF64) |
                         sdk::dtype_bit(sdk::DType::kF16) | sdk::dtype_bit(sdk::DType::kBF16);
     out->backward = true;
+    out->objective = sdk::HeadObjective::kClassLabels;
+    out->input_dropout = dropout_;
+  }
+
+  sdk::Status class_name(std::int32_t index, char* out, std::int32_t capacity) const noexcept override {
+    if (capacity < 1) return sdk::Status::success();
+    const std::string name = index >= 0 && static_cast<std::size_t>(index) < labels_.size() ? labels_[index] : "";
+    const std::size_t count = std::min(name.size(), static_cast<std::size_t>(capacity - 1));
+    std::copy_n(name.data(), count, out);
+    out[count] = '\0';
+    return sdk::Status::success();
   }
 
   std::int32_t param_count() const noexcept override { return 2; }
@@ -110,6 +134,8 @@ class ClassificationHead final : public sdk::Head {
   }
 
   std::int64_t d_model_ = 0, num_labels_ = 0;
+  double dropout_ = 0.0;
+  std::vector<std::string> labels_;
   plugin_common::Pooling pooling_ = plugin_common::Pooling::kLast;
 };
 

@@ -1,6 +1,8 @@
 // head/features: feature extraction. Pooling "none" returns the final hidden states per token
 // (B, L, D); last, mean or max pool them to one embedding per row (B, D). Backward passes the
-// gradient straight through (none) or back through the pooling.
+// gradient straight through (none) or back through the pooling. No training objective of its
+// own (HeadObjective::kNone): its output is what `mambakit embed` returns.
+// Options: pooling (mean).
 //
 // Dimensions: B batch, L length, D d_model.
 
@@ -18,7 +20,7 @@ class FeaturesHead final : public sdk::Head {
     const sdk::Options config(config_json, "head/features");
     d_model_ = config.integer("d_model", 1);
     pooling_ = plugin_common::parse_pooling(config.string("pooling", "mean"), "head/features");
-    config.reject_unknown({"vocab_size", "tie_embeddings", "num_labels"});
+    config.reject_unknown({"vocab_size", "tie_embeddings"});
   }
 
   void capabilities(sdk::HeadCapabilities* out) const noexcept override {

@@ -28,7 +28,7 @@ class LmHead final : public sdk::Head {
     d_model_ = config.integer("d_model", 1);
     vocab_ = config.integer("vocab_size", 1);
     tied_ = config.boolean("tie_embeddings", true);
-    config.reject_unknown({"num_labels", "pooling"});
+    config.reject_unknown();
   }
 
   void capabilities(sdk::HeadCapabilities* out) const noexcept override {
@@ -39,6 +39,7 @@ class LmHead final : public sdk::Head {
     out->param_dtypes = sdk::dtype_bit(sdk::DType::kF32) | sdk::dtype_bit(sdk::DType::kF64) |
                         sdk::dtype_bit(sdk::DType::kF16) | sdk::dtype_bit(sdk::DType::kBF16);
     out->backward = true;
+    out->objective = sdk::HeadObjective::kNextToken;
   }
 
   std::int32_t param_count() const noexcept override { return 1; }

@@ -81,7 +81,7 @@ sdk::Status HfMambaConfigAdapter::translate(const char* config_json, sdk::TextSi
   return translating([&] {
     const json root = parse_object(config_json);
     std::set<std::string> read = {"model_type"};
-    json native = {{"format", kNativeFormat}, {"task", "causal_lm"}, {"pad_vocab_size_multiple", 1}};
+    json native = {{"format", kNativeFormat}, {"head", "lm"}, {"pad_vocab_size_multiple", 1}};
     move_keys(root,
               {{"hidden_size", "d_model"},
                {"num_hidden_layers", "n_layer"},
@@ -151,19 +151,32 @@ sdk::Status MambakitV1ConfigAdapter::translate(const char* config_json, sdk::Tex
     std::set<std::string> read;
     json native = {{"format", kNativeFormat}};
     move_keys(root,
-              {{"task", "task"},
-               {"d_model", "d_model"},
+              {{"d_model", "d_model"},
                {"n_layer", "n_layer"},
                {"norm_eps", "norm_eps"},
                {"residual_in_fp32", "residual_in_fp32"},
                {"vocab_size", "vocab_size"},
                {"pad_vocab_size_multiple", "pad_vocab_size_multiple"},
-               {"tie_embeddings", "tie_embeddings"},
-               {"num_labels", "num_labels"},
-               {"pooling", "pooling"},
-               {"dropout", "dropout"},
-               {"labels", "labels"}},
+               {"tie_embeddings", "tie_embeddings"}},
               native, read);
+    // Format 1 named a task; its head took the task's keys.
+    read.insert("task");
+    const json task = root.value("task", json("causal_lm"));
+    json head_options = json::object();
+    std::string head;
+    if (task == "causal_lm") {
+      head = "lm";
+    } else if (task == "sequence_classification") {
+      head = "classification";
+      move_keys(root, {{"num_labels", "num_labels"}, {"pooling", "pooling"}, {"dropout", "dropout"}, {"labels", "labels"}},
+                head_options, read);
+    } else if (task == "feature_extraction") {
+      head = "features";
+      move_keys(root, {{"pooling", "pooling"}}, head_options, read);
+    } else {
+      fail("task", task, "must be causal_lm, sequence_classification or feature_extraction");
+    }
+    native["head"] = {{"name", head}, {"options", head_options}};
     json s6_options = json::object();
     for (const char* key : kS6Keys) move_keys(root, {{key, key}}, s6_options, read);
     read.insert("mixer_options");

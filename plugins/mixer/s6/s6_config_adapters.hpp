@@ -2,8 +2,9 @@
 // The config formats whose models are Mamba-1 stacks, read into mambakit's native format
 // (sdk/config_adapter.hpp) by the plugin that implements their mixer:
 //   - mamba-hf:   Hugging Face config.json of model_type "mamba" (MambaConfig's keys);
-//   - mambakit-1: mambakit's first format, with the Mamba-1 keys at the top level and
-//                 "mixer" a name or a list of names, as the bundled model still ships.
+//   - mambakit-1: mambakit's first format, with the Mamba-1 keys at the top level, "mixer" a
+//                 name or a list of names, and a "task" whose keys went to its head, as the
+//                 bundled model still ships.
 
 #include "mambakit/sdk/config_adapter.hpp"
 

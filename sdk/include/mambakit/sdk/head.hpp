@@ -18,12 +18,29 @@
 
 namespace mambakit::sdk {
 
+/// The training objective a head's output serves; the host computes the loss from it.
+/// Values are stable (append only).
+enum class HeadObjective : std::int32_t {
+  /// None: the output is features (embeddings); such a model is not trained on its own.
+  kNone = 0,
+  /// Next-token prediction: output (B, L, V) logits; the loss is the mean cross-entropy of
+  /// position t's logits against token t + 1, within each row's length.
+  kNextToken = 1,
+  /// Classification: output (B, C) scores; the loss is the mean cross-entropy against one label
+  /// per row (class_name() may name the classes).
+  kClassLabels = 2,
+};
+
 /// What a head instance can do.
 struct HeadCapabilities {
   std::uint32_t struct_size = sizeof(HeadCapabilities);
   std::uint32_t devices = 0;       ///< mask of device_bit(DeviceType)
   std::uint32_t param_dtypes = 0;  ///< mask of dtype_bit(DType) its parameters may have
   bool backward = false;           ///< implements backward()
+  HeadObjective objective = HeadObjective::kNone;  ///< what its output is trained for
+  /// Rate in [0, 1) of the inverted dropout the host applies, in training only, to the hidden
+  /// states this head sees (the same mask in forward and backward).
+  double input_dropout = 0.0;
 };
 
 /// Arguments of a head's forward pass.
@@ -76,6 +93,15 @@ class Head {
   /// ABI 2.1. As Mixer::initialize(): fills the parameters declared InitKind::kComponent.
   virtual Status initialize(const InitArgs& args) noexcept {
     (void)args;
+    return Status::success();
+  }
+
+  /// ABI 2.1. The name of output class `index` (objective kClassLabels), copied into `out`
+  /// (`capacity` bytes, zero-terminated, truncated); an empty name means the class has none
+  /// (it is known by its index). The default names none.
+  virtual Status class_name(std::int32_t index, char* out, std::int32_t capacity) const noexcept {
+    (void)index;
+    if (capacity > 0) out[0] = '\0';
     return Status::success();
   }
 };

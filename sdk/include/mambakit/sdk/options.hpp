@@ -12,11 +12,13 @@
 ///   options.reject_unknown();  // after every read: an unread key is an error
 
 #include <cstdint>
+#include <algorithm>
 #include <initializer_list>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace mambakit::sdk {
 
@@ -70,6 +72,21 @@ class Options {
       throw std::invalid_argument(component_ + ": \"" + key + "\" = " + found->dump() + " is invalid: must be a string");
     }
     return found->get<std::string>();
+  }
+
+  /// A list of strings; empty when absent.
+  std::vector<std::string> strings(const char* key) const {
+    const auto found = find(key);
+    std::vector<std::string> values;
+    if (found == root_.end()) return values;
+    const bool ok = found->is_array() &&
+                    std::all_of(found->begin(), found->end(), [](const nlohmann::json& item) { return item.is_string(); });
+    if (!ok) {
+      throw std::invalid_argument(component_ + ": \"" + key + "\" = " + found->dump() +
+                                  " is invalid: must be a list of strings");
+    }
+    for (const auto& item : *found) values.push_back(item.get<std::string>());
+    return values;
   }
 
   /// The text of a string value, or "" for an integer (read it with integer()); `fallback`

@@ -23,8 +23,8 @@ namespace mambakit::sdk {
 inline constexpr std::uint32_t kAbiMajor = 2;
 /// ABI minor version: grows when something is appended. The host refuses a plugin built
 /// against a newer minor than its own, records each plugin's minor, and never calls a method
-/// appended after it. History of major 2: 2.0 the interfaces; 2.1 Mixer::initialize() and
-/// Head::initialize().
+/// appended after it. History of major 2: 2.0 the interfaces; 2.1 Mixer::initialize(),
+/// Head::initialize() and Head::class_name().
 inline constexpr std::uint32_t kAbiMinor = 1;
 
 #define MAMBAKIT_SDK_STRINGIFY_INNER(x) #x

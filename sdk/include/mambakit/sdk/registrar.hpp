@@ -21,10 +21,13 @@ inline constexpr const char* kMixerHostKeys[] = {"d_model", "n_layer", "layer_in
 /// caller owns (delete it through its virtual destructor); on failure `*out` is untouched.
 using MixerFactory = Status (*)(const char* config_json, Mixer** out) noexcept;
 
-/// Creates a head from `config_json`: "d_model", "vocab_size", "tie_embeddings", "num_labels"
-/// and "pooling", which the host gives every head (a head ignores those it does not use), plus
-/// the model config's head section. An unknown key is refused as for MixerFactory. Ownership
-/// as for MixerFactory.
+/// Keys the host puts in every head's config beside the head's own options: "d_model",
+/// "vocab_size" (the embedding's rows, padded) and "tie_embeddings". An option of the same name
+/// is refused by the host; a head ignores the host keys it does not use.
+inline constexpr const char* kHeadHostKeys[] = {"d_model", "vocab_size", "tie_embeddings"};
+
+/// Creates a head from `config_json`: the host keys (kHeadHostKeys) and the options the model
+/// config gives the head. Options, errors and ownership as for MixerFactory.
 using HeadFactory = Status (*)(const char* config_json, Head** out) noexcept;
 
 /// Creates a kernel of the kind it is registered under from `config_json` (an object, often
