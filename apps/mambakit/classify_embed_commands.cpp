@@ -32,7 +32,7 @@ FloatTensor run_text(const po::variables_map& values, sdk::HeadObjective objecti
                      std::vector<std::string>* class_names = nullptr) {
   const std::filesystem::path model_dir = values["model"].as<std::string>();
   const auto host = load_plugins(values);
-  Model model = Model::load(model_dir, *host, model_options(values));
+  Model model = load_model(values, model_dir, *host);
   if (model.objective() != objective) {
     throw Error(fmt::format("{} has a {} head (head/{}); this command needs a {} head (e.g. head/{})",
                             model_dir.string(), objective_name(model.objective()), model.config().head.name,
@@ -45,7 +45,9 @@ FloatTensor run_text(const po::variables_map& values, sdk::HeadObjective objecti
   const std::string text = values["text"].as<std::string>();
   const auto ids = tokenizer->encode(text);
   if (ids.empty()) throw Error("--text is empty");
-  return model.forward(TokenBatch{1, static_cast<std::int64_t>(ids.size()), ids});
+  FloatTensor output = model.forward(TokenBatch{1, static_cast<std::int64_t>(ids.size()), ids});
+  report_kernels(values, model);
+  return output;
 }
 
 bool parse_text_command(int argc, char** argv, const char* usage, po::options_description& extra,

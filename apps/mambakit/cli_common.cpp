@@ -1,5 +1,7 @@
 #include "cli_common.hpp"
 
+#include <chrono>
+
 #include "mambakit/sdk/scan_backend.hpp"
 
 #include <fmt/format.h>
@@ -42,6 +44,7 @@ void add_model_options(po::options_description& options, bool model_required) {
       "KIND=NAME: the kernel of a kind (kinds and names: `mambakit plugins`), or KIND=auto; repeatable")(
       "scan", po::value<std::string>(), "NAME: short for --kernel selective_scan=NAME")(
       "threads", po::value<int>()->default_value(0), "CPU threads (0: all available)")(
+      "verbose", "report on stderr: the model's load time, threads and weights, and the kernels chosen")(
       "dtype", po::value<std::string>()->default_value("auto"),
       "weights in memory: f32, f16, bf16, or auto (as stored in the checkpoint)");
   add_device_option(options);
@@ -108,6 +111,25 @@ ModelOptions model_options(const po::variables_map& values) {
   }
   options.device = device_option(values);
   return options;
+}
+
+Model load_model(const po::variables_map& values, const std::filesystem::path& dir, const PluginHost& host) {
+  const auto started = std::chrono::steady_clock::now();
+  Model model = Model::load(dir, host, model_options(values));
+  if (values.count("verbose") != 0) {
+    const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
+    fmt::print(stderr, "mambakit: loaded {} in {:.0f} ms: {} parameters as {}, on {}, {} threads\n", dir.string(), ms,
+               model.parameter_count(), sdk::dtype_name(model.weights_dtype()), device_name(model.options().device),
+               model.options().n_threads > 0 ? fmt::format("{}", model.options().n_threads) : std::string("all"));
+  }
+  return model;
+}
+
+void report_kernels(const po::variables_map& values, const Model& model) {
+  if (values.count("verbose") == 0) return;
+  for (const auto& choice : model.kernel_choices()) {
+    fmt::print(stderr, "mambakit: kernel {}/{} for {}\n", choice.kind, choice.name, choice.problem);
+  }
 }
 
 bool parse_command_line(int argc, char** argv, const char* usage, const po::options_description& options,

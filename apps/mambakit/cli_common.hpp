@@ -36,6 +36,15 @@ void add_device_option(boost::program_options::options_description& options);
 /// The --device value; throws naming the value when it is not a device.
 sdk::Device device_option(const boost::program_options::variables_map& values);
 
+/// Loads the model folder `dir` with model_options(); with --verbose reports on stderr how long
+/// it took, the parameters, their dtype, the device and the threads.
+Model load_model(const boost::program_options::variables_map& values, const std::filesystem::path& dir,
+                 const PluginHost& host);
+
+/// With --verbose: reports on stderr each kernel the model's components were given, and for
+/// which problem (what `auto` chose).
+void report_kernels(const boost::program_options::variables_map& values, const Model& model);
+
 /// Parses argv against `options` (with --help). Returns false when the command should exit
 /// now; `exit_code` then holds its exit code (0 after --help, 2 after a usage error, which is
 /// printed with the usage). `positional` names options given without their --name.

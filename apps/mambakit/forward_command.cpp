@@ -29,8 +29,9 @@ int forward_main(int argc, char** argv) {
   }
   const TokenBatch tokens = read_token_file(values["input"].as<std::string>());
   const auto host = load_plugins(values);
-  Model model = Model::load(values["model"].as<std::string>(), *host, model_options(values));
+  Model model = load_model(values, values["model"].as<std::string>(), *host);
   const FloatTensor output = model.forward(tokens);
+  report_kernels(values, model);
   write_npy_f32(values["output"].as<std::string>(), output.values.data(), output.shape);
   return 0;
 }

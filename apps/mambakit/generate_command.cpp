@@ -49,7 +49,7 @@ int generate_main(int argc, char** argv) {
   }
   const std::filesystem::path model_dir = resolve_model_dir(values);
   const auto host = load_plugins(values);
-  Model model = Model::load(model_dir, *host, model_options(values));
+  Model model = load_model(values, model_dir, *host);
   const auto tokenizer = load_model_tokenizer(model_dir);
 
   std::vector<std::vector<std::int32_t>> prompts;
@@ -90,6 +90,7 @@ int generate_main(int argc, char** argv) {
     }
     return true;
   });
+  report_kernels(values, model);
   if (stream) {
     fmt::print("{}\n", decoder ? decoder->finish() : "");
     return 0;

@@ -43,7 +43,7 @@ int info_main(int argc, char** argv) {
   const std::string format = values["format"].as<std::string>();
   if (format != "text" && format != "json") throw Error(fmt::format("--format must be text or json, got '{}'", format));
   const auto host = load_plugins(values);
-  Model model = Model::load(values["model"].as<std::string>(), *host, model_options(values));
+  Model model = load_model(values, values["model"].as<std::string>(), *host);
   const ModelConfig& backbone = model.config();
   const std::size_t state_bytes = model.make_state(1).bytes();
   nlohmann::json layers = nlohmann::json::array();

@@ -46,11 +46,16 @@ TEST_CASE("mambakit forward writes the reference logits as a float32 .npy [B, L,
   }
   const auto input = write_file("tokens.json", rows.dump());
   const fs::path output = fs::path(MAMBAKIT_TEST_BINARY_DIR) / "logits.npy";
-  for (const char* scan : {"sequential", "fused", "chunked", "auto"}) {
+  for (const std::string scan : {"--scan sequential", "--kernel selective_scan=fused", "--scan chunked",
+                                 "--kernel selective_scan=auto"}) {
     const auto result = run_command(cli("forward --model " + fixture("tiny_tied").string() + " --input " +
-                                        input.string() + " --output " + output.string() + " --scan " + scan));
+                                        input.string() + " --output " + output.string() + " --verbose " + scan));
     INFO(scan << ": " << result.errors);
     REQUIRE(result.exit_code == 0);
+    // --verbose names the kernel each choice gave, for the (B, L, E, N) problem it ran.
+    const std::string chosen = scan.substr(scan.find_last_of(" =") + 1);
+    CHECK_THAT(result.errors, Contains("kernel selective_scan/" + (chosen == "auto" ? std::string("fused") : chosen) +
+                                       " for f32 cpu [2, 7, 32, 4]"));
     std::vector<std::int64_t> shape;
     const auto logits = mambakit::read_npy_f32(output, &shape);
     CHECK(shape == std::vector<std::int64_t>{2, 7, 40});
@@ -116,6 +121,12 @@ TEST_CASE("mambakit info and grad run on a checkpoint") {
   const auto parsed = nlohmann::json::parse(info.output);
   CHECK(parsed["d_model"] == 24);
   CHECK(parsed["n_layer"] == 3);
+  CHECK(parsed["head"] == "lm");
+  CHECK(parsed["layers"][2]["mixer"] == "s6");
+  CHECK(parsed["kernels"][0]["name"] == "fused");
+  const auto bad_kernel = run_command(cli("info --kernel selective_scan=warp --model " + fixture("tiny_untied_bias").string()));
+  CHECK(bad_kernel.exit_code == 1);
+  CHECK_THAT(bad_kernel.errors, Contains("unknown selective_scan kernel 'warp'"));
 
   const auto input = write_file("grad_tokens.json", "[[1, 2, 3, 4], [5, 6, 7, 8]]");
   const fs::path output = fs::path(MAMBAKIT_TEST_BINARY_DIR) / "grads.safetensors";
