@@ -4,6 +4,8 @@
 
 #include <fmt/format.h>
 
+#include <nlohmann/json.hpp>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -82,6 +84,89 @@ double max_relative_error(const std::vector<A>& a, const std::vector<B>& b) {
   return a.size() == b.size() ? worst : INFINITY;
 }
 
+/// A check from a measured error and its tolerance.
+inline ConformanceCheck measured(const std::string& name, double error, double tolerance, const std::string& what) {
+  ConformanceCheck check{name, error <= tolerance, false, ""};
+  check.detail = fmt::format("{}: max relative error {:.3g} (tolerance {:.1g})", what, error, tolerance);
+  return check;
+}
+
+inline ConformanceCheck skipped(const std::string& name, const std::string& why) { return {name, true, true, why}; }
+
+template <class T>
+double dot(const std::vector<T>& a, const std::vector<T>& b) {
+  double sum = 0.0;
+  for (std::size_t i = 0; i < a.size(); ++i) sum += static_cast<double>(a[i]) * static_cast<double>(b[i]);
+  return sum;
+}
+
+template <class T>
+double dot(const Tensors<T>& a, const Tensors<T>& b) {
+  double sum = 0.0;
+  for (std::size_t i = 0; i < a.data.size(); ++i) sum += dot(a.data[i], b.data[i]);
+  return sum;
+}
+
+/// Step sizes and tolerances of the checks in T.
+template <class T>
+struct Precision {
+  static constexpr double kStep = std::is_same_v<T, double> ? 1e-5 : 1e-2;      ///< finite-difference step
+  static constexpr double kGradient = std::is_same_v<T, double> ? 1e-6 : 3e-2;  ///< gradient vs differences
+  static constexpr double kSame = std::is_same_v<T, double> ? 1e-10 : 2e-4;     ///< two ways to one value
+};
+
+/// Central finite differences of a scalar loss against analytic gradients, at up to six
+/// entries of each tensor spread over it (the first and the last included).
+template <class T>
+class FiniteDifferences {
+ public:
+  /// Perturbs `values` entry by entry, calling `loss()` (which reads them) twice per entry.
+  template <class Loss>
+  void compare(std::vector<T>& values, const std::vector<T>& analytic, Loss&& loss) {
+    const std::size_t n = std::min<std::size_t>(values.size(), 6);
+    for (std::size_t k = 0; k < n; ++k) {
+      const std::size_t i = n == 1 ? 0 : k * (values.size() - 1) / (n - 1);
+      const T kept = values[i];
+      values[i] = static_cast<T>(kept + Precision<T>::kStep);
+      const double plus = loss();
+      values[i] = static_cast<T>(kept - Precision<T>::kStep);
+      const double minus = loss();
+      values[i] = kept;
+      const double numeric = (plus - minus) / (2.0 * Precision<T>::kStep);
+      worst_ = std::max(worst_, std::abs(numeric - static_cast<double>(analytic[i])) / std::max(1.0, std::abs(numeric)));
+      ++compared_;
+    }
+  }
+
+  /// The check, named for what was perturbed.
+  [[nodiscard]] ConformanceCheck check(const std::string& what) const {
+    return measured(fmt::format("gradients match {} finite differences ({})", std::is_same_v<T, double> ? "f64" : "f32",
+                                what),
+                    worst_, Precision<T>::kGradient, fmt::format("{} entries", compared_));
+  }
+
+ private:
+  double worst_ = 0.0;
+  std::size_t compared_ = 0;
+};
+
+/// The check that a second backward into the first one's gradients (`once_*`) left twice them
+/// (`twice_*`).
+template <class T>
+ConformanceCheck accumulation_check(const std::vector<T>& once_input, const Tensors<T>& once_params,
+                                    const std::vector<T>& twice_input, const Tensors<T>& twice_params) {
+  std::vector<T> expected, got = twice_input;
+  for (const T value : once_input) expected.push_back(2 * value);
+  for (std::size_t p = 0; p < once_params.data.size(); ++p) {
+    for (std::size_t i = 0; i < once_params.data[p].size(); ++i) {
+      expected.push_back(2 * once_params.data[p][i]);
+      got.push_back(twice_params.data[p][i]);
+    }
+  }
+  return measured("gradients accumulate (+=) into what the caller passes", max_relative_error(got, expected),
+                  Precision<T>::kSame, "a second backward into the first one's gradients gives twice them");
+}
+
 /// A CPU context with the host's own workspace and kernel choice ("auto" for every kind).
 struct HostContext {
   model::HeapWorkspace workspace;
@@ -95,15 +180,6 @@ struct HostContext {
   }
 };
 
-/// A check from a measured error and its tolerance.
-inline ConformanceCheck measured(const std::string& name, double error, double tolerance, const std::string& what) {
-  ConformanceCheck check{name, error <= tolerance, false, ""};
-  check.detail = fmt::format("{}: max relative error {:.3g} (tolerance {:.1g})", what, error, tolerance);
-  return check;
-}
-
-inline ConformanceCheck skipped(const std::string& name, const std::string& why) { return {name, true, true, why}; }
-
 /// Runs `body`, turning a mambakit::Error into a failed check of `name`.
 template <class Body>
 ConformanceCheck attempt(const std::string& name, Body&& body) {
@@ -114,16 +190,32 @@ ConformanceCheck attempt(const std::string& name, Body&& body) {
   }
 }
 
-/// The error of a factory call with an option the component cannot know, or "" when it
-/// accepted the option.
+/// Creates the component from `config` with `create` (returning its pointer), and records two
+/// checks: that it was created, and that the same config with an option no component knows is
+/// refused with a message naming it. Returns nullptr when the component could not be created.
 template <class Create>
-std::string unknown_option_error(Create&& create, const std::string& config_with_bogus_key) {
+auto created_with_checks(Create&& create, const nlohmann::json& config, std::vector<ConformanceCheck>& checks)
+    -> decltype(create(std::string())) {
+  decltype(create(std::string())) component;
   try {
-    create(config_with_bogus_key);
+    component = create(config.dump());
   } catch (const Error& error) {
-    return error.what();
+    checks.push_back({"created with the given options", false, false, error.what()});
+    return component;
   }
-  return "";
+  checks.push_back({"created with the given options", true, false, config.dump()});
+  nlohmann::json bogus = config;
+  bogus["conformance_unknown_option"] = 1;
+  std::string refusal;
+  try {
+    static_cast<void>(create(bogus.dump()));
+  } catch (const Error& error) {
+    refusal = error.what();
+  }
+  checks.push_back({"an unknown option is refused, naming it",
+                    refusal.find("conformance_unknown_option") != std::string::npos, false,
+                    refusal.empty() ? "the factory accepted {\"conformance_unknown_option\": 1}" : refusal});
+  return component;
 }
 
 }  // namespace mambakit::conformance

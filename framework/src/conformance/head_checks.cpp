@@ -71,18 +71,8 @@ class HeadHarness {
 };
 
 template <class T>
-double dot(const std::vector<T>& a, const std::vector<T>& b) {
-  double sum = 0.0;
-  for (std::size_t i = 0; i < a.size(); ++i) sum += static_cast<double>(a[i]) * static_cast<double>(b[i]);
-  return sum;
-}
-
-template <class T>
 std::vector<ConformanceCheck> gradient_checks(const PluginHost& host, const std::string& name, const std::string& config,
                                               const ConformanceSetup& setup) {
-  constexpr double kStep = std::is_same_v<T, double> ? 1e-5 : 1e-2;
-  constexpr double kGradient = std::is_same_v<T, double> ? 1e-6 : 3e-2;
-  constexpr double kSame = std::is_same_v<T, double> ? 1e-10 : 2e-4;
   HeadHarness<T> harness(host, name, config, setup, 2);
   sdk::Generator generator(setup.seed + 21);
   std::vector<T> hidden = normal_values<T>(generator, setup.batch * setup.length * setup.d_model, 1.0);
@@ -92,44 +82,17 @@ std::vector<ConformanceCheck> gradient_checks(const PluginHost& host, const std:
   grad_params.zero();
   harness.backward(hidden, grad_output, grad_hidden, grad_params);
 
-  double worst = 0.0;
-  std::size_t compared = 0;
-  auto compare = [&](std::vector<T>& values, const std::vector<T>& analytic) {
-    const std::size_t n = std::min<std::size_t>(values.size(), 6);
-    for (std::size_t k = 0; k < n; ++k) {
-      const std::size_t i = n == 1 ? 0 : k * (values.size() - 1) / (n - 1);
-      const T saved = values[i];
-      values[i] = static_cast<T>(saved + kStep);
-      const double plus = dot(harness.forward(hidden), grad_output);
-      values[i] = static_cast<T>(saved - kStep);
-      const double minus = dot(harness.forward(hidden), grad_output);
-      values[i] = saved;
-      const double numeric = (plus - minus) / (2.0 * kStep);
-      worst = std::max(worst, std::abs(numeric - static_cast<double>(analytic[i])) / std::max(1.0, std::abs(numeric)));
-      ++compared;
-    }
-  };
-  compare(hidden, grad_hidden);
-  for (std::size_t p = 0; p < harness.params().data.size(); ++p) compare(harness.params().data[p], grad_params.data[p]);
-  std::vector<ConformanceCheck> checks;
-  checks.push_back(measured(fmt::format("gradients match {} finite differences (hidden states, parameters)",
-                                        std::is_same_v<T, double> ? "f64" : "f32"),
-                            worst, kGradient, fmt::format("{} entries", compared)));
-
+  auto loss = [&] { return dot(harness.forward(hidden), grad_output); };
+  FiniteDifferences<T> differences;
+  differences.compare(hidden, grad_hidden, loss);
+  for (std::size_t p = 0; p < harness.params().data.size(); ++p) {
+    differences.compare(harness.params().data[p], grad_params.data[p], loss);
+  }
   std::vector<T> twice = grad_hidden;
   Tensors<T> params_twice = grad_params;
   harness.backward(hidden, grad_output, twice, params_twice);
-  std::vector<T> expected, got = twice;
-  for (const T value : grad_hidden) expected.push_back(2 * value);
-  for (std::size_t p = 0; p < grad_params.data.size(); ++p) {
-    for (std::size_t i = 0; i < grad_params.data[p].size(); ++i) {
-      expected.push_back(2 * grad_params.data[p][i]);
-      got.push_back(params_twice.data[p][i]);
-    }
-  }
-  checks.push_back(measured("gradients accumulate (+=) into what the caller passes", max_relative_error(got, expected),
-                            kSame, "a second backward into the first one's gradients gives twice them"));
-  return checks;
+  return {differences.check("hidden states, parameters"),
+          accumulation_check(grad_hidden, grad_params, twice, params_twice)};
 }
 
 std::vector<unsigned char> outputs_with_threads(const PluginHost& host, const std::string& name,
@@ -162,21 +125,9 @@ std::vector<ConformanceCheck> check_head(const PluginHost& host, const std::stri
   // The host keys (head_config_json), then the given options.
   nlohmann::json config = {{"d_model", setup.d_model}, {"vocab_size", 16}, {"tie_embeddings", false}};
   config.update(options);
-  HeadPtr probe;
-  try {
-    probe = host.create_head(name, config.dump());
-  } catch (const Error& error) {
-    checks.push_back({"created with the given options", false, false, error.what()});
-    return checks;
-  }
-  checks.push_back({"created with the given options", true, false, config.dump()});
-  nlohmann::json bogus = config;
-  bogus["conformance_unknown_option"] = 1;
-  const std::string refusal =
-      unknown_option_error([&](const std::string& text) { static_cast<void>(host.create_head(name, text)); }, bogus.dump());
-  checks.push_back({"an unknown option is refused, naming it",
-                    refusal.find("conformance_unknown_option") != std::string::npos, false,
-                    refusal.empty() ? "the factory accepted {\"conformance_unknown_option\": 1}" : refusal});
+  const HeadPtr probe =
+      created_with_checks([&](const std::string& text) { return host.create_head(name, text); }, config, checks);
+  if (probe == nullptr) return checks;
 
   sdk::HeadCapabilities capabilities;
   probe->capabilities(&capabilities);

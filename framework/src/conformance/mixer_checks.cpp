@@ -148,40 +148,7 @@ class MixerHarness {
 };
 
 template <class T>
-double dot(const std::vector<T>& a, const std::vector<T>& b) {
-  double sum = 0.0;
-  for (std::size_t i = 0; i < a.size(); ++i) sum += static_cast<double>(a[i]) * static_cast<double>(b[i]);
-  return sum;
-}
-
-template <class T>
-double dot(const Tensors<T>& a, const Tensors<T>& b) {
-  double sum = 0.0;
-  for (std::size_t i = 0; i < a.data.size(); ++i) sum += dot(a.data[i], b.data[i]);
-  return sum;
-}
-
-/// Up to `count` indices spread over [0, size), always including the first and the last.
-std::vector<std::size_t> sample_indices(std::size_t size, std::size_t count) {
-  std::vector<std::size_t> indices;
-  if (size == 0) return indices;
-  const std::size_t n = std::min(size, count);
-  for (std::size_t k = 0; k < n; ++k) indices.push_back(n == 1 ? 0 : k * (size - 1) / (n - 1));
-  return indices;
-}
-
-/// Step sizes and tolerances of a finite-difference check in T.
-template <class T>
-struct Precision {
-  static constexpr double kStep = std::is_same_v<T, double> ? 1e-5 : 1e-2;
-  static constexpr double kGradient = std::is_same_v<T, double> ? 1e-6 : 3e-2;
-  static constexpr double kSame = std::is_same_v<T, double> ? 1e-10 : 2e-4;
-};
-
-template <class T>
 ConformanceCheck gradient_check(MixerHarness<T>& harness, const ConformanceSetup& setup) {
-  const std::string name = fmt::format("gradients match {} finite differences (x, parameters, initial state)",
-                                       std::is_same_v<T, double> ? "f64" : "f32");
   const std::int64_t B = setup.batch, L = setup.length, D = setup.d_model;
   sdk::Generator generator(setup.seed + 11);
   std::vector<T> x = normal_values<T>(generator, B * L * D, 1.0);
@@ -201,29 +168,17 @@ ConformanceCheck gradient_check(MixerHarness<T>& harness, const ConformanceSetup
   grad_params.zero();
   harness.backward(x, L, &initial, saved, grad_y, &grad_final, grad_x, grad_params, &grad_initial);
 
-  double worst = 0.0;
-  std::size_t compared = 0;
-  auto compare = [&](std::vector<T>& values, const std::vector<T>& analytic) {
-    for (std::size_t i : sample_indices(values.size(), 6)) {
-      const T saved_value = values[i];
-      values[i] = static_cast<T>(saved_value + Precision<T>::kStep);
-      const double plus = loss();
-      values[i] = static_cast<T>(saved_value - Precision<T>::kStep);
-      const double minus = loss();
-      values[i] = saved_value;
-      const double numeric = (plus - minus) / (2.0 * Precision<T>::kStep);
-      worst = std::max(worst, std::abs(numeric - static_cast<double>(analytic[i])) / std::max(1.0, std::abs(numeric)));
-      ++compared;
-    }
-  };
-  compare(x, grad_x);
-  for (std::size_t p = 0; p < harness.params().data.size(); ++p) compare(harness.params().data[p], grad_params.data[p]);
-  for (std::size_t s = 0; s < initial.data.size(); ++s) compare(initial.data[s], grad_initial.data[s]);
-  return measured(name, worst, Precision<T>::kGradient, fmt::format("{} entries", compared));
+  FiniteDifferences<T> differences;
+  differences.compare(x, grad_x, loss);
+  for (std::size_t p = 0; p < harness.params().data.size(); ++p) {
+    differences.compare(harness.params().data[p], grad_params.data[p], loss);
+  }
+  for (std::size_t s = 0; s < initial.data.size(); ++s) differences.compare(initial.data[s], grad_initial.data[s], loss);
+  return differences.check("x, parameters, initial state");
 }
 
 template <class T>
-ConformanceCheck accumulation_check(MixerHarness<T>& harness, const ConformanceSetup& setup) {
+ConformanceCheck mixer_accumulation_check(MixerHarness<T>& harness, const ConformanceSetup& setup) {
   const std::int64_t B = setup.batch, L = setup.length, D = setup.d_model;
   sdk::Generator generator(setup.seed + 12);
   const std::vector<T> x = normal_values<T>(generator, B * L * D, 1.0), grad_y = normal_values<T>(generator, B * L * D, 1.0);
@@ -236,16 +191,7 @@ ConformanceCheck accumulation_check(MixerHarness<T>& harness, const ConformanceS
   std::vector<T> twice = once;
   Tensors<T> params_twice = params_once;
   harness.backward(x, L, nullptr, saved, grad_y, nullptr, twice, params_twice, nullptr);
-  std::vector<T> expected(once.size()), got = twice;
-  for (std::size_t i = 0; i < once.size(); ++i) expected[i] = 2 * once[i];
-  for (std::size_t p = 0; p < params_once.data.size(); ++p) {
-    for (std::size_t i = 0; i < params_once.data[p].size(); ++i) {
-      expected.push_back(2 * params_once.data[p][i]);
-      got.push_back(params_twice.data[p][i]);
-    }
-  }
-  return measured("gradients accumulate (+=) into what the caller passes", max_relative_error(got, expected),
-                  Precision<T>::kSame, "a second backward into the first one's gradients gives twice them");
+  return accumulation_check(once, params_once, twice, params_twice);
 }
 
 template <class T>
@@ -338,7 +284,7 @@ void run_gradient_checks(const PluginHost& host, const MixerMaker& make, const C
                          std::vector<ConformanceCheck>& checks) {
   MixerHarness<T> harness(host, make, setup, 2);
   checks.push_back(attempt("gradients", [&] { return gradient_check(harness, setup); }));
-  checks.push_back(attempt("accumulation", [&] { return accumulation_check(harness, setup); }));
+  checks.push_back(attempt("accumulation", [&] { return mixer_accumulation_check(harness, setup); }));
 }
 
 /// The inference checks, in T (f32, the dtype decode runs in, when the mixer takes it).
@@ -365,20 +311,9 @@ std::vector<ConformanceCheck> check_mixer(const PluginHost& host, const std::str
   config["n_layer"] = 2;
   config["layer_index"] = 0;
   const MixerMaker make = [&host, &name, text = config.dump()] { return host.create_mixer(name, text); };
-  MixerPtr probe;
-  try {
-    probe = make();
-  } catch (const Error& error) {
-    checks.push_back({"created with the given options", false, false, error.what()});
-    return checks;
-  }
-  checks.push_back({"created with the given options", true, false, config.dump()});
-  nlohmann::json bogus = config;
-  bogus["conformance_unknown_option"] = 1;
-  const std::string refusal = unknown_option_error([&](const std::string& text) { static_cast<void>(host.create_mixer(name, text)); }, bogus.dump());
-  checks.push_back({"an unknown option is refused, naming it",
-                    refusal.find("conformance_unknown_option") != std::string::npos, false,
-                    refusal.empty() ? "the factory accepted {\"conformance_unknown_option\": 1}" : refusal});
+  const MixerPtr probe =
+      created_with_checks([&](const std::string& text) { return host.create_mixer(name, text); }, config, checks);
+  if (probe == nullptr) return checks;
 
   sdk::MixerCapabilities capabilities;
   probe->capabilities(&capabilities);
