@@ -4,14 +4,14 @@
 #include <array>
 #include <vector>
 
-#include "speed_shares.hpp"
+#include "mambakit/sdk/util/speed_shares.hpp"
 
 namespace mambakit::test {
 
 /// Records `calls` calls in which thread t works at `speeds[t]` units per second: a share f
 /// takes f / speeds[t] seconds.
-inline void record_calls(plugin_common::SpeedShares& shares, const std::vector<double>& speeds, int calls) {
-  using plugin_common::SpeedShares;
+inline void record_calls(sdk::util::SpeedShares& shares, const std::vector<double>& speeds, int calls) {
+  using sdk::util::SpeedShares;
   const int threads = static_cast<int>(speeds.size());
   for (int call = 0; call < calls; ++call) {
     const SpeedShares::Plan plan = shares.plan(threads);

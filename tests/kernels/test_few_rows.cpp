@@ -10,14 +10,14 @@
 #include <random>
 #include <vector>
 
-#include "few_rows.hpp"
+#include "mambakit/sdk/util/few_rows.hpp"
 #include "mambakit/sdk/half.hpp"
 #include "simulated_speeds.hpp"
 
 namespace sdk = mambakit::sdk;
-using mambakit::plugin_common::linear_few_rows;
-using mambakit::plugin_common::linear_few_rows_range;
-using mambakit::plugin_common::SpeedShares;
+using mambakit::sdk::util::linear_few_rows;
+using mambakit::sdk::util::linear_few_rows_range;
+using mambakit::sdk::util::SpeedShares;
 
 namespace {
 

@@ -11,13 +11,13 @@
 #include <cstdint>
 #include <vector>
 
-#include "prefetching_barrier.hpp"
+#include "mambakit/sdk/util/prefetching_barrier.hpp"
 #include "simulated_speeds.hpp"
-#include "speed_shares.hpp"
+#include "mambakit/sdk/util/speed_shares.hpp"
 
-using mambakit::plugin_common::NextReads;
-using mambakit::plugin_common::PrefetchingBarrier;
-using mambakit::plugin_common::SpeedShares;
+using mambakit::sdk::util::NextReads;
+using mambakit::sdk::util::PrefetchingBarrier;
+using mambakit::sdk::util::SpeedShares;
 using mambakit::test::record_calls;
 
 namespace {

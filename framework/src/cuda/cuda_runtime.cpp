@@ -41,12 +41,12 @@ FloatTensor CudaRuntime::forward(const TokenBatch& tokens, InferenceState* state
   arena_.reset(stream);
   const sdk::Context ctx = context();
   auto* ids = arena_.take<std::int32_t>(M, "the token ids");
-  MAMBAKIT_CUDA_CHECK(cudaMemcpyAsync(ids, tokens.ids.data(), static_cast<std::size_t>(M) * sizeof(std::int32_t),
+  MAMBAKIT_CUDA_THROW_IF_ERROR(cudaMemcpyAsync(ids, tokens.ids.data(), static_cast<std::size_t>(M) * sizeof(std::int32_t),
                                       cudaMemcpyHostToDevice, stream));
   const auto [hidden, normed, mixed] = embed(ids, M);
   const std::vector<std::int64_t> shape{B, L, D};
   for (std::size_t layer = 0; layer < impl_.mixers.size(); ++layer) {
-    MAMBAKIT_CUDA_CHECK(launch_rms_norm(hidden, norms_[layer], normed, M, D, impl_.config.norm_eps, stream));
+    MAMBAKIT_CUDA_THROW_IF_ERROR(launch_rms_norm(hidden, norms_[layer], normed, M, D, impl_.config.norm_eps, stream));
     std::vector<sdk::TensorView> initial;
     const sdk::TensorView* final_state = nullptr;
     if (device_state != nullptr) {
@@ -54,7 +54,7 @@ FloatTensor CudaRuntime::forward(const TokenBatch& tokens, InferenceState* state
       if (state->seqlen_offset() > 0) {  // a copy: initial and final never alias
         for (const auto& tensor : finals) {
           float* copy = arena_.take<float>(tensor.numel(), "a copy of the initial state");
-          MAMBAKIT_CUDA_CHECK(cudaMemcpyAsync(copy, tensor.data, static_cast<std::size_t>(tensor.numel()) * sizeof(float),
+          MAMBAKIT_CUDA_THROW_IF_ERROR(cudaMemcpyAsync(copy, tensor.data, static_cast<std::size_t>(tensor.numel()) * sizeof(float),
                                               cudaMemcpyDeviceToDevice, stream));
           sdk::TensorView view = tensor;
           view.data = copy;
@@ -64,14 +64,14 @@ FloatTensor CudaRuntime::forward(const TokenBatch& tokens, InferenceState* state
       final_state = finals.data();
     }
     queue_mixer_forward(ctx, layer, normed, mixed, shape, {}, initial.empty() ? nullptr : initial.data(), final_state);
-    MAMBAKIT_CUDA_CHECK(launch_add_in_place(hidden, mixed, M * D, stream));
+    MAMBAKIT_CUDA_THROW_IF_ERROR(launch_add_in_place(hidden, mixed, M * D, stream));
   }
   const float* head_input = hidden;
   std::int64_t head_length = L;
   if (last_position_only && L > 1) {
     float* last = arena_.take<float>(B * D, "the last hidden states");
     const std::size_t row_bytes = static_cast<std::size_t>(D) * sizeof(float);
-    MAMBAKIT_CUDA_CHECK(cudaMemcpy2DAsync(last, row_bytes, hidden + (L - 1) * D, static_cast<std::size_t>(L) * row_bytes,
+    MAMBAKIT_CUDA_THROW_IF_ERROR(cudaMemcpy2DAsync(last, row_bytes, hidden + (L - 1) * D, static_cast<std::size_t>(L) * row_bytes,
                                           row_bytes, static_cast<std::size_t>(B), cudaMemcpyDeviceToDevice, stream));
     head_input = last;
     head_length = 1;
@@ -79,14 +79,14 @@ FloatTensor CudaRuntime::forward(const TokenBatch& tokens, InferenceState* state
   std::int32_t* lengths = nullptr;
   if (!last_position_only && !tokens.lengths.empty()) {
     lengths = arena_.take<std::int32_t>(B, "the row lengths");
-    MAMBAKIT_CUDA_CHECK(cudaMemcpyAsync(lengths, tokens.lengths.data(), static_cast<std::size_t>(B) * sizeof(std::int32_t),
+    MAMBAKIT_CUDA_THROW_IF_ERROR(cudaMemcpyAsync(lengths, tokens.lengths.data(), static_cast<std::size_t>(B) * sizeof(std::int32_t),
                                         cudaMemcpyHostToDevice, stream));
   }
   const std::vector<std::int64_t> output_shape = head_output_shape(B, head_length);
   float* output = arena_.take<float>(numel_of(output_shape), "the head output");
   run_head(ctx, head_input, B, head_length, lengths, normed, output, output_shape);
   FloatTensor result(output_shape);
-  MAMBAKIT_CUDA_CHECK(cudaMemcpyAsync(result.values.data(), output, result.values.size() * sizeof(float),
+  MAMBAKIT_CUDA_THROW_IF_ERROR(cudaMemcpyAsync(result.values.data(), output, result.values.size() * sizeof(float),
                                       cudaMemcpyDeviceToHost, stream));
   stream_.synchronize();
   if (state != nullptr) advance(*state, L);
@@ -97,7 +97,7 @@ FloatTensor CudaRuntime::step(const std::vector<std::int32_t>& ids, InferenceSta
   DeviceGuard on(device_.index);
   StepBuffers& io = queue_step(ids, state);
   FloatTensor result(io.logits_shape);
-  MAMBAKIT_CUDA_CHECK(cudaMemcpyAsync(result.values.data(), io.logits.data(), result.values.size() * sizeof(float),
+  MAMBAKIT_CUDA_THROW_IF_ERROR(cudaMemcpyAsync(result.values.data(), io.logits.data(), result.values.size() * sizeof(float),
                                       cudaMemcpyDeviceToHost, stream_.get()));
   stream_.synchronize();
   advance(state, 1);
@@ -114,9 +114,9 @@ std::vector<std::int32_t> CudaRuntime::step_argmax(const std::vector<std::int32_
                             model::format_shape(io.logits_shape), vocab));
   }
   const cudaStream_t stream = stream_.get();
-  MAMBAKIT_CUDA_CHECK(launch_argmax_rows(io.logits.as<float>(), B, stride, vocab, io.ids.as<std::int32_t>(), stream));
+  MAMBAKIT_CUDA_THROW_IF_ERROR(launch_argmax_rows(io.logits.as<float>(), B, stride, vocab, io.ids.as<std::int32_t>(), stream));
   std::vector<std::int32_t> result(static_cast<std::size_t>(B));
-  MAMBAKIT_CUDA_CHECK(cudaMemcpyAsync(result.data(), io.ids.data(), result.size() * sizeof(std::int32_t),
+  MAMBAKIT_CUDA_THROW_IF_ERROR(cudaMemcpyAsync(result.data(), io.ids.data(), result.size() * sizeof(std::int32_t),
                                       cudaMemcpyDeviceToHost, stream));
   stream_.synchronize();
   io.ids_on_device = result;
@@ -165,7 +165,7 @@ void CudaRuntime::head_forward(const sdk::Context& ctx, const float* normed, std
 void CudaRuntime::run_head(const sdk::Context& ctx, const float* hidden, std::int64_t batch, std::int64_t length,
                            const std::int32_t* lengths, float* normed, float* output,
                            const std::vector<std::int64_t>& output_shape) {
-  MAMBAKIT_CUDA_CHECK(launch_rms_norm(hidden, norm_f_, normed, batch * length, impl_.config.d_model,
+  MAMBAKIT_CUDA_THROW_IF_ERROR(launch_rms_norm(hidden, norm_f_, normed, batch * length, impl_.config.d_model,
                                       impl_.config.norm_eps, stream_.get()));
   head_forward(ctx, normed, batch, length, lengths, output, output_shape);
 }
@@ -186,7 +186,7 @@ CudaRuntime::StepBuffers& CudaRuntime::queue_step(const std::vector<std::int32_t
   StepBuffers& io = step_buffers(B);
   const cudaStream_t stream = stream_.get();
   if (io.ids_on_device != ids) {
-    MAMBAKIT_CUDA_CHECK(cudaMemcpyAsync(io.ids.data(), ids.data(), ids.size() * sizeof(std::int32_t),
+    MAMBAKIT_CUDA_THROW_IF_ERROR(cudaMemcpyAsync(io.ids.data(), ids.data(), ids.size() * sizeof(std::int32_t),
                                         cudaMemcpyHostToDevice, stream));
     io.ids_on_device = ids;
   }
@@ -220,7 +220,7 @@ CudaRuntime::Activations CudaRuntime::embed(const std::int32_t* ids, std::int64_
   Activations rows_of{arena_.take<float>(rows * D, "the hidden states"),
                       arena_.take<float>(rows * D, "the normed hidden states"),
                       arena_.take<float>(rows * D, "the mixer outputs")};
-  MAMBAKIT_CUDA_CHECK(launch_embedding(ids, embedding_.data, embedding_.dtype, rows_of.hidden, rows, D, stream_.get()));
+  MAMBAKIT_CUDA_THROW_IF_ERROR(launch_embedding(ids, embedding_.data, embedding_.dtype, rows_of.hidden, rows, D, stream_.get()));
   return rows_of;
 }
 
@@ -230,14 +230,14 @@ void CudaRuntime::queue_step_body(const sdk::Context& ctx, std::int64_t B, StepB
   const auto [hidden, normed, mixed] = embed(io.ids.as<std::int32_t>(), B);
   const std::vector<std::int64_t> shape{B, D};
   for (std::size_t layer = 0; layer < impl_.mixers.size(); ++layer) {
-    MAMBAKIT_CUDA_CHECK(launch_rms_norm(hidden, norms_[layer], normed, B, D, impl_.config.norm_eps, stream));
+    MAMBAKIT_CUDA_THROW_IF_ERROR(launch_rms_norm(hidden, norms_[layer], normed, B, D, impl_.config.norm_eps, stream));
     sdk::MixerStepArgs args;
     args.params = mixer_params_[layer].data();
     args.x = device_view(normed, sdk::DType::kF32, device_, shape);
     args.y = device_view(mixed, sdk::DType::kF32, device_, shape);
     args.state = device_state.views(layer).data();
     model::check(impl_.mixers[layer]->step(ctx, args), mixer_owners_[layer] + " step");
-    MAMBAKIT_CUDA_CHECK(launch_add_in_place(hidden, mixed, B * D, stream));
+    MAMBAKIT_CUDA_THROW_IF_ERROR(launch_add_in_place(hidden, mixed, B * D, stream));
   }
   run_head(ctx, hidden, B, 1, nullptr, normed, io.logits.as<float>(), io.logits_shape);
 }

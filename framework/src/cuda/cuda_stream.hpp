@@ -12,7 +12,7 @@ namespace mambakit::cuda {
 class Stream {
  public:
   /// A new stream on the current device. Throws on failure.
-  Stream() { MAMBAKIT_CUDA_CHECK(cudaStreamCreate(&stream_)); }
+  Stream() { MAMBAKIT_CUDA_THROW_IF_ERROR(cudaStreamCreate(&stream_)); }
   ~Stream() {
     if (stream_ != nullptr) cudaStreamDestroy(stream_);
   }
@@ -23,7 +23,7 @@ class Stream {
 
   [[nodiscard]] cudaStream_t get() const noexcept { return stream_; }
   /// Waits until every queued operation has finished. Throws on a CUDA error.
-  void synchronize() const { MAMBAKIT_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+  void synchronize() const { MAMBAKIT_CUDA_THROW_IF_ERROR(cudaStreamSynchronize(stream_)); }
 
  private:
   cudaStream_t stream_ = nullptr;

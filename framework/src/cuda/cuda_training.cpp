@@ -92,11 +92,11 @@ CudaRuntime::TrainingPass CudaRuntime::queue_training_forward(const TokenBatch& 
   const std::int64_t M = pass.M, D = pass.D;
   pass.ctx = context();
   pass.ids = arena_.take<std::int32_t>(M, "the token ids");
-  MAMBAKIT_CUDA_CHECK(cudaMemcpyAsync(pass.ids, tokens.ids.data(), static_cast<std::size_t>(M) * sizeof(std::int32_t),
+  MAMBAKIT_CUDA_THROW_IF_ERROR(cudaMemcpyAsync(pass.ids, tokens.ids.data(), static_cast<std::size_t>(M) * sizeof(std::int32_t),
                                       cudaMemcpyHostToDevice, stream));
   if (!tokens.lengths.empty()) {
     pass.lengths = arena_.take<std::int32_t>(pass.B, "the row lengths");
-    MAMBAKIT_CUDA_CHECK(cudaMemcpyAsync(pass.lengths, tokens.lengths.data(),
+    MAMBAKIT_CUDA_THROW_IF_ERROR(cudaMemcpyAsync(pass.lengths, tokens.lengths.data(),
                                         static_cast<std::size_t>(pass.B) * sizeof(std::int32_t), cudaMemcpyHostToDevice,
                                         stream));
   }
@@ -109,11 +109,11 @@ CudaRuntime::TrainingPass CudaRuntime::queue_training_forward(const TokenBatch& 
   const std::vector<std::int64_t> shape{pass.B, pass.L, D};
   const std::size_t slice_bytes = static_cast<std::size_t>(M * D) * sizeof(float);
 
-  MAMBAKIT_CUDA_CHECK(launch_embedding(pass.ids, embedding_.data, embedding_.dtype, pass.hidden, M, D, stream));
+  MAMBAKIT_CUDA_THROW_IF_ERROR(launch_embedding(pass.ids, embedding_.data, embedding_.dtype, pass.hidden, M, D, stream));
   for (std::size_t layer = 0; layer < n_layer; ++layer) {
     float* input = pass.layer_input(layer);
     float* next = pass.layer_input(layer + 1);
-    MAMBAKIT_CUDA_CHECK(launch_rms_norm(input, norms_[layer], pass.normed, M, D, eps, stream));
+    MAMBAKIT_CUDA_THROW_IF_ERROR(launch_rms_norm(input, norms_[layer], pass.normed, M, D, eps, stream));
     if (pass.training) pass.activation_bytes += slice_bytes;
     if (kind == PassKind::kEvaluate) {
       queue_mixer_forward(pass.ctx, layer, pass.normed, pass.mixed, shape, {});
@@ -130,17 +130,17 @@ CudaRuntime::TrainingPass CudaRuntime::queue_training_forward(const TokenBatch& 
       }
     }
     if (next != input) {
-      MAMBAKIT_CUDA_CHECK(cudaMemcpyAsync(next, input, slice_bytes, cudaMemcpyDeviceToDevice, stream));
+      MAMBAKIT_CUDA_THROW_IF_ERROR(cudaMemcpyAsync(next, input, slice_bytes, cudaMemcpyDeviceToDevice, stream));
     }
-    MAMBAKIT_CUDA_CHECK(launch_add_in_place(next, pass.mixed, M * D, stream));
+    MAMBAKIT_CUDA_THROW_IF_ERROR(launch_add_in_place(next, pass.mixed, M * D, stream));
   }
-  MAMBAKIT_CUDA_CHECK(launch_rms_norm(pass.layer_input(n_layer), norm_f_, pass.final_normed, M, D, eps, stream));
+  MAMBAKIT_CUDA_THROW_IF_ERROR(launch_rms_norm(pass.layer_input(n_layer), norm_f_, pass.final_normed, M, D, eps, stream));
   const double dropout = impl_.head_capabilities.input_dropout;
   if (pass.training && dropout > 0.0) {
     pass.host_mask = model::dropout_mask(static_cast<std::size_t>(M * D), dropout, dropout_seed);
     pass.mask = arena_.take<float>(M * D, "the dropout mask");
-    MAMBAKIT_CUDA_CHECK(cudaMemcpyAsync(pass.mask, pass.host_mask.data(), slice_bytes, cudaMemcpyHostToDevice, stream));
-    MAMBAKIT_CUDA_CHECK(launch_multiply_in_place(pass.final_normed, pass.mask, M * D, stream));
+    MAMBAKIT_CUDA_THROW_IF_ERROR(cudaMemcpyAsync(pass.mask, pass.host_mask.data(), slice_bytes, cudaMemcpyHostToDevice, stream));
+    MAMBAKIT_CUDA_THROW_IF_ERROR(launch_multiply_in_place(pass.final_normed, pass.mask, M * D, stream));
   }
   pass.output_shape = head_output_shape(pass.B, pass.L);
   pass.output = arena_.take<float>(numel_of(pass.output_shape), "the head output");
@@ -160,23 +160,23 @@ double CudaRuntime::compute_loss(TrainingPass& pass, const TokenBatch& tokens, c
     }
     const std::int64_t count = model::lm_target_count(pass.B, pass.L, tokens.lengths);
     auto* row_losses = arena_.take<double>(pass.M, "the per-position losses");
-    MAMBAKIT_CUDA_CHECK(launch_lm_cross_entropy(pass.output, pass.ids, pass.lengths, pass.B, pass.L, vocab, count,
+    MAMBAKIT_CUDA_THROW_IF_ERROR(launch_lm_cross_entropy(pass.output, pass.ids, pass.lengths, pass.B, pass.L, vocab, count,
                                                 grad_output, row_losses, stream));
     std::vector<double> losses(static_cast<std::size_t>(pass.M));
-    MAMBAKIT_CUDA_CHECK(cudaMemcpyAsync(losses.data(), row_losses, losses.size() * sizeof(double),
+    MAMBAKIT_CUDA_THROW_IF_ERROR(cudaMemcpyAsync(losses.data(), row_losses, losses.size() * sizeof(double),
                                         cudaMemcpyDeviceToHost, stream));
     stream_.synchronize();
     return std::accumulate(losses.begin(), losses.end(), 0.0) / static_cast<double>(count);
   }
   // Classification: the (B, C) scores are small; the loss and its gradient come from the host.
   FloatTensor scores(pass.output_shape);
-  MAMBAKIT_CUDA_CHECK(cudaMemcpyAsync(scores.values.data(), pass.output, scores.values.size() * sizeof(float),
+  MAMBAKIT_CUDA_THROW_IF_ERROR(cudaMemcpyAsync(scores.values.data(), pass.output, scores.values.size() * sizeof(float),
                                       cudaMemcpyDeviceToHost, stream));
   stream_.synchronize();
   FloatTensor grad(pass.output_shape);
   const double loss = model::classification_cross_entropy(scores, targets.labels, grad);
   if (grad_output != nullptr) {
-    MAMBAKIT_CUDA_CHECK(cudaMemcpyAsync(grad_output, grad.values.data(), grad.values.size() * sizeof(float),
+    MAMBAKIT_CUDA_THROW_IF_ERROR(cudaMemcpyAsync(grad_output, grad.values.data(), grad.values.size() * sizeof(float),
                                         cudaMemcpyHostToDevice, stream));
     stream_.synchronize();  // `grad` is released on return
   }
@@ -192,7 +192,7 @@ void CudaRuntime::queue_backward(TrainingPass& pass, const float* grad_output, b
   const std::vector<std::int64_t> shape{pass.B, pass.L, D};
 
   float* grad_final = arena_.take<float>(M * D, "the gradient of the head input");
-  MAMBAKIT_CUDA_CHECK(cudaMemsetAsync(grad_final, 0, slice_bytes, stream));
+  MAMBAKIT_CUDA_THROW_IF_ERROR(cudaMemsetAsync(grad_final, 0, slice_bytes, stream));
   std::vector<sdk::TensorView> head_grads;
   for (int index : impl_.head_params) head_grads.push_back(gradients_->view(index));
   sdk::HeadBackwardArgs head_args;
@@ -203,17 +203,17 @@ void CudaRuntime::queue_backward(TrainingPass& pass, const float* grad_output, b
   head_args.grad_hidden = device_view(grad_final, sdk::DType::kF32, device_, shape);
   head_args.grad_params = head_grads.data();
   model::check(impl_.head->backward(pass.ctx, head_args), head_owner_ + " backward");
-  if (pass.mask != nullptr) MAMBAKIT_CUDA_CHECK(launch_multiply_in_place(grad_final, pass.mask, M * D, stream));
+  if (pass.mask != nullptr) MAMBAKIT_CUDA_THROW_IF_ERROR(launch_multiply_in_place(grad_final, pass.mask, M * D, stream));
 
   float* grad_hidden = arena_.take<float>(M * D, "the gradient of the hidden states");
   float* grad_normed = arena_.take<float>(M * D, "the gradient of the normed hidden states");
   auto* row_scales = arena_.take<double>(M, "the RMSNorm row scales");
-  MAMBAKIT_CUDA_CHECK(cudaMemsetAsync(grad_hidden, 0, slice_bytes, stream));
-  MAMBAKIT_CUDA_CHECK(launch_rms_norm_backward(pass.layer_input(n_layer), norm_f_, grad_final, grad_hidden,
+  MAMBAKIT_CUDA_THROW_IF_ERROR(cudaMemsetAsync(grad_hidden, 0, slice_bytes, stream));
+  MAMBAKIT_CUDA_THROW_IF_ERROR(launch_rms_norm_backward(pass.layer_input(n_layer), norm_f_, grad_final, grad_hidden,
                                                gradients_->data(impl_.norm_f), row_scales, M, D, eps, stream));
   for (std::size_t layer = n_layer; layer-- > 0;) {
     const float* input = pass.layer_input(layer);
-    MAMBAKIT_CUDA_CHECK(launch_rms_norm(input, norms_[layer], pass.normed, M, D, eps, stream));
+    MAMBAKIT_CUDA_THROW_IF_ERROR(launch_rms_norm(input, norms_[layer], pass.normed, M, D, eps, stream));
     std::vector<sdk::TensorView> recomputed;
     if (recompute) {
       recomputed = take_saved(layer, pass.B, pass.L);
@@ -222,7 +222,7 @@ void CudaRuntime::queue_backward(TrainingPass& pass, const float* grad_output, b
     const std::vector<sdk::TensorView>& saved = recompute ? recomputed : pass.saved[layer];
     std::vector<sdk::TensorView> grads;
     for (int index : impl_.mixer_params[layer]) grads.push_back(gradients_->view(index));
-    MAMBAKIT_CUDA_CHECK(cudaMemsetAsync(grad_normed, 0, slice_bytes, stream));
+    MAMBAKIT_CUDA_THROW_IF_ERROR(cudaMemsetAsync(grad_normed, 0, slice_bytes, stream));
     sdk::MixerBackwardArgs args;
     args.params = mixer_params_[layer].data();
     args.x = device_view(pass.normed, sdk::DType::kF32, device_, shape);
@@ -232,12 +232,12 @@ void CudaRuntime::queue_backward(TrainingPass& pass, const float* grad_output, b
     args.grad_params = grads.data();
     model::check(impl_.mixers[layer]->backward(pass.ctx, args), mixer_owners_[layer] + " backward");
     // The residual passes grad_hidden through unchanged; the norm adds its input gradient.
-    MAMBAKIT_CUDA_CHECK(launch_rms_norm_backward(input, norms_[layer], grad_normed, grad_hidden,
+    MAMBAKIT_CUDA_THROW_IF_ERROR(launch_rms_norm_backward(input, norms_[layer], grad_normed, grad_hidden,
                                                  gradients_->data(impl_.layer_norms[layer]), row_scales, M, D, eps,
                                                  stream));
     if (recompute) release_saved(recomputed);
   }
-  MAMBAKIT_CUDA_CHECK(launch_embedding_backward(pass.ids, grad_hidden, gradients_->data(impl_.embedding), M, D, stream));
+  MAMBAKIT_CUDA_THROW_IF_ERROR(launch_embedding_backward(pass.ids, grad_hidden, gradients_->data(impl_.embedding), M, D, stream));
 }
 
 std::vector<sdk::TensorView> CudaRuntime::take_saved(std::size_t layer, std::int64_t batch, std::int64_t length) {

@@ -59,7 +59,7 @@ void DeviceArena::reset(cudaStream_t stream) {
   if (chunks_.size() > 1) {
     std::size_t total = 0;
     for (const auto& chunk : chunks_) total += chunk.buffer.bytes();
-    MAMBAKIT_CUDA_CHECK(cudaStreamSynchronize(stream));
+    MAMBAKIT_CUDA_THROW_IF_ERROR(cudaStreamSynchronize(stream));
     chunks_.clear();
     Chunk merged;
     merged.buffer = DeviceBuffer(total);

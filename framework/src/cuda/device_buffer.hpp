@@ -13,7 +13,7 @@ class DeviceBuffer {
   DeviceBuffer() = default;
   /// `bytes` uninitialised bytes on the current device (none for 0). Throws on failure.
   explicit DeviceBuffer(std::size_t bytes) : bytes_(bytes) {
-    if (bytes > 0) MAMBAKIT_CUDA_CHECK(cudaMalloc(&data_, bytes));
+    if (bytes > 0) MAMBAKIT_CUDA_THROW_IF_ERROR(cudaMalloc(&data_, bytes));
   }
   ~DeviceBuffer() {
     if (data_ != nullptr) cudaFree(data_);

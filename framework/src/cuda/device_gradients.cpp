@@ -6,7 +6,7 @@ DeviceGradients::DeviceGradients(model::ParameterStore& store, sdk::Device devic
     : store_(store), device_(device), block_(store.f32_block().size() * sizeof(float)) {}
 
 void DeviceGradients::zero(cudaStream_t stream) {
-  if (block_.bytes() > 0) MAMBAKIT_CUDA_CHECK(cudaMemsetAsync(block_.data(), 0, block_.bytes(), stream));
+  if (block_.bytes() > 0) MAMBAKIT_CUDA_THROW_IF_ERROR(cudaMemsetAsync(block_.data(), 0, block_.bytes(), stream));
 }
 
 float* DeviceGradients::data(int index) const {
@@ -23,9 +23,9 @@ void DeviceGradients::add_to_host(cudaStream_t stream) {
   std::vector<float>& host = store_.gradient_block();
   downloaded_.resize(host.size());
   if (block_.bytes() > 0) {
-    MAMBAKIT_CUDA_CHECK(cudaMemcpyAsync(downloaded_.data(), block_.data(), block_.bytes(), cudaMemcpyDeviceToHost, stream));
+    MAMBAKIT_CUDA_THROW_IF_ERROR(cudaMemcpyAsync(downloaded_.data(), block_.data(), block_.bytes(), cudaMemcpyDeviceToHost, stream));
   }
-  MAMBAKIT_CUDA_CHECK(cudaStreamSynchronize(stream));
+  MAMBAKIT_CUDA_THROW_IF_ERROR(cudaStreamSynchronize(stream));
   for (std::size_t i = 0; i < host.size(); ++i) host[i] += downloaded_[i];
 }
 

@@ -9,8 +9,8 @@ class DeviceGuard {
  public:
   /// Makes device `index` current. Throws on failure.
   explicit DeviceGuard(int index) {
-    MAMBAKIT_CUDA_CHECK(cudaGetDevice(&previous_));
-    if (previous_ != index) MAMBAKIT_CUDA_CHECK(cudaSetDevice(index));
+    MAMBAKIT_CUDA_THROW_IF_ERROR(cudaGetDevice(&previous_));
+    if (previous_ != index) MAMBAKIT_CUDA_THROW_IF_ERROR(cudaSetDevice(index));
     changed_ = previous_ != index;
   }
   ~DeviceGuard() {

@@ -18,10 +18,10 @@ void DeviceParameters::upload() {
     throw Error("the parameter blocks changed size after the device copy was made");
   }
   if (f32_.bytes() > 0) {
-    MAMBAKIT_CUDA_CHECK(cudaMemcpy(f32_.data(), store_.f32_block().data(), f32_.bytes(), cudaMemcpyHostToDevice));
+    MAMBAKIT_CUDA_THROW_IF_ERROR(cudaMemcpy(f32_.data(), store_.f32_block().data(), f32_.bytes(), cudaMemcpyHostToDevice));
   }
   if (halves_.bytes() > 0) {
-    MAMBAKIT_CUDA_CHECK(cudaMemcpy(halves_.data(), store_.half_block().data(), halves_.bytes(), cudaMemcpyHostToDevice));
+    MAMBAKIT_CUDA_THROW_IF_ERROR(cudaMemcpy(halves_.data(), store_.half_block().data(), halves_.bytes(), cudaMemcpyHostToDevice));
   }
 }
 

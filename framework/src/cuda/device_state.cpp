@@ -35,7 +35,7 @@ void DeviceState::download(std::vector<std::vector<FloatTensor>>& tensors) {
   for (std::size_t layer = 0; layer < tensors.size(); ++layer) {
     for (std::size_t i = 0; i < tensors[layer].size(); ++i) {
       auto& values = tensors[layer][i].values;
-      MAMBAKIT_CUDA_CHECK(cudaMemcpy(values.data(), views_[layer][i].data, values.size() * sizeof(float),
+      MAMBAKIT_CUDA_THROW_IF_ERROR(cudaMemcpy(values.data(), views_[layer][i].data, values.size() * sizeof(float),
                                      cudaMemcpyDeviceToHost));
     }
   }
@@ -46,7 +46,7 @@ void DeviceState::upload(const std::vector<std::vector<FloatTensor>>& tensors) {
   for (std::size_t layer = 0; layer < tensors.size(); ++layer) {
     for (std::size_t i = 0; i < tensors[layer].size(); ++i) {
       const auto& values = tensors[layer][i].values;
-      MAMBAKIT_CUDA_CHECK(cudaMemcpy(views_[layer][i].data, values.data(), values.size() * sizeof(float),
+      MAMBAKIT_CUDA_THROW_IF_ERROR(cudaMemcpy(views_[layer][i].data, values.data(), values.size() * sizeof(float),
                                      cudaMemcpyHostToDevice));
     }
   }

@@ -29,7 +29,7 @@ void StepGraphs::run(const Key& key, cudaStream_t stream, DeviceArena& arena, co
     found = graphs_.end();
   }
   if (found != graphs_.end()) {
-    MAMBAKIT_CUDA_CHECK(cudaGraphLaunch(found->second.exec, stream));
+    MAMBAKIT_CUDA_THROW_IF_ERROR(cudaGraphLaunch(found->second.exec, stream));
     return;
   }
   if (warmed_.count(key) == 0) {
@@ -48,7 +48,7 @@ void StepGraphs::capture(const Key& key, cudaStream_t stream, DeviceArena& arena
     graphs_.clear();
   }
   arena.reset(stream);
-  MAMBAKIT_CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+  MAMBAKIT_CUDA_THROW_IF_ERROR(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
   arena.set_capturing(true);
   auto failed = [&](const char* reason) {
     warmed_.erase(key);
@@ -77,9 +77,9 @@ void StepGraphs::capture(const Key& key, cudaStream_t stream, DeviceArena& arena
   cudaGraphExec_t exec = nullptr;
   const cudaError_t instantiated = cudaGraphInstantiate(&exec, graph, 0);
   cudaGraphDestroy(graph);
-  MAMBAKIT_CUDA_CHECK(instantiated);
+  MAMBAKIT_CUDA_THROW_IF_ERROR(instantiated);
   graphs_[key] = Graph{exec, arena.generation()};
-  MAMBAKIT_CUDA_CHECK(cudaGraphLaunch(exec, stream));
+  MAMBAKIT_CUDA_THROW_IF_ERROR(cudaGraphLaunch(exec, stream));
 }
 
 }  // namespace mambakit::cuda

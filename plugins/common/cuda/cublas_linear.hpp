@@ -19,7 +19,7 @@
 #include <map>
 
 #include "cublas_library.hpp"
-#include "cuda_status.hpp"
+#include "mambakit/sdk/util/cuda_status.hpp"
 #include "linear_launch.hpp"
 #include "mambakit/sdk/context.hpp"
 #include "mambakit/sdk/status.hpp"
@@ -107,7 +107,7 @@ inline sdk::Status column_major_sgemm(const char* component, const sdk::Context&
   cublasHandle_t handle = nullptr;
   MAMBAKIT_RETURN_IF_ERROR(thread_cublas_handle(component, &handle));
   const CublasLibrary& cublas = cublas_library();
-  MAMBAKIT_CUBLAS_CHECK(component, cublas.set_stream(handle, stream_of(context)));
+  MAMBAKIT_CUBLAS_CHECK(component, cublas.set_stream(handle, sdk::cuda::stream_of(context)));
   const float one = 1.f;
   MAMBAKIT_CUBLAS_CHECK(component, cublas.sgemm(handle, op_a, op_b, static_cast<int>(m), static_cast<int>(n),
                                                static_cast<int>(k), &one, a, static_cast<int>(lda), b,
@@ -122,7 +122,7 @@ inline sdk::Status column_major_sgemm(const char* component, const sdk::Context&
 inline sdk::Status linear_gemm(const char* component, const sdk::Context& context, const float* x, std::int64_t ldx,
                                DeviceParam weight, DeviceParam bias, float* y, std::int64_t ldy, std::int64_t m,
                                std::int64_t k, std::int64_t n) {
-  const cudaStream_t stream = stream_of(context);
+  const cudaStream_t stream = sdk::cuda::stream_of(context);
   const bool widen = weight.dtype != sdk::DType::kF32;
   sdk::WorkspaceArray<float> widened(context, widen ? n * k : 0);
   const float* w = static_cast<const float*>(weight.data);

@@ -1,6 +1,6 @@
 #pragma once
 // The backward of y = x W^T + bias (cublas_linear.hpp's linear_gemm) on the GPU, for the
-// in-tree CUDA plugins' training paths; what plugin_common's linear_backward_input and
+// in-tree CUDA plugins' training paths; what sdk::util's linear_backward_input and
 // linear_backward_params compute on the CPU, with f32 cuBLAS GEMMs (no TF32):
 //   grad_x (M, K)  = beta grad_x + grad_y (M, N) W (N, K)
 //   grad_W (N, K) += grad_y^T x,   grad_bias (N) += column sums of grad_y
@@ -14,7 +14,7 @@
 #include <cstdint>
 
 #include "cublas_linear.hpp"
-#include "cuda_status.hpp"
+#include "mambakit/sdk/util/cuda_status.hpp"
 #include "linear_launch.hpp"
 #include "mambakit/sdk/context.hpp"
 #include "mambakit/sdk/status.hpp"
@@ -45,7 +45,7 @@ inline sdk::Status linear_backward_params_gemm(const char* component, const sdk:
     MAMBAKIT_RETURN_IF_ERROR(column_major_sgemm(component, context, CUBLAS_OP_N, CUBLAS_OP_T, k, n, m, x, ldx, grad_y,
                                                 ldgy, 1.f, grad_weight, k));
   }
-  MAMBAKIT_CUDA_CHECK(component, launch_add_column_sums(grad_y, ldgy, m, n, grad_bias, stream_of(context)));
+  MAMBAKIT_CUDA_CHECK(component, launch_add_column_sums(grad_y, ldgy, m, n, grad_bias, sdk::cuda::stream_of(context)));
   return sdk::Status::success();
 }
 

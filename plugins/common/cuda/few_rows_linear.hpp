@@ -7,7 +7,7 @@
 
 #include <cstdint>
 
-#include "cuda_status.hpp"
+#include "mambakit/sdk/util/cuda_status.hpp"
 #include "linear_launch.hpp"
 #include "mambakit/sdk/context.hpp"
 #include "mambakit/sdk/status.hpp"
@@ -21,7 +21,7 @@ inline sdk::Status linear_few_rows(const char* component, const sdk::Context& co
                                    std::int64_t ldx, DeviceParam weight, DeviceParam bias, float* y, std::int64_t ldy,
                                    std::int64_t m, std::int64_t k, std::int64_t n) {
   MAMBAKIT_CUDA_CHECK(component,
-                      launch_linear_few_rows(FewRowsArgs{x, ldx, weight, bias, y, ldy, m, k, n}, stream_of(context)));
+                      launch_linear_few_rows(FewRowsArgs{x, ldx, weight, bias, y, ldy, m, k, n}, sdk::cuda::stream_of(context)));
   return sdk::Status::success();
 }
 

@@ -11,10 +11,10 @@
 #include <vector>
 
 #include "mambakit/sdk/options.hpp"
-#include "linear.hpp"
+#include "mambakit/sdk/util/linear.hpp"
 #include "mambakit/sdk/sdk.hpp"
-#include "pooling.hpp"
-#include "typed_params.hpp"
+#include "mambakit/sdk/util/pooling.hpp"
+#include "mambakit/sdk/util/typed_params.hpp"
 
 namespace mambakit::head_classification {
 
@@ -25,7 +25,7 @@ class ClassificationHead final : public sdk::Head {
     d_model_ = config.integer("d_model", 1);
     const std::int64_t default_labels = 2;
     num_labels_ = config.integer("num_labels", 1, &default_labels);
-    pooling_ = plugin_common::parse_pooling(config.string("pooling", "last"), "head/classification");
+    pooling_ = sdk::util::parse_pooling(config.string("pooling", "last"), "head/classification");
     dropout_ = config.number("dropout", 0.0);
     if (!(dropout_ >= 0.0 && dropout_ < 1.0)) {
       throw std::invalid_argument("head/classification: \"dropout\" = " + std::to_string(dropout_) +
@@ -37,7 +37,7 @@ class ClassificationHead final : public sdk::Head {
                                   " names for " + std::to_string(num_labels_) + " labels: name every label or none");
     }
     config.reject_unknown({"vocab_size", "tie_embeddings"});
-    if (pooling_ == plugin_common::Pooling::kNone) {
+    if (pooling_ == sdk::util::Pooling::kNone) {
       throw std::invalid_argument("head/classification: \"pooling\" = \"none\" is invalid: use last, mean or max");
     }
   }
@@ -93,7 +93,7 @@ class ClassificationHead final : public sdk::Head {
   sdk::Status backward(const sdk::Context& context, const sdk::HeadBackwardArgs& args) noexcept override {
     return sdk::guard([&] {
       if (args.hidden.dtype == sdk::DType::kF64) return backward_typed<double>(context, args);
-      MAMBAKIT_RETURN_IF_ERROR(plugin_common::check_trainable("head/classification", args.params, 2, args.hidden.dtype));
+      MAMBAKIT_RETURN_IF_ERROR(sdk::util::check_trainable("head/classification", args.params, 2, args.hidden.dtype));
       return backward_typed<float>(context, args);
     });
   }
@@ -102,10 +102,10 @@ class ClassificationHead final : public sdk::Head {
   template <class T>
   sdk::Status forward_typed(const sdk::Context& context, const sdk::HeadForwardArgs& args) const {
     const std::int64_t batch = args.hidden.shape[0], length = args.hidden.shape[1];
-    const plugin_common::TypedParams<T> param(context, args.params, 2, "head/classification");
+    const sdk::util::TypedParams<T> param(context, args.params, 2, "head/classification");
     std::vector<T> pooled(static_cast<std::size_t>(batch * d_model_));
-    plugin_common::pool(pooling_, args.hidden.as<const T>(), args.lengths, pooled.data(), batch, length, d_model_);
-    plugin_common::linear_forward(static_cast<const T*>(pooled.data()), d_model_, param[0], param[1],
+    sdk::util::pool(pooling_, args.hidden.as<const T>(), args.lengths, pooled.data(), batch, length, d_model_);
+    sdk::util::linear_forward(static_cast<const T*>(pooled.data()), d_model_, param[0], param[1],
                                   args.output.as<T>(), num_labels_, batch, d_model_, num_labels_);
     return sdk::Status::success();
   }
@@ -116,18 +116,18 @@ class ClassificationHead final : public sdk::Head {
     const T* hidden = args.hidden.as<const T>();
     const T* grad_scores = args.grad_output.as<const T>();  // (B, C)
     std::vector<T> pooled(static_cast<std::size_t>(batch * d_model_));
-    plugin_common::pool(pooling_, hidden, args.lengths, pooled.data(), batch, length, d_model_);
+    sdk::util::pool(pooling_, hidden, args.lengths, pooled.data(), batch, length, d_model_);
     if (args.grad_params != nullptr) {
       T* grad_weight = args.grad_params[0].present() ? args.grad_params[0].as<T>() : nullptr;
       T* grad_bias = args.grad_params[1].present() ? args.grad_params[1].as<T>() : nullptr;
-      plugin_common::linear_backward_params(grad_scores, num_labels_, static_cast<const T*>(pooled.data()), d_model_,
+      sdk::util::linear_backward_params(grad_scores, num_labels_, static_cast<const T*>(pooled.data()), d_model_,
                                             grad_weight, grad_bias, batch, d_model_, num_labels_);
     }
     if (args.grad_hidden.present()) {
       std::vector<T> grad_pooled(static_cast<std::size_t>(batch * d_model_));  // (B, D)
-      plugin_common::linear_backward_input(grad_scores, num_labels_, args.params[0].as<const T>(), grad_pooled.data(),
+      sdk::util::linear_backward_input(grad_scores, num_labels_, args.params[0].as<const T>(), grad_pooled.data(),
                                            d_model_, batch, d_model_, num_labels_, /*accumulate=*/false);
-      plugin_common::pool_backward(pooling_, hidden, args.lengths, static_cast<const T*>(grad_pooled.data()),
+      sdk::util::pool_backward(pooling_, hidden, args.lengths, static_cast<const T*>(grad_pooled.data()),
                                    args.grad_hidden.as<T>(), batch, length, d_model_);
     }
     return sdk::Status::success();
@@ -136,7 +136,7 @@ class ClassificationHead final : public sdk::Head {
   std::int64_t d_model_ = 0, num_labels_ = 0;
   double dropout_ = 0.0;
   std::vector<std::string> labels_;
-  plugin_common::Pooling pooling_ = plugin_common::Pooling::kLast;
+  sdk::util::Pooling pooling_ = sdk::util::Pooling::kLast;
 };
 
 namespace {

@@ -10,7 +10,7 @@
 
 #include "mambakit/sdk/options.hpp"
 #include "mambakit/sdk/sdk.hpp"
-#include "pooling.hpp"
+#include "mambakit/sdk/util/pooling.hpp"
 
 namespace mambakit::head_features {
 
@@ -19,7 +19,7 @@ class FeaturesHead final : public sdk::Head {
   explicit FeaturesHead(const char* config_json) {
     const sdk::Options config(config_json, "head/features");
     d_model_ = config.integer("d_model", 1);
-    pooling_ = plugin_common::parse_pooling(config.string("pooling", "mean"), "head/features");
+    pooling_ = sdk::util::parse_pooling(config.string("pooling", "mean"), "head/features");
     config.reject_unknown({"vocab_size", "tie_embeddings"});
   }
 
@@ -37,7 +37,7 @@ class FeaturesHead final : public sdk::Head {
   }
 
   sdk::Status output_spec(std::int64_t batch, std::int64_t length, sdk::TensorSpec* out) const noexcept override {
-    if (pooling_ == plugin_common::Pooling::kNone) {
+    if (pooling_ == sdk::util::Pooling::kNone) {
       sdk::set_tensor_spec(*out, "features", sdk::DType::kF32, {batch, length, d_model_});
     } else {
       sdk::set_tensor_spec(*out, "features", sdk::DType::kF32, {batch, d_model_});
@@ -64,10 +64,10 @@ class FeaturesHead final : public sdk::Head {
   sdk::Status forward_typed(const sdk::HeadForwardArgs& args) const {
     const std::int64_t batch = args.hidden.shape[0], length = args.hidden.shape[1];
     const T* hidden = args.hidden.as<const T>();
-    if (pooling_ == plugin_common::Pooling::kNone) {
+    if (pooling_ == sdk::util::Pooling::kNone) {
       std::copy(hidden, hidden + batch * length * d_model_, args.output.as<T>());
     } else {
-      plugin_common::pool(pooling_, hidden, args.lengths, args.output.as<T>(), batch, length, d_model_);
+      sdk::util::pool(pooling_, hidden, args.lengths, args.output.as<T>(), batch, length, d_model_);
     }
     return sdk::Status::success();
   }
@@ -78,18 +78,18 @@ class FeaturesHead final : public sdk::Head {
     const std::int64_t batch = args.hidden.shape[0], length = args.hidden.shape[1];
     const T* grad_output = args.grad_output.as<const T>();
     T* grad_hidden = args.grad_hidden.as<T>();
-    if (pooling_ == plugin_common::Pooling::kNone) {
+    if (pooling_ == sdk::util::Pooling::kNone) {
       const std::int64_t count = batch * length * d_model_;
       for (std::int64_t i = 0; i < count; ++i) grad_hidden[i] += grad_output[i];
     } else {
-      plugin_common::pool_backward(pooling_, args.hidden.as<const T>(), args.lengths, grad_output, grad_hidden, batch,
+      sdk::util::pool_backward(pooling_, args.hidden.as<const T>(), args.lengths, grad_output, grad_hidden, batch,
                                    length, d_model_);
     }
     return sdk::Status::success();
   }
 
   std::int64_t d_model_ = 0;
-  plugin_common::Pooling pooling_ = plugin_common::Pooling::kMean;
+  sdk::util::Pooling pooling_ = sdk::util::Pooling::kMean;
 };
 
 namespace {

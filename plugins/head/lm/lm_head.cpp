@@ -8,10 +8,10 @@
 // Dimensions: B batch, L length, D d_model, V vocab (padded).
 
 #include "mambakit/sdk/options.hpp"
-#include "few_rows.hpp"
-#include "linear.hpp"
+#include "mambakit/sdk/util/few_rows.hpp"
+#include "mambakit/sdk/util/linear.hpp"
 #include "mambakit/sdk/sdk.hpp"
-#include "typed_params.hpp"
+#include "mambakit/sdk/util/typed_params.hpp"
 
 #ifdef MAMBAKIT_LM_WITH_CUDA
 #include "lm_head_cuda.hpp"
@@ -73,7 +73,7 @@ class LmHead final : public sdk::Head {
       const std::int64_t rows = args.hidden.shape[0] * args.hidden.shape[1];
       if (args.hidden.dtype == sdk::DType::kF64) return forward_typed<double>(context, args);
       if (rows <= kFewRows) {  // decode: stream the weights once, row results independent of batch
-        plugin_common::linear_few_rows(args.hidden.as<const float>(), d_model_, args.params[0], nullptr,
+        sdk::util::linear_few_rows(args.hidden.as<const float>(), d_model_, args.params[0], nullptr,
                                        args.output.as<float>(), vocab_, rows, d_model_, vocab_, context.n_threads,
                                        decode_shares_);
         return sdk::Status::success();
@@ -83,7 +83,7 @@ class LmHead final : public sdk::Head {
   }
 
   sdk::Status backward(const sdk::Context& context, const sdk::HeadBackwardArgs& args) noexcept override {
-    MAMBAKIT_RETURN_IF_ERROR(plugin_common::check_trainable("head/lm", args.params, 1, args.hidden.dtype));
+    MAMBAKIT_RETURN_IF_ERROR(sdk::util::check_trainable("head/lm", args.params, 1, args.hidden.dtype));
     if (context.device.type != sdk::DeviceType::kCpu) {
 #ifdef MAMBAKIT_LM_WITH_CUDA
       if (context.device.type == sdk::DeviceType::kCuda) return lm_backward_cuda(context, args, d_model_, vocab_);
@@ -101,9 +101,9 @@ class LmHead final : public sdk::Head {
   template <class T>
   sdk::Status forward_typed(const sdk::Context& context, const sdk::HeadForwardArgs& args) const {
     const std::int64_t rows = args.hidden.shape[0] * args.hidden.shape[1];
-    const plugin_common::TypedParams<T> param(context, args.params, 1, "head/lm");
-    plugin_common::set_gemm_threads(context.n_threads);
-    plugin_common::linear_forward<T>(args.hidden.as<const T>(), d_model_, param[0], nullptr, args.output.as<T>(),
+    const sdk::util::TypedParams<T> param(context, args.params, 1, "head/lm");
+    sdk::util::set_gemm_threads(context.n_threads);
+    sdk::util::linear_forward<T>(args.hidden.as<const T>(), d_model_, param[0], nullptr, args.output.as<T>(),
                                      vocab_, rows, d_model_, vocab_);
     return sdk::Status::success();
   }
@@ -112,13 +112,13 @@ class LmHead final : public sdk::Head {
   sdk::Status backward_typed(const sdk::Context& context, const sdk::HeadBackwardArgs& args) const {
     const std::int64_t rows = args.hidden.shape[0] * args.hidden.shape[1];
     const T* grad_logits = args.grad_output.as<const T>();
-    plugin_common::set_gemm_threads(context.n_threads);
+    sdk::util::set_gemm_threads(context.n_threads);
     if (args.grad_hidden.present()) {
-      plugin_common::linear_backward_input(grad_logits, vocab_, args.params[0].as<const T>(), args.grad_hidden.as<T>(),
+      sdk::util::linear_backward_input(grad_logits, vocab_, args.params[0].as<const T>(), args.grad_hidden.as<T>(),
                                            d_model_, rows, d_model_, vocab_);
     }
     if (args.grad_params != nullptr && args.grad_params[0].present()) {
-      plugin_common::linear_backward_params<T>(grad_logits, vocab_, args.hidden.as<const T>(), d_model_,
+      sdk::util::linear_backward_params<T>(grad_logits, vocab_, args.hidden.as<const T>(), d_model_,
                                                args.grad_params[0].as<T>(), nullptr, rows, d_model_, vocab_);
     }
     return sdk::Status::success();
@@ -126,7 +126,7 @@ class LmHead final : public sdk::Head {
 
   std::int64_t d_model_ = 0, vocab_ = 0;
   bool tied_ = true;
-  plugin_common::SpeedShares decode_shares_;  // the decode projection's split between threads
+  sdk::util::SpeedShares decode_shares_;  // the decode projection's split between threads
 };
 
 namespace {

@@ -4,7 +4,7 @@
 
 #include "cublas_linear.hpp"
 #include "cublas_linear_backward.hpp"
-#include "cuda_status.hpp"
+#include "mambakit/sdk/util/cuda_status.hpp"
 #include "few_rows_linear.hpp"
 
 namespace mambakit::head_lm {
@@ -15,8 +15,8 @@ constexpr const char* kComponent = "head/lm";
 
 sdk::Status lm_forward_cuda(const sdk::Context& context, const sdk::HeadForwardArgs& args, std::int64_t d_model,
                             std::int64_t vocab, std::int64_t few_rows) noexcept {
-  MAMBAKIT_RETURN_IF_ERROR(cuda_common::check_cuda_dtypes(kComponent, args.params, 1, args.hidden));
-  return cuda_common::on_device(kComponent, context, [&]() -> sdk::Status {
+  MAMBAKIT_RETURN_IF_ERROR(sdk::cuda::check_cuda_dtypes(kComponent, args.params, 1, args.hidden));
+  return sdk::cuda::on_device(kComponent, context, [&]() -> sdk::Status {
     const std::int64_t rows = args.hidden.shape[0] * args.hidden.shape[1];
     const float* hidden = args.hidden.as<const float>();
     float* logits = args.output.as<float>();
@@ -29,8 +29,8 @@ sdk::Status lm_forward_cuda(const sdk::Context& context, const sdk::HeadForwardA
 
 sdk::Status lm_backward_cuda(const sdk::Context& context, const sdk::HeadBackwardArgs& args, std::int64_t d_model,
                              std::int64_t vocab) noexcept {
-  MAMBAKIT_RETURN_IF_ERROR(cuda_common::check_cuda_dtypes(kComponent, args.params, 1, args.hidden));
-  return cuda_common::on_device(kComponent, context, [&]() -> sdk::Status {
+  MAMBAKIT_RETURN_IF_ERROR(sdk::cuda::check_cuda_dtypes(kComponent, args.params, 1, args.hidden));
+  return sdk::cuda::on_device(kComponent, context, [&]() -> sdk::Status {
     const std::int64_t rows = args.hidden.shape[0] * args.hidden.shape[1];
     const float* grad_logits = args.grad_output.as<const float>();
     if (args.grad_hidden.present()) {

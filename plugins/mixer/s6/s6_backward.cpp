@@ -25,7 +25,7 @@
 #include <algorithm>
 
 #include "causal_conv.hpp"
-#include "linear.hpp"
+#include "mambakit/sdk/util/linear.hpp"
 #include "mambakit/sdk/guard.hpp"
 #include "mambakit/sdk/scan_calls.hpp"
 #include "mambakit/sdk/workspace.hpp"
@@ -48,9 +48,9 @@ sdk::Status backward_typed(const S6Dims& dims, const S6ParamIndex& index, const 
   const std::int64_t B = args.x.shape[0], L = args.x.shape[1], M = B * L;
   const std::int64_t D = dims.d_model, E = dims.d_inner, N = dims.d_state, R = dims.dt_rank, K = dims.d_conv;
   const std::int64_t W = dims.dbc_width();
-  plugin_common::set_gemm_threads(context.n_threads);
+  sdk::util::set_gemm_threads(context.n_threads);
 
-  const plugin_common::TypedParams<T> param(context, args.params, index.count, "mixer/s6 backward");
+  const sdk::util::TypedParams<T> param(context, args.params, index.count, "mixer/s6 backward");
   // The gradient of parameter `i`, or nullptr when it is absent or frozen.
   auto grad_param = [&](int i) { return grad_param_view(args, i).as<T>(); };
   const T* xz = args.saved[kSavedXz].as<const T>();    // (M, 2E)
@@ -66,15 +66,15 @@ sdk::Status backward_typed(const S6Dims& dims, const S6ParamIndex& index, const 
       grad_dt(context, M * E), grad_dbc(context, M * W), grad_xz(context, M * 2 * E);
 
   // out_proj.
-  plugin_common::linear_backward_params(grad_out, D, y, E, grad_param(index.out_proj_weight),
+  sdk::util::linear_backward_params(grad_out, D, y, E, grad_param(index.out_proj_weight),
                                         grad_param(index.out_proj_bias), M, E, D);
-  plugin_common::linear_backward_input(grad_out, D, param[index.out_proj_weight], grad_y.data(), E, M, E, D,
+  sdk::util::linear_backward_input(grad_out, D, param[index.out_proj_weight], grad_y.data(), E, M, E, D,
                                        /*accumulate=*/false);
 
   // Recompute the scan's inputs that were not saved.
   causal_conv_silu(xz, 2 * E, param[index.conv_weight], param[index.conv_bias], states.initial_conv.as<const T>(),
                    static_cast<T*>(nullptr), xc.data(), B, L, E, K, context.n_threads);
-  plugin_common::linear_forward(dbc, W, param[index.dt_proj_weight], nullptr, dt.data(), E, M, R, E);
+  sdk::util::linear_forward(dbc, W, param[index.dt_proj_weight], nullptr, dt.data(), E, M, R, E);
   negative_exp(param[index.a_log], a.data(), E * N);
 
   fill_zero(grad_xc.data(), M * E);
@@ -113,15 +113,15 @@ sdk::Status backward_typed(const S6Dims& dims, const S6ParamIndex& index, const 
   }
 
   // dt_proj: dt = dt_low W_dt^T, dt_low the first R columns of dbc.
-  plugin_common::linear_backward_params(grad_dt.data(), E, dbc, W, grad_param(index.dt_proj_weight), nullptr, M, R,
+  sdk::util::linear_backward_params(grad_dt.data(), E, dbc, W, grad_param(index.dt_proj_weight), nullptr, M, R,
                                         E);
-  plugin_common::linear_backward_input(grad_dt.data(), E, param[index.dt_proj_weight], grad_dbc.data(), W,
+  sdk::util::linear_backward_input(grad_dt.data(), E, param[index.dt_proj_weight], grad_dbc.data(), W,
                                        M, R, E);
 
   // x_proj: dbc = xc W_x^T.
-  plugin_common::linear_backward_params(grad_dbc.data(), W, xc.data(), E, grad_param(index.x_proj_weight), nullptr,
+  sdk::util::linear_backward_params(grad_dbc.data(), W, xc.data(), E, grad_param(index.x_proj_weight), nullptr,
                                         M, E, W);
-  plugin_common::linear_backward_input(grad_dbc.data(), W, param[index.x_proj_weight], grad_xc.data(), E, M,
+  sdk::util::linear_backward_input(grad_dbc.data(), W, param[index.x_proj_weight], grad_xc.data(), E, M,
                                        E, W);
 
   // conv + SiLU, into the x half of grad_xz.
@@ -131,11 +131,11 @@ sdk::Status backward_typed(const S6Dims& dims, const S6ParamIndex& index, const 
                             states.grad_initial_conv.as<T>(), B, L, E, K, context.n_threads);
 
   // in_proj: xz = x W_in^T + b_in.
-  plugin_common::linear_backward_params(grad_xz.data(), 2 * E, args.x.as<const T>(), D,
+  sdk::util::linear_backward_params(grad_xz.data(), 2 * E, args.x.as<const T>(), D,
                                         grad_param(index.in_proj_weight), grad_param(index.in_proj_bias), M, D,
                                         2 * E);
   if (args.grad_x.present()) {
-    plugin_common::linear_backward_input(grad_xz.data(), 2 * E, param[index.in_proj_weight],
+    sdk::util::linear_backward_input(grad_xz.data(), 2 * E, param[index.in_proj_weight],
                                          args.grad_x.as<T>(), D, M, D, 2 * E);
   }
   return sdk::Status::success();

@@ -11,7 +11,7 @@
 #include <cstdint>
 #include <initializer_list>
 
-#include "cuda_status.hpp"
+#include "mambakit/sdk/util/cuda_status.hpp"
 #include "linear_launch.hpp"
 #include "mambakit/sdk/context.hpp"
 #include "mambakit/sdk/scan_calls.hpp"

@@ -10,7 +10,7 @@
 //
 // Dimensions: B batch, D d_model, E d_inner, N d_state, R dt_rank, K d_conv, W = R + 2N.
 
-#include "cuda_status.hpp"
+#include "mambakit/sdk/util/cuda_status.hpp"
 #include "few_rows_linear.hpp"
 #include "mambakit/sdk/scan_calls.hpp"
 #include "mambakit/sdk/workspace.hpp"
@@ -22,13 +22,13 @@ namespace mambakit::mixer_s6 {
 
 sdk::Status s6_step_cuda(const S6Dims& dims, const S6ParamIndex& index, const sdk::Context& context,
                          const sdk::MixerStepArgs& args) noexcept {
-  MAMBAKIT_RETURN_IF_ERROR(cuda_common::check_cuda_dtypes(kCudaComponent, args.params, index.count, args.x));
-  return cuda_common::on_device(kCudaComponent, context, [&]() -> sdk::Status {
+  MAMBAKIT_RETURN_IF_ERROR(sdk::cuda::check_cuda_dtypes(kCudaComponent, args.params, index.count, args.x));
+  return sdk::cuda::on_device(kCudaComponent, context, [&]() -> sdk::Status {
     const std::int64_t B = args.x.shape[0];
     const std::int64_t D = dims.d_model, E = dims.d_inner, N = dims.d_state, R = dims.dt_rank, K = dims.d_conv;
     const std::int64_t W = dims.dbc_width();
     const sdk::Device device = context.device;
-    const cudaStream_t stream = cuda_common::stream_of(context);
+    const cudaStream_t stream = sdk::cuda::stream_of(context);
     const sdk::TensorView* params = args.params;
 
     sdk::WorkspaceArray<float> xz(context, B * 2 * E), xc(context, B * E), dbc(context, B * W), dt(context, B * E),

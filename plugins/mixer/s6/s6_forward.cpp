@@ -16,7 +16,7 @@
 // Dimensions: B batch, L length, D d_model, E d_inner, N d_state, R dt_rank, K d_conv.
 
 #include "causal_conv.hpp"
-#include "linear.hpp"
+#include "mambakit/sdk/util/linear.hpp"
 #include "mambakit/sdk/guard.hpp"
 #include "mambakit/sdk/scan_calls.hpp"
 #include "mambakit/sdk/workspace.hpp"
@@ -35,8 +35,8 @@ sdk::Status forward_typed(const S6Dims& dims, const S6ParamIndex& index, const s
   const std::int64_t B = args.x.shape[0], L = args.x.shape[1], M = B * L;
   const std::int64_t D = dims.d_model, E = dims.d_inner, N = dims.d_state, R = dims.dt_rank, K = dims.d_conv;
   const std::int64_t W = dims.dbc_width();
-  plugin_common::set_gemm_threads(context.n_threads);
-  const plugin_common::TypedParams<T> param(context, args.params, index.count, kComponent);
+  sdk::util::set_gemm_threads(context.n_threads);
+  const sdk::util::TypedParams<T> param(context, args.params, index.count, kComponent);
 
   const bool save = args.saved != nullptr;
   sdk::WorkspaceArray<T> xz_scratch(context, save ? 0 : M * 2 * E), xc(context, M * E),
@@ -46,14 +46,14 @@ sdk::Status forward_typed(const S6Dims& dims, const S6ParamIndex& index, const s
   T* dbc = save ? args.saved[kSavedDbc].as<T>() : dbc_scratch.data();
   T* y = save ? args.saved[kSavedY].as<T>() : y_scratch.data();
 
-  plugin_common::linear_forward(args.x.as<const T>(), D, param[index.in_proj_weight], param[index.in_proj_bias], xz,
+  sdk::util::linear_forward(args.x.as<const T>(), D, param[index.in_proj_weight], param[index.in_proj_bias], xz,
                                 2 * E, M, D, 2 * E);
   causal_conv_silu(xz, 2 * E, param[index.conv_weight], param[index.conv_bias],
                    args.initial_state ? args.initial_state[kConvState].as<const T>() : nullptr,
                    args.final_state ? args.final_state[kConvState].as<T>() : nullptr, xc.data(), B, L, E, K,
                    context.n_threads);
-  plugin_common::linear_forward<T>(xc.data(), E, param[index.x_proj_weight], nullptr, dbc, W, M, E, W);
-  plugin_common::linear_forward<T>(dbc, W, param[index.dt_proj_weight], nullptr, dt.data(), E, M, R, E);
+  sdk::util::linear_forward<T>(xc.data(), E, param[index.x_proj_weight], nullptr, dbc, W, M, E, W);
+  sdk::util::linear_forward<T>(dbc, W, param[index.dt_proj_weight], nullptr, dt.data(), E, M, R, E);
   negative_exp(param[index.a_log], a.data(), E * N);
 
   sdk::ScanForwardArgs scan;
@@ -71,7 +71,7 @@ sdk::Status forward_typed(const S6Dims& dims, const S6ParamIndex& index, const s
   scan.y = typed_view(y, {B, L, E});
   MAMBAKIT_RETURN_IF_ERROR(sdk::selective_scan_forward(context, scan, args.saved != nullptr));
 
-  plugin_common::linear_forward(y, E, param[index.out_proj_weight], param[index.out_proj_bias], args.y.as<T>(), D, M,
+  sdk::util::linear_forward(y, E, param[index.out_proj_weight], param[index.out_proj_bias], args.y.as<T>(), D, M,
                                 E, D);
   return sdk::Status::success();
 }

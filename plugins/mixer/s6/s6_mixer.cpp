@@ -10,7 +10,7 @@
 #include "s6_config_adapters.hpp"
 #include "mambakit/sdk/plugin.hpp"
 #include "s6_cuda.hpp"
-#include "typed_params.hpp"
+#include "mambakit/sdk/util/typed_params.hpp"
 
 namespace mambakit::mixer_s6 {
 
@@ -194,7 +194,7 @@ sdk::Status S6Mixer::backward(const sdk::Context& context, const sdk::MixerBackw
     return sdk::Status::error(sdk::StatusCode::kInvalidArgument,
                               "mixer/s6 backward needs the activations its forward saved (args.saved is null)");
   }
-  MAMBAKIT_RETURN_IF_ERROR(plugin_common::check_trainable("mixer/s6", args.params, index_.count, args.x.dtype));
+  MAMBAKIT_RETURN_IF_ERROR(sdk::util::check_trainable("mixer/s6", args.params, index_.count, args.x.dtype));
   if (context.device.type == sdk::DeviceType::kCpu) return s6_backward(dims_, index_, context, args);
 #ifdef MAMBAKIT_S6_WITH_CUDA
   if (context.device.type == sdk::DeviceType::kCuda) return s6_backward_cuda(dims_, index_, context, args);

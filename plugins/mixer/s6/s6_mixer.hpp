@@ -7,7 +7,7 @@
 
 #include "mambakit/sdk/mixer.hpp"
 #include "s6_layout.hpp"
-#include "speed_shares.hpp"
+#include "mambakit/sdk/util/speed_shares.hpp"
 
 namespace mambakit::mixer_s6 {
 
@@ -32,7 +32,7 @@ class S6Mixer final : public sdk::Mixer {
  private:
   S6Dims dims_;
   S6ParamIndex index_;
-  plugin_common::SpeedShares step_shares_;  // the decode step's split between threads
+  sdk::util::SpeedShares step_shares_;  // the decode step's split between threads
 };
 
 /// The forward pass over (B, L) tokens; see S6Mixer::forward.
@@ -46,6 +46,6 @@ sdk::Status s6_backward(const S6Dims& dims, const S6ParamIndex& index, const sdk
 /// One decode step; see S6Mixer::step. `shares` splits the work between threads and learns
 /// from this step's timings.
 sdk::Status s6_step(const S6Dims& dims, const S6ParamIndex& index, const sdk::Context& context,
-                    const sdk::MixerStepArgs& args, plugin_common::SpeedShares& shares);
+                    const sdk::MixerStepArgs& args, sdk::util::SpeedShares& shares);
 
 }  // namespace mambakit::mixer_s6

@@ -21,8 +21,8 @@
 #include <vector>
 
 #include "causal_conv.hpp"
-#include "few_rows.hpp"
-#include "prefetching_barrier.hpp"
+#include "mambakit/sdk/util/few_rows.hpp"
+#include "mambakit/sdk/util/prefetching_barrier.hpp"
 #include "mambakit/sdk/guard.hpp"
 #include "mambakit/sdk/scan_calls.hpp"
 #include "mambakit/sdk/workspace.hpp"
@@ -61,7 +61,7 @@ class F32Slices {
   void widen(int index, std::int64_t begin, std::int64_t end) const {
     if (index < 0 || end <= begin || params_[index].dtype == sdk::DType::kF32) return;
     const sdk::TensorView& view = params_[index];
-    plugin_common::widen_to_f32(view.as<const std::uint16_t>() + begin, view.dtype == sdk::DType::kBF16,
+    sdk::util::widen_to_f32(view.as<const std::uint16_t>() + begin, view.dtype == sdk::DType::kBF16,
                                 const_cast<float*>(bases_.at(index)) + begin, end - begin);
   }
 
@@ -83,7 +83,7 @@ class F32Slices {
 constexpr std::int64_t kChannelBlock = 16;
 
 /// Rows [begin, end) of the (rows, k) weight matrix `weight`, queued for prefetching.
-void queue_rows(plugin_common::NextReads& reads, const sdk::TensorView& weight, std::int64_t k, std::int64_t begin,
+void queue_rows(sdk::util::NextReads& reads, const sdk::TensorView& weight, std::int64_t k, std::int64_t begin,
                 std::int64_t end) {
   const std::int64_t row_bytes = k * static_cast<std::int64_t>(sdk::dtype_size(weight.dtype));
   reads.add(static_cast<const char*>(weight.data) + begin * row_bytes, (end - begin) * row_bytes);
@@ -92,7 +92,7 @@ void queue_rows(plugin_common::NextReads& reads, const sdk::TensorView& weight, 
 }  // namespace
 
 sdk::Status s6_step(const S6Dims& dims, const S6ParamIndex& index, const sdk::Context& context,
-                    const sdk::MixerStepArgs& args, plugin_common::SpeedShares& shares) {
+                    const sdk::MixerStepArgs& args, sdk::util::SpeedShares& shares) {
   return sdk::guard([&]() -> sdk::Status {
     const std::int64_t B = args.x.shape[0];
     const std::int64_t D = dims.d_model, E = dims.d_inner, N = dims.d_state, R = dims.dt_rank, K = dims.d_conv;
@@ -122,9 +122,9 @@ sdk::Status s6_step(const S6Dims& dims, const S6ParamIndex& index, const sdk::Co
     one_thread.n_threads = 1;
     const int threads = std::max(1, context.n_threads);
     std::vector<sdk::Status> statuses(static_cast<std::size_t>(threads), sdk::Status::success());
-    const plugin_common::SpeedShares::Plan plan = shares.plan(threads);
-    plugin_common::PrefetchingBarrier barrier;
-    std::array<double, plugin_common::SpeedShares::kMaxThreads> seconds{};  // each thread's work, waits excluded
+    const sdk::util::SpeedShares::Plan plan = shares.plan(threads);
+    sdk::util::PrefetchingBarrier barrier;
+    std::array<double, sdk::util::SpeedShares::kMaxThreads> seconds{};  // each thread's work, waits excluded
 
 #pragma omp parallel num_threads(threads)
     {
@@ -133,10 +133,10 @@ sdk::Status s6_step(const S6Dims& dims, const S6ParamIndex& index, const sdk::Co
       double waited = 0.0;
       const auto [e0, e1] = plan.range(E, kChannelBlock, thread, team);
       const std::int64_t width = e1 - e0;
-      const auto [w0, w1] = plugin_common::few_rows_share(plan, W, thread, team);
-      const auto [d0, d1] = plugin_common::few_rows_share(plan, D, thread, team);
+      const auto [w0, w1] = sdk::util::few_rows_share(plan, W, thread, team);
+      const auto [d0, d1] = sdk::util::few_rows_share(plan, D, thread, team);
       // What I read after each barrier, prefetched while I wait at it (each with its own budget).
-      std::array<plugin_common::NextReads, 3> next_reads;
+      std::array<sdk::util::NextReads, 3> next_reads;
       queue_rows(next_reads[0], weights[index.x_proj_weight], E, w0, w1);
       queue_rows(next_reads[1], weights[index.dt_proj_weight], R, e0, e1);
       queue_rows(next_reads[2], weights[index.out_proj_weight], E, d0, d1);
@@ -149,9 +149,9 @@ sdk::Status s6_step(const S6Dims& dims, const S6ParamIndex& index, const sdk::Co
       param.widen(index.d, e0, e1);
       param.widen(index.dt_proj_bias, e0, e1);
       // in_proj, x and z halves of my channels; the conv and A of my channels.
-      plugin_common::linear_few_rows_range(x, D, weights[index.in_proj_weight], param.base(index.in_proj_bias), xz.data(),
+      sdk::util::linear_few_rows_range(x, D, weights[index.in_proj_weight], param.base(index.in_proj_bias), xz.data(),
                                            2 * E, B, D, e0, e1);
-      plugin_common::linear_few_rows_range(x, D, weights[index.in_proj_weight], param.base(index.in_proj_bias), xz.data(),
+      sdk::util::linear_few_rows_range(x, D, weights[index.in_proj_weight], param.base(index.in_proj_bias), xz.data(),
                                            2 * E, B, D, E + e0, E + e1);
       const float* conv_bias = param.base(index.conv_bias);
       for (std::int64_t b = 0; b < B && width > 0; ++b) {
@@ -162,11 +162,11 @@ sdk::Status s6_step(const S6Dims& dims, const S6ParamIndex& index, const sdk::Co
       negative_exp(param.base(index.a_log) + e0 * N, a.data() + e0 * N, width * N);
       waited += barrier.arrive_and_wait(team, next_reads[0]);
       // x_proj mixes every channel: dt_low | B | C.
-      plugin_common::linear_few_rows_range(xc.data(), E, weights[index.x_proj_weight], nullptr, dbc.data(), W, B, E,
+      sdk::util::linear_few_rows_range(xc.data(), E, weights[index.x_proj_weight], nullptr, dbc.data(), W, B, E,
                                            w0, w1);
       waited += barrier.arrive_and_wait(team, next_reads[1]);
       // dt_proj and the scan step for my channels.
-      plugin_common::linear_few_rows_range(dbc.data(), W, weights[index.dt_proj_weight], nullptr, dt.data(), E, B, R,
+      sdk::util::linear_few_rows_range(dbc.data(), W, weights[index.dt_proj_weight], nullptr, dt.data(), E, B, R,
                                            e0, e1);
       if (width > 0) {
         sdk::ScanStepArgs scan;
@@ -189,7 +189,7 @@ sdk::Status s6_step(const S6Dims& dims, const S6ParamIndex& index, const sdk::Co
       waited += barrier.arrive_and_wait(team, next_reads[2]);
       // out_proj mixes every channel.
       param.widen(index.out_proj_bias, d0, d1);
-      plugin_common::linear_few_rows_range(y.data(), E, weights[index.out_proj_weight], param.base(index.out_proj_bias),
+      sdk::util::linear_few_rows_range(y.data(), E, weights[index.out_proj_weight], param.base(index.out_proj_bias),
                                            args.y.as<float>(), D, B, E, d0, d1);
       if (team == plan.threads()) seconds[static_cast<std::size_t>(thread)] = omp_get_wtime() - start - waited;
     }

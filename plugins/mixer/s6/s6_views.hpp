@@ -8,8 +8,8 @@
 #include <cstdint>
 
 #include "mambakit/sdk/tensor_view.hpp"
-#include "scan_simd.hpp"
-#include "typed_params.hpp"
+#include "mambakit/sdk/util/simd.hpp"
+#include "mambakit/sdk/util/typed_params.hpp"
 
 namespace mambakit::mixer_s6 {
 
@@ -17,7 +17,7 @@ namespace mambakit::mixer_s6 {
 /// typed by T.
 template <class T>
 sdk::TensorView typed_view(const T* data, std::initializer_list<std::int64_t> shape, sdk::Device device = {}) {
-  return sdk::make_view(const_cast<T*>(data), plugin_common::dtype_of<T>(), device, shape);
+  return sdk::make_view(const_cast<T*>(data), sdk::util::dtype_of<T>(), device, shape);
 }
 
 /// A (rows, width) view of `data` whose rows are `row_stride` elements apart.
@@ -50,10 +50,10 @@ sdk::TensorView vector_view(const T* data, std::int64_t size, sdk::Device device
 /// A = -exp(A_log), (E, N), a SIMD vector at a time (it is recomputed every decode step).
 template <class T>
 void negative_exp(const T* a_log, T* a, std::int64_t count) {
-  constexpr int kWidth = scan_simd::kWidth<T>;
+  constexpr int kWidth = sdk::simd::kWidth<T>;
   for (std::int64_t i = 0; i < count; i += kWidth) {
     const int lanes = static_cast<int>(std::min<std::int64_t>(kWidth, count - i));
-    scan_simd::store(a + i, -scan_simd::exp(scan_simd::load(a_log + i, lanes)), lanes);
+    sdk::simd::store(a + i, -sdk::simd::exp(sdk::simd::load(a_log + i, lanes)), lanes);
   }
 }
 

@@ -120,12 +120,12 @@ void forward_carries(int threads, const ScanViews<T>& v, const ChunkPlan& plan,
       for (int n = 0; n < blk.states(); ++n) {
         const Vec<T> local_end = local[n];
         local[n] = carry[n];
-        carry[n] = scan_simd::exp(blk.a[n] * dt_sum) * carry[n] + local_end;
+        carry[n] = sdk::simd::exp(blk.a[n] * dt_sum) * carry[n] + local_end;
       }
     }
     if (final_state.present()) {
       for (int n = 0; n < blk.states(); ++n) {
-        scan_simd::store_strided(final_state.at(b, blk.e0, n), final_state.stride1, carry[n], blk.width);
+        sdk::simd::store_strided(final_state.at(b, blk.e0, n), final_state.stride1, carry[n], blk.width);
       }
     }
   }
@@ -219,7 +219,7 @@ void backward(const sdk::Context& context, const sdk::ScanBackwardArgs& args, st
       for (int n = 0; n < blk.states(); ++n) {
         const Vec<T> local_out = local[n];
         local[n] = carry[n];
-        carry[n] = scan_simd::exp(blk.a[n] * dt_sum) * carry[n] + local_out;
+        carry[n] = sdk::simd::exp(blk.a[n] * dt_sum) * carry[n] + local_out;
       }
     }
     if (g.grad_initial_state.present()) {

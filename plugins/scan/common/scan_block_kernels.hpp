@@ -28,12 +28,12 @@
 
 #include "mambakit/sdk/context.hpp"
 #include "mambakit/sdk/scan_backend.hpp"
-#include "scan_simd.hpp"
+#include "mambakit/sdk/util/simd.hpp"
 
 namespace mambakit::scan_cpu {
 
-using scan_simd::kWidth;
-using scan_simd::Vec;
+using sdk::simd::kWidth;
+using sdk::simd::Vec;
 
 /// Largest d_state the block kernels handle (the local arrays are sized by it when N is a
 /// run-time value).
@@ -167,9 +167,9 @@ struct Block {
   Block(const ScanViews<T>& v, std::int64_t e0_) : e0(e0_) {
     width = static_cast<int>(std::min<std::int64_t>(kWidth<T>, v.d_inner - e0));
     d_state = kN > 0 ? kN : static_cast<int>(v.d_state);
-    for (int n = 0; n < d_state; ++n) a[n] = scan_simd::load_strided(v.A.at(e0, n), v.A.stride0, width);
-    if (v.D.present()) d_skip = scan_simd::load(v.D.at(e0), width);
-    if (v.delta_bias.present()) bias = scan_simd::load(v.delta_bias.at(e0), width);
+    for (int n = 0; n < d_state; ++n) a[n] = sdk::simd::load_strided(v.A.at(e0, n), v.A.stride0, width);
+    if (v.D.present()) d_skip = sdk::simd::load(v.D.at(e0), width);
+    if (v.delta_bias.present()) bias = sdk::simd::load(v.delta_bias.at(e0), width);
   }
   int states() const { return kN > 0 ? kN : d_state; }
 };
@@ -204,19 +204,19 @@ template <class T, int kN>
 template <class T, int kN>
 [[gnu::always_inline]] inline Vec<T> raw_dt(const ScanViews<T>& v, const Block<T, kN>& blk, std::int64_t b,
                                             std::int64_t t) {
-  return scan_simd::load(v.delta.at(b, t, blk.e0), blk.width) + blk.bias;
+  return sdk::simd::load(v.delta.at(b, t, blk.e0), blk.width) + blk.bias;
 }
 
 template <class T>
 [[gnu::always_inline]] inline Vec<T> activate_dt(const ScanViews<T>& v, Vec<T> raw) {
-  return v.delta_softplus ? scan_simd::softplus(raw) : raw;
+  return v.delta_softplus ? sdk::simd::softplus(raw) : raw;
 }
 
 /// Loads state (b, e0.., n) for n < N into h (zeros when `state` is absent). state: (B, E, N).
 template <class T, int kN>
 inline void load_state(const Tensor<const T>& state, const Block<T, kN>& blk, std::int64_t b, Vec<T>* h) {
   for (int n = 0; n < blk.states(); ++n) {
-    h[n] = state.present() ? scan_simd::load_strided(state.at(b, blk.e0, n), state.stride1, blk.width) : Vec<T>{};
+    h[n] = state.present() ? sdk::simd::load_strided(state.at(b, blk.e0, n), state.stride1, blk.width) : Vec<T>{};
   }
 }
 
@@ -233,7 +233,7 @@ inline void scan_range(const ScanViews<T>& v, const Block<T, kN>& blk, std::int6
       prefetch_inputs(v, blk, b, t + kPrefetchSteps);
       prefetch_write(y, b, t + kPrefetchSteps, blk.e0);
     }
-    const V u = scan_simd::load(v.u.at(b, t, blk.e0), blk.width);
+    const V u = sdk::simd::load(v.u.at(b, t, blk.e0), blk.width);
     const V dt = activate_dt(v, raw_dt(v, blk, b, t));
     const V dtu = dt * u;
     sum += dt;
@@ -243,17 +243,17 @@ inline void scan_range(const ScanViews<T>& v, const Block<T, kN>& blk, std::int6
       V out = blk.d_skip * u;
 #pragma GCC unroll 16
       for (int n = 0; n < N; ++n) {
-        h[n] = scan_simd::exp(dt * blk.a[n]) * h[n] + dtu * B_t[n];
+        h[n] = sdk::simd::exp(dt * blk.a[n]) * h[n] + dtu * B_t[n];
         out += h[n] * C_t[n];
       }
       if (v.z.present()) {
-        const V z = scan_simd::load(v.z.at(b, t, blk.e0), blk.width);
-        out *= z * scan_simd::sigmoid(z);
+        const V z = sdk::simd::load(v.z.at(b, t, blk.e0), blk.width);
+        out *= z * sdk::simd::sigmoid(z);
       }
-      scan_simd::store(y.at(b, t, blk.e0), out, blk.width);
+      sdk::simd::store(y.at(b, t, blk.e0), out, blk.width);
     } else {
 #pragma GCC unroll 16
-      for (int n = 0; n < N; ++n) h[n] = scan_simd::exp(dt * blk.a[n]) * h[n] + dtu * B_t[n];
+      for (int n = 0; n < N; ++n) h[n] = sdk::simd::exp(dt * blk.a[n]) * h[n] + dtu * B_t[n];
     }
   }
   if (dt_sum != nullptr) *dt_sum += sum;
@@ -278,13 +278,13 @@ inline void correct_range(const ScanViews<T>& v, const Block<T, kN>& blk, std::i
     cumulative += activate_dt(v, raw_dt(v, blk, b, t));
     const T* C_t = v.C.at(b, t, 0);
     V correction{};
-    for (int n = 0; n < N; ++n) correction += scan_simd::exp(blk.a[n] * cumulative) * h_in[n] * C_t[n];
+    for (int n = 0; n < N; ++n) correction += sdk::simd::exp(blk.a[n] * cumulative) * h_in[n] * C_t[n];
     if (v.z.present()) {
-      const V z = scan_simd::load(v.z.at(b, t, blk.e0), blk.width);
-      correction *= z * scan_simd::sigmoid(z);
+      const V z = sdk::simd::load(v.z.at(b, t, blk.e0), blk.width);
+      correction *= z * sdk::simd::sigmoid(z);
     }
     T* out = y.at(b, t, blk.e0);
-    scan_simd::store(out, scan_simd::load(out, blk.width) + correction, blk.width);
+    sdk::simd::store(out, sdk::simd::load(out, blk.width) + correction, blk.width);
   }
 }
 
@@ -292,10 +292,10 @@ inline void correct_range(const ScanViews<T>& v, const Block<T, kN>& blk, std::i
 template <class T, int kN>
 [[gnu::always_inline]] inline Vec<T> grad_pre_gate(const ScanViews<T>& v, const GradViews<T>& g,
                                                    const Block<T, kN>& blk, std::int64_t b, std::int64_t t) {
-  const Vec<T> grad_y = scan_simd::load(g.grad_y.at(b, t, blk.e0), blk.width);
+  const Vec<T> grad_y = sdk::simd::load(g.grad_y.at(b, t, blk.e0), blk.width);
   if (!v.z.present()) return grad_y;
-  const Vec<T> z = scan_simd::load(v.z.at(b, t, blk.e0), blk.width);
-  return grad_y * z * scan_simd::sigmoid(z);
+  const Vec<T> z = sdk::simd::load(v.z.at(b, t, blk.e0), blk.width);
+  return grad_y * z * sdk::simd::sigmoid(z);
 }
 
 /// The adjoint recurrence alone over steps [t0, t1) of row b, in reverse, from g_h (in/out):
@@ -314,7 +314,7 @@ inline void adjoint_range(const ScanViews<T>& v, const GradViews<T>& g, const Bl
     const V dt = activate_dt(v, raw_dt(v, blk, b, t));
     const V grad_y0 = grad_pre_gate(v, g, blk, b, t);
     const T* C_t = v.C.at(b, t, 0);
-    for (int n = 0; n < N; ++n) grad_h[n] = (grad_h[n] + grad_y0 * C_t[n]) * scan_simd::exp(dt * blk.a[n]);
+    for (int n = 0; n < N; ++n) grad_h[n] = (grad_h[n] + grad_y0 * C_t[n]) * sdk::simd::exp(dt * blk.a[n]);
   }
 }
 
@@ -376,14 +376,14 @@ inline void backward_range(const ScanViews<T>& v, const GradViews<T>& g, const B
   for (std::int64_t i = 0; i < steps; ++i) {
     const std::int64_t t = t0 + i;
     if (t + kPrefetchSteps < t1) prefetch_inputs(v, blk, b, t + kPrefetchSteps);
-    const V u = scan_simd::load(v.u.at(b, t, blk.e0), blk.width);
+    const V u = sdk::simd::load(v.u.at(b, t, blk.e0), blk.width);
     const V dt = activate_dt(v, raw_dt(v, blk, b, t));
     dts[i] = dt;
     const V dtu = dt * u;
     const T* B_t = v.B.at(b, t, 0);
     const V* prev = states + i * N;
     V* next = states + (i + 1) * N;
-    for (int n = 0; n < N; ++n) next[n] = scan_simd::exp(dt * blk.a[n]) * prev[n] + dtu * B_t[n];
+    for (int n = 0; n < N; ++n) next[n] = sdk::simd::exp(dt * blk.a[n]) * prev[n] + dtu * B_t[n];
   }
   for (std::int64_t i = steps - 1; i >= 0; --i) {
     const std::int64_t t = t0 + i;
@@ -396,22 +396,22 @@ inline void backward_range(const ScanViews<T>& v, const GradViews<T>& g, const B
     }
     const V* h_t = states + (i + 1) * N;
     const V* h_prev = states + i * N;
-    const V u = scan_simd::load(v.u.at(b, t, blk.e0), blk.width);
+    const V u = sdk::simd::load(v.u.at(b, t, blk.e0), blk.width);
     const V dt = dts[i];
     const T* B_t = v.B.at(b, t, 0);
     const T* C_t = v.C.at(b, t, 0);
-    const V grad_y = scan_simd::load(g.grad_y.at(b, t, blk.e0), blk.width);
+    const V grad_y = sdk::simd::load(g.grad_y.at(b, t, blk.e0), blk.width);
     V grad_y0 = grad_y;
     if (v.z.present()) {
-      const V z = scan_simd::load(v.z.at(b, t, blk.e0), blk.width);
-      const V s = scan_simd::sigmoid(z);
+      const V z = sdk::simd::load(v.z.at(b, t, blk.e0), blk.width);
+      const V s = sdk::simd::sigmoid(z);
       grad_y0 = grad_y * z * s;
       if (g.grad_z.present()) {
         V y0 = blk.d_skip * u;
         for (int n = 0; n < N; ++n) y0 += h_t[n] * C_t[n];
         T* out = g.grad_z.at(b, t, blk.e0);
         const V grad_z = grad_y * y0 * s * (T(1) + z * (T(1) - s));
-        scan_simd::store(out, scan_simd::load(out, blk.width) + grad_z, blk.width);
+        sdk::simd::store(out, sdk::simd::load(out, blk.width) + grad_z, blk.width);
       }
     }
     V grad_u = blk.d_skip * grad_y0;
@@ -422,27 +422,27 @@ inline void backward_range(const ScanViews<T>& v, const GradViews<T>& g, const B
     T* row_C = sink_C.data != nullptr ? sink_C.data + t * sink_C.stride_t : nullptr;
     for (int n = 0; n < N; ++n) {
       grad_h[n] += grad_y0 * C_t[n];
-      if (row_C != nullptr) row_C[n] += scan_simd::hsum(grad_y0 * h_t[n]);
-      const V decay = scan_simd::exp(dt * blk.a[n]);
+      if (row_C != nullptr) row_C[n] += sdk::simd::hsum(grad_y0 * h_t[n]);
+      const V decay = sdk::simd::exp(dt * blk.a[n]);
       const V decayed = decay * h_prev[n];
       grad_dt += grad_h[n] * (blk.a[n] * decayed + B_t[n] * u);
       acc.grad_a[n] += grad_h[n] * dt * decayed;
-      if (row_B != nullptr) row_B[n] += scan_simd::hsum(grad_h[n] * dtu);
+      if (row_B != nullptr) row_B[n] += sdk::simd::hsum(grad_h[n] * dtu);
       grad_u += grad_h[n] * dt * B_t[n];
       grad_h[n] *= decay;
     }
     if (g.grad_u.present()) {
       T* out = g.grad_u.at(b, t, blk.e0);
-      scan_simd::store(out, scan_simd::load(out, blk.width) + grad_u, blk.width);
+      sdk::simd::store(out, sdk::simd::load(out, blk.width) + grad_u, blk.width);
     }
     V grad_raw = grad_dt;
     if (v.delta_softplus) {
       const V raw = raw_dt(v, blk, b, t);
-      grad_raw = raw > T(20) ? grad_dt : grad_dt * scan_simd::sigmoid(raw);
+      grad_raw = raw > T(20) ? grad_dt : grad_dt * sdk::simd::sigmoid(raw);
     }
     if (g.grad_delta.present()) {
       T* out = g.grad_delta.at(b, t, blk.e0);
-      scan_simd::store(out, scan_simd::load(out, blk.width) + grad_raw, blk.width);
+      sdk::simd::store(out, sdk::simd::load(out, blk.width) + grad_raw, blk.width);
     }
     acc.grad_bias += grad_raw;
   }
@@ -469,23 +469,23 @@ void scan_step(const sdk::Context& context, const sdk::ScanStepArgs& args) {
     const std::int64_t b = item / blocks;
     const std::int64_t e0 = (item % blocks) * W;
     const int width = static_cast<int>(std::min<std::int64_t>(W, d_inner - e0));
-    const V x = scan_simd::load(u.at(b, e0), width);
-    V dt = scan_simd::load(delta.at(b, e0), width);
-    if (delta_bias.present()) dt += scan_simd::load(delta_bias.at(e0), width);
-    if (args.delta_softplus) dt = scan_simd::softplus(dt);
-    V gate = scan_simd::splat(T(1));
+    const V x = sdk::simd::load(u.at(b, e0), width);
+    V dt = sdk::simd::load(delta.at(b, e0), width);
+    if (delta_bias.present()) dt += sdk::simd::load(delta_bias.at(e0), width);
+    if (args.delta_softplus) dt = sdk::simd::softplus(dt);
+    V gate = sdk::simd::splat(T(1));
     if (z.present()) {
-      const V zv = scan_simd::load(z.at(b, e0), width);
-      gate = zv * scan_simd::sigmoid(zv);
+      const V zv = sdk::simd::load(z.at(b, e0), width);
+      gate = zv * sdk::simd::sigmoid(zv);
     }
-    V out = D.present() ? scan_simd::load(D.at(e0), width) * x : V{};
+    V out = D.present() ? sdk::simd::load(D.at(e0), width) * x : V{};
     const T* B_b = B.at(b, 0);
     const T* C_b = C.at(b, 0);
     // Per-channel scalars in plain arrays: indexing a vector lane by a loop variable would go
     // through memory on every access.
     alignas(64) T dt_lanes[W], dtu_lanes[W], dots[W];
-    scan_simd::store(dt_lanes, dt, W);
-    scan_simd::store(dtu_lanes, dt * x, W);
+    sdk::simd::store(dt_lanes, dt, W);
+    sdk::simd::store(dtu_lanes, dt * x, W);
     for (int j = 0; j < width; ++j) {
       const std::int64_t e = e0 + j;
       const T dt_e = dt_lanes[j];
@@ -495,15 +495,15 @@ void scan_step(const sdk::Context& context, const sdk::ScanStepArgs& args) {
       V dot{};
       for (std::int64_t n0 = 0; n0 < d_state; n0 += W) {
         const int count = static_cast<int>(std::min<std::int64_t>(W, d_state - n0));
-        const V h_new = scan_simd::exp(scan_simd::load(a + n0, count) * dt_e) * scan_simd::load(h + n0, count) +
-                        dtu * scan_simd::load(B_b + n0, count);
-        scan_simd::store(h + n0, h_new, count);
-        dot += h_new * scan_simd::load(C_b + n0, count);
+        const V h_new = sdk::simd::exp(sdk::simd::load(a + n0, count) * dt_e) * sdk::simd::load(h + n0, count) +
+                        dtu * sdk::simd::load(B_b + n0, count);
+        sdk::simd::store(h + n0, h_new, count);
+        dot += h_new * sdk::simd::load(C_b + n0, count);
       }
-      dots[j] = scan_simd::hsum(dot);
+      dots[j] = sdk::simd::hsum(dot);
     }
-    out += scan_simd::load(dots, width);
-    scan_simd::store(y.at(b, e0), out * gate, width);
+    out += sdk::simd::load(dots, width);
+    sdk::simd::store(y.at(b, e0), out * gate, width);
   }
 }
 

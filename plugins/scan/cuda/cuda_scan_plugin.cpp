@@ -14,7 +14,7 @@
 #include <utility>
 
 #include "cuda_scan_launch.hpp"
-#include "cuda_status.hpp"
+#include "mambakit/sdk/util/cuda_status.hpp"
 #include "mambakit/sdk/plugin.hpp"
 #include "mambakit/sdk/scan_backend.hpp"
 #include "mambakit/sdk/workspace.hpp"
@@ -28,12 +28,12 @@ constexpr const char* kComponent = "scan/cuda";
 constexpr std::uint32_t kDTypes =
     sdk::dtype_bit(sdk::DType::kF32) | sdk::dtype_bit(sdk::DType::kF16) | sdk::dtype_bit(sdk::DType::kBF16);
 
-using cuda_common::stream_of;
+using sdk::cuda::stream_of;
 
-/// Runs `body` (returning Status) with context.device current (see cuda_common::on_device).
+/// Runs `body` (returning Status) with context.device current (see sdk::cuda::on_device).
 template <class Body>
 sdk::Status on_device(const sdk::Context& context, Body&& body) noexcept {
-  return cuda_common::on_device(kComponent, context, std::forward<Body>(body));
+  return sdk::cuda::on_device(kComponent, context, std::forward<Body>(body));
 }
 
 sdk::Status check_batch(std::int64_t batch) noexcept {

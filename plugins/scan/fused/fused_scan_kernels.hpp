@@ -50,7 +50,7 @@ void forward(const sdk::Context& context, const sdk::ScanForwardArgs& args) {
     scan_cpu::scan_range(v, blk, b, 0, v.length, h, y, nullptr);
     if (final_state.present()) {
       for (int n = 0; n < blk.states(); ++n) {
-        scan_simd::store_strided(final_state.at(b, blk.e0, n), final_state.stride1, h[n], blk.width);
+        sdk::simd::store_strided(final_state.at(b, blk.e0, n), final_state.stride1, h[n], blk.width);
       }
     }
   }

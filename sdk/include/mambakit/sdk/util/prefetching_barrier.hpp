@@ -14,7 +14,7 @@
 #include <cstdint>
 #include <thread>
 
-namespace mambakit::plugin_common {
+namespace mambakit::sdk::util {
 
 /// The byte ranges one thread will read next, prefetched a chunk at a time, in order, up to a
 /// budget that stays well inside a core's L2 (so nothing prefetched is evicted before use).
@@ -94,4 +94,4 @@ class PrefetchingBarrier {
   alignas(64) std::atomic<unsigned> generation_{0};
 };
 
-}  // namespace mambakit::plugin_common
+}  // namespace mambakit::sdk::util

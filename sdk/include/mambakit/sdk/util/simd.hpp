@@ -22,7 +22,7 @@
 #include <cstdint>
 #include <cstring>
 
-namespace mambakit::scan_simd {
+namespace mambakit::sdk::simd {
 
 typedef float F32x16 __attribute__((vector_size(64)));
 typedef double F64x8 __attribute__((vector_size(64)));
@@ -264,4 +264,4 @@ template <class T>
 [[gnu::always_inline]] inline F32x16 sigmoid(F32x16 v) { return 1.0f / (1.0f + exp(-v)); }
 [[gnu::always_inline]] inline F64x8 sigmoid(F64x8 v) { return 1.0 / (1.0 + exp(-v)); }
 
-}  // namespace mambakit::scan_simd
+}  // namespace mambakit::sdk::simd

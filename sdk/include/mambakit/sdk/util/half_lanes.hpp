@@ -12,7 +12,7 @@
 #include <immintrin.h>
 #endif
 
-namespace mambakit::plugin_common {
+namespace mambakit::sdk::util {
 
 namespace half_lanes {
 
@@ -80,4 +80,4 @@ inline void widen_to_f32(const sdk::TensorView& source, float* destination, std:
   widen_to_f32(source.as<const std::uint16_t>(), source.dtype == sdk::DType::kBF16, destination, count);
 }
 
-}  // namespace mambakit::plugin_common
+}  // namespace mambakit::sdk::util

@@ -12,12 +12,12 @@
 #include <type_traits>
 #include <vector>
 
-#include "half_lanes.hpp"
+#include "mambakit/sdk/util/half_lanes.hpp"
 #include "mambakit/sdk/status.hpp"
 #include "mambakit/sdk/tensor_view.hpp"
 #include "mambakit/sdk/workspace.hpp"
 
-namespace mambakit::plugin_common {
+namespace mambakit::sdk::util {
 
 template <class T>
 constexpr sdk::DType dtype_of() {
@@ -95,4 +95,4 @@ inline sdk::Status check_trainable(const char* component, const sdk::TensorView*
   return sdk::Status::success();
 }
 
-}  // namespace mambakit::plugin_common
+}  // namespace mambakit::sdk::util

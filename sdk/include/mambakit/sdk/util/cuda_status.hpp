@@ -1,7 +1,9 @@
 #pragma once
-// CUDA errors as sdk::Status for the in-tree CUDA plugins, and running a call on the context's
-// device. Host code only (no kernels); include it from the .cpp files that call the CUDA
-// runtime, never from a header that CPU-only code includes.
+/// \file
+/// CUDA errors as sdk::Status, and running a call on the context's device, for plugins with
+/// CUDA paths (the host formats its own CUDA errors with cuda_error_status() too). Host code
+/// only (no kernels); include it from the .cpp files that call the CUDA runtime, never from a
+/// header that CPU-only code includes. Needs the CUDA toolkit's headers.
 
 #include <cuda_runtime_api.h>
 
@@ -12,7 +14,7 @@
 #include "mambakit/sdk/status.hpp"
 #include "mambakit/sdk/tensor_view.hpp"
 
-namespace mambakit::cuda_common {
+namespace mambakit::sdk::cuda {
 
 /// A kDeviceError Status "<component>: <what> failed at <file>:<line>: <message> (<name>)".
 /// `file` is shortened to its last path component. Also resets the runtime's last error (a
@@ -71,7 +73,7 @@ inline cudaStream_t stream_of(const sdk::Context& context) noexcept {
   return static_cast<cudaStream_t>(context.stream);
 }
 
-}  // namespace mambakit::cuda_common
+}  // namespace mambakit::sdk::cuda
 
 /// Returns a kDeviceError Status naming `component` (a const char*), the call, file and line
 /// when `expr` (a cudaError_t) is not cudaSuccess.
@@ -79,7 +81,7 @@ inline cudaStream_t stream_of(const sdk::Context& context) noexcept {
   do {                                                                                                   \
     const cudaError_t mambakit_cuda_error_ = (expr);                                                     \
     if (mambakit_cuda_error_ != cudaSuccess) {                                                           \
-      return ::mambakit::cuda_common::cuda_error_status((component), mambakit_cuda_error_, #expr, __FILE__, \
+      return ::mambakit::sdk::cuda::cuda_error_status((component), mambakit_cuda_error_, #expr, __FILE__, \
                                                         __LINE__);                                       \
     }                                                                                                    \
   } while (false)

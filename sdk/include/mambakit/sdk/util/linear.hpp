@@ -12,7 +12,7 @@
 #include <cstdint>
 #include <type_traits>
 
-namespace mambakit::plugin_common {
+namespace mambakit::sdk::util {
 
 template <class T>
 using RowMatrix = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
@@ -81,4 +81,4 @@ void linear_backward_params(const T* grad_y, std::int64_t ldgy, const T* x, std:
   }
 }
 
-}  // namespace mambakit::plugin_common
+}  // namespace mambakit::sdk::util

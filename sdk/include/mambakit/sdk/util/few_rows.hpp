@@ -18,10 +18,10 @@
 #include <string>
 #include <utility>
 
-#include "half_lanes.hpp"
-#include "speed_shares.hpp"
+#include "mambakit/sdk/util/half_lanes.hpp"
+#include "mambakit/sdk/util/speed_shares.hpp"
 
-namespace mambakit::plugin_common {
+namespace mambakit::sdk::util {
 
 namespace few_rows_detail {
 
@@ -203,4 +203,4 @@ inline void linear_few_rows_range(const float* x, std::int64_t ldx, const sdk::T
   });
 }
 
-}  // namespace mambakit::plugin_common
+}  // namespace mambakit::sdk::util

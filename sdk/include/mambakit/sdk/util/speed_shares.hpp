@@ -19,7 +19,7 @@
 #include <cstdint>
 #include <utility>
 
-namespace mambakit::plugin_common {
+namespace mambakit::sdk::util {
 
 class SpeedShares {
  public:
@@ -107,4 +107,4 @@ class SpeedShares {
   std::array<std::atomic<float>, kMaxThreads> speed_;
 };
 
-}  // namespace mambakit::plugin_common
+}  // namespace mambakit::sdk::util

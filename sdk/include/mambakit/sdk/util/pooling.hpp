@@ -13,7 +13,7 @@
 
 #include "mambakit/sdk/tensor_view.hpp"
 
-namespace mambakit::plugin_common {
+namespace mambakit::sdk::util {
 
 enum class Pooling { kLast, kMean, kMax, kNone };
 
@@ -90,4 +90,4 @@ void pool_backward(Pooling pooling, const T* hidden, const sdk::TensorView& leng
   }
 }
 
-}  // namespace mambakit::plugin_common
+}  // namespace mambakit::sdk::util
