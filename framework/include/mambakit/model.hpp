@@ -21,7 +21,7 @@ class SafetensorsFile;
 struct SafetensorsEntry;
 
 namespace model {
-class DeviceRuntime;
+struct StateAccess;
 }
 
 /// How a model runs.
@@ -76,7 +76,7 @@ class InferenceState {
   /// Tokens processed since the last reset.
   [[nodiscard]] std::int64_t seqlen_offset() const { return seqlen_offset_; }
   /// Number of layers.
-  [[nodiscard]] std::int64_t n_layers() const { return static_cast<std::int64_t>(tensors_.size()); }
+  [[nodiscard]] std::int64_t n_layers() const;
   /// State tensor `index` of layer `layer`, and its name (e.g. "conv_state"). For a state a
   /// CUDA model has used, the values are copied from the device first; after the non-const
   /// overload the host values are the current ones (the model copies them back before its next
@@ -100,34 +100,14 @@ class InferenceState {
   void save(const std::filesystem::path& file) const;
   void load(const std::filesystem::path& file);
 
-  /// The device copy of the tensors that a CUDA model makes; framework-internal (defined and
-  /// used only inside libmambakit).
-  struct DeviceMirror;
-  struct DeviceMirrorDeleter {
-    void operator()(DeviceMirror* mirror) const noexcept;
-  };
-
  private:
-  friend class Model;
-  friend class model::DeviceRuntime;
-  /// Makes the host tensors current (copying them from the device when it holds newer values).
-  void sync_to_host() const {
-    if (!host_current_) download_to_host();
-  }
-  /// The host tensors are about to be written: current on the host, stale on the device.
-  void use_on_host() {
-    sync_to_host();
-    device_current_ = false;
-  }
-  void download_to_host() const;
+  friend struct model::StateAccess;
+  /// The tensors, and the copy a model on an accelerator keeps (framework-internal).
+  struct Storage;
 
   std::int64_t batch_ = 0;
   std::int64_t seqlen_offset_ = 0;
-  mutable std::vector<std::vector<FloatTensor>> tensors_;
-  std::vector<std::vector<std::string>> names_;
-  std::unique_ptr<DeviceMirror, DeviceMirrorDeleter> device_;
-  mutable bool host_current_ = true;  ///< false while the device copy holds newer values
-  bool device_current_ = false;       ///< the device copy (when there is one) equals the host values
+  std::unique_ptr<Storage> storage_;
 };
 
 /// A parameter's values and accumulated gradient, for optimizers. Pointers stay valid while
@@ -264,9 +244,11 @@ class Model {
   /// B ids are copied back; ids equal to the previous call's result are not copied up again.
   std::vector<std::int32_t> step_argmax(const std::vector<std::int32_t>& ids, InferenceState& state);
 
- private:
-  friend class model::DeviceRuntime;
+  /// The model's components, parameters and executors' state; framework-internal (defined in
+  /// framework/src/model/model_impl.hpp).
   struct Impl;
+
+ private:
   explicit Model(std::unique_ptr<Impl> impl);
   /// load_weights() from an open checkpoint; `file` names it in errors.
   void load_weights(const SafetensorsFile& checkpoint, const std::filesystem::path& file);

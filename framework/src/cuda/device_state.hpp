@@ -8,11 +8,11 @@
 #include <vector>
 
 #include "device_buffer.hpp"
-#include "state_mirror.hpp"
+#include "state_storage.hpp"
 
 namespace mambakit::cuda {
 
-class DeviceState final : public InferenceState::DeviceMirror {
+class DeviceState final : public model::StateMirror {
  public:
   /// Device memory shaped like `tensors` on `device` (uninitialised until upload()).
   DeviceState(const std::vector<std::vector<FloatTensor>>& tensors, sdk::Device device);
@@ -23,8 +23,8 @@ class DeviceState final : public InferenceState::DeviceMirror {
   [[nodiscard]] sdk::Device device() const noexcept { return device_; }
   /// The start of the device memory (identifies the layout for CUDA graphs).
   [[nodiscard]] const void* base() const noexcept { return buffer_.data(); }
-  /// Views of layer `layer`'s tensors in device memory.
-  [[nodiscard]] const std::vector<sdk::TensorView>& views(std::size_t layer) const { return views_[layer]; }
+  /// Views of each layer's tensors in device memory.
+  [[nodiscard]] const std::vector<std::vector<sdk::TensorView>>& views() const { return views_; }
 
  private:
   sdk::Device device_;

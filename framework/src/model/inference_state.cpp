@@ -8,7 +8,7 @@
 #include "mambakit/error.hpp"
 #include "mambakit/model.hpp"
 #include "mambakit/safetensors.hpp"
-#include "state_mirror.hpp"
+#include "state_storage.hpp"
 
 namespace mambakit {
 
@@ -23,15 +23,16 @@ void check_index(std::int64_t layer, std::int64_t index, const std::vector<std::
 
 }  // namespace
 
-InferenceState::InferenceState() = default;
+InferenceState::InferenceState() : storage_(std::make_unique<Storage>()) {}
 InferenceState::~InferenceState() = default;
 InferenceState::InferenceState(InferenceState&&) noexcept = default;
 InferenceState& InferenceState::operator=(InferenceState&&) noexcept = default;
 
 InferenceState::InferenceState(const InferenceState& other)
-    : batch_(other.batch_), seqlen_offset_(other.seqlen_offset_), names_(other.names_) {
-  other.sync_to_host();
-  tensors_ = other.tensors_;
+    : batch_(other.batch_), seqlen_offset_(other.seqlen_offset_), storage_(std::make_unique<Storage>()) {
+  other.storage_->sync_to_host();
+  storage_->tensors = other.storage_->tensors;
+  storage_->names = other.storage_->names;
 }
 
 InferenceState& InferenceState::operator=(const InferenceState& other) {
@@ -39,47 +40,42 @@ InferenceState& InferenceState::operator=(const InferenceState& other) {
   return *this;
 }
 
-void InferenceState::DeviceMirrorDeleter::operator()(DeviceMirror* mirror) const noexcept { delete mirror; }
-
-void InferenceState::download_to_host() const {
-  if (device_) device_->download(tensors_);
-  host_current_ = true;
-}
+std::int64_t InferenceState::n_layers() const { return static_cast<std::int64_t>(storage_->tensors.size()); }
 
 const FloatTensor& InferenceState::tensor(std::int64_t layer, std::int64_t index) const {
-  check_index(layer, index, tensors_);
-  sync_to_host();
-  return tensors_[static_cast<std::size_t>(layer)][static_cast<std::size_t>(index)];
+  check_index(layer, index, storage_->tensors);
+  storage_->sync_to_host();
+  return storage_->tensors[static_cast<std::size_t>(layer)][static_cast<std::size_t>(index)];
 }
 
 FloatTensor& InferenceState::tensor(std::int64_t layer, std::int64_t index) {
-  check_index(layer, index, tensors_);
-  use_on_host();
-  return tensors_[static_cast<std::size_t>(layer)][static_cast<std::size_t>(index)];
+  check_index(layer, index, storage_->tensors);
+  storage_->use_on_host();
+  return storage_->tensors[static_cast<std::size_t>(layer)][static_cast<std::size_t>(index)];
 }
 
 const std::string& InferenceState::tensor_name(std::int64_t layer, std::int64_t index) const {
-  check_index(layer, index, tensors_);
-  return names_[static_cast<std::size_t>(layer)][static_cast<std::size_t>(index)];
+  check_index(layer, index, storage_->tensors);
+  return storage_->names[static_cast<std::size_t>(layer)][static_cast<std::size_t>(index)];
 }
 
 std::int64_t InferenceState::tensor_count(std::int64_t layer) const {
-  check_index(layer, 0, tensors_);
-  return static_cast<std::int64_t>(tensors_[static_cast<std::size_t>(layer)].size());
+  check_index(layer, 0, storage_->tensors);
+  return static_cast<std::int64_t>(storage_->tensors[static_cast<std::size_t>(layer)].size());
 }
 
 std::size_t InferenceState::bytes() const {
   std::size_t total = 0;
-  for (const auto& layer : tensors_) {
+  for (const auto& layer : storage_->tensors) {
     for (const auto& tensor : layer) total += tensor.values.size() * sizeof(float);
   }
   return total;
 }
 
 void InferenceState::reset() {
-  host_current_ = true;
-  device_current_ = false;
-  for (auto& layer : tensors_) {
+  storage_->host_current = true;
+  storage_->device_current = false;
+  for (auto& layer : storage_->tensors) {
     for (auto& tensor : layer) std::fill(tensor.values.begin(), tensor.values.end(), 0.0f);
   }
   seqlen_offset_ = 0;
@@ -87,7 +83,7 @@ void InferenceState::reset() {
 
 std::string InferenceState::info_json() const {
   std::int64_t tensors = 0;
-  for (const auto& layer : tensors_) tensors += static_cast<std::int64_t>(layer.size());
+  for (const auto& layer : storage_->tensors) tensors += static_cast<std::int64_t>(layer.size());
   return nlohmann::json{{"layers", n_layers()},
                         {"tensors", tensors},
                         {"bytes", bytes()},
@@ -103,12 +99,13 @@ std::string state_tensor_key(std::int64_t layer, const std::string& name) { retu
 }  // namespace
 
 void InferenceState::save(const std::filesystem::path& file) const {
-  sync_to_host();
+  storage_->sync_to_host();
+  const auto& held = storage_->tensors;
   std::vector<SafetensorsTensor> tensors;
-  for (std::size_t layer = 0; layer < tensors_.size(); ++layer) {
-    for (std::size_t i = 0; i < tensors_[layer].size(); ++i) {
-      tensors.push_back({state_tensor_key(static_cast<std::int64_t>(layer), names_[layer][i]), sdk::DType::kF32,
-                         tensors_[layer][i].shape, tensors_[layer][i].values.data()});
+  for (std::size_t layer = 0; layer < held.size(); ++layer) {
+    for (std::size_t i = 0; i < held[layer].size(); ++i) {
+      tensors.push_back({state_tensor_key(static_cast<std::int64_t>(layer), storage_->names[layer][i]),
+                         sdk::DType::kF32, held[layer][i].shape, held[layer][i].values.data()});
     }
   }
   write_safetensors(file, tensors,
@@ -122,21 +119,22 @@ void InferenceState::load(const std::filesystem::path& file) {
   if (!metadata.count("kind") || metadata.at("kind") != "mambakit-inference-state" || !metadata.count("seqlen_offset")) {
     throw Error(fmt::format("{}: not a mambakit inference state", file.string()));
   }
-  use_on_host();
-  for (std::size_t layer = 0; layer < tensors_.size(); ++layer) {
-    for (std::size_t i = 0; i < tensors_[layer].size(); ++i) {
-      const std::string key = state_tensor_key(static_cast<std::int64_t>(layer), names_[layer][i]);
+  storage_->use_on_host();
+  auto& held = storage_->tensors;
+  for (std::size_t layer = 0; layer < held.size(); ++layer) {
+    for (std::size_t i = 0; i < held[layer].size(); ++i) {
+      const std::string key = state_tensor_key(static_cast<std::int64_t>(layer), storage_->names[layer][i]);
       const auto& entry = stored.at(key);
-      if (entry.shape != tensors_[layer][i].shape) {
+      if (entry.shape != held[layer][i].shape) {
         throw Error(fmt::format("{}: {} has {} values in shape of rank {}, this model's state needs another shape "
                                 "(batch {})",
                                 file.string(), key, entry.numel(), entry.shape.size(), batch_));
       }
-      stored.read_f32(entry, tensors_[layer][i].values.data());
+      stored.read_f32(entry, held[layer][i].values.data());
     }
   }
   if (stored.entries().size() != static_cast<std::size_t>(std::accumulate(
-                                      tensors_.begin(), tensors_.end(), std::size_t{0},
+                                      held.begin(), held.end(), std::size_t{0},
                                       [](std::size_t n, const auto& layer) { return n + layer.size(); }))) {
     throw Error(fmt::format("{}: the state holds {} tensors, this model's state has a different number", file.string(),
                             stored.entries().size()));
@@ -145,3 +143,21 @@ void InferenceState::load(const std::filesystem::path& file) {
 }
 
 }  // namespace mambakit
+
+namespace mambakit::model {
+
+InferenceState StateAccess::make(std::int64_t batch, std::vector<std::vector<FloatTensor>> tensors,
+                                 std::vector<std::vector<std::string>> names) {
+  InferenceState state;
+  state.batch_ = batch;
+  state.storage_->tensors = std::move(tensors);
+  state.storage_->names = std::move(names);
+  return state;
+}
+
+std::vector<std::vector<FloatTensor>>& StateAccess::host_tensors(InferenceState& state) {
+  state.storage_->use_on_host();
+  return state.storage_->tensors;
+}
+
+}  // namespace mambakit::model

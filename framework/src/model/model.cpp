@@ -1,4 +1,4 @@
-// Model assembly and the forward pass: embedding -> blocks -> final norm -> head.
+// Model assembly, weights, and inference over the backbone passes (backbone_passes.hpp).
 
 #include "mambakit/model.hpp"
 
@@ -9,10 +9,11 @@
 #include <cstring>
 #include <optional>
 
-#include "backbone_kernels.hpp"
 #include "mambakit/error.hpp"
 #include "mambakit/safetensors.hpp"
+#include "backbone_passes.hpp"
 #include "model_impl.hpp"
+#include "state_storage.hpp"
 
 namespace mambakit {
 
@@ -272,22 +273,20 @@ std::vector<Model::KernelChoice> Model::kernel_choices() const {
 }
 
 InferenceState Model::make_state(std::int64_t batch) const {
-  InferenceState state;
-  state.batch_ = batch;
+  std::vector<std::vector<FloatTensor>> tensors;
+  std::vector<std::vector<std::string>> names;
   for (std::size_t layer = 0; layer < impl_->mixers.size(); ++layer) {
     const sdk::Mixer& mixer = *impl_->mixers[layer];
-    std::vector<FloatTensor> tensors;
-    std::vector<std::string> names;
+    tensors.emplace_back();
+    names.emplace_back();
     for (std::int32_t i = 0; i < mixer.state_count(); ++i) {
       sdk::TensorSpec spec;
       check(mixer.state_spec(i, batch, &spec), fmt::format("layer {} mixer/{}", layer, impl_->mixer_names[layer]));
-      tensors.emplace_back(std::vector<std::int64_t>(spec.shape, spec.shape + spec.rank));
-      names.emplace_back(spec.name);
+      tensors.back().emplace_back(std::vector<std::int64_t>(spec.shape, spec.shape + spec.rank));
+      names.back().emplace_back(spec.name);
     }
-    state.tensors_.push_back(std::move(tensors));
-    state.names_.push_back(std::move(names));
   }
-  return state;
+  return model::StateAccess::make(batch, std::move(tensors), std::move(names));
 }
 
 FloatTensor Model::forward(const TokenBatch& tokens, InferenceState* state, bool last_position_only) {
@@ -296,95 +295,20 @@ FloatTensor Model::forward(const TokenBatch& tokens, InferenceState* state, bool
   if (state != nullptr && state->batch() != tokens.batch) {
     throw Error(fmt::format("the inference state is for {} rows but the input has {}", state->batch(), tokens.batch));
   }
-  if (impl.device_runtime) return impl.runtime().forward(tokens, state, last_position_only);
-  if (state != nullptr) state->use_on_host();
-  const ModelConfig& backbone = impl.config;
-  const std::int64_t B = tokens.batch, L = tokens.length, D = backbone.d_model, M = B * L;
-  sdk::Context ctx = impl.context();
-  FloatTensor hidden({B, L, D}), normed({B, L, D}), mixed({B, L, D});
-
-  model::embedding_lookup(tokens.ids.data(), impl.store.view(impl.embedding), hidden.values.data(), M, D,
-                          impl.n_threads);
-  for (std::size_t layer = 0; layer < impl.mixers.size(); ++layer) {
-    model::rms_norm(hidden.values.data(), impl.store.data(impl.layer_norms[layer]), normed.values.data(), M, D,
-                    backbone.norm_eps, impl.n_threads);
-    const auto params = impl.views(impl.mixer_params[layer]);
-    sdk::MixerForwardArgs args;
-    args.params = params.data();
-    args.x = view_of(normed);
-    args.y = view_of(mixed);
-    std::vector<FloatTensor> initial;
-    std::vector<sdk::TensorView> initial_views, final_views;
-    if (state != nullptr) {
-      auto& tensors = state->tensors_[layer];
-      if (state->seqlen_offset() > 0) initial = tensors;  // a copy: initial and final never alias
-      for (auto& tensor : initial) initial_views.push_back(view_of(tensor));
-      for (auto& tensor : tensors) final_views.push_back(view_of(tensor));
-      args.initial_state = initial_views.empty() ? nullptr : initial_views.data();
-      args.final_state = final_views.data();
-    }
-    check(impl.mixers[layer]->forward(ctx, args), fmt::format("layer {} mixer/{}", layer, impl.mixer_names[layer]));
-    model::add_in_place(hidden.values.data(), mixed.values.data(), M * D, impl.n_threads);
-  }
-  if (last_position_only && L > 1) {
-    FloatTensor last({B, 1, D});
-    for (std::int64_t b = 0; b < B; ++b) {
-      std::copy_n(hidden.values.begin() + ((b + 1) * L - 1) * D, D, last.values.begin() + b * D);
-    }
-    hidden = std::move(last);
-  }
-  FloatTensor output = impl.apply_head(ctx, hidden, last_position_only ? std::vector<std::int32_t>{} : tokens.lengths);
-  if (state != nullptr) state->seqlen_offset_ += L;
-  return output;
+  return model::forward_pass(impl, impl.device_ops(), tokens, state, last_position_only);
 }
 
 FloatTensor Model::step(const std::vector<std::int32_t>& ids, InferenceState& state) {
   Impl& impl = *impl_;
-  const std::int64_t B = state.batch();
-  impl.check_step_ids(ids, B);
-  if (impl.device_runtime) return impl.runtime().step(ids, state);
-  state.use_on_host();
-  const ModelConfig& backbone = impl.config;
-  const std::int64_t D = backbone.d_model;
-  sdk::Context ctx = impl.context();
-  FloatTensor hidden({B, 1, D}), normed({B, D}), mixed({B, D});
-  model::embedding_lookup(ids.data(), impl.store.view(impl.embedding), hidden.values.data(), B, D, impl.n_threads);
-  for (std::size_t layer = 0; layer < impl.mixers.size(); ++layer) {
-    model::rms_norm(hidden.values.data(), impl.store.data(impl.layer_norms[layer]), normed.values.data(), B, D,
-                    backbone.norm_eps, impl.n_threads);
-    const auto params = impl.views(impl.mixer_params[layer]);
-    std::vector<sdk::TensorView> state_views;
-    for (auto& tensor : state.tensors_[layer]) state_views.push_back(view_of(tensor));
-    sdk::MixerStepArgs args;
-    args.params = params.data();
-    args.x = view_of(normed);
-    args.y = view_of(mixed);
-    args.state = state_views.data();
-    check(impl.mixers[layer]->step(ctx, args), fmt::format("layer {} mixer/{} step", layer, impl.mixer_names[layer]));
-    model::add_in_place(hidden.values.data(), mixed.values.data(), B * D, impl.n_threads);
-  }
-  FloatTensor output = impl.apply_head(ctx, hidden);
-  state.seqlen_offset_ += 1;
-  return output;
+  impl.check_step_ids(ids, state.batch());
+  return model::step_pass(impl, impl.device_ops(), ids, state);
 }
 
 std::vector<std::int32_t> Model::step_argmax(const std::vector<std::int32_t>& ids, InferenceState& state) {
   Impl& impl = *impl_;
-  if (impl.device_runtime) {
-    impl.check_step_ids(ids, state.batch());
-    return impl.runtime().step_argmax(ids, state);
-  }
-  const FloatTensor logits = step(ids, state);
-  const std::int64_t vocab = impl.config.vocab_size, stride = logits.shape.back();
-  if (logits.numel() != state.batch() * stride || stride < vocab) {
-    throw Error(fmt::format("head/{} output of shape {} has no row of {} logits per sequence", impl.config.head.name,
-                            model::format_shape(logits.shape), vocab));
-  }
+  impl.check_step_ids(ids, state.batch());
   std::vector<std::int32_t> result;
-  for (std::int64_t b = 0; b < state.batch(); ++b) {
-    const auto row = logits.values.begin() + b * stride;
-    result.push_back(static_cast<std::int32_t>(std::max_element(row, row + vocab) - row));
-  }
+  model::step_pass(impl, impl.device_ops(), ids, state, &result);
   return result;
 }
 

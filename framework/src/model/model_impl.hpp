@@ -9,7 +9,8 @@
 #include <vector>
 
 #include "backbone_kernels.hpp"
-#include "device_runtime.hpp"
+#include "cpu_ops.hpp"
+#include "device_ops.hpp"
 #include "heap_workspace.hpp"
 #include "mambakit/error.hpp"
 #include "mambakit/model.hpp"
@@ -51,11 +52,11 @@ struct Model::Impl {
   std::size_t last_activation_bytes = 0;
   /// The device copy of the parameters is older than the host values: set by
   /// parameter_slices() (writable pointers go out), parameters_changed() and load_weights(),
-  /// cleared by the upload in runtime().
+  /// cleared by device_ops().
   bool device_parameters_stale = false;
-  /// Set when the model runs on an accelerator (options.device); inference goes through it.
-  /// Last: destroyed first, before the components and parameters it refers to.
-  std::unique_ptr<model::DeviceRuntime> device_runtime;
+  /// Where the backbone passes run (backbone_passes.hpp): the CPU, or the accelerator of
+  /// options.device. Last: destroyed first, before the components and parameters it refers to.
+  std::unique_ptr<model::DeviceOps> ops = std::make_unique<model::CpuOps>(*this);
 
 
   std::vector<sdk::TensorView> views(const std::vector<int>& indices) const {
@@ -74,14 +75,14 @@ struct Model::Impl {
     return ctx;
   }
 
-  /// The accelerator runtime (device_runtime, which must be set), its parameter copy first
-  /// made current: uploaded first when the host values are newer (device_parameters_stale).
-  model::DeviceRuntime& runtime() {
+  /// The model's DeviceOps, its parameter copy first made current (uploaded when the host
+  /// values are newer: device_parameters_stale).
+  model::DeviceOps& device_ops() {
     if (device_parameters_stale) {
-      device_runtime->upload_parameters();
+      ops->sync_parameters();
       device_parameters_stale = false;
     }
-    return *device_runtime;
+    return *ops;
   }
 
   /// Throws naming the head, or else the first mixer, whose capabilities do not include `device`.
@@ -110,29 +111,7 @@ struct Model::Impl {
     if (device.type != sdk::DeviceType::kCuda) {
       throw Error(fmt::format("device {} is not supported", device_name(device)));
     }
-    device_runtime = model::DeviceRuntime::create_cuda(*this, device);
-  }
-
-  /// Final norm of hidden (B, L', D), then the head; returns its output.
-  FloatTensor apply_head(const sdk::Context& ctx, const FloatTensor& hidden, const std::vector<std::int32_t>& lengths = {}) {
-    const std::int64_t B = hidden.shape[0], L = hidden.shape[1], D = hidden.shape[2];
-    FloatTensor normed(hidden.shape);
-    model::rms_norm(hidden.values.data(), store.data(norm_f), normed.values.data(), B * L, D, config.norm_eps,
-                    n_threads);
-    sdk::TensorSpec output_spec;
-    const std::string owner = fmt::format("head/{}", config.head.name);
-    check(head->output_spec(B, L, &output_spec), owner);
-    FloatTensor output(std::vector<std::int64_t>(output_spec.shape, output_spec.shape + output_spec.rank));
-    const auto params = views(head_params);
-    sdk::HeadForwardArgs args;
-    args.params = params.data();
-    args.hidden = view_of(normed);
-    if (!lengths.empty()) {
-      args.lengths = sdk::make_view(const_cast<std::int32_t*>(lengths.data()), sdk::DType::kI32, {}, {B});
-    }
-    args.output = view_of(output);
-    check(head->forward(ctx, args), owner);
-    return output;
+    ops = model::make_cuda_ops(*this, device);
   }
 
   /// Runs each component's initialize() over its parameters (seeded per component from `seed`),

@@ -22,17 +22,16 @@ std::int64_t lm_target_count(std::int64_t batch, std::int64_t length, const std:
   return count;
 }
 
-double lm_cross_entropy(const FloatTensor& logits, const TokenBatch& tokens, const std::vector<std::int32_t>& lengths,
-                        FloatTensor& grad, int n_threads) {
-  const std::int64_t B = tokens.batch, L = tokens.length, V = logits.shape.back();
+double lm_cross_entropy(const float* logits, std::int64_t vocab, const TokenBatch& tokens, float* grad, int n_threads) {
+  const std::vector<std::int32_t>& lengths = tokens.lengths;
+  const std::int64_t B = tokens.batch, L = tokens.length, V = vocab;
   const std::int64_t count = lm_target_count(B, L, lengths);
   double total = 0.0;
 #pragma omp parallel for num_threads(n_threads) collapse(2) reduction(+ : total) schedule(static)
   for (std::int64_t b = 0; b < B; ++b) {
     for (std::int64_t t = 0; t < L; ++t) {
       const std::int64_t valid = lengths.empty() ? L : std::min<std::int64_t>(lengths[static_cast<std::size_t>(b)], L);
-      const float* row = logits.values.data() + (b * L + t) * V;
-      float* out = grad.values.data() + (b * L + t) * V;
+      const float* row = logits + (b * L + t) * V;
       if (t + 1 >= valid) continue;
       const std::int32_t target = tokens.ids[static_cast<std::size_t>(b * L + t + 1)];
       float top = row[0];
@@ -41,6 +40,8 @@ double lm_cross_entropy(const FloatTensor& logits, const TokenBatch& tokens, con
       for (std::int64_t v = 0; v < V; ++v) sum += std::exp(static_cast<double>(row[v] - top));
       const double log_sum = std::log(sum) + top;
       total += log_sum - row[target];
+      if (grad == nullptr) continue;
+      float* out = grad + (b * L + t) * V;
       for (std::int64_t v = 0; v < V; ++v) {
         out[v] = static_cast<float>(std::exp(row[v] - log_sum) / static_cast<double>(count));
       }

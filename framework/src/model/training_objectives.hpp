@@ -16,10 +16,10 @@ namespace mambakit::model {
 /// or L when `lengths` is empty) minus one. Throws naming the batch's shape when it is zero.
 std::int64_t lm_target_count(std::int64_t batch, std::int64_t length, const std::vector<std::int32_t>& lengths);
 
-/// Mean next-token cross-entropy of logits (B, L, V) against the tokens (within `lengths`);
-/// writes its gradient into grad (B, L, V), leaving the positions without a target untouched.
-double lm_cross_entropy(const FloatTensor& logits, const TokenBatch& tokens, const std::vector<std::int32_t>& lengths,
-                        FloatTensor& grad, int n_threads);
+/// Mean next-token cross-entropy of logits (B, L, V) against the tokens (within
+/// tokens.lengths); writes its gradient into grad (B, L, V) unless grad is nullptr, leaving the
+/// positions without a target untouched.
+double lm_cross_entropy(const float* logits, std::int64_t vocab, const TokenBatch& tokens, float* grad, int n_threads);
 
 /// Mean cross-entropy of scores (B, C) against one label per row; writes its gradient into
 /// grad (B, C). Throws naming the row for a missing or out-of-range label.
