@@ -41,6 +41,9 @@ struct ModelConfig {
   std::map<std::int64_t, ComponentChoice> layer_mixers;
   /// The head: what the model outputs and, through its declared objective, how it trains.
   ComponentChoice head;
+  /// Where the config came from (a file, or a description), which starts every error message
+  /// about it. Not part of its JSON.
+  std::string source = "model config";
 
   /// vocab_size rounded up to a multiple of pad_vocab_size_multiple: the embedding's rows.
   [[nodiscard]] std::int64_t padded_vocab_size() const;
@@ -51,9 +54,10 @@ struct ModelConfig {
 /// Backward-compatible name of the model config (the seed's MambaConfig).
 using MambaConfig = ModelConfig;
 
-/// Throws mambakit::Error naming the key and value of the first invalid setting; `source`
-/// (a file name, or a description) starts the message.
-void validate(const ModelConfig& config, const std::string& source);
+/// Throws mambakit::Error naming config.source, the key and the value of the first invalid
+/// setting of the host's own. Model::create() calls it, once per model; each component then
+/// validates its own options.
+void validate(const ModelConfig& config);
 
 /// The native format's "format" value.
 inline constexpr const char* kNativeConfigFormat = "mambakit-2";
@@ -61,8 +65,9 @@ inline constexpr const char* kNativeConfigFormat = "mambakit-2";
 /// Parses a model config: mambakit's native format ("format": "mambakit-2", see
 /// docs/CONFIG.md; unknown keys are errors), or any other format that a config adapter
 /// registered with `host` reads (a Hugging Face config.json, mambakit's format 1, ...): the
-/// highest-scoring adapter translates it to the native format first. Validates what the host
-/// owns; each component validates its own options when the model is created.
+/// highest-scoring adapter translates it to the native format first. Checks the keys and their
+/// types; the values are validated when a model is created from it (validate()), the
+/// components' options by the components themselves. `source` becomes the config's source.
 ModelConfig parse_model_config(const std::string& json_text, const std::string& source, const PluginHost& host);
 
 /// Reads and parses a config file (see parse_model_config()).

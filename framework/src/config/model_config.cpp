@@ -54,7 +54,8 @@ void validate_choice(const ComponentChoice& choice, const std::string& source, c
 
 }  // namespace
 
-void validate(const ModelConfig& config, const std::string& source) {
+void validate(const ModelConfig& config) {
+  const std::string& source = config.source;
   require(config.d_model >= 1, source, "d_model", show(config.d_model), "must be >= 1");
   require(config.n_layer >= 1, source, "n_layer", show(config.n_layer), "must be >= 1");
   require(config.norm_eps > 0 && config.norm_eps < 1, source, "norm_eps", show(config.norm_eps), "must be in (0, 1)");
@@ -200,7 +201,7 @@ ModelConfig parse_model_config(const std::string& json_text, const std::string& 
     require(*format == kNativeConfigFormat, source, "format", format->dump(),
             "this version reads \"mambakit-2\" (leave \"format\" out for formats a config adapter reads)");
     config = parse_native(root, source);
-    validate(config, source);
+    config.source = source;
     return config;
   }
   std::string adapter;
@@ -211,7 +212,7 @@ ModelConfig parse_model_config(const std::string& json_text, const std::string& 
     throw Error(fmt::format("{}: the adapter wrote no JSON object", translated_source));
   }
   config = parse_native(translated, translated_source);
-  validate(config, translated_source);
+  config.source = translated_source;
   return config;
 }
 

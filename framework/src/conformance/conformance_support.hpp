@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "../model/heap_workspace.hpp"
-#include "../model/kernel_registry.hpp"
+#include "../plugins/kernel_registry.hpp"
 #include "mambakit/conformance.hpp"
 #include "mambakit/error.hpp"
 #include "mambakit/sdk/context.hpp"
@@ -170,7 +170,7 @@ ConformanceCheck accumulation_check(const std::vector<T>& once_input, const Tens
 /// A CPU context with the host's own workspace and kernel choice ("auto" for every kind).
 struct HostContext {
   model::HeapWorkspace workspace;
-  model::KernelRegistry kernels;
+  plugins::KernelRegistry kernels;
   sdk::Context context;
 
   HostContext(const PluginHost& host, int n_threads) : kernels(host, {}) {

@@ -72,7 +72,7 @@ Model::Model(Model&&) noexcept = default;
 Model& Model::operator=(Model&&) noexcept = default;
 
 Model Model::create(const ModelConfig& config, const PluginHost& host, const ModelOptions& options) {
-  validate(config, "model config");
+  validate(config);
   auto impl = std::make_unique<Impl>();
   impl->config = config;
   impl->options = options;
@@ -256,7 +256,7 @@ std::vector<float> Model::parameter_values(const std::string& name) const {
 }
 
 void Model::select_kernels(const PluginHost& host, const std::map<std::string, std::string>& kernels) {
-  impl_->kernels = std::make_unique<model::KernelRegistry>(host, kernels);
+  impl_->kernels = std::make_unique<plugins::KernelRegistry>(host, kernels);
   ++impl_->kernel_selection;
   impl_->options.kernels = kernels;
 }

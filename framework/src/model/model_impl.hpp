@@ -15,7 +15,7 @@
 #include "mambakit/error.hpp"
 #include "mambakit/model.hpp"
 #include "parameter_store.hpp"
-#include "kernel_registry.hpp"
+#include "../plugins/kernel_registry.hpp"
 #include "views.hpp"
 
 namespace mambakit {
@@ -41,7 +41,7 @@ struct Model::Impl {
   std::vector<std::string> mixer_names;
   HeadPtr head;
   sdk::HeadCapabilities head_capabilities;  ///< what the head declared at creation
-  std::unique_ptr<model::KernelRegistry> kernels = std::make_unique<model::KernelRegistry>();
+  std::unique_ptr<plugins::KernelRegistry> kernels = std::make_unique<plugins::KernelRegistry>();
   std::uint64_t kernel_selection = 0;  ///< counts select_kernels() calls
   model::ParameterStore store;
   int embedding = -1, norm_f = -1;

@@ -11,7 +11,7 @@
 #include <sstream>
 
 #include "mambakit/error.hpp"
-#include "../model/kernel_registry.hpp"
+#include "kernel_registry.hpp"
 #include "plugin_library.hpp"
 #include "staging_registrar.hpp"
 
@@ -209,7 +209,7 @@ ConfigAdapterPtr PluginHost::create_config_adapter(const std::string& name) cons
 
 KernelChoice PluginHost::choose_kernel(const std::string& kernel_kind, const std::string& name,
                                        const sdk::KernelProblem& problem) const {
-  model::KernelRegistry registry(*this, {{kernel_kind, name}});
+  plugins::KernelRegistry registry(*this, {{kernel_kind, name}});
   const std::string chosen = registry.choose(kernel_kind, problem).name;
   return KernelChoice{create_kernel(kernel_kind, chosen), chosen};
 }

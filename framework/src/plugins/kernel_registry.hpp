@@ -13,7 +13,7 @@
 #include "mambakit/plugin_host.hpp"
 #include "mambakit/sdk/kernel.hpp"
 
-namespace mambakit::model {
+namespace mambakit::plugins {
 
 /// A kernel chosen for a problem, as `info` and `--verbose` report it.
 struct KernelChoiceRecord {
@@ -61,4 +61,4 @@ class KernelRegistry final : public sdk::KernelProvider {
   std::vector<KernelChoiceRecord> records_;
 };
 
-}  // namespace mambakit::model
+}  // namespace mambakit::plugins

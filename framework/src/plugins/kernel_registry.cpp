@@ -8,7 +8,7 @@
 
 #include "mambakit/error.hpp"
 
-namespace mambakit::model {
+namespace mambakit::plugins {
 
 KernelRegistry::KernelRegistry(const PluginHost& host, const std::map<std::string, std::string>& selections) {
   const std::vector<std::string> kinds = host.kernel_kinds();
@@ -100,4 +100,4 @@ std::vector<KernelChoiceRecord> KernelRegistry::choices() const {
   return records_;
 }
 
-}  // namespace mambakit::model
+}  // namespace mambakit::plugins
