@@ -7,6 +7,7 @@ output="${1:?usage: tools/make_kjv_corpus.sh OUTPUT.txt}"
 if ! command -v bible >/dev/null; then
   apt-get install -y -qq bible-kjv >/dev/null
 fi
+mkdir -p "$(dirname "${output}")"
 bible -f "Gen1:1-Rev22:21" | sed -E 's/^[0-9A-Za-z]+[0-9]+:[0-9]+ //' > "${output}.tmp"
 mv "${output}.tmp" "${output}"
 echo "wrote $(wc -c < "${output}") bytes to ${output}" >&2

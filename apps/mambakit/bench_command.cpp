@@ -28,7 +28,8 @@ namespace po = boost::program_options;
 
 namespace {
 
-std::vector<std::int64_t> parse_list(const std::string& text, const char* option) {
+/// A comma-separated list of integers >= `minimum`.
+std::vector<std::int64_t> parse_list(const std::string& text, const char* option, std::int64_t minimum = 1) {
   std::vector<std::int64_t> values;
   std::stringstream stream(text);
   std::string item;
@@ -36,10 +37,10 @@ std::vector<std::int64_t> parse_list(const std::string& text, const char* option
     try {
       std::size_t used = 0;
       const std::int64_t value = std::stoll(item, &used);
-      if (used != item.size() || value < 1) throw std::invalid_argument(item);
+      if (used != item.size() || value < minimum) throw std::invalid_argument(item);
       values.push_back(value);
     } catch (const std::exception&) {
-      throw Error(fmt::format("--{} takes a comma-separated list of positive integers, got '{}'", option, text));
+      throw Error(fmt::format("--{} takes a comma-separated list of integers >= {}, got '{}'", option, minimum, text));
     }
   }
   if (values.empty()) throw Error(fmt::format("--{} is empty", option));
@@ -147,7 +148,7 @@ int bench_main(int argc, char** argv) {
       "scan", po::value<std::string>()->default_value("all"), "scan backends: all (that run on the CPU), or a comma-separated list")(
       "batch", po::value<std::string>()->default_value("1"), "batch sizes, comma-separated")(
       "length", po::value<std::string>()->default_value("128,512"), "prompt lengths, comma-separated")(
-      "threads", po::value<std::string>()->default_value("1,2"), "thread counts, comma-separated")(
+      "threads", po::value<std::string>()->default_value("1,2"), "thread counts, comma-separated (0: all available)")(
       "repeat", po::value<int>()->default_value(5), "timed runs per case (the median is reported)")(
       "mode", po::value<std::string>()->default_value("prefill"),
                  "prefill, decode, both (prefill and decode), or train (forward + backward + AdamW step, with and "
@@ -175,7 +176,7 @@ int bench_main(int argc, char** argv) {
   const sdk::Device device = device_option(values);
   const bool on_cpu = device.type == sdk::DeviceType::kCpu;
   // CPU threads do not matter on a GPU: one pass.
-  const auto thread_counts = on_cpu ? parse_list(values["threads"].as<std::string>(), "threads") : std::vector<std::int64_t>{1};
+  const auto thread_counts = on_cpu ? parse_list(values["threads"].as<std::string>(), "threads", 0) : std::vector<std::int64_t>{1};
   const std::string shape = values["shape"].as<std::string>();
   const std::string mode = values["mode"].as<std::string>();
   if (mode != "prefill" && mode != "decode" && mode != "both" && mode != "train") {

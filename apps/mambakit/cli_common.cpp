@@ -28,6 +28,12 @@ std::unique_ptr<PluginHost> load_plugins(const po::variables_map& values) {
   if (values.count("plugin-dir") != 0) {
     for (const auto& dir : values["plugin-dir"].as<std::vector<std::string>>()) extra_dirs.emplace_back(dir);
   }
+  for (const auto& dir : extra_dirs) {
+    std::error_code error;
+    if (!std::filesystem::is_directory(dir, error)) {
+      throw Error(fmt::format("--plugin-dir {}: no such folder", dir.string()));
+    }
+  }
   auto host = std::make_unique<PluginHost>();
   host->load_standard_locations(extra_dirs);
   for (const auto& failure : host->failures()) {
@@ -142,15 +148,16 @@ bool parse_command_line(int argc, char** argv, const char* usage, const po::opti
     parser.options(all);
     if (positional != nullptr) parser.positional(*positional);
     po::store(parser.run(), values);
+    // --help is answered before the required options are checked (notify() checks them).
+    if (values.count("help") != 0) {
+      std::cout << "usage: " << usage << "\n\n" << all << "\n";
+      exit_code = 0;
+      return false;
+    }
     po::notify(values);
   } catch (const po::error& error) {
     fmt::print(stderr, "mambakit {}: {}\nusage: {}\n", argv[0], error.what(), usage);
     exit_code = 2;
-    return false;
-  }
-  if (values.count("help") != 0) {
-    std::cout << "usage: " << usage << "\n\n" << all << "\n";
-    exit_code = 0;
     return false;
   }
   return true;

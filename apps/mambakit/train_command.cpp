@@ -1,6 +1,7 @@
 // mambakit train: runs a training run config; Ctrl-C saves a checkpoint and stops cleanly.
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <atomic>
 #include <boost/program_options/value_semantic.hpp>
@@ -51,7 +52,10 @@ int train_main(int argc, char** argv) {
   std::stringstream text;
   text << stream.rdbuf();
   if (values.count("output-dir") != 0) overrides.push_back("output_dir=\"" + values["output-dir"].as<std::string>() + "\"");
-  const RunConfig run = parse_run_config(apply_overrides(text.str(), overrides), config_path);
+  // Errors name the overrides too: a key misspelt in --set is not the file's.
+  const std::string source =
+      overrides.empty() ? config_path : fmt::format("{} with --set {}", config_path, fmt::join(overrides, ", "));
+  const RunConfig run = parse_run_config(apply_overrides(text.str(), overrides), source);
   const auto host = load_plugins(values);
   std::signal(SIGINT, request_stop);
   std::signal(SIGTERM, request_stop);

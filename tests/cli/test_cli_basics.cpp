@@ -30,10 +30,17 @@ TEST_CASE("mambakit without a command, or with an unknown one, prints usage and 
   CHECK_THAT(unknown.errors, Contains("unknown command 'frobnicate'"));
 }
 
-TEST_CASE("every subcommand has --help") {
+TEST_CASE("every subcommand has --help, even those with required options") {
   const auto help = run_command(cli("plugins --help"));
   CHECK(help.exit_code == 0);
   CHECK_THAT(help.output, Contains("--format") && Contains("--plugin-dir"));
+  for (const char* command : {"info", "forward", "generate", "classify", "embed", "train", "grad", "bench",
+                              "check-plugin", "set-head"}) {
+    const auto answer = run_command(cli(std::string(command) + " --help"));
+    INFO(command << ": " << answer.errors);
+    CHECK(answer.exit_code == 0);
+    CHECK_THAT(answer.output, Contains("usage: mambakit " + std::string(command)));
+  }
 }
 
 TEST_CASE("mambakit plugins lists the in-tree components as text") {
@@ -72,8 +79,8 @@ TEST_CASE("bad options are errors with a non-zero exit") {
   CHECK_THAT(unknown.errors, Contains("colour"));
 }
 
-TEST_CASE("a missing --plugin-dir is a warning naming the folder, not a failure") {
+TEST_CASE("a missing --plugin-dir is an error naming the folder") {
   const auto result = run_command(cli("plugins --plugin-dir /nonexistent/mambakit-plugins"));
-  CHECK(result.exit_code == 0);
-  CHECK_THAT(result.errors, Contains("/nonexistent/mambakit-plugins") && Contains("does not exist"));
+  CHECK(result.exit_code == 1);
+  CHECK_THAT(result.errors, Contains("--plugin-dir /nonexistent/mambakit-plugins: no such folder"));
 }

@@ -19,6 +19,7 @@
 
 namespace fs = std::filesystem;
 using Catch::Matchers::Contains;
+using mambakit::test::run_command;
 using mambakit::test::signal_after;
 
 namespace {
@@ -109,4 +110,16 @@ TEST_CASE("a mambakit train killed outright keeps its last checkpoint intact") {
   INFO(resumed.errors);
   CHECK(resumed.exit_code == 0);
   CHECK_THAT(resumed.errors, Contains(fmt::format("step {}/{}", step + 1, step + 1)));
+}
+
+TEST_CASE("a key misspelt in --set is named as the override's, and model with init_from is refused") {
+  const fs::path dir = long_run("set_typo");
+  const auto typo = run_command(fmt::format("{} train --config {} --set stpes=5", MAMBAKIT_CLI_PATH,
+                                            (dir / "run.json").string()));
+  CHECK(typo.exit_code == 1);
+  CHECK_THAT(typo.errors, Contains("with --set stpes=5") && Contains("unknown key \"stpes\""));
+  const auto both = run_command(fmt::format("{} train --config {} --set init_from=models/default", MAMBAKIT_CLI_PATH,
+                                            (dir / "run.json").string()));
+  CHECK(both.exit_code == 1);
+  CHECK_THAT(both.errors, Contains("not both"));
 }

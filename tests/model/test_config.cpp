@@ -97,11 +97,19 @@ TEST_CASE("mambakit's first format (Mamba-1 keys at the top level) reads as befo
   CHECK(lm.head.name == "lm");
   CHECK(lm.n_layer == 3);
   CHECK_FALSE(lm.tie_embeddings);
-  // The Mamba-1 keys go to the s6 layers; mixer_options goes to every layer.
+  // The Mamba-1 keys go to the s6 layers; mixer_options goes to the other layers (and of it, an
+  // s6 layer takes what it knows).
   CHECK(lm.mixer_of_layer(0).name == "s6");
-  CHECK(nlohmann::json::parse(lm.mixer_of_layer(0).options) == nlohmann::json::parse(R"({"d_state": 4, "dt_rank": 2, "shared": 1})"));
+  CHECK(nlohmann::json::parse(lm.mixer_of_layer(0).options) == nlohmann::json::parse(R"({"d_state": 4, "dt_rank": 2})"));
   CHECK(lm.mixer_of_layer(1).name == "ema");
   CHECK(nlohmann::json::parse(lm.mixer_of_layer(1).options) == nlohmann::json::parse(R"({"shared": 1})"));
+  // In a stack of several mixers, mixer/s6 layers take only the shared options they know.
+  const auto mixed = parse(R"({"n_layer": 2, "mixer": ["s6", "ema"], "mixer_options": {"decay": 0.8, "d_state": 8}})");
+  CHECK(nlohmann::json::parse(mixed.mixer_of_layer(0).options) == nlohmann::json::parse(R"({"d_state": 8})"));
+  CHECK(nlohmann::json::parse(mixed.mixer_of_layer(1).options) == nlohmann::json::parse(R"({"decay": 0.8, "d_state": 8})"));
+  // In a pure Mamba-1 stack they all go to mixer/s6, which refuses one it does not know.
+  CHECK_THAT(create_error(R"({"d_model": 16, "n_layer": 1, "mixer_options": {"decay": 0.8}})"),
+             Contains("mixer/s6") && Contains("unknown option \"decay\""));
   // The bundled model's config is in this format.
   const auto bundled = mambakit::load_model_config(mambakit::test::data_dir() / "../../models/default/config.json", host());
   CHECK(bundled.d_model == 256);

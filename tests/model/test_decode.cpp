@@ -85,4 +85,13 @@ TEST_CASE("an inference state saved to a file continues generation exactly, and 
 
   auto wrong_batch = model.make_state(2);
   CHECK_THROWS_WITH(wrong_batch.load(file), Catch::Matchers::Contains("state.safetensors"));
+
+  // A moved-from state is empty but usable: it reports nothing and copies as empty.
+  auto moved = std::move(restored);
+  CHECK(moved.n_layers() == 3);
+  CHECK(restored.n_layers() == 0);   // NOLINT(bugprone-use-after-move): the documented moved-from state
+  CHECK(restored.bytes() == 0);      // NOLINT(bugprone-use-after-move)
+  const mambakit::InferenceState copy = restored;  // NOLINT(bugprone-use-after-move)
+  CHECK(copy.n_layers() == 0);
+  CHECK_THROWS_WITH(model.step({2}, restored), Catch::Matchers::Contains("0 rows"));  // NOLINT(bugprone-use-after-move)
 }

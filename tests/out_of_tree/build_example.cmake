@@ -14,6 +14,9 @@ endfunction()
 file(REMOVE_RECURSE ${WORK_DIR})
 set(prefix ${WORK_DIR}/prefix)
 run_step("installing mambakit" ${CMAKE_COMMAND} --install ${BUILD_DIR} --prefix ${prefix})
+if(NOT EXISTS ${prefix}/share/mambakit/models/default/model.safetensors)
+  message(FATAL_ERROR "the install left out the bundled model (share/mambakit/models/default)")
+endif()
 run_step("configuring the example against the installed SDK"
   ${CMAKE_COMMAND} -S ${EXAMPLE_DIR} -B ${WORK_DIR}/build -G ${GENERATOR}
   -DCMAKE_PREFIX_PATH=${prefix} -DCMAKE_BUILD_TYPE=Release)

@@ -105,9 +105,12 @@ class InferenceState {
   /// The tensors, and the copy a model on an accelerator keeps (framework-internal).
   struct Storage;
 
+  /// The storage, made on first use (a moved-from state gets a new, empty one).
+  Storage& storage() const;
+
   std::int64_t batch_ = 0;
   std::int64_t seqlen_offset_ = 0;
-  std::unique_ptr<Storage> storage_;
+  mutable std::unique_ptr<Storage> storage_;
 };
 
 /// A parameter's values and accumulated gradient, for optimizers. Pointers stay valid while

@@ -20,6 +20,8 @@ CudaOps::CudaOps(Model::Impl& impl, sdk::Device device) : impl_(impl), device_(d
   parameters_.upload();
 }
 
+std::shared_ptr<void> CudaOps::use_device() { return std::make_shared<DeviceGuard>(device_.index); }
+
 void CudaOps::sync_parameters() {
   DeviceGuard on(device_.index);
   parameters_.upload();

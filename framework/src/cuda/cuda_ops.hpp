@@ -36,6 +36,7 @@ class CudaOps final : public model::DeviceOps {
   CudaOps(Model::Impl& impl, sdk::Device device);
 
   [[nodiscard]] sdk::Device device() const override { return device_; }
+  std::shared_ptr<void> use_device() override;
   void sync_parameters() override;
   void begin() override;
   sdk::Context context() override;

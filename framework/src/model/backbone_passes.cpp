@@ -78,6 +78,7 @@ std::pair<std::int32_t*, std::int32_t*> upload_tokens(DeviceOps& ops, const Toke
 
 FloatTensor forward_pass(Model::Impl& impl, DeviceOps& ops, const TokenBatch& tokens, InferenceState* state,
                          bool last_position_only) {
+  const auto on_device = ops.use_device();
   ops.begin();
   const std::int64_t B = tokens.batch, L = tokens.length, D = impl.config.d_model, M = B * L;
   const sdk::Context ctx = ops.context();
@@ -132,11 +133,19 @@ FloatTensor forward_pass(Model::Impl& impl, DeviceOps& ops, const TokenBatch& to
 
 FloatTensor step_pass(Model::Impl& impl, DeviceOps& ops, const std::vector<std::int32_t>& ids, InferenceState& state,
                       std::vector<std::int32_t>* argmax) {
+  const auto on_device = ops.use_device();
   const std::int64_t B = state.batch(), D = impl.config.d_model;
   const auto& states = ops.state_on_device(state);
   const std::int32_t* device_ids = ops.step_ids(ids);
   FloatTensor result(head_output_shape(impl, B, 1));
-  float* output = argmax != nullptr ? ops.step_output(B, result.numel()) : ops.output(result);
+  const std::int64_t vocab = impl.config.vocab_size, stride = result.shape.back();
+  if (argmax != nullptr && (result.numel() != B * stride || stride < vocab)) {
+    throw Error(fmt::format("head/{} output of shape {} has no row of {} logits per sequence", impl.config.head.name,
+                            format_shape(result.shape), vocab));
+  }
+  // The step writes into the device's fixed buffer (which a CUDA graph bakes in), whether the
+  // logits or only their argmax leave the device.
+  float* output = ops.step_output(B, result.numel());
   const sdk::Context ctx = ops.context();
   ops.run_step(B, state, [&] {
     float* hidden = ops.take<float>(B * D, "the hidden states");
@@ -159,13 +168,8 @@ FloatTensor step_pass(Model::Impl& impl, DeviceOps& ops, const std::vector<std::
   });
   StateAccess::advance(state, 1);
   if (argmax == nullptr) {
-    ops.finish_output(result, output);
+    ops.to_host(result.values.data(), output, result.values.size() * sizeof(float));
     return result;
-  }
-  const std::int64_t vocab = impl.config.vocab_size, stride = result.shape.back();
-  if (result.numel() != B * stride || stride < vocab) {
-    throw Error(fmt::format("head/{} output of shape {} has no row of {} logits per sequence", impl.config.head.name,
-                            format_shape(result.shape), vocab));
   }
   *argmax = ops.argmax_rows(output, B, stride, vocab);
   return FloatTensor{};
@@ -175,6 +179,7 @@ double training_pass(Model::Impl& impl, DeviceOps& ops, const TokenBatch& tokens
                      PassKind kind) {
   const bool next_token = impl.head_capabilities.objective == sdk::HeadObjective::kNextToken;
   if (next_token) lm_target_count(tokens.batch, tokens.length, tokens.lengths);
+  const auto on_device = ops.use_device();
   ops.begin();
   const bool training = kind != PassKind::kEvaluate, recompute = kind == PassKind::kTrainRecompute;
   const std::int64_t B = tokens.batch, L = tokens.length, D = impl.config.d_model, M = B * L;

@@ -26,6 +26,9 @@ class DeviceOps {
 
   [[nodiscard]] virtual sdk::Device device() const = 0;
 
+  /// Makes this device current for the calling thread until the returned object is destroyed
+  /// (the previous one current again); the passes hold it for a whole call. Nothing on the CPU.
+  [[nodiscard]] virtual std::shared_ptr<void> use_device() { return nullptr; }
   /// Makes the device's copy of the parameters equal the host store's values (after the host
   /// changed them); nothing on the CPU, whose copy is the store.
   virtual void sync_parameters() = 0;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <numeric>
+#include <utility>
 
 #include <nlohmann/json.hpp>
 
@@ -23,16 +24,29 @@ void check_index(std::int64_t layer, std::int64_t index, const std::vector<std::
 
 }  // namespace
 
-InferenceState::InferenceState() : storage_(std::make_unique<Storage>()) {}
+InferenceState::InferenceState() = default;
+
+InferenceState::Storage& InferenceState::storage() const {
+  if (!storage_) storage_ = std::make_unique<Storage>();
+  return *storage_;
+}
 InferenceState::~InferenceState() = default;
-InferenceState::InferenceState(InferenceState&&) noexcept = default;
-InferenceState& InferenceState::operator=(InferenceState&&) noexcept = default;
+InferenceState::InferenceState(InferenceState&& other) noexcept
+    : batch_(std::exchange(other.batch_, 0)), seqlen_offset_(std::exchange(other.seqlen_offset_, 0)),
+      storage_(std::move(other.storage_)) {}
+
+InferenceState& InferenceState::operator=(InferenceState&& other) noexcept {
+  batch_ = std::exchange(other.batch_, 0);
+  seqlen_offset_ = std::exchange(other.seqlen_offset_, 0);
+  storage_ = std::move(other.storage_);
+  return *this;
+}
 
 InferenceState::InferenceState(const InferenceState& other)
-    : batch_(other.batch_), seqlen_offset_(other.seqlen_offset_), storage_(std::make_unique<Storage>()) {
-  other.storage_->sync_to_host();
-  storage_->tensors = other.storage_->tensors;
-  storage_->names = other.storage_->names;
+    : batch_(other.batch_), seqlen_offset_(other.seqlen_offset_) {
+  other.storage().sync_to_host();
+  storage().tensors = other.storage().tensors;
+  storage().names = other.storage().names;
 }
 
 InferenceState& InferenceState::operator=(const InferenceState& other) {
@@ -40,42 +54,42 @@ InferenceState& InferenceState::operator=(const InferenceState& other) {
   return *this;
 }
 
-std::int64_t InferenceState::n_layers() const { return static_cast<std::int64_t>(storage_->tensors.size()); }
+std::int64_t InferenceState::n_layers() const { return static_cast<std::int64_t>(storage().tensors.size()); }
 
 const FloatTensor& InferenceState::tensor(std::int64_t layer, std::int64_t index) const {
-  check_index(layer, index, storage_->tensors);
-  storage_->sync_to_host();
-  return storage_->tensors[static_cast<std::size_t>(layer)][static_cast<std::size_t>(index)];
+  check_index(layer, index, storage().tensors);
+  storage().sync_to_host();
+  return storage().tensors[static_cast<std::size_t>(layer)][static_cast<std::size_t>(index)];
 }
 
 FloatTensor& InferenceState::tensor(std::int64_t layer, std::int64_t index) {
-  check_index(layer, index, storage_->tensors);
-  storage_->use_on_host();
-  return storage_->tensors[static_cast<std::size_t>(layer)][static_cast<std::size_t>(index)];
+  check_index(layer, index, storage().tensors);
+  storage().use_on_host();
+  return storage().tensors[static_cast<std::size_t>(layer)][static_cast<std::size_t>(index)];
 }
 
 const std::string& InferenceState::tensor_name(std::int64_t layer, std::int64_t index) const {
-  check_index(layer, index, storage_->tensors);
-  return storage_->names[static_cast<std::size_t>(layer)][static_cast<std::size_t>(index)];
+  check_index(layer, index, storage().tensors);
+  return storage().names[static_cast<std::size_t>(layer)][static_cast<std::size_t>(index)];
 }
 
 std::int64_t InferenceState::tensor_count(std::int64_t layer) const {
-  check_index(layer, 0, storage_->tensors);
-  return static_cast<std::int64_t>(storage_->tensors[static_cast<std::size_t>(layer)].size());
+  check_index(layer, 0, storage().tensors);
+  return static_cast<std::int64_t>(storage().tensors[static_cast<std::size_t>(layer)].size());
 }
 
 std::size_t InferenceState::bytes() const {
   std::size_t total = 0;
-  for (const auto& layer : storage_->tensors) {
+  for (const auto& layer : storage().tensors) {
     for (const auto& tensor : layer) total += tensor.values.size() * sizeof(float);
   }
   return total;
 }
 
 void InferenceState::reset() {
-  storage_->host_current = true;
-  storage_->device_current = false;
-  for (auto& layer : storage_->tensors) {
+  storage().host_current = true;
+  storage().device_current = false;
+  for (auto& layer : storage().tensors) {
     for (auto& tensor : layer) std::fill(tensor.values.begin(), tensor.values.end(), 0.0f);
   }
   seqlen_offset_ = 0;
@@ -83,7 +97,7 @@ void InferenceState::reset() {
 
 std::string InferenceState::info_json() const {
   std::int64_t tensors = 0;
-  for (const auto& layer : storage_->tensors) tensors += static_cast<std::int64_t>(layer.size());
+  for (const auto& layer : storage().tensors) tensors += static_cast<std::int64_t>(layer.size());
   return nlohmann::json{{"layers", n_layers()},
                         {"tensors", tensors},
                         {"bytes", bytes()},
@@ -99,12 +113,12 @@ std::string state_tensor_key(std::int64_t layer, const std::string& name) { retu
 }  // namespace
 
 void InferenceState::save(const std::filesystem::path& file) const {
-  storage_->sync_to_host();
-  const auto& held = storage_->tensors;
+  storage().sync_to_host();
+  const auto& held = storage().tensors;
   std::vector<SafetensorsTensor> tensors;
   for (std::size_t layer = 0; layer < held.size(); ++layer) {
     for (std::size_t i = 0; i < held[layer].size(); ++i) {
-      tensors.push_back({state_tensor_key(static_cast<std::int64_t>(layer), storage_->names[layer][i]),
+      tensors.push_back({state_tensor_key(static_cast<std::int64_t>(layer), storage().names[layer][i]),
                          sdk::DType::kF32, held[layer][i].shape, held[layer][i].values.data()});
     }
   }
@@ -119,11 +133,11 @@ void InferenceState::load(const std::filesystem::path& file) {
   if (!metadata.count("kind") || metadata.at("kind") != "mambakit-inference-state" || !metadata.count("seqlen_offset")) {
     throw Error(fmt::format("{}: not a mambakit inference state", file.string()));
   }
-  storage_->use_on_host();
-  auto& held = storage_->tensors;
+  storage().use_on_host();
+  auto& held = storage().tensors;
   for (std::size_t layer = 0; layer < held.size(); ++layer) {
     for (std::size_t i = 0; i < held[layer].size(); ++i) {
-      const std::string key = state_tensor_key(static_cast<std::int64_t>(layer), storage_->names[layer][i]);
+      const std::string key = state_tensor_key(static_cast<std::int64_t>(layer), storage().names[layer][i]);
       const auto& entry = stored.at(key);
       if (entry.shape != held[layer][i].shape) {
         throw Error(fmt::format("{}: {} has {} values in shape of rank {}, this model's state needs another shape "
@@ -150,14 +164,14 @@ InferenceState StateAccess::make(std::int64_t batch, std::vector<std::vector<Flo
                                  std::vector<std::vector<std::string>> names) {
   InferenceState state;
   state.batch_ = batch;
-  state.storage_->tensors = std::move(tensors);
-  state.storage_->names = std::move(names);
+  state.storage().tensors = std::move(tensors);
+  state.storage().names = std::move(names);
   return state;
 }
 
 std::vector<std::vector<FloatTensor>>& StateAccess::host_tensors(InferenceState& state) {
-  state.storage_->use_on_host();
-  return state.storage_->tensors;
+  state.storage().use_on_host();
+  return state.storage().tensors;
 }
 
 }  // namespace mambakit::model

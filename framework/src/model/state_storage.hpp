@@ -66,7 +66,7 @@ namespace mambakit::model {
 
 template <class Make>
 StateMirror& StateAccess::mirror_on_device(InferenceState& state, Make&& make) {
-  InferenceState::Storage& storage = *state.storage_;
+  InferenceState::Storage& storage = state.storage();
   if (!storage.device) {
     storage.device = make(storage.tensors);
     storage.device_current = false;

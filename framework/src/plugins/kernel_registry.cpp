@@ -58,8 +58,13 @@ KernelRegistry::Chosen KernelRegistry::choose(const std::string& kind, const sdk
   if (best == nullptr) {
     std::vector<std::string> scores;
     for (const auto& [name, kernel] : found->second) scores.push_back(fmt::format("{}={}", name, kernel->score(problem)));
-    throw Error(fmt::format("no {} kernel can run a {} problem; scores: {}", kind, describe(problem),
-                            fmt::join(scores, ", ")));
+    const bool named = found->second.size() == 1;
+    throw Error(fmt::format("no {} kernel can run a {} problem; scores: {}{}", kind, describe(problem),
+                            fmt::join(scores, ", "),
+                            named ? fmt::format(" (the {} kernel '{}' was named: choose another, or auto, or run where "
+                                                "it runs: --device)",
+                                                kind, found->second.front().first)
+                                  : ""));
   }
   return {best->second.get(), best->first};
 }

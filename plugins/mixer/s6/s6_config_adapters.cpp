@@ -1,5 +1,6 @@
 #include "s6_config_adapters.hpp"
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <stdexcept>
@@ -58,6 +59,8 @@ sdk::Status translating(Body&& body) noexcept {
       return body();
     } catch (const std::invalid_argument& error) {
       return sdk::Status::error(sdk::StatusCode::kInvalidArgument, "%s", error.what());
+    } catch (const nlohmann::json::exception& error) {  // a value of the wrong type
+      return sdk::Status::error(sdk::StatusCode::kInvalidArgument, "%s", error.what());
     }
   });
 }
@@ -105,12 +108,18 @@ sdk::Status HfMambaConfigAdapter::translate(const char* config_json, sdk::TextSi
                {"use_bias", "bias"}},
               options, read);
     native["mixer"] = {{"name", "s6"}, {"options", options}};
-    // Keys that change nothing in the model mambakit builds (token ids, training-time and
-    // library settings, and the duplicates some checkpoints carry from mamba_ssm's config).
-    for (const char* key : {"architectures", "bos_token_id", "eos_token_id", "pad_token_id", "use_cache",
-                            "torch_dtype", "transformers_version", "initializer_range", "rescale_prenorm_residual",
-                            "use_mambapy", "_name_or_path", "d_model", "n_layer", "fused_add_norm",
-                            "pad_vocab_size_multiple", "ssm_cfg"}) {
+    // Keys that change nothing in the model mambakit builds: token ids, initialisation,
+    // training-time and library settings, PretrainedConfig's generic attributes, and the
+    // duplicates some checkpoints carry from mamba_ssm's config. Any other key is an error.
+    for (const char* key :
+         {"architectures", "auto_map", "bos_token_id", "eos_token_id", "pad_token_id", "sep_token_id",
+          "decoder_start_token_id", "use_cache", "torch_dtype", "transformers_version", "_name_or_path", "_commit_hash",
+          "initializer_range", "rescale_prenorm_residual", "use_mambapy", "use_associative_scan", "return_dict",
+          "output_hidden_states", "output_attentions", "torchscript", "tie_encoder_decoder", "is_encoder_decoder",
+          "id2label", "label2id", "problem_type", "chunk_size_feed_forward", "tokenizer_class", "prefix",
+          "task_specific_params", "finetuning_task", "max_length", "min_length", "do_sample", "num_beams",
+          "temperature", "top_k", "top_p", "d_model", "n_layer", "fused_add_norm", "pad_vocab_size_multiple",
+          "ssm_cfg"}) {
       read.insert(key);
     }
     read.insert("hidden_act");
@@ -182,17 +191,30 @@ sdk::Status MambakitV1ConfigAdapter::translate(const char* config_json, sdk::Tex
     read.insert("mixer_options");
     json shared_options = root.value("mixer_options", json::object());
     if (!shared_options.is_object()) fail("mixer_options", shared_options, "must be a JSON object");
-    // Format 1 gave the Mamba-1 keys to mixer/s6 layers and "mixer_options" to every layer.
+    // Format 1 gave the Mamba-1 keys to mixer/s6 layers and "mixer_options" to every layer. In a
+    // stack of several mixers, mixer/s6 layers take only the mixer_options they know (the
+    // others are the other mixers', which check them); in a pure Mamba-1 stack every option
+    // goes to mixer/s6, which refuses an unknown one.
+    read.insert("mixer");
+    const json names = root.value("mixer", json("s6"));
+    const bool mixed = names.is_array() &&
+                       std::any_of(names.begin(), names.end(), [](const json& name) { return name != "s6"; });
     auto choice = [&](const json& name) {
       if (!name.is_string() || name.get<std::string>().empty()) {
         fail("mixer", root["mixer"], "must be a mixer name or a non-empty list of names");
       }
       json options = shared_options;
-      if (name == "s6") options.update(s6_options);
+      if (name == "s6") {
+        if (mixed) {
+          options = json::object();
+          for (const char* key : kS6Keys) {
+            if (shared_options.contains(key)) options[key] = shared_options[key];
+          }
+        }
+        options.update(s6_options);
+      }
       return json{{"name", name}, {"options", options}};
     };
-    read.insert("mixer");
-    const json names = root.value("mixer", json("s6"));
     if (names.is_array()) {
       if (names.empty()) fail("mixer", names, "must be a mixer name or a non-empty list of names");
       const std::int64_t n_layer = root.value("n_layer", std::int64_t{24});
