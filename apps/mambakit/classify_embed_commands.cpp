@@ -64,20 +64,29 @@ bool parse_text_command(int argc, char** argv, const char* usage, po::options_de
 
 int classify_main(int argc, char** argv) {
   po::options_description extra;
+  extra.add_options()("format", po::value<std::string>()->default_value("text"),
+                      "output format: text (a label and its probability per line) or json");
   po::variables_map values;
   int exit_code = 0;
-  if (!parse_text_command(argc, argv, "mambakit classify --model DIR --text TEXT", extra, values, exit_code)) {
+  if (!parse_text_command(argc, argv, "mambakit classify --model DIR --text TEXT [--format text|json]", extra, values,
+                          exit_code)) {
     return exit_code;
   }
+  const std::string format = values["format"].as<std::string>();
+  if (format != "text" && format != "json") throw Error(fmt::format("--format must be text or json, got '{}'", format));
   std::vector<std::string> labels;
   const FloatTensor scores = run_text(values, sdk::HeadObjective::kClassLabels, &labels);
   const float top = *std::max_element(scores.values.begin(), scores.values.end());
   double total = 0.0;
   for (float s : scores.values) total += std::exp(s - top);
+  nlohmann::json rows = nlohmann::json::array();
   for (std::size_t c = 0; c < scores.values.size(); ++c) {
     const std::string name = c < labels.size() && !labels[c].empty() ? labels[c] : std::to_string(c);
-    fmt::print("{}\t{:.6f}\n", name, std::exp(scores.values[c] - top) / total);
+    const double probability = std::exp(scores.values[c] - top) / total;
+    if (format == "text") fmt::print("{}\t{:.6f}\n", name, probability);
+    rows.push_back({{"label", name}, {"index", c}, {"probability", probability}, {"score", scores.values[c]}});
   }
+  if (format == "json") fmt::print("{}\n", nlohmann::json{{"labels", rows}}.dump());
   return 0;
 }
 

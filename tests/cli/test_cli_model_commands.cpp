@@ -237,6 +237,14 @@ TEST_CASE("mambakit classify prints each label's probability and embed prints or
     sum += probability;
   }
   CHECK(std::abs(sum - 1.0) < 1e-5);
+  const auto as_json = run_command(cli("classify --format json --model " + classifier_dir.string() + " --text \"" +
+                                       text + "\""));
+  REQUIRE(as_json.exit_code == 0);
+  const auto classified_json = nlohmann::json::parse(as_json.output);
+  REQUIRE(classified_json["labels"].size() == 3);
+  CHECK(classified_json["labels"][1]["label"] == "poetry");
+  CHECK(std::abs(classified_json["labels"][1]["probability"].get<double>() -
+                 std::exp(static_cast<double>(scores[1])) / total) < 2e-6);
 
   auto features_config = tiny_task_config("features", R"({"pooling": "mean"})");
   const fs::path features_dir = mambakit::test::scratch_dir("cli_features");

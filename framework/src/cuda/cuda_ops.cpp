@@ -180,7 +180,11 @@ const std::int32_t* CudaOps::step_ids(const std::vector<std::int32_t>& ids) {
 float* CudaOps::step_output(std::int64_t batch, std::int64_t count) {
   StepBuffers& io = step_buffers(batch);
   const std::size_t bytes = static_cast<std::size_t>(count) * sizeof(float);
-  if (io.output.bytes() != bytes) io.output = DeviceBuffer(bytes);
+  if (io.output.data() == nullptr) io.output = DeviceBuffer(bytes);
+  if (io.output.bytes() != bytes) {  // graphs bake the address in: the size must stay fixed
+    throw Error(fmt::format("a decode step of {} rows needs {} output bytes, but its buffer holds {}", batch, bytes,
+                            io.output.bytes()));
+  }
   return io.output.as<float>();
 }
 
@@ -199,6 +203,7 @@ std::vector<std::int32_t> CudaOps::argmax_rows(const float* logits, std::int64_t
                                                std::int64_t count) {
   DeviceGuard on(device_.index);
   StepBuffers& io = step_buffers(rows);
+  io.ids_on_device.clear();  // the argmax overwrites the ids; known again once they are copied out
   MAMBAKIT_CUDA_THROW_IF_ERROR(launch_argmax_rows(logits, rows, stride, count, io.ids.as<std::int32_t>(), stream_.get()));
   std::vector<std::int32_t> result(static_cast<std::size_t>(rows));
   to_host(result.data(), io.ids.data(), result.size() * sizeof(std::int32_t));

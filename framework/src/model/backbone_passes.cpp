@@ -35,6 +35,19 @@ std::vector<sdk::TensorView> parameters(DeviceOps& ops, const std::vector<int>& 
   return views;
 }
 
+/// Views of the gradients of parameters `indices` (f32, the parameters' shapes).
+std::vector<sdk::TensorView> gradients(DeviceOps& ops, const std::vector<int>& indices) {
+  std::vector<sdk::TensorView> views;
+  views.reserve(indices.size());
+  for (int index : indices) {
+    sdk::TensorView view = ops.parameter(index);
+    view.data = ops.gradient(index);
+    view.dtype = sdk::DType::kF32;
+    views.push_back(view);
+  }
+  return views;
+}
+
 sdk::TensorView activation(DeviceOps& ops, const void* data, std::vector<std::int64_t> shape,
                            sdk::DType dtype = sdk::DType::kF32) {
   return sdk::make_view(const_cast<void*>(data), dtype, ops.device(), shape.data(),
@@ -302,13 +315,7 @@ double training_pass(Model::Impl& impl, DeviceOps& ops, const TokenBatch& tokens
   ops.zero(grad_final, slice_bytes);
   {
     const auto params = parameters(ops, impl.head_params);
-    std::vector<sdk::TensorView> grads;
-    for (int index : impl.head_params) {
-      sdk::TensorView view = ops.parameter(index);
-      view.data = ops.gradient(index);
-      view.dtype = sdk::DType::kF32;
-      grads.push_back(view);
-    }
+    const auto grads = gradients(ops, impl.head_params);
     sdk::HeadBackwardArgs args;
     args.params = params.data();
     args.hidden = activation(ops, final_normed, shape);
@@ -334,13 +341,7 @@ double training_pass(Model::Impl& impl, DeviceOps& ops, const TokenBatch& tokens
     }
     const std::vector<sdk::TensorView>& layer_saved = recompute ? recomputed : saved[layer];
     const auto params = parameters(ops, impl.mixer_params[layer]);
-    std::vector<sdk::TensorView> grads;
-    for (int index : impl.mixer_params[layer]) {
-      sdk::TensorView view = ops.parameter(index);
-      view.data = ops.gradient(index);
-      view.dtype = sdk::DType::kF32;
-      grads.push_back(view);
-    }
+    const auto grads = gradients(ops, impl.mixer_params[layer]);
     ops.zero(grad_normed, slice_bytes);
     sdk::MixerBackwardArgs args;
     args.params = params.data();

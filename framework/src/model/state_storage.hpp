@@ -50,7 +50,8 @@ struct InferenceState::Storage {
 
   /// Makes the host tensors current (downloading them when the device holds newer values).
   void sync_to_host() {
-    if (!host_current && device) device->download(tensors);
+    if (host_current) return;
+    if (device) device->download(tensors);
     host_current = true;
   }
   /// The host tensors are about to be written: current on the host, stale on the device.

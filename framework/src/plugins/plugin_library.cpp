@@ -6,6 +6,7 @@
 #include <boost/dll/runtime_symbol_info.hpp>
 #include <boost/dll/shared_library.hpp>
 #include <cstring>
+#include <fstream>
 
 #include "mambakit/error.hpp"
 
@@ -16,7 +17,14 @@ PluginLibrary open_plugin_library(const std::filesystem::path& file) {
   std::error_code error;
   library->load(file, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local, error);
   if (error) {
-    throw Error(fmt::format("not a loadable shared library: {}", error.message()));
+    std::ifstream bytes(file, std::ios::binary);
+    char magic[4] = {};
+    bytes.read(magic, sizeof magic);
+    const bool elf = bytes.gcount() == 4 && magic[0] == '\x7f' && magic[1] == 'E' && magic[2] == 'L' && magic[3] == 'F';
+    throw Error(elf ? fmt::format("the shared library cannot be loaded ({}): a missing dependency, or built for "
+                                  "another machine",
+                                  error.message())
+                    : std::string("not a shared library (the file is not an ELF object)"));
   }
   if (!library->has(sdk::kPluginEntrySymbol)) {
     throw Error(fmt::format("no plugin entry: the library does not export '{}' (use MAMBAKIT_PLUGIN)",

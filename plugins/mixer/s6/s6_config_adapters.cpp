@@ -118,8 +118,13 @@ sdk::Status HfMambaConfigAdapter::translate(const char* config_json, sdk::TextSi
           "output_hidden_states", "output_attentions", "torchscript", "tie_encoder_decoder", "is_encoder_decoder",
           "id2label", "label2id", "problem_type", "chunk_size_feed_forward", "tokenizer_class", "prefix",
           "task_specific_params", "finetuning_task", "max_length", "min_length", "do_sample", "num_beams",
-          "temperature", "top_k", "top_p", "d_model", "n_layer", "fused_add_norm", "pad_vocab_size_multiple",
-          "ssm_cfg"}) {
+          "temperature", "top_k", "top_p", "dtype", "use_bfloat16", "is_decoder", "pruned_heads", "tf_legacy_loss",
+          "add_cross_attention", "cross_attention_hidden_size", "bad_words_ids", "begin_suppress_tokens",
+          "diversity_penalty", "early_stopping", "encoder_no_repeat_ngram_size", "exponential_decay_length_penalty",
+          "forced_bos_token_id", "forced_eos_token_id", "length_penalty", "no_repeat_ngram_size", "num_beam_groups",
+          "num_return_sequences", "output_scores", "remove_invalid_values", "repetition_penalty",
+          "return_dict_in_generate", "suppress_tokens", "typical_p", "d_model", "n_layer", "fused_add_norm",
+          "pad_vocab_size_multiple", "ssm_cfg"}) {
       read.insert(key);
     }
     read.insert("hidden_act");
@@ -192,9 +197,9 @@ sdk::Status MambakitV1ConfigAdapter::translate(const char* config_json, sdk::Tex
     json shared_options = root.value("mixer_options", json::object());
     if (!shared_options.is_object()) fail("mixer_options", shared_options, "must be a JSON object");
     // Format 1 gave the Mamba-1 keys to mixer/s6 layers and "mixer_options" to every layer. In a
-    // stack of several mixers, mixer/s6 layers take only the mixer_options they know (the
-    // others are the other mixers', which check them); in a pure Mamba-1 stack every option
-    // goes to mixer/s6, which refuses an unknown one.
+    // stack of several mixers, mixer/s6 layers take the mixer_options that are Mamba-1 keys and
+    // the other mixers the rest (which they check); in a pure Mamba-1 stack every option goes
+    // to mixer/s6, which refuses an unknown one.
     read.insert("mixer");
     const json names = root.value("mixer", json("s6"));
     const bool mixed = names.is_array() &&
@@ -203,16 +208,17 @@ sdk::Status MambakitV1ConfigAdapter::translate(const char* config_json, sdk::Tex
       if (!name.is_string() || name.get<std::string>().empty()) {
         fail("mixer", root["mixer"], "must be a mixer name or a non-empty list of names");
       }
-      json options = shared_options;
-      if (name == "s6") {
-        if (mixed) {
-          options = json::object();
-          for (const char* key : kS6Keys) {
-            if (shared_options.contains(key)) options[key] = shared_options[key];
-          }
+      // In a mixed stack the shared options split: the Mamba-1 keys to mixer/s6, the rest to
+      // the other mixers.
+      json options = mixed ? json::object() : shared_options;
+      if (mixed) {
+        for (const auto& [key, value] : shared_options.items()) {
+          const bool s6_key = std::any_of(std::begin(kS6Keys), std::end(kS6Keys),
+                                          [&](const char* known) { return key == known; });
+          if (s6_key == (name == "s6")) options[key] = value;
         }
-        options.update(s6_options);
       }
+      if (name == "s6") options.update(s6_options);
       return json{{"name", name}, {"options", options}};
     };
     if (names.is_array()) {
