@@ -162,8 +162,9 @@ int bench_main(int argc, char** argv) {
   po::variables_map values;
   int exit_code = 0;
   if (!parse_command_line(argc, argv,
-                          "mambakit bench [--shape 130m] [--scan all|NAMES] [--batch 1,8] [--length 128,512,2048] "
-                          "[--threads 1,2] [--dtype f32,bf16] [--repeat N] [--format text|json] [--device cpu|cuda]",
+                          "mambakit bench [--shape tiny|kjv|130m|370m|790m|1.4b|2.8b] [--scan all|NAMES] [--batch 1,8] "
+                          "[--length 128,512,2048] [--threads 1,2] [--mode prefill|decode|both|train] [--dtype f32,bf16] "
+                          "[--repeat N] [--decode-tokens N] [--format text|json] [--device cpu|cuda] [--plugin-dir DIR]...",
                           options, values, exit_code)) {
     return exit_code;
   }

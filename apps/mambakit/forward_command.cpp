@@ -22,8 +22,8 @@ int forward_main(int argc, char** argv) {
   po::variables_map values;
   int exit_code = 0;
   if (!parse_command_line(argc, argv,
-                          "mambakit forward --model DIR --input TOKENS.json --output LOGITS.npy [--scan NAME] "
-                          "[--threads N] [--device cpu|cuda]",
+                          "mambakit forward --model DIR --input TOKENS.json --output LOGITS.npy [--kernel KIND=NAME]... "
+                          "[--scan NAME] [--threads N] [--dtype ...] [--device cpu|cuda] [--verbose] [--plugin-dir DIR]...",
                           options, values, exit_code)) {
     return exit_code;
   }

@@ -21,7 +21,8 @@ int grad_main(int argc, char** argv) {
   add_plugin_options(options);
   po::variables_map values;
   int exit_code = 0;
-  if (!parse_command_line(argc, argv, "mambakit grad --model DIR --input TOKENS.json --output GRADS.safetensors",
+  if (!parse_command_line(argc, argv, "mambakit grad --model DIR --input TOKENS.json --output GRADS.safetensors [--device cpu|cuda] "
+                          "[--kernel KIND=NAME]... [--threads N] [--plugin-dir DIR]...",
                           options, values, exit_code)) {
     return exit_code;
   }

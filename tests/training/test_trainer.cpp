@@ -168,3 +168,36 @@ TEST_CASE("an LM fine-tunes into a classifier: init_from keeps its backbone, \"h
   CHECK_THROWS_WITH(mambakit::parse_run_config(R"({"model": {}, "head": "lm", "train_data": "x"})", "run.json"),
                     Contains("head") && Contains("init_from"));
 }
+
+TEST_CASE("training data errors name the file and line before the run starts, and CSV columns are read by name") {
+  const auto& host = mambakit::test::in_tree_plugins();
+  std::atomic<bool> never{false};
+  const fs::path dir = mambakit::test::scratch_dir("data_errors");
+  auto run_on = [&](const std::string& data_file, const std::string& model) {
+    const std::string json = fmt::format(R"({{"model": {}, "train_data": "{}", "tokenizer": "byte", "seq_len": 16,
+      "batch_size": 2, "steps": 1, "eval_every": 1, "save_every": 100, "log_every": 1, "output_dir": "{}",
+      "seed": 3, "threads": 1}})",
+                                         model, (dir / data_file).string(), (dir / "run").string());
+    return mambakit::train(mambakit::parse_run_config(json, "run.json"), host, false, never, [](const std::string&) {});
+  };
+  const std::string classifier =
+      R"({"task": "sequence_classification", "d_model": 16, "n_layer": 1, "d_state": 4, "vocab_size": 257, "num_labels": 2})";
+  // A label past the head's classes: the file and line, and no run folder written.
+  std::ofstream(dir / "bad_label.jsonl") << R"({"text": "a", "label": 1})" << "\n" << R"({"text": "b", "label": 5})" << "\n";
+  CHECK_THROWS_WITH(run_on("bad_label.jsonl", classifier),
+                    Contains("bad_label.jsonl:2") && Contains("label 5 is outside the head's 2 classes"));
+  CHECK_FALSE(fs::exists(dir / "run" / "metrics.jsonl"));
+  // A CSV whose header puts the label first.
+  {
+    std::ofstream out(dir / "label_first.csv");
+    out << "label,text\n";
+    for (int i = 0; i < 8; ++i) out << i % 2 << ",\"text, with a comma " << i << "\"\n";
+  }
+  CHECK(run_on("label_first.csv", classifier));
+  std::ofstream(dir / "unnamed.csv") << "a,b\n1,x\n";
+  CHECK_THROWS_WITH(run_on("unnamed.csv", classifier), Contains("unnamed.csv:1") && Contains("text and label"));
+  // An empty text corpus is named as the training data.
+  std::ofstream(dir / "empty.txt") << "";
+  CHECK_THROWS_WITH(run_on("empty.txt", R"({"d_model": 16, "n_layer": 1, "d_state": 4, "vocab_size": 257})"),
+                    Contains("empty.txt: train_data has 0 tokens"));
+}

@@ -21,7 +21,7 @@ std::vector<std::int32_t> tokenize_text_file(const std::filesystem::path& file, 
 TokenBatch sample_windows(const std::vector<std::int32_t>& stream, std::int64_t batch, std::int64_t length,
                           std::mt19937_64& rng) {
   const std::int64_t size = static_cast<std::int64_t>(stream.size());
-  if (size < length) throw Error(fmt::format("the data has {} tokens, fewer than seq_len {}", size, length));
+  if (size < length) throw Error(fmt::format("the training data has {} tokens, fewer than seq_len {}", size, length));
   std::uniform_int_distribution<std::int64_t> offset(0, size - length);
   TokenBatch tokens{batch, length, {}};
   tokens.ids.reserve(static_cast<std::size_t>(batch * length));
@@ -70,11 +70,15 @@ std::int32_t parse_label(const nlohmann::json& value, const std::vector<std::str
   throw Error(fmt::format("{}: label {} is neither an integer nor a name", where, value.dump()));
 }
 
-/// Splits a CSV line whose last field is the label; the text may be quoted with "" escapes.
-std::pair<std::string, std::string> split_csv(const std::string& line, const std::string& where) {
-  const auto comma = line.rfind(',');
-  if (comma == std::string::npos) throw Error(fmt::format("{}: expected text,label", where));
-  std::string text = line.substr(0, comma);
+/// Splits a CSV line of a text and a label, in the order `label_first` says; the text may be
+/// quoted with "" escapes.
+std::pair<std::string, std::string> split_csv(const std::string& line, bool label_first, const std::string& where) {
+  const auto comma = label_first ? line.find(',') : line.rfind(',');
+  if (comma == std::string::npos) {
+    throw Error(fmt::format("{}: expected {}", where, label_first ? "label,text" : "text,label"));
+  }
+  std::string text = label_first ? line.substr(comma + 1) : line.substr(0, comma);
+  const std::string label = label_first ? line.substr(0, comma) : line.substr(comma + 1);
   if (text.size() >= 2 && text.front() == '"' && text.back() == '"') {
     std::string unquoted;
     for (std::size_t i = 1; i + 1 < text.size(); ++i) {
@@ -83,7 +87,18 @@ std::pair<std::string, std::string> split_csv(const std::string& line, const std
     }
     text = unquoted;
   }
-  return {text, line.substr(comma + 1)};
+  return {text, label};
+}
+
+/// Whether a CSV header names the label column first; throws unless it names text and label.
+bool csv_label_first(const std::string& header, const std::string& where) {
+  std::string columns = header;
+  if (!columns.empty() && columns.back() == '\r') columns.pop_back();
+  if (columns == "text,label") return false;
+  if (columns == "label,text") return true;
+  throw Error(fmt::format("{}: the header must name the columns text and label (\"text,label\" or \"label,text\"), "
+                          "got \"{}\"",
+                          where, columns));
 }
 
 }  // namespace
@@ -96,14 +111,19 @@ std::vector<LabeledExample> read_labeled_file(const std::filesystem::path& file,
   std::vector<LabeledExample> examples;
   std::string line;
   std::int64_t number = 0;
+  bool label_first = false;
   while (std::getline(stream, line)) {
     ++number;
-    if (line.empty() || (csv && number == 1)) continue;
     const std::string where = fmt::format("{}:{}", file.string(), number);
+    if (csv && number == 1) {
+      label_first = csv_label_first(line, where);
+      continue;
+    }
+    if (line.empty()) continue;
     std::string text;
     nlohmann::json label;
     if (csv) {
-      auto [field, label_text] = split_csv(line, where);
+      auto [field, label_text] = split_csv(line, label_first, where);
       text = field;
       label = label_text;
     } else {
@@ -120,6 +140,7 @@ std::vector<LabeledExample> read_labeled_file(const std::filesystem::path& file,
     if (example.ids.empty()) throw Error(fmt::format("{}: the text is empty", where));
     if (static_cast<std::int64_t>(example.ids.size()) > max_length) example.ids.resize(static_cast<std::size_t>(max_length));
     example.label = parse_label(label, label_names, where);
+    example.where = where;
     examples.push_back(std::move(example));
   }
   if (examples.empty()) throw Error(fmt::format("{}: no examples", file.string()));

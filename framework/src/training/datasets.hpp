@@ -27,6 +27,7 @@ std::vector<TokenBatch> evenly_spaced_windows(const std::vector<std::int32_t>& s
 struct LabeledExample {
   std::vector<std::int32_t> ids;
   std::int32_t label = 0;
+  std::string where;  ///< file:line, for errors about the example
 };
 
 /// JSONL ({"text": ..., "label": int or name}) or CSV (text,label with a header line) rows;

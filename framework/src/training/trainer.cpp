@@ -79,6 +79,13 @@ RunData load_data(const RunConfig& run, const Model& model, const Tokenizer& tok
   data.labeled = model.objective() == sdk::HeadObjective::kClassLabels;
   if (!data.labeled) {
     auto stream = training::tokenize_text_file(run.train_data, tokenizer);
+    // Both parts of a split must hold a window: name the file, not the split, when it cannot.
+    const auto needed = static_cast<std::size_t>(run.valid_data.empty() ? 2 * run.seq_len : run.seq_len);
+    if (stream.size() < needed) {
+      throw Error(fmt::format("{}: train_data has {} tokens; seq_len {} needs at least {}{}", run.train_data.string(),
+                              stream.size(), run.seq_len, needed,
+                              run.valid_data.empty() ? " (a window each for training and the held-out part)" : ""));
+    }
     if (!run.valid_data.empty()) {
       data.valid_stream = training::tokenize_text_file(run.valid_data, tokenizer);
       data.train_stream = std::move(stream);
@@ -93,8 +100,20 @@ RunData load_data(const RunConfig& run, const Model& model, const Tokenizer& tok
   std::vector<std::string> labels = model.class_names();
   if (std::any_of(labels.begin(), labels.end(), [](const std::string& name) { return name.empty(); })) labels.clear();
   auto examples = training::read_labeled_file(run.train_data, tokenizer, labels, run.seq_len);
+  // Labels are checked against the head's classes here, before the run starts.
+  const std::int64_t classes = model.class_names().size();
+  auto check_labels = [&](const std::vector<training::LabeledExample>& list) {
+    for (const auto& example : list) {
+      if (example.label < 0 || example.label >= classes) {
+        throw Error(fmt::format("{}: label {} is outside the head's {} classes [0, {})", example.where, example.label,
+                                classes, classes));
+      }
+    }
+  };
+  check_labels(examples);
   if (!run.valid_data.empty()) {
     data.valid_examples = training::read_labeled_file(run.valid_data, tokenizer, labels, run.seq_len);
+    check_labels(data.valid_examples);
     data.train_examples = std::move(examples);
   } else {
     const auto split = std::max<std::size_t>(1, static_cast<std::size_t>(static_cast<double>(examples.size()) * (1.0 - run.valid_fraction)));
