@@ -23,5 +23,6 @@ int classify_main(int argc, char** argv);
 int embed_main(int argc, char** argv);
 int check_plugin_main(int argc, char** argv);
 int set_head_main(int argc, char** argv);
+int tokenize_main(int argc, char** argv);
 
 }  // namespace mambakit::cli

@@ -22,7 +22,7 @@ int grad_main(int argc, char** argv) {
   po::variables_map values;
   int exit_code = 0;
   if (!parse_command_line(argc, argv, "mambakit grad --model DIR --input TOKENS.json --output GRADS.safetensors [--device cpu|cuda] "
-                          "[--kernel KIND=NAME]... [--threads N] [--plugin-dir DIR]...",
+                          "[--kernel KIND=NAME]... [--threads N] [--verbose] [--plugin-dir DIR]...",
                           options, values, exit_code)) {
     return exit_code;
   }
@@ -33,6 +33,7 @@ int grad_main(int argc, char** argv) {
   Model model = Model::load(values["model"].as<std::string>(), *host, model_settings);
   model.zero_gradients();
   const double loss = model.accumulate_gradients(tokens);
+  report_kernels(values, model);
   std::vector<SafetensorsTensor> tensors;
   const auto parameters = model.parameters();
   const auto slices = model.parameter_slices();

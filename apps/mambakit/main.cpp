@@ -16,6 +16,7 @@ constexpr std::array kCommands = {
     mambakit::cli::Command{"info", "a model's dimensions, parameter count and memory", &mambakit::cli::info_main},
     mambakit::cli::Command{"forward", "logits for token ids, written as .npy", &mambakit::cli::forward_main},
     mambakit::cli::Command{"generate", "generate text or tokens from a prompt", &mambakit::cli::generate_main},
+    mambakit::cli::Command{"tokenize", "a model's tokenizer: text to ids, or ids to text", &mambakit::cli::tokenize_main},
     mambakit::cli::Command{"classify", "label probabilities of a text", &mambakit::cli::classify_main},
     mambakit::cli::Command{"embed", "embeddings of a text", &mambakit::cli::embed_main},
     mambakit::cli::Command{"train", "train a model from a run config", &mambakit::cli::train_main},

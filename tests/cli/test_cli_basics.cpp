@@ -35,7 +35,7 @@ TEST_CASE("every subcommand has --help, even those with required options") {
   CHECK(help.exit_code == 0);
   CHECK_THAT(help.output, Contains("--format") && Contains("--plugin-dir"));
   for (const char* command : {"info", "forward", "generate", "classify", "embed", "train", "grad", "bench",
-                              "check-plugin", "set-head"}) {
+                              "check-plugin", "set-head", "tokenize"}) {
     const auto answer = run_command(cli(std::string(command) + " --help"));
     INFO(command << ": " << answer.errors);
     CHECK(answer.exit_code == 0);
@@ -83,4 +83,22 @@ TEST_CASE("a missing --plugin-dir is an error naming the folder") {
   const auto result = run_command(cli("plugins --plugin-dir /nonexistent/mambakit-plugins"));
   CHECK(result.exit_code == 1);
   CHECK_THAT(result.errors, Contains("--plugin-dir /nonexistent/mambakit-plugins: no such folder"));
+}
+
+TEST_CASE("mambakit tokenize turns text into the bundled model's byte ids and back") {
+  const auto encoded = run_command(cli("tokenize --text \"In the\""));
+  REQUIRE(encoded.exit_code == 0);
+  CHECK(nlohmann::json::parse(encoded.output) == nlohmann::json::parse("[73, 110, 32, 116, 104, 101]"));  // the bytes
+  const auto as_json = run_command(cli("tokenize --format json --text \"In\""));
+  REQUIRE(as_json.exit_code == 0);
+  CHECK(nlohmann::json::parse(as_json.output)["tokens"] == nlohmann::json::parse(R"(["I", "n"])"));
+  const auto decoded = run_command(cli("tokenize --ids \"[73, 110, 32, 116, 104, 101]\""));
+  REQUIRE(decoded.exit_code == 0);
+  CHECK(decoded.output == "In the\n");
+  const auto both = run_command(cli("tokenize --text x --ids \"[1]\""));
+  CHECK(both.exit_code == 1);
+  CHECK_THAT(both.errors, Contains("exactly one of --text and --ids"));
+  const auto out_of_range = run_command(cli("tokenize --ids \"[999]\""));
+  CHECK(out_of_range.exit_code == 1);
+  CHECK_THAT(out_of_range.errors, Contains("--ids [999] is invalid") && Contains("[0, 257)"));
 }
