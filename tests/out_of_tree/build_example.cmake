@@ -44,3 +44,20 @@ message(STATUS "installed CLI lists: ${keys}")
 run_step("checking the example's conformance with the installed CLI"
   ${prefix}/bin/mambakit check-plugin mixer/ema --plugin-dir ${WORK_DIR}/build/plugins)
 message(STATUS "${step_output}")
+
+# docs/USING.md: an application built against the installed package, run on the installed
+# bundled model; its greedy text must equal the installed CLI's.
+run_step("configuring the application against the installed package"
+  ${CMAKE_COMMAND} -S ${APP_DIR} -B ${WORK_DIR}/app -G ${GENERATOR}
+  -DCMAKE_PREFIX_PATH=${prefix} -DCMAKE_BUILD_TYPE=Release)
+run_step("building the application" ${CMAKE_COMMAND} --build ${WORK_DIR}/app)
+run_step("running the application" ${WORK_DIR}/app/greedy ${prefix}/share/mambakit/models/default "In the beginning" 12)
+set(app_text "${step_output}")
+run_step("the installed CLI's greedy text"
+  ${prefix}/bin/mambakit generate --model ${prefix}/share/mambakit/models/default --prompt "In the beginning"
+  --max-new-tokens 12 --temperature 0 --no-eos)
+if(NOT "${app_text}" STREQUAL "${step_output}")
+  message(FATAL_ERROR "the application printed '${app_text}', the CLI '${step_output}'")
+endif()
+message(STATUS "application: ${app_text}")
+
