@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <set>
 #include <boost/program_options/value_semantic.hpp>
 #include <chrono>
 #include <nlohmann/json.hpp>
@@ -156,7 +157,8 @@ int bench_main(int argc, char** argv) {
       "decode-tokens", po::value<std::int64_t>()->default_value(32), "decode steps per timed run")(
       "dtype", po::value<std::string>()->default_value("f32"),
       "weight dtypes in memory, comma-separated: f32, f16, bf16 (train: f32 only)")(
-      "format", po::value<std::string>()->default_value("text"), "output format: text or json");
+      "format", po::value<std::string>()->default_value("text"), "output format: text or json")(
+      "verbose", "report each kernel chosen, and for which problem, on stderr");
   add_device_option(options);
   add_plugin_options(options);
   po::variables_map values;
@@ -164,7 +166,7 @@ int bench_main(int argc, char** argv) {
   if (!parse_command_line(argc, argv,
                           "mambakit bench [--shape tiny|kjv|130m|370m|790m|1.4b|2.8b] [--scan all|NAMES] [--batch 1,8] "
                           "[--length 128,512,2048] [--threads 1,2] [--mode prefill|decode|both|train] [--dtype f32,bf16] "
-                          "[--repeat N] [--decode-tokens N] [--format text|json] [--device cpu|cuda] [--plugin-dir DIR]...",
+                          "[--repeat N] [--decode-tokens N] [--format text|json] [--device cpu|cuda] [--verbose] [--plugin-dir DIR]...",
                           options, values, exit_code)) {
     return exit_code;
   }
@@ -220,6 +222,7 @@ int bench_main(int argc, char** argv) {
                  "threads", "tokens/s", "ms/run");
       header_printed = true;
     }
+    std::set<std::string> reported_kernels;  // --verbose: each choice once
     for (const auto& scan : scans) {
       model.select_kernels(*host, {{sdk::kSelectiveScanKind, scan}});
       for (const auto threads : thread_counts) {
@@ -240,6 +243,12 @@ int bench_main(int argc, char** argv) {
                                {"median_s", run_seconds},
                                {"min_s", *std::min_element(seconds.begin(), seconds.end())},
                                {"tokens_per_s", tokens_per_s}});
+            if (values.count("verbose") != 0) {
+              for (const auto& choice : model.kernel_choices()) {
+                const std::string line = fmt::format("kernel {}/{} for {}", choice.kind, choice.name, choice.problem);
+                if (reported_kernels.insert(line).second) fmt::print(stderr, "mambakit: {}\n", line);
+              }
+            }
             if (format == "text") {
               fmt::print("{:<8} {:<12} {:>5} {:>6} {:>7} {:>8} {:>12.1f} {:>10.2f}\n", case_mode, scan,
                          sdk::dtype_name(dtype), batch, length, threads, tokens_per_s, run_seconds * 1e3);

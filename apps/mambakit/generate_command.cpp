@@ -1,6 +1,9 @@
 // mambakit generate: text (or token ids) from a causal LM, optionally streamed as it is made.
 
 #include <fmt/format.h>
+#include <unistd.h>
+
+#include <chrono>
 
 #include <boost/program_options/value_semantic.hpp>
 #include <cstdio>
@@ -84,13 +87,30 @@ int generate_main(int argc, char** argv) {
     fmt::print("{}", tokenizer->decode(prompts[0]));
     std::fflush(stdout);
   }
+  // Without --stream nothing shows until the end: a progress line on a terminal's stderr, at
+  // most twice a second, after the first two seconds.
+  const bool show_progress = !stream && isatty(STDERR_FILENO) != 0;
+  const auto started = std::chrono::steady_clock::now();
+  auto last_shown = started;
+  std::int64_t produced = 0;
+  const std::int64_t wanted = generation.max_new_tokens * static_cast<std::int64_t>(prompts.size());
   const auto result = generate(model, prompts, generation, [&](std::int64_t, std::int32_t token) {
     if (stream) {
       fmt::print("{}", decoder ? decoder->push(token) : fmt::format("{} ", token));
       std::fflush(stdout);
     }
+    ++produced;
+    if (show_progress) {
+      const auto now = std::chrono::steady_clock::now();
+      if (now - started > std::chrono::seconds(2) && now - last_shown > std::chrono::milliseconds(500)) {
+        last_shown = now;
+        const double seconds = std::chrono::duration<double>(now - started).count();
+        fmt::print(stderr, "\rmambakit: {}/{} tokens, {:.1f} tok/s", produced, wanted, produced / seconds);
+      }
+    }
     return true;
   });
+  if (show_progress && last_shown != started) fmt::print(stderr, "\n");
   report_kernels(values, model);
   if (stream) {
     fmt::print("{}\n", decoder ? decoder->finish() : "");

@@ -32,6 +32,7 @@ int train_main(int argc, char** argv) {
       "set", po::value<std::vector<std::string>>()->composing(), "override a key: --set steps=200 (repeatable)")(
       "output-dir", po::value<std::string>(), "same as --set output_dir=DIR")(
       "resume", po::bool_switch(), "continue from OUTPUT_DIR/checkpoint")(
+      "verbose", "also report the threads, dtype and device, and the kernels chosen")(
       "device", po::value<std::string>(),
       "where the model trains: cpu, cuda or cuda:INDEX (overrides the run config's device, which defaults to cpu)");
   add_plugin_options(options);
@@ -39,7 +40,7 @@ int train_main(int argc, char** argv) {
   int exit_code = 0;
   if (!parse_command_line(argc, argv,
                           "mambakit train --config RUN.json [--set KEY=VALUE]... [--output-dir DIR] [--resume] "
-                          "[--device cpu|cuda]",
+                          "[--device cpu|cuda] [--verbose] [--plugin-dir DIR]...",
                           options, values, exit_code)) {
     return exit_code;
   }
@@ -55,7 +56,8 @@ int train_main(int argc, char** argv) {
   // Errors name the overrides too: a key misspelt in --set is not the file's.
   const std::string source =
       overrides.empty() ? config_path : fmt::format("{} with --set {}", config_path, fmt::join(overrides, ", "));
-  const RunConfig run = parse_run_config(apply_overrides(text.str(), overrides), source);
+  RunConfig run = parse_run_config(apply_overrides(text.str(), overrides), source);
+  run.verbose = values.count("verbose") != 0;
   const auto host = load_plugins(values);
   std::signal(SIGINT, request_stop);
   std::signal(SIGTERM, request_stop);

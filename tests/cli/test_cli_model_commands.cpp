@@ -172,6 +172,20 @@ TEST_CASE("mambakit bench runs every CPU scan backend and weight dtype, and reje
   CHECK(dtypes == std::set<std::string>{"bf16", "f32"});
   CHECK(modes == std::set<std::string>{"decode", "prefill"});
   CHECK(rows.size() == 3 * 2 * 2);
+  // --threads 0 means all available, as elsewhere; --verbose names the kernels each case got.
+  const auto all_threads = run_command(cli("bench --shape tiny --length 8 --repeat 1 --threads 0 --scan fused --verbose"));
+  INFO(all_threads.errors);
+  CHECK(all_threads.exit_code == 0);
+  CHECK_THAT(all_threads.errors, Contains("kernel selective_scan/fused for f32 cpu [1, 8, 128, 16]"));
+  // A named kernel that cannot run here points at --device.
+  const auto input = write_file("scan_cuda_tokens.json", "[[1, 2, 3]]");
+  const auto on_cpu = run_command(cli("forward --model " + fixture("tiny_tied").string() + " --input " + input.string() +
+                                      " --output " + (fs::path(MAMBAKIT_TEST_BINARY_DIR) / "never_cuda.npy").string() +
+                                      " --scan cuda"));
+  CHECK(on_cpu.exit_code == 1);
+  // (A build without CUDA has no such kernel at all.)
+  CHECK_THAT(on_cpu.errors, (Contains("'cuda' was named") && Contains("--device")) ||
+                                Contains("unknown selective_scan kernel 'cuda'"));
 
   const auto bad_dtype = run_command(cli("bench --shape tiny --dtype f8"));
   CHECK(bad_dtype.exit_code == 1);

@@ -122,4 +122,10 @@ TEST_CASE("a key misspelt in --set is named as the override's, and model with in
                                             (dir / "run.json").string()));
   CHECK(both.exit_code == 1);
   CHECK_THAT(both.errors, Contains("not both"));
+  const auto verbose = run_command(fmt::format("{} train --config {} --set steps=1 --set save_every=1 --verbose",
+                                               MAMBAKIT_CLI_PATH, (dir / "run.json").string()));
+  INFO(verbose.errors);
+  CHECK(verbose.exit_code == 0);
+  CHECK_THAT(verbose.errors, Contains("threads, weights f32") && Contains("kernel selective_scan/") &&
+                                 Contains("+backward"));
 }

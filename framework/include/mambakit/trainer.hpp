@@ -52,6 +52,9 @@ struct RunConfig {
   /// Where the model trains: "cpu", "cuda" or "cuda:INDEX" (`mambakit train --device`). On a
   /// CUDA device forward and backward run there; the gradients and AdamW stay on the host.
   std::string device = "cpu";
+  /// Also log the threads, dtype and device, and after the first step each kernel chosen for
+  /// its problem (`mambakit train --verbose`; not a key of the JSON).
+  bool verbose = false;
 };
 
 /// Parses a run config; unknown keys and bad values are errors naming the key and value.

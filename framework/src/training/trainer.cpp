@@ -198,6 +198,11 @@ bool train(const RunConfig& run, const PluginHost& host, bool resume, const std:
                   data.labeled ? data.train_examples.size() : data.train_stream.size(),
                   data.labeled ? "examples" : "tokens", optimizer.steps(), run.steps));
 
+  if (run.verbose) {
+    log(fmt::format("on {}, {} threads, weights {}", device_name(model.options().device),
+                    model.options().n_threads > 0 ? fmt::format("{}", model.options().n_threads) : std::string("all"),
+                    sdk::dtype_name(model.weights_dtype())));
+  }
   const auto started = std::chrono::steady_clock::now();
   std::int64_t tokens_seen = 0;
   const std::int64_t first_step = optimizer.steps();
@@ -220,6 +225,11 @@ bool train(const RunConfig& run, const PluginHost& host, bool resume, const std:
     const double lr = cosine_learning_rate(step, run.warmup, run.steps, run.lr, run.min_lr);
     const double grad_norm = optimizer.step(lr);
     const std::int64_t done = step + 1;
+    if (run.verbose && step == first_step) {
+      for (const auto& choice : model.kernel_choices()) {
+        log(fmt::format("kernel {}/{} for {}", choice.kind, choice.name, choice.problem));
+      }
+    }
     nlohmann::json record = {{"step", done}, {"loss", loss}, {"lr", lr}, {"grad_norm", grad_norm}};
     if (done % run.log_every == 0 || done == run.steps) {
       const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
