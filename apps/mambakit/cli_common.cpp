@@ -120,8 +120,13 @@ ModelOptions model_options(const po::variables_map& values) {
 }
 
 Model load_model(const po::variables_map& values, const std::filesystem::path& dir, const PluginHost& host) {
+  return load_model(values, dir, host, model_options(values));
+}
+
+Model load_model(const po::variables_map& values, const std::filesystem::path& dir, const PluginHost& host,
+                 const ModelOptions& options) {
   const auto started = std::chrono::steady_clock::now();
-  Model model = Model::load(dir, host, model_options(values));
+  Model model = Model::load(dir, host, options);
   if (values.count("verbose") != 0) {
     const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
     fmt::print(stderr, "mambakit: loaded {} in {:.0f} ms: {} parameters as {}, on {}, {} threads\n", dir.string(), ms,

@@ -40,6 +40,9 @@ sdk::Device device_option(const boost::program_options::variables_map& values);
 /// it took, the parameters, their dtype, the device and the threads.
 Model load_model(const boost::program_options::variables_map& values, const std::filesystem::path& dir,
                  const PluginHost& host);
+/// As above, with `options` instead of model_options(values).
+Model load_model(const boost::program_options::variables_map& values, const std::filesystem::path& dir,
+                 const PluginHost& host, const ModelOptions& options);
 
 /// With --verbose: reports on stderr each kernel the model's components were given, and for
 /// which problem (what `auto` chose).

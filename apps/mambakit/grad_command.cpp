@@ -30,7 +30,7 @@ int grad_main(int argc, char** argv) {
   const auto host = load_plugins(values);
   ModelOptions model_settings = model_options(values);
   if (!model_settings.weights_dtype) model_settings.weights_dtype = sdk::DType::kF32;  // gradients need f32 weights
-  Model model = Model::load(values["model"].as<std::string>(), *host, model_settings);
+  Model model = load_model(values, values["model"].as<std::string>(), *host, model_settings);
   model.zero_gradients();
   const double loss = model.accumulate_gradients(tokens);
   report_kernels(values, model);

@@ -179,10 +179,12 @@ bool train(const RunConfig& run, const PluginHost& host, bool resume, const std:
   options.seed = run.seed;
   options.weights_dtype = sdk::DType::kF32;  // training keeps f32 weights
   options.device = parse_device(run.device);
+  const auto load_started = std::chrono::steady_clock::now();
   Model model = resume               ? Model::load(checkpoint, host, options)
                 : !run.init_from.empty() ? Model::load(run.init_from, host, options)
                                          : Model::create(parse_model_config(run.model_json, "run config \"model\"", host), host, options);
   if (!resume && !run.head.name.empty()) model = model.with_head(host, run.head, run.seed);
+  const double load_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - load_started).count();
   if (tokenizer->vocab_size() > model.config().vocab_size) {
     throw Error(fmt::format("the tokenizer has {} ids but the model's vocab_size is {}", tokenizer->vocab_size(),
                             model.config().vocab_size));
@@ -199,7 +201,9 @@ bool train(const RunConfig& run, const PluginHost& host, bool resume, const std:
                   data.labeled ? "examples" : "tokens", optimizer.steps(), run.steps));
 
   if (run.verbose) {
-    log(fmt::format("on {}, {} threads, weights {}", device_name(model.options().device),
+    log(fmt::format("model made in {:.0f} ms, on {}, {} threads, weights {}",
+                    load_ms,
+                    device_name(model.options().device),
                     model.options().n_threads > 0 ? fmt::format("{}", model.options().n_threads) : std::string("all"),
                     sdk::dtype_name(model.weights_dtype())));
   }
