@@ -47,9 +47,14 @@ message(STATUS "${step_output}")
 
 # docs/USING.md: an application built against the installed package, run on the installed
 # bundled model; its greedy text must equal the installed CLI's.
+# An executable linking a sanitized libmambakit must load the sanitizer runtime first.
+set(app_flags)
+if(SANITIZE)
+  set(app_flags -DCMAKE_CXX_FLAGS=-fsanitize=address,undefined -DCMAKE_EXE_LINKER_FLAGS=-fsanitize=address,undefined)
+endif()
 run_step("configuring the application against the installed package"
   ${CMAKE_COMMAND} -S ${APP_DIR} -B ${WORK_DIR}/app -G ${GENERATOR}
-  -DCMAKE_PREFIX_PATH=${prefix} -DCMAKE_BUILD_TYPE=Release)
+  -DCMAKE_PREFIX_PATH=${prefix} -DCMAKE_BUILD_TYPE=Release ${app_flags})
 run_step("building the application" ${CMAKE_COMMAND} --build ${WORK_DIR}/app)
 run_step("running the application" ${WORK_DIR}/app/greedy ${prefix}/share/mambakit/models/default "In the beginning" 12)
 set(app_text "${step_output}")
