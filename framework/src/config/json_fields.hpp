@@ -39,22 +39,6 @@ class Fields {
     }
   }
 
-  /// Reads a name or a list of names.
-  void read_names(const char* key, std::vector<std::string>& names) {
-    const nlohmann::json* item = take(key);
-    if (item == nullptr) return;
-    if (item->is_string()) {
-      names = {item->get<std::string>()};
-      return;
-    }
-    if (!item->is_array() || item->empty()) fail(key, *item, "must be a name or a non-empty list of names");
-    names.clear();
-    for (const auto& element : *item) {
-      if (!element.is_string()) fail(key, *item, "must be a name or a non-empty list of names");
-      names.push_back(element.get<std::string>());
-    }
-  }
-
   /// Reads an object whose values are all strings.
   void read_string_map(const char* key, std::map<std::string, std::string>& values) {
     const nlohmann::json* item = take(key);

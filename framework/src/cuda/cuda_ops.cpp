@@ -89,6 +89,8 @@ const float* CudaOps::parameter_f32(int index) { return parameters_.f32_data(ind
 
 float* CudaOps::gradient(int index) { return gradients_->data(index); }
 
+sdk::TensorView CudaOps::gradient_view(int index) { return gradients_->view(index); }
+
 void CudaOps::begin_gradients() {
   DeviceGuard on(device_.index);
   if (!gradients_) gradients_ = std::make_unique<DeviceGradients>(impl_.store, device_);

@@ -53,6 +53,7 @@ class CudaOps final : public model::DeviceOps {
   sdk::TensorView parameter(int index) override;
   const float* parameter_f32(int index) override;
   float* gradient(int index) override;
+  sdk::TensorView gradient_view(int index) override;
   void begin_gradients() override;
   void end_gradients() override;
   const std::vector<std::vector<sdk::TensorView>>& state_on_device(InferenceState& state) override;

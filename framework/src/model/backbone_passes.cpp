@@ -35,16 +35,11 @@ std::vector<sdk::TensorView> parameters(DeviceOps& ops, const std::vector<int>& 
   return views;
 }
 
-/// Views of the gradients of parameters `indices` (f32, the parameters' shapes).
+/// Views of the gradients of parameters `indices`.
 std::vector<sdk::TensorView> gradients(DeviceOps& ops, const std::vector<int>& indices) {
   std::vector<sdk::TensorView> views;
   views.reserve(indices.size());
-  for (int index : indices) {
-    sdk::TensorView view = ops.parameter(index);
-    view.data = ops.gradient(index);
-    view.dtype = sdk::DType::kF32;
-    views.push_back(view);
-  }
+  for (int index : indices) views.push_back(ops.gradient_view(index));
   return views;
 }
 

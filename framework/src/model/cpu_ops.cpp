@@ -61,6 +61,8 @@ const float* CpuOps::parameter_f32(int index) { return impl_.store.data(index); 
 
 float* CpuOps::gradient(int index) { return impl_.store.gradient(index); }
 
+sdk::TensorView CpuOps::gradient_view(int index) { return impl_.store.gradient_view(index); }
+
 const std::vector<std::vector<sdk::TensorView>>& CpuOps::state_on_device(InferenceState& state) {
   auto& tensors = StateAccess::host_tensors(state);
   states_.resize(tensors.size());

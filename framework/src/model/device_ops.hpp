@@ -67,6 +67,8 @@ class DeviceOps {
   /// The gradient of parameter `index`, accumulated between begin_gradients() and
   /// end_gradients(), which adds what the device gathered to the model's host gradients.
   virtual float* gradient(int index) = 0;
+  /// gradient(index) as a view (f32, the parameter's shape).
+  virtual sdk::TensorView gradient_view(int index) = 0;
   virtual void begin_gradients() = 0;
   virtual void end_gradients() = 0;
 
