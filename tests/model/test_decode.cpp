@@ -15,7 +15,7 @@
 
 using mambakit::test::max_abs_difference;
 
-TEST_CASE("prefill plus decode steps equals the full forward, for every scan backend") {
+TEST_CASE("prefill plus decode steps equals the full forward, for every CPU kernel") {
   const auto& host = mambakit::test::in_tree_plugins();
   for (const char* fixture : {"tiny_untied_bias", "tiny_no_conv_bias", "tiny_bf16"}) {
     const auto dir = mambakit::test::data_dir() / "models" / fixture;
@@ -23,9 +23,9 @@ TEST_CASE("prefill plus decode steps equals the full forward, for every scan bac
     const auto tokens = mambakit::test::fixture_tokens(expected, 33);
     const auto full_logits = expected.read_f32("logits.L33");
     const std::int64_t batch = tokens.batch, length = tokens.length;
-    for (const auto& scan : mambakit::test::cpu_scan_names()) {
+    for (const auto& choice : mambakit::test::cpu_kernel_choices()) {
       mambakit::ModelOptions options;
-      options.kernels = mambakit::test::scan_choice(scan);
+      options.kernels = choice.kernels;
       auto model = mambakit::Model::load(dir, host, options);
       const std::int64_t vocab = static_cast<std::int64_t>(full_logits.size()) / (batch * length);
       // Prefills of one token, shorter than d_conv (4), longer, and long; in one pass or in
@@ -52,7 +52,7 @@ TEST_CASE("prefill plus decode steps equals the full forward, for every scan bac
           compare(model.step(mambakit::test::slice(tokens, t, t + 1).ids, state).values, t);
         }
         CHECK(state.seqlen_offset() == length);
-        INFO(fixture << " scan/" << scan << " prefill " << prefill << " in chunks of " << chunk << ": max |logit error| "
+        INFO(fixture << " " << choice.label << " prefill " << prefill << " in chunks of " << chunk << ": max |logit error| "
                      << worst);
         CHECK(worst < 1e-4);
       }

@@ -1,5 +1,5 @@
 // Whole models against the independent PyTorch reference (tools/make_fixtures.py): logits and
-// final decode states of Hugging Face-layout checkpoints, for every scan backend that runs.
+// final decode states of Hugging Face-layout checkpoints, for every CPU kernel (selective scan and SSD).
 
 #include <catch2/catch.hpp>
 #include <fmt/format.h>
@@ -10,13 +10,13 @@
 
 using mambakit::test::max_abs_difference;
 
-TEST_CASE("logits and final states match the PyTorch reference for every fixture and scan backend") {
+TEST_CASE("logits and final states match the PyTorch reference for every fixture and CPU kernel") {
   const auto& host = mambakit::test::in_tree_plugins();
   for (const auto& dir : mambakit::test::model_fixture_dirs()) {
     const auto expected = mambakit::SafetensorsFile::open(dir / "expected.safetensors");
-    for (const auto& scan : mambakit::test::cpu_scan_names()) {
+    for (const auto& choice : mambakit::test::cpu_kernel_choices()) {
       mambakit::ModelOptions options;
-      options.kernels = mambakit::test::scan_choice(scan);
+      options.kernels = choice.kernels;
       mambakit::Model model = mambakit::Model::load(dir, host, options);
       double worst_logits = 0.0, worst_state = 0.0;
       for (const std::int64_t length : {1, 2, 3, 7, 33}) {
@@ -34,7 +34,7 @@ TEST_CASE("logits and final states match the PyTorch reference for every fixture
           }
         }
       }
-      INFO(dir.filename().string() << " with scan/" << scan << ": max |logit error| " << worst_logits
+      INFO(dir.filename().string() << " with " << choice.label << ": max |logit error| " << worst_logits
                                    << ", max |state error| " << worst_state);
       CHECK(worst_logits < 1e-4);
       CHECK(worst_state < 1e-4);

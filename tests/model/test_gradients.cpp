@@ -14,14 +14,14 @@ TEST_CASE("gradients match PyTorch autograd for every parameter of every fixture
   for (const auto& dir : mambakit::test::model_fixture_dirs()) {
     const auto expected = mambakit::SafetensorsFile::open(dir / "expected.safetensors");
     const auto reference = mambakit::SafetensorsFile::open(dir / "grads.safetensors");
-    for (const auto& scan : mambakit::test::cpu_scan_names()) {
+    for (const auto& choice : mambakit::test::cpu_kernel_choices()) {
       mambakit::ModelOptions options;
       options.weights_dtype = mambakit::sdk::DType::kF32;  // gradients need f32 weights
-      options.kernels = mambakit::test::scan_choice(scan);
+      options.kernels = choice.kernels;
       auto model = mambakit::Model::load(dir, host, options);
       model.zero_gradients();
       const double loss = model.accumulate_gradients(mambakit::test::fixture_tokens(expected, 7));
-      INFO(dir.filename().string() << " scan/" << scan);
+      INFO(dir.filename().string() << " " << choice.label);
       CHECK(loss == Approx(reference.read_f32("loss")[0]).epsilon(1e-5));
       for (const auto& parameter : model.parameters()) {
         const auto* stored = reference.find(parameter.name);

@@ -1,5 +1,7 @@
 #include "fixtures.hpp"
 
+#include "mambakit/sdk/ssd_kernel.hpp"
+
 #include <map>
 #include <memory>
 #include <mutex>
@@ -39,6 +41,17 @@ std::vector<std::string> cpu_scan_names() {
     if ((capabilities.devices & sdk::device_bit(sdk::DeviceType::kCpu)) != 0) names.push_back(name);
   }
   return names;
+}
+
+std::vector<KernelChoice> cpu_kernel_choices() {
+  std::vector<KernelChoice> choices;
+  for (const auto& name : cpu_scan_names()) {
+    choices.push_back({std::string(sdk::kSelectiveScanKind) + "/" + name, scan_choice(name)});
+  }
+  for (const auto& name : in_tree_plugins().kernel_names(sdk::kSsdKind)) {  // all run on the CPU
+    choices.push_back({std::string(sdk::kSsdKind) + "/" + name, {{sdk::kSsdKind, name}}});
+  }
+  return choices;
 }
 
 double max_abs_difference(const std::vector<float>& a, const std::vector<float>& b) {

@@ -42,6 +42,17 @@ std::map<std::string, std::string> scan_choice(const std::string& name);
 /// for tests that run whole models on the CPU with every backend.
 std::vector<std::string> cpu_scan_names();
 
+/// One named CPU kernel: ModelOptions::kernels that name it, and "kind/name" for messages.
+struct KernelChoice {
+  std::string label;
+  std::map<std::string, std::string> kernels;
+};
+
+/// Every CPU kernel of the kinds whole models use (the selective scan of Mamba-1 and the SSD
+/// of Mamba-2), one choice each; the other kinds stay `auto`. For tests that run every
+/// fixture with every kernel.
+std::vector<KernelChoice> cpu_kernel_choices();
+
 /// The token batch `tokens.L<length>` of a fixture's expected.safetensors.
 TokenBatch fixture_tokens(const SafetensorsFile& expected, std::int64_t length);
 

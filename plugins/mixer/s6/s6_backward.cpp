@@ -24,7 +24,7 @@
 
 #include <algorithm>
 
-#include "causal_conv.hpp"
+#include "mambakit/sdk/util/causal_conv.hpp"
 #include "mambakit/sdk/util/linear.hpp"
 #include "mambakit/sdk/guard.hpp"
 #include "mambakit/sdk/scan_calls.hpp"
@@ -72,7 +72,7 @@ sdk::Status backward_typed(const S6Dims& dims, const S6ParamIndex& index, const 
                                        /*accumulate=*/false);
 
   // Recompute the scan's inputs that were not saved.
-  causal_conv_silu(xz, 2 * E, param[index.conv_weight], param[index.conv_bias], states.initial_conv.as<const T>(),
+  sdk::util::causal_conv_silu(xz, 2 * E, param[index.conv_weight], param[index.conv_bias], states.initial_conv.as<const T>(),
                    static_cast<T*>(nullptr), xc.data(), B, L, E, K, context.n_threads);
   sdk::util::linear_forward(dbc, W, param[index.dt_proj_weight], nullptr, dt.data(), E, M, R, E);
   negative_exp(param[index.a_log], a.data(), E * N);
@@ -125,7 +125,7 @@ sdk::Status backward_typed(const S6Dims& dims, const S6ParamIndex& index, const 
                                        E, W);
 
   // conv + SiLU, into the x half of grad_xz.
-  causal_conv_silu_backward(xz, 2 * E, param[index.conv_weight], param[index.conv_bias],
+  sdk::util::causal_conv_silu_backward(xz, 2 * E, param[index.conv_weight], param[index.conv_bias],
                             states.initial_conv.as<const T>(), grad_xc.data(), states.grad_final_conv.as<const T>(),
                             grad_xz.data(), 2 * E, grad_param(index.conv_weight), grad_param(index.conv_bias),
                             states.grad_initial_conv.as<T>(), B, L, E, K, context.n_threads);

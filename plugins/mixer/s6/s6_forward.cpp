@@ -15,7 +15,7 @@
 //
 // Dimensions: B batch, L length, D d_model, E d_inner, N d_state, R dt_rank, K d_conv.
 
-#include "causal_conv.hpp"
+#include "mambakit/sdk/util/causal_conv.hpp"
 #include "mambakit/sdk/util/linear.hpp"
 #include "mambakit/sdk/guard.hpp"
 #include "mambakit/sdk/scan_calls.hpp"
@@ -48,7 +48,7 @@ sdk::Status forward_typed(const S6Dims& dims, const S6ParamIndex& index, const s
 
   sdk::util::linear_forward(args.x.as<const T>(), D, param[index.in_proj_weight], param[index.in_proj_bias], xz,
                                 2 * E, M, D, 2 * E);
-  causal_conv_silu(xz, 2 * E, param[index.conv_weight], param[index.conv_bias],
+  sdk::util::causal_conv_silu(xz, 2 * E, param[index.conv_weight], param[index.conv_bias],
                    args.initial_state ? args.initial_state[kConvState].as<const T>() : nullptr,
                    args.final_state ? args.final_state[kConvState].as<T>() : nullptr, xc.data(), B, L, E, K,
                    context.n_threads);

@@ -20,7 +20,7 @@
 #include <utility>
 #include <vector>
 
-#include "causal_conv.hpp"
+#include "mambakit/sdk/util/causal_conv.hpp"
 #include "mambakit/sdk/util/few_rows.hpp"
 #include "mambakit/sdk/util/prefetching_barrier.hpp"
 #include "mambakit/sdk/guard.hpp"
@@ -155,7 +155,7 @@ sdk::Status s6_step(const S6Dims& dims, const S6ParamIndex& index, const sdk::Co
                                            2 * E, B, D, E + e0, E + e1);
       const float* conv_bias = param.base(index.conv_bias);
       for (std::int64_t b = 0; b < B && width > 0; ++b) {
-        causal_conv_silu_step(xz.data() + b * 2 * E + e0, 2 * E, param.base(index.conv_weight) + e0 * K,
+        sdk::util::causal_conv_silu_step(xz.data() + b * 2 * E + e0, 2 * E, param.base(index.conv_weight) + e0 * K,
                               conv_bias != nullptr ? conv_bias + e0 : nullptr, conv_state + (b * E + e0) * K,
                               xc.data() + b * E + e0, std::int64_t{1}, width, K);
       }

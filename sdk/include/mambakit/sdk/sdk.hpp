@@ -15,6 +15,8 @@
 #include "mambakit/sdk/registrar.hpp"
 #include "mambakit/sdk/scan_backend.hpp"
 #include "mambakit/sdk/scan_calls.hpp"
+#include "mambakit/sdk/ssd_calls.hpp"
+#include "mambakit/sdk/ssd_kernel.hpp"
 #include "mambakit/sdk/status.hpp"
 #include "mambakit/sdk/tensor_checks.hpp"
 #include "mambakit/sdk/tensor_spec.hpp"
