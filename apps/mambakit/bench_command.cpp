@@ -1,5 +1,5 @@
 // mambakit bench: prefill and decode throughput of a named model shape with random weights,
-// per scan backend, batch, length and thread count. Medians of repeated runs after a warm-up.
+// per scan kernel (of the kind the shape's mixer uses), batch, length and thread count. Medians of repeated runs after a warm-up.
 // With --device cuda the model runs on the GPU (scan "all" means the one auto picks there);
 // Model::forward, Model::step_argmax and Model::accumulate_gradients return host data, so each
 // timed call has waited for the device before the clock stops (training on the GPU includes
@@ -18,7 +18,6 @@
 
 #include "cli_common.hpp"
 #include "command.hpp"
-#include "mambakit/sdk/scan_backend.hpp"
 #include "mambakit/error.hpp"
 #include "mambakit/optimizer.hpp"
 #include "model_shapes.hpp"
@@ -70,13 +69,28 @@ double median(std::vector<double> values) {
   return n % 2 == 1 ? values[n / 2] : 0.5 * (values[n / 2 - 1] + values[n / 2]);
 }
 
-/// The loaded scan backends that run on the CPU (`--scan all`; GPU ones like scan/cuda are not).
-std::vector<std::string> cpu_scan_names(const PluginHost& host) {
+/// The kind of the kernel that `model`'s first mixer asks for first (selective_scan for Mamba-1,
+/// ssd for Mamba-2): the one whose kernels --scan compares.
+std::string scan_kind(Model& model, const PluginHost& host) {
+  model.select_kernels(host, {});
+  model.forward(random_tokens(1, 1, 2));
+  const auto choices = model.kernel_choices();
+  if (choices.empty()) throw Error("bench: the model's mixers ask for no kernel, so there is no scan to compare");
+  return choices.front().kind;
+}
+
+/// The kernels of `kind` that run `model` on its device (`--scan all`; e.g. not scan/cuda on
+/// the CPU): those with which a one-token forward succeeds.
+std::vector<std::string> runnable_kernels(Model& model, const PluginHost& host, const std::string& kind) {
   std::vector<std::string> names;
-  for (const auto& name : host.kernel_names(sdk::kSelectiveScanKind)) {
-    sdk::ScanCapabilities capabilities;
-    kernel_as<sdk::ScanBackend>(host.create_kernel(sdk::kSelectiveScanKind, name))->capabilities(&capabilities);
-    if ((capabilities.devices & sdk::device_bit(sdk::DeviceType::kCpu)) != 0) names.push_back(name);
+  for (const auto& name : host.kernel_names(kind)) {
+    try {
+      model.select_kernels(host, {{kind, name}});
+      model.forward(random_tokens(1, 1, 2));
+      names.push_back(name);
+    } catch (const Error&) {
+      // cannot run here
+    }
   }
   return names;
 }
@@ -145,8 +159,8 @@ std::vector<double> time_decode(Model& model, std::int64_t batch, std::int64_t s
 int bench_main(int argc, char** argv) {
   po::options_description options;
   options.add_options()("shape", po::value<std::string>()->default_value("130m"),
-                        "model shape: tiny, 130m, 370m, 790m, 1.4b, 2.8b (random weights)")(
-      "scan", po::value<std::string>()->default_value("all"), "scan backends: all (that run on the CPU), or a comma-separated list")(
+                        "model shape: tiny, kjv, 130m, 370m, 790m, 1.4b, 2.8b, mamba2-130m, mamba2-370m, mamba2-1.3b (random weights)")(
+      "scan", po::value<std::string>()->default_value("all"), "the scan kernels to compare (kind selective_scan for Mamba-1 shapes, ssd for Mamba-2): all (that run on the device), or a comma-separated list")(
       "batch", po::value<std::string>()->default_value("1"), "batch sizes, comma-separated")(
       "length", po::value<std::string>()->default_value("128,512"), "prompt lengths, comma-separated")(
       "threads", po::value<std::string>()->default_value("1,2"), "thread counts, comma-separated (0: all available)")(
@@ -164,7 +178,7 @@ int bench_main(int argc, char** argv) {
   po::variables_map values;
   int exit_code = 0;
   if (!parse_command_line(argc, argv,
-                          "mambakit bench [--shape tiny|kjv|130m|370m|790m|1.4b|2.8b] [--scan all|NAMES] [--batch 1,8] "
+                          "mambakit bench [--shape tiny|kjv|130m|...|mamba2-130m|...] [--scan all|NAMES] [--batch 1,8] "
                           "[--length 128,512,2048] [--threads 1,2] [--mode prefill|decode|both|train] [--dtype f32,bf16] "
                           "[--repeat N] [--decode-tokens N] [--format text|json] [--device cpu|cuda] [--verbose] [--plugin-dir DIR]...",
                           options, values, exit_code)) {
@@ -204,9 +218,6 @@ int bench_main(int argc, char** argv) {
 
   const auto host = load_plugins(values);
   const bool all_scans = values["scan"].as<std::string>() == "all";
-  std::vector<std::string> scans = !all_scans ? parse_names(values["scan"].as<std::string>())
-                                   : on_cpu   ? cpu_scan_names(*host)
-                                              : std::vector<std::string>{"auto"};
   auto results = nlohmann::json::array();
   bool header_printed = false;
   for (const sdk::DType dtype : dtypes) {
@@ -214,6 +225,10 @@ int bench_main(int argc, char** argv) {
     model_settings.weights_dtype = dtype;
     model_settings.device = device;
     Model model = Model::create(config, *host, model_settings);
+    const std::string kind = scan_kind(model, *host);
+    const std::vector<std::string> scans = !all_scans ? parse_names(values["scan"].as<std::string>())
+                                           : on_cpu   ? runnable_kernels(model, *host, kind)
+                                                      : std::vector<std::string>{"auto"};
     if (format == "text" && !header_printed) {
       fmt::print("shape {} ({:.1f}M parameters) on {}; prefill computes logits for the last position; decode runs {} "
                  "steps after a 16-token prompt; median of {} runs\n",
@@ -224,7 +239,7 @@ int bench_main(int argc, char** argv) {
     }
     std::set<std::string> reported_kernels;  // --verbose: each choice once
     for (const auto& scan : scans) {
-      model.select_kernels(*host, {{sdk::kSelectiveScanKind, scan}});
+      model.select_kernels(*host, {{kind, scan}});
       for (const auto threads : thread_counts) {
         model.set_threads(static_cast<int>(threads));
         for (const auto batch : batches) {

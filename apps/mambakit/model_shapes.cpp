@@ -10,16 +10,20 @@ ModelConfig model_shape(const std::string& name) {
   struct Shape {
     const char* name;
     std::int64_t d_model, n_layer, vocab_size;
+    const char* mixer;  // with its defaults: mixer/s6 d_state 16, d_conv 4, expand 2; mixer/mamba2
+                        // d_state 128, head_dim 64, one group, d_conv 4, expand 2
   };
   static constexpr Shape kShapes[] = {
-      {"tiny", 64, 2, 50280},     {"kjv", 256, 6, 257},       {"130m", 768, 24, 50280},
-      {"370m", 1024, 48, 50280},  {"790m", 1536, 48, 50280},  {"1.4b", 2048, 48, 50280},
-      {"2.8b", 2560, 64, 50280},
+      {"tiny", 64, 2, 50280, "s6"},           {"kjv", 256, 6, 257, "s6"},
+      {"130m", 768, 24, 50280, "s6"},         {"370m", 1024, 48, 50280, "s6"},
+      {"790m", 1536, 48, 50280, "s6"},        {"1.4b", 2048, 48, 50280, "s6"},
+      {"2.8b", 2560, 64, 50280, "s6"},        {"mamba2-130m", 768, 24, 50288, "mamba2"},
+      {"mamba2-370m", 1024, 48, 50288, "mamba2"}, {"mamba2-1.3b", 2048, 48, 50288, "mamba2"},
   };
   for (const auto& shape : kShapes) {
     if (name == shape.name) {
-      ModelConfig config;  // tied, as the HF checkpoints; mixer/s6's defaults: d_state 16, d_conv 4, expand 2
-      config.mixer = {"s6", "{}"};
+      ModelConfig config;  // tied, as the published checkpoints
+      config.mixer = {shape.mixer, "{}"};
       config.head = {"lm", "{}"};
       config.d_model = shape.d_model;
       config.n_layer = shape.n_layer;

@@ -293,3 +293,34 @@ TEST_CASE("mambakit classify prints each label's probability and embed prints or
   CHECK(no_tokenizer.exit_code == 1);
   CHECK_THAT(no_tokenizer.errors, Contains("has no tokenizer"));
 }
+
+TEST_CASE("mambakit runs a Mamba-2 checkpoint: ragged generation as row by row, grad, and cuda refused by name") {
+  const std::string model = fixture("mamba2_official").string();
+  auto generate = [&](const std::string& name, const std::string& prompts) {
+    const auto input = write_file(name, prompts);
+    const auto result = run_command(cli("generate --model " + model + " --input " + input.string() +
+                                        " --max-new-tokens 6 --temperature 0 --format json"));
+    INFO(result.errors);
+    REQUIRE(result.exit_code == 0);
+    return nlohmann::json::parse(result.output)["new_tokens"];
+  };
+  const auto ragged = generate("mamba2_ragged.json", "[[1, 2, 3, 4, 5], [7]]");
+  CHECK(ragged[0] == generate("mamba2_first.json", "[[1, 2, 3, 4, 5]]")[0]);
+  CHECK(ragged[1] == generate("mamba2_second.json", "[[7]]")[0]);
+
+  const auto input = write_file("mamba2_grad_tokens.json", "[[1, 2, 3, 4], [5, 6, 7, 8]]");
+  const fs::path output = fs::path(MAMBAKIT_TEST_BINARY_DIR) / "mamba2_grads.safetensors";
+  const auto grad = run_command(cli("grad --model " + model + " --input " + input.string() + " --output " +
+                                    output.string()));
+  REQUIRE(grad.exit_code == 0);
+  const auto grads = mambakit::SafetensorsFile::open(output);
+  for (const char* name : {"backbone.layers.1.mixer.A_log", "backbone.layers.1.mixer.dt_bias",
+                           "backbone.layers.0.mixer.norm.weight", "backbone.layers.0.mixer.conv1d.weight"}) {
+    CHECK(grads.find(name) != nullptr);
+  }
+
+  const auto on_cuda = run_command(cli("forward --device cuda --model " + model + " --input " + input.string() +
+                                       " --output " + (fs::path(MAMBAKIT_TEST_BINARY_DIR) / "never2.npy").string()));
+  CHECK(on_cuda.exit_code == 1);
+  CHECK_THAT(on_cuda.errors, Contains("mixer/mamba2 does not run on cuda"));
+}

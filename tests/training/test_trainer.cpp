@@ -26,13 +26,19 @@ fs::path write_corpus(const fs::path& dir) {
   return dir / "corpus.txt";
 }
 
-mambakit::RunConfig tiny_run(const fs::path& dir) {
+/// The tiny Mamba-1 model of the runs below, in mambakit's first config format.
+constexpr const char* kMamba1Model = R"({"task": "causal_lm", "d_model": 16, "n_layer": 2, "d_state": 4, "vocab_size": 257})";
+/// A tiny Mamba-2 model: 4 heads of 8 in 2 groups.
+constexpr const char* kMamba2Model = R"({"format": "mambakit-2", "d_model": 16, "n_layer": 2, "vocab_size": 257,
+    "mixer": {"name": "mamba2", "options": {"head_dim": 8, "d_state": 8, "n_groups": 2}}, "head": "lm"})";
+
+mambakit::RunConfig tiny_run(const fs::path& dir, const std::string& model = kMamba1Model) {
   const std::string json = fmt::format(R"({{
-    "model": {{"task": "causal_lm", "d_model": 16, "n_layer": 2, "d_state": 4, "vocab_size": 257}},
+    "model": {},
     "train_data": "{}", "tokenizer": "byte", "seq_len": 32, "batch_size": 2, "grad_accum": 2,
     "steps": 8, "lr": 0.01, "min_lr": 0.001, "warmup": 2, "eval_every": 4, "eval_batches": 2,
     "save_every": 100, "log_every": 1, "output_dir": "{}", "seed": 7, "threads": 1}})",
-                                       write_corpus(dir).string(), (dir / "run").string());
+                                       model, write_corpus(dir).string(), (dir / "run").string());
   return mambakit::parse_run_config(json, "tiny run");
 }
 
@@ -46,15 +52,17 @@ std::vector<double> losses(const fs::path& metrics) {
 
 }  // namespace
 
-TEST_CASE("a stopped and resumed run reproduces an uninterrupted one bit for bit") {
+TEST_CASE("a stopped and resumed run reproduces an uninterrupted one bit for bit, Mamba-1 and Mamba-2") {
   const auto& host = mambakit::test::in_tree_plugins();
+  const std::string model_json = GENERATE(std::string(kMamba1Model), std::string(kMamba2Model));
+  INFO(model_json);
   std::atomic<bool> never{false};
   const fs::path straight_dir = mambakit::test::scratch_dir("straight");
-  const auto straight = tiny_run(straight_dir);
+  const auto straight = tiny_run(straight_dir, model_json);
   REQUIRE(mambakit::train(straight, host, false, never, [](const std::string&) {}));
 
   const fs::path resumed_dir = mambakit::test::scratch_dir("resumed");
-  const auto resumed = tiny_run(resumed_dir);
+  const auto resumed = tiny_run(resumed_dir, model_json);
   std::atomic<bool> stop{false};
   const bool finished = mambakit::train(resumed, host, false, stop, [&](const std::string& line) {
     if (line.rfind("step 3/", 0) == 0) stop = true;  // as Ctrl-C would, after step 3

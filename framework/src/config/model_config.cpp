@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "json_fields.hpp"
+#include "python_json.hpp"
 #include "mambakit/config.hpp"
 #include "mambakit/error.hpp"
 #include "mambakit/plugin_host.hpp"
@@ -190,7 +191,8 @@ std::string translate(const std::string& json_text, const json& root, const std:
 
 }  // namespace
 
-ModelConfig parse_model_config(const std::string& json_text, const std::string& source, const PluginHost& host) {
+ModelConfig parse_model_config(const std::string& text, const std::string& source, const PluginHost& host) {
+  const std::string json_text = config::with_python_infinities(text, source);
   const json root = json::parse(json_text, nullptr, false);
   if (root.is_discarded() || !root.is_object()) {
     throw Error(fmt::format("{}: not a JSON object", source));

@@ -14,6 +14,8 @@
 #include <cmath>
 #include <cstdint>
 
+#include "mambakit/sdk/util/simd.hpp"
+
 namespace mambakit::mixer_mamba2 {
 
 template <class T>
@@ -59,10 +61,13 @@ void dt_backward(const T* raw, std::int64_t ld_raw, const T* bias, double lo, do
   }
 }
 
-/// out (M, E) = the gated norm of y (M, E) with gate z (M, E; row stride ld_z).
+/// out (M, E) = the gated norm of y (M, E) with gate z (M, E; row stride ld_z), a SIMD vector
+/// of channels at a time.
 template <class T>
 void gated_norm_forward(const T* y, const T* z, std::int64_t ld_z, const T* weight, T* out, std::int64_t rows,
                         std::int64_t d_inner, std::int64_t groups, double eps, int n_threads) {
+  namespace simd = sdk::simd;
+  constexpr int kWidth = simd::kWidth<T>;
   const std::int64_t size = d_inner / groups;
 #pragma omp parallel for num_threads(n_threads) schedule(static)
   for (std::int64_t m = 0; m < rows; ++m) {
@@ -71,13 +76,19 @@ void gated_norm_forward(const T* y, const T* z, std::int64_t ld_z, const T* weig
       const T* yr = y + m * d_inner + e0;
       const T* zr = z + m * ld_z + e0;
       T* o = out + m * d_inner + e0;
-      T sum = 0;
-      for (std::int64_t i = 0; i < size; ++i) {
-        o[i] = yr[i] * zr[i] * sigmoid(zr[i]);
-        sum += o[i] * o[i];
+      simd::Vec<T> squares = simd::splat(T(0));
+      for (std::int64_t i = 0; i < size; i += kWidth) {
+        const int lanes = static_cast<int>(std::min<std::int64_t>(kWidth, size - i));
+        const simd::Vec<T> gate = simd::load(zr + i, lanes);
+        const simd::Vec<T> gated = simd::load(yr + i, lanes) * gate / (simd::splat(T(1)) + simd::exp(-gate));
+        squares += gated * gated;
+        simd::store(o + i, gated, lanes);
       }
-      const T r = T(1) / std::sqrt(sum / T(size) + T(eps));
-      for (std::int64_t i = 0; i < size; ++i) o[i] *= r * weight[e0 + i];
+      const simd::Vec<T> r = simd::splat(T(1) / std::sqrt(simd::hsum(squares) / T(size) + T(eps)));
+      for (std::int64_t i = 0; i < size; i += kWidth) {
+        const int lanes = static_cast<int>(std::min<std::int64_t>(kWidth, size - i));
+        simd::store(o + i, simd::load(o + i, lanes) * r * simd::load(weight + e0 + i, lanes), lanes);
+      }
     }
   }
 }

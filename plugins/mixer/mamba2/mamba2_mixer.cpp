@@ -18,14 +18,13 @@ namespace {
 
 constexpr const char* kComponent = "mixer/mamba2";
 
-[[noreturn]] void invalid(const char* key, double value, const std::string& rule) {
-  throw std::invalid_argument(std::string(kComponent) + ": \"" + key + "\" = " + nlohmann::json(value).dump() +
-                              " is invalid: " + rule);
+[[noreturn]] void invalid(const char* key, const nlohmann::json& value, const std::string& rule) {
+  throw std::invalid_argument(std::string(kComponent) + ": \"" + key + "\" = " + value.dump() + " is invalid: " + rule);
 }
 
 Mamba2Dims read_dims(const char* config_json) {
   const sdk::Options config(config_json, kComponent);
-  auto require = [](bool ok, const char* key, double value, const char* rule) {
+  auto require = [](bool ok, const char* key, const auto& value, const std::string& rule) {
     if (!ok) invalid(key, value, rule);
   };
   const std::int64_t default_expand = 2, default_conv = 4, default_state = 128, default_head_dim = 64,
@@ -34,21 +33,21 @@ Mamba2Dims read_dims(const char* config_json) {
   dims.d_model = config.integer("d_model", 1);
   dims.d_inner = config.integer("expand", 1, &default_expand) * dims.d_model;
   dims.d_state = config.integer("d_state", 1, &default_state);
-  require(dims.d_state <= 1024, "d_state", static_cast<double>(dims.d_state), "must be in [1, 1024]");
+  require(dims.d_state <= 1024, "d_state", dims.d_state, "must be in [1, 1024]");
   dims.d_conv = config.integer("d_conv", 1, &default_conv);
-  require(dims.d_conv <= 16, "d_conv", static_cast<double>(dims.d_conv), "must be in [1, 16]");
+  require(dims.d_conv <= 16, "d_conv", dims.d_conv, "must be in [1, 16]");
   dims.head_dim = config.integer("head_dim", 1, &default_head_dim);
-  require(dims.d_inner % dims.head_dim == 0, "head_dim", static_cast<double>(dims.head_dim),
-          ("must divide d_inner = expand * d_model = " + std::to_string(dims.d_inner)).c_str());
+  require(dims.d_inner % dims.head_dim == 0, "head_dim", dims.head_dim,
+          "must divide d_inner = expand * d_model = " + std::to_string(dims.d_inner));
   dims.heads = dims.d_inner / dims.head_dim;
   if (config.has("num_heads")) {
     const std::int64_t heads = config.integer("num_heads", 1);
-    require(heads == dims.heads, "num_heads", static_cast<double>(heads),
-            ("must be d_inner / head_dim = " + std::to_string(dims.heads)).c_str());
+    require(heads == dims.heads, "num_heads", heads,
+            "must be d_inner / head_dim = " + std::to_string(dims.heads));
   }
   dims.groups = config.integer("n_groups", 1, &default_groups);
-  require(dims.heads % dims.groups == 0, "n_groups", static_cast<double>(dims.groups),
-          ("must divide the number of heads, " + std::to_string(dims.heads)).c_str());
+  require(dims.heads % dims.groups == 0, "n_groups", dims.groups,
+          "must divide the number of heads, " + std::to_string(dims.heads));
   // The scan's result does not depend on the chunk length; the kernel picks its own.
   config.integer("chunk_size", 1, &default_chunk);
   dims.n_layer = config.integer("n_layer", 1, &default_layers);

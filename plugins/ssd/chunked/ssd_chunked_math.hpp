@@ -24,8 +24,10 @@
 
 #include <Eigen/Core>
 
+#include <algorithm>
 #include <cstdint>
-#include <vector>
+
+#include "mambakit/sdk/util/simd.hpp"
 
 #include "mambakit/sdk/context.hpp"
 #include "mambakit/sdk/ssd_kernel.hpp"
@@ -109,8 +111,16 @@ struct ChunkDecay {
     exp_last = exp_cs[q - 1];
     w = (cs[q - 1] - cs.array()).exp();
     mask.resize(q, q);
+    namespace simd = sdk::simd;
+    constexpr int kWidth = simd::kWidth<T>;
     for (std::int64_t t = 0; t < q; ++t) {
-      for (std::int64_t s = 0; s < q; ++s) mask(t, s) = s <= t ? std::exp(cs[t] - cs[s]) : T(0);
+      T* row = mask.data() + t * q;
+      const simd::Vec<T> last = simd::splat(cs[t]);
+      for (std::int64_t s = 0; s <= t; s += kWidth) {
+        const int lanes = static_cast<int>(std::min<std::int64_t>(kWidth, t + 1 - s));
+        simd::store(row + s, simd::exp(last - simd::load(cs.data() + s, lanes)), lanes);
+      }
+      std::fill(row + t + 1, row + q, T(0));
     }
   }
 };
