@@ -119,7 +119,7 @@ std::vector<std::int32_t> argmax_rows(const FloatTensor& logits) {
 TEST_CASE("a CUDA model's forward logits and final states match the CPU model's for every fixture", "[cuda]") {
   require_cuda_device();
   const auto& host = mambakit::test::in_tree_plugins();
-  for (const auto& dir : mambakit::test::model_fixture_dirs()) {
+  for (const auto& dir : mambakit::test::model_fixture_dirs_on(sdk::DeviceType::kCuda)) {
     const auto expected = mambakit::SafetensorsFile::open(dir / "expected.safetensors");
     Model cpu = Model::load(dir, host);
     Model gpu = Model::load(dir, host, on_gpu());
@@ -151,7 +151,7 @@ TEST_CASE("a CUDA model's forward logits and final states match the CPU model's 
 TEST_CASE("prefill and 8 decode steps on a CUDA model equal the CPU model's steps", "[cuda]") {
   require_cuda_device();
   const auto& host = mambakit::test::in_tree_plugins();
-  for (const auto& dir : mambakit::test::model_fixture_dirs()) {
+  for (const auto& dir : mambakit::test::model_fixture_dirs_on(sdk::DeviceType::kCuda)) {
     const auto expected = mambakit::SafetensorsFile::open(dir / "expected.safetensors");
     Model cpu = Model::load(dir, host);
     Model gpu = Model::load(dir, host, on_gpu());
@@ -172,7 +172,7 @@ TEST_CASE("prefill and 8 decode steps on a CUDA model equal the CPU model's step
 TEST_CASE("decode steps replayed from CUDA graphs equal the uncaptured steps bit for bit", "[cuda]") {
   require_cuda_device();
   const auto& host = mambakit::test::in_tree_plugins();
-  for (const auto& dir : mambakit::test::model_fixture_dirs()) {
+  for (const auto& dir : mambakit::test::model_fixture_dirs_on(sdk::DeviceType::kCuda)) {
     const auto expected = mambakit::SafetensorsFile::open(dir / "expected.safetensors");
     Model graphs = Model::load(dir, host, on_gpu(true));
     Model plain = Model::load(dir, host, on_gpu(false));
@@ -210,7 +210,7 @@ TEST_CASE("greedy and sampled generation on a CUDA model give the CPU model's to
   require_cuda_device();
   const auto& host = mambakit::test::in_tree_plugins();
   const std::vector<std::vector<std::int32_t>> prompts = {{1, 2, 3}, {4, 5, 6, 7, 8, 9, 10}, {11}};
-  for (const auto& dir : mambakit::test::model_fixture_dirs()) {
+  for (const auto& dir : mambakit::test::model_fixture_dirs_on(sdk::DeviceType::kCuda)) {
     Model cpu = Model::load(dir, host);
     Model gpu = Model::load(dir, host, on_gpu());
     for (const double temperature : {0.0, 0.8}) {
@@ -280,7 +280,7 @@ TEST_CASE("a CUDA model's state copies to the host on demand and back after rese
 TEST_CASE("accumulate_gradients on a CUDA model matches the CPU model for every fixture", "[cuda]") {
   require_cuda_device();
   const auto& host = mambakit::test::in_tree_plugins();
-  for (const auto& dir : mambakit::test::model_fixture_dirs()) {
+  for (const auto& dir : mambakit::test::model_fixture_dirs_on(sdk::DeviceType::kCuda)) {
     const auto expected = mambakit::SafetensorsFile::open(dir / "expected.safetensors");
     Model cpu = Model::load(dir, host, f32_on({}));
     Model gpu = Model::load(dir, host, f32_on(kGpu));

@@ -2,6 +2,7 @@
 
 #include <catch2/catch.hpp>
 
+#include "fixtures.hpp"
 #include "mambakit/error.hpp"
 #include "mambakit/model.hpp"
 
@@ -17,5 +18,13 @@ TEST_CASE("devices parse from cpu, cuda and cuda:INDEX and print back") {
   for (const char* bad : {"gpu", "", "cuda:", "cuda:-1", "cuda:1x", "CPU", "cuda:99999999"}) {
     INFO(bad);
     CHECK_THROWS_WITH(mambakit::parse_device(bad), Contains(std::string("'") + bad + "'"));
+  }
+}
+
+TEST_CASE("the CUDA tests' fixtures are those whose mixers declare CUDA: none of the Mamba-2 ones") {
+  const auto all = mambakit::test::model_fixture_dirs();
+  CHECK(mambakit::test::model_fixture_dirs_on(mambakit::sdk::DeviceType::kCpu) == all);
+  for (const auto& dir : mambakit::test::model_fixture_dirs_on(mambakit::sdk::DeviceType::kCuda)) {
+    CHECK(dir.filename().string().rfind("mamba2", 0) == std::string::npos);
   }
 }

@@ -1,5 +1,7 @@
 #include "fixtures.hpp"
 
+#include "mambakit/config.hpp"
+#include "mambakit/sdk/mixer.hpp"
 #include "mambakit/sdk/ssd_kernel.hpp"
 
 #include <map>
@@ -19,6 +21,22 @@ std::vector<std::filesystem::path> model_fixture_dirs() {
   }
   std::sort(dirs.begin(), dirs.end());
   if (dirs.empty()) throw std::runtime_error("no model fixtures under " + (data_dir() / "models").string());
+  return dirs;
+}
+
+std::vector<std::filesystem::path> model_fixture_dirs_on(sdk::DeviceType device) {
+  std::vector<std::filesystem::path> dirs;
+  for (const auto& dir : model_fixture_dirs()) {
+    const ModelConfig config = load_model_config(dir / "config.json", in_tree_plugins());
+    bool runs = true;
+    for (std::int64_t layer = 0; layer < config.n_layer && runs; ++layer) {
+      sdk::MixerCapabilities capabilities;
+      in_tree_plugins().create_mixer(config.mixer_of_layer(layer).name, mixer_config_json(config, layer))
+          ->capabilities(&capabilities);
+      runs = (capabilities.devices & sdk::device_bit(device)) != 0;
+    }
+    if (runs) dirs.push_back(dir);
+  }
   return dirs;
 }
 

@@ -19,6 +19,10 @@ inline std::filesystem::path data_dir() { return MAMBAKIT_TEST_DATA_DIR; }
 /// The model fixture folders under tests/data/models, sorted.
 std::vector<std::filesystem::path> model_fixture_dirs();
 
+/// The model fixtures whose every mixer declares `device` (e.g. the CUDA tests leave out the
+/// Mamba-2 ones, whose mixer runs on the CPU only).
+std::vector<std::filesystem::path> model_fixture_dirs_on(sdk::DeviceType device);
+
 /// A PluginHost with the in-tree plugins loaded (shared by the tests of one binary).
 const PluginHost& in_tree_plugins();
 
