@@ -5,6 +5,8 @@
 
 #include "ssd_chunked_math.hpp"
 
+#include <omp.h>
+
 #include "mambakit/sdk/util/linear.hpp"
 
 namespace mambakit::ssd_chunked {
@@ -70,10 +72,12 @@ void chunked_backward(const sdk::Context& context, const sdk::SsdBackwardArgs& a
   ssd_common::HeadPartials<T> partials(context, d, args);
   const std::int64_t chunks = products.chunks(), size = d.state_size();
   const Eigen::OuterStride<> partial_stride(d.H * d.N);
+  // Each thread's states entering each chunk of its current (row, head), P rows each.
+  sdk::WorkspaceArray<T> entering_states(context, context.n_threads * chunks * size);
 #pragma omp parallel num_threads(context.n_threads)
   {
     ChunkDecay<T> decay;
-    Matrix<T> entering(chunks * d.P, d.N);  // the state entering each chunk, P rows each
+    Eigen::Map<Matrix<T>> entering(entering_states.data() + omp_get_thread_num() * chunks * size, chunks * d.P, d.N);
     Matrix<T> S(d.P, d.N), dS(d.P, d.N), dS_in(d.P, d.N);
     Matrix<T> xd, xdw, m, dM, dxd, dx, dcb, dseg, dB, dC, Z, dZ, T1;
     Vector<T> dcs, dw;

@@ -73,7 +73,8 @@ void step(const sdk::SsdStepArgs& args, int n_threads) {
 
 /// Gradients that several heads or rows add to, kept per (row, head) by the threads and summed
 /// in one fixed order at the end: grad_B and grad_C per (b, t, head) (N each), grad_A and
-/// grad_D per (b, head).
+/// grad_D per (b, head). The (b, t, head) slots start uninitialised: the task of (b, head)
+/// writes each of its slots once, with `=`, before reduce_into().
 template <class T>
 class HeadPartials {
  public:
@@ -83,8 +84,6 @@ class HeadPartials {
         grad_b_(context, args.grad_B.present() ? rows_size_ : 0),
         grad_c_(context, args.grad_C.present() ? rows_size_ : 0),
         scalars_(context, 2 * dims.B * dims.H) {
-    if (grad_b_.data() != nullptr) std::fill(grad_b_.data(), grad_b_.data() + rows_size_, T(0));
-    if (grad_c_.data() != nullptr) std::fill(grad_c_.data(), grad_c_.data() + rows_size_, T(0));
     std::fill(scalars_.data(), scalars_.data() + 2 * dims.B * dims.H, T(0));
   }
 

@@ -104,6 +104,8 @@ void backward(const sdk::Context& context, const sdk::SsdBackwardArgs& args) {
       const T* previous = states.data() + t * size;
       T* dC = partials.grad_c(b, t, h);
       T* dB = partials.grad_b(b, t, h);
+      if (dC != nullptr) std::fill(dC, dC + d.N, T(0));
+      if (dB != nullptr) std::fill(dB, dB + d.N, T(0));
       T* dx = gx.present() ? gx.at(b, t) + h * d.P : nullptr;
       // y_t = S_t C_t + D x_t
       for (std::int64_t p = 0; p < d.P; ++p) {

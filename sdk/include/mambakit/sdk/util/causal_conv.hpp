@@ -12,6 +12,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "mambakit/sdk/util/simd.hpp"
+
 namespace mambakit::sdk::util {
 
 namespace causal_conv_detail {
@@ -19,6 +21,17 @@ namespace causal_conv_detail {
 template <class T>
 T silu(T v) {
   return v / (T(1) + std::exp(-v));
+}
+
+/// v[i] = silu(v[i]) for i < count, a SIMD vector at a time.
+template <class T>
+void silu_in_place(T* v, std::int64_t count) {
+  constexpr int kWidth = simd::kWidth<T>;
+  for (std::int64_t i = 0; i < count; i += kWidth) {
+    const int lanes = static_cast<int>(std::min<std::int64_t>(kWidth, count - i));
+    const simd::Vec<T> x = simd::load(v + i, lanes);
+    simd::store(v + i, x / (simd::splat(T(1)) + simd::exp(-x)), lanes);
+  }
 }
 
 }  // namespace causal_conv_detail
@@ -55,7 +68,7 @@ void causal_conv_silu(const T* input, std::int64_t input_row_stride, const T* we
           for (std::int64_t e = 0; e < E; ++e) row[e] += w[e] * state[e * K + slot];
         }
       }
-      for (std::int64_t e = 0; e < E; ++e) row[e] = causal_conv_detail::silu(row[e]);
+      causal_conv_detail::silu_in_place(row, E);
     }
   }
   if (final_state == nullptr) return;
