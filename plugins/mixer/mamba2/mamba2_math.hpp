@@ -28,15 +28,22 @@ T softplus(T v) {
   return v > T(20) ? v : std::log1p(std::exp(v));
 }
 
-/// dt (M, H) from raw (M, H; row stride ld_raw) and bias (H).
+/// dt (M, H) from raw (M, H; row stride ld_raw) and bias (H), a SIMD vector of heads at a time
+/// (sdk::simd::softplus: the same convention as softplus() above).
 template <class T>
 void dt_forward(const T* raw, std::int64_t ld_raw, const T* bias, double lo, double hi, T* dt, std::int64_t rows,
                 std::int64_t heads, int n_threads) {
+  namespace simd = sdk::simd;
+  constexpr int kWidth = simd::kWidth<T>;
+  const simd::Vec<T> low = simd::splat(static_cast<T>(lo)), high = simd::splat(static_cast<T>(hi));
 #pragma omp parallel for num_threads(n_threads) schedule(static)
   for (std::int64_t m = 0; m < rows; ++m) {
-    for (std::int64_t h = 0; h < heads; ++h) {
-      const T value = softplus(raw[m * ld_raw + h] + bias[h]);
-      dt[m * heads + h] = std::fmin(std::fmax(value, T(lo)), T(hi));
+    for (std::int64_t h = 0; h < heads; h += kWidth) {
+      const int lanes = static_cast<int>(std::min<std::int64_t>(kWidth, heads - h));
+      simd::Vec<T> value = simd::softplus(simd::load(raw + m * ld_raw + h, lanes) + simd::load(bias + h, lanes));
+      value = value < low ? low : value;
+      value = value > high ? high : value;
+      simd::store(dt + m * heads + h, value, lanes);
     }
   }
 }
@@ -80,7 +87,7 @@ void gated_norm_forward(const T* y, const T* z, std::int64_t ld_z, const T* weig
       for (std::int64_t i = 0; i < size; i += kWidth) {
         const int lanes = static_cast<int>(std::min<std::int64_t>(kWidth, size - i));
         const simd::Vec<T> gate = simd::load(zr + i, lanes);
-        const simd::Vec<T> gated = simd::load(yr + i, lanes) * gate / (simd::splat(T(1)) + simd::exp(-gate));
+        const simd::Vec<T> gated = simd::load(yr + i, lanes) * simd::silu(gate);
         squares += gated * gated;
         simd::store(o + i, gated, lanes);
       }

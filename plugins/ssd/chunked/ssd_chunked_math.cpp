@@ -26,7 +26,7 @@ void chunked_forward(const sdk::Context& context, const sdk::SsdForwardArgs& arg
 #pragma omp parallel num_threads(context.n_threads)
   {
     ChunkDecay<T> decay;
-    Matrix<T> S(d.P, d.N), xd, m, inter;
+    Matrix<T> S(d.P, d.N), xd, m, scaled_c;
 #pragma omp for schedule(static)
     for (std::int64_t task = 0; task < d.B * d.H; ++task) {
       const std::int64_t b = task / d.H, h = task % d.H, g = d.group_of(h);
@@ -42,12 +42,17 @@ void chunked_forward(const sdk::Context& context, const sdk::SsdForwardArgs& arg
         const auto Bc = rows_block(Bm, b, t0, g * d.N, q, d.N);
         const auto Cc = rows_block(Cm, b, t0, g * d.N, q, d.N);
         auto Y = rows_block(y, b, t0, h * d.P, q, d.P);
+        // Y = D X + M Xd + diag(exp(cs)) C S^T, the products accumulating into Y (no zeroing).
+        if (D != nullptr) {
+          Y = D[h] * X;
+        } else {
+          Y.setZero();
+        }
         xd = decay.dt.asDiagonal() * X;
         m = products.at(b, g, c, q).cwiseProduct(decay.mask);
-        Y.noalias() = m * xd;
-        inter.noalias() = Cc * S.transpose();
-        Y += decay.exp_cs.asDiagonal() * inter;
-        if (D != nullptr) Y += D[h] * X;
+        Y.noalias() += m * xd;
+        scaled_c = decay.exp_cs.asDiagonal() * Cc;
+        Y.noalias() += scaled_c * S.transpose();
         S *= decay.exp_last;
         xd = decay.w.asDiagonal() * xd;
         S.noalias() += xd.transpose() * Bc;

@@ -30,7 +30,7 @@ void silu_in_place(T* v, std::int64_t count) {
   for (std::int64_t i = 0; i < count; i += kWidth) {
     const int lanes = static_cast<int>(std::min<std::int64_t>(kWidth, count - i));
     const simd::Vec<T> x = simd::load(v + i, lanes);
-    simd::store(v + i, x / (simd::splat(T(1)) + simd::exp(-x)), lanes);
+    simd::store(v + i, simd::silu(x), lanes);
   }
 }
 
