@@ -30,11 +30,7 @@ void chunked_forward(const sdk::Context& context, const sdk::SsdForwardArgs& arg
 #pragma omp for schedule(static)
     for (std::int64_t task = 0; task < d.B * d.H; ++task) {
       const std::int64_t b = task / d.H, h = task % d.H, g = d.group_of(h);
-      if (args.initial_state.present()) {
-        S = Eigen::Map<const Matrix<T>>(args.initial_state.as<const T>() + task * d.state_size(), d.P, d.N);
-      } else {
-        S.setZero();
-      }
+      ssd_common::load_state<T>(args.initial_state, task, S);
       for (std::int64_t c = 0; c < products.chunks(); ++c) {
         const std::int64_t t0 = c * kChunk, q = std::min(kChunk, d.L - t0);
         decay.prepare(dt, b, h, A[h], t0, q);
@@ -90,11 +86,7 @@ void chunked_backward(const sdk::Context& context, const sdk::SsdBackwardArgs& a
     for (std::int64_t task = 0; task < d.B * d.H; ++task) {
       const std::int64_t b = task / d.H, h = task % d.H, g = d.group_of(h);
       // Forward over the chunk states only.
-      if (in.initial_state.present()) {
-        S = Eigen::Map<const Matrix<T>>(in.initial_state.as<const T>() + task * size, d.P, d.N);
-      } else {
-        S.setZero();
-      }
+      ssd_common::load_state<T>(in.initial_state, task, S);
       for (std::int64_t c = 0; c < chunks; ++c) {
         const std::int64_t t0 = c * kChunk, q = std::min(kChunk, d.L - t0);
         entering.middleRows(c * d.P, d.P) = S;
@@ -103,11 +95,7 @@ void chunked_backward(const sdk::Context& context, const sdk::SsdBackwardArgs& a
         S *= decay.exp_last;
         S.noalias() += xdw.transpose() * rows_block(Bm, b, t0, g * d.N, q, d.N);
       }
-      if (args.grad_final_state.present()) {
-        dS = Eigen::Map<const Matrix<T>>(args.grad_final_state.as<const T>() + task * size, d.P, d.N);
-      } else {
-        dS.setZero();
-      }
+      ssd_common::load_state<T>(args.grad_final_state, task, dS);
       T grad_a = 0, grad_d = 0;
       for (std::int64_t c = chunks - 1; c >= 0; --c) {
         const std::int64_t t0 = c * kChunk, q = std::min(kChunk, d.L - t0);

@@ -2,7 +2,6 @@
 // backward as small GEMMs per (row, head, chunk), threads over (row, head) pairs; the
 // one-token step is the shared recurrence (ssd_common.hpp). f32 and f64, CPU.
 
-#include "mambakit/sdk/guard.hpp"
 #include "mambakit/sdk/plugin.hpp"
 #include "ssd_chunked_math.hpp"
 
@@ -10,45 +9,17 @@ namespace mambakit::ssd_chunked {
 
 namespace {
 
-class ChunkedSsd final : public sdk::SsdKernel {
+class ChunkedSsd final : public ssd_common::CpuSsdKernel {
  public:
-  explicit ChunkedSsd(const char* /*config_json*/) {}
-
-  std::int32_t score(const sdk::KernelProblem& problem) const noexcept override {
-    return ssd_common::cpu_score(problem, 10);
-  }
+  explicit ChunkedSsd(const char* /*config_json*/) : CpuSsdKernel(10) {}
 
   sdk::Status forward(const sdk::Context& context, const sdk::SsdForwardArgs& args) noexcept override {
-    return sdk::guard([&] {
-      if (args.x.dtype == sdk::DType::kF64) {
-        chunked_forward<double>(context, args);
-      } else {
-        chunked_forward<float>(context, args);
-      }
-      return sdk::Status::success();
-    });
+    return ssd_common::by_dtype(args.x.dtype, [&](auto zero) { chunked_forward<decltype(zero)>(context, args); });
   }
 
   sdk::Status backward(const sdk::Context& context, const sdk::SsdBackwardArgs& args) noexcept override {
-    return sdk::guard([&] {
-      if (args.forward.x.dtype == sdk::DType::kF64) {
-        chunked_backward<double>(context, args);
-      } else {
-        chunked_backward<float>(context, args);
-      }
-      return sdk::Status::success();
-    });
-  }
-
-  sdk::Status step(const sdk::Context& context, const sdk::SsdStepArgs& args) noexcept override {
-    return sdk::guard([&] {
-      if (args.x.dtype == sdk::DType::kF64) {
-        ssd_common::step<double>(args, context.n_threads);
-      } else {
-        ssd_common::step<float>(args, context.n_threads);
-      }
-      return sdk::Status::success();
-    });
+    return ssd_common::by_dtype(args.forward.x.dtype,
+                                [&](auto zero) { chunked_backward<decltype(zero)>(context, args); });
   }
 };
 

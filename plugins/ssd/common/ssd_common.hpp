@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "mambakit/sdk/guard.hpp"
 #include "mambakit/sdk/ssd_kernel.hpp"
 #include "mambakit/sdk/workspace.hpp"
 
@@ -127,11 +128,50 @@ class HeadPartials {
   sdk::WorkspaceArray<T> grad_b_, grad_c_, scalars_;
 };
 
-/// score() of a CPU kernel: `cpu_score` for an f32 or f64 problem on the CPU with valid sizes, 0 otherwise.
-inline std::int32_t cpu_score(const sdk::KernelProblem& problem, std::int32_t score) {
-  const bool runs = sdk::ssd_shape(problem).valid && problem.device.type == sdk::DeviceType::kCpu &&
-                    (problem.dtype == sdk::DType::kF32 || problem.dtype == sdk::DType::kF64);
-  return runs ? score : 0;
+/// Runs body(T{}) with T the compute type of `dtype` (double for f64, float otherwise) inside
+/// sdk::guard.
+template <class Body>
+sdk::Status by_dtype(sdk::DType dtype, Body&& body) noexcept {
+  return sdk::guard([&] {
+    if (dtype == sdk::DType::kF64) {
+      body(double{});
+    } else {
+      body(float{});
+    }
+    return sdk::Status::success();
+  });
 }
+
+/// S (P x N, row-major) = the (b, h) slice `task` of a (B, H, P, N) state, or zeros when the
+/// state is absent.
+template <class T, class Matrix>
+void load_state(const sdk::TensorView& state, std::int64_t task, Matrix& S) {
+  if (state.present()) {
+    const T* source = state.as<const T>() + task * S.size();
+    std::copy(source, source + S.size(), S.data());
+  } else {
+    std::fill(S.data(), S.data() + S.size(), T(0));
+  }
+}
+
+/// What the CPU SSD kernels share: the score (`score` for an f32 or f64 problem on the CPU
+/// with valid sizes, 0 otherwise) and the one-token step.
+class CpuSsdKernel : public sdk::SsdKernel {
+ public:
+  explicit CpuSsdKernel(std::int32_t score) : score_(score) {}
+
+  std::int32_t score(const sdk::KernelProblem& problem) const noexcept override {
+    const bool runs = sdk::ssd_shape(problem).valid && problem.device.type == sdk::DeviceType::kCpu &&
+                      (problem.dtype == sdk::DType::kF32 || problem.dtype == sdk::DType::kF64);
+    return runs ? score_ : 0;
+  }
+
+  sdk::Status step(const sdk::Context& context, const sdk::SsdStepArgs& args) noexcept override {
+    return by_dtype(args.x.dtype, [&](auto zero) { ssd_common::step<decltype(zero)>(args, context.n_threads); });
+  }
+
+ private:
+  std::int32_t score_;
+};
 
 }  // namespace mambakit::ssd_common

@@ -11,9 +11,9 @@
 // Dimensions: B batch, L length, H heads, P head_dim, G groups, N d_state.
 
 #include <algorithm>
+#include <span>
 #include <vector>
 
-#include "mambakit/sdk/guard.hpp"
 #include "mambakit/sdk/plugin.hpp"
 #include "ssd_common.hpp"
 
@@ -34,11 +34,8 @@ void forward(const sdk::SsdForwardArgs& args, int n_threads) {
 #pragma omp parallel for num_threads(n_threads) schedule(static)
   for (std::int64_t task = 0; task < d.B * d.H; ++task) {
     const std::int64_t b = task / d.H, h = task % d.H, g = d.group_of(h);
-    std::vector<T> S(static_cast<std::size_t>(d.state_size()), T(0));
-    if (args.initial_state.present()) {
-      const T* initial = args.initial_state.as<const T>() + task * d.state_size();
-      std::copy(initial, initial + d.state_size(), S.begin());
-    }
+    std::vector<T> S(static_cast<std::size_t>(d.state_size()));
+    ssd_common::load_state<T>(args.initial_state, task, S);
     for (std::int64_t t = 0; t < d.L; ++t) {
       const T step = dt.at(b, t)[h], decay = std::exp(step * A[h]);
       const T* xt = x.at(b, t) + h * d.P;
@@ -73,11 +70,9 @@ void backward(const sdk::Context& context, const sdk::SsdBackwardArgs& args) {
   for (std::int64_t task = 0; task < d.B * d.H; ++task) {
     const std::int64_t b = task / d.H, h = task % d.H, g = d.group_of(h);
     // states[t + 1] = S_t; states[0] = S_{-1}.
-    std::vector<T> states(static_cast<std::size_t>((d.L + 1) * size), T(0));
-    if (in.initial_state.present()) {
-      const T* initial = in.initial_state.as<const T>() + task * size;
-      std::copy(initial, initial + size, states.begin());
-    }
+    std::vector<T> states(static_cast<std::size_t>((d.L + 1) * size));
+    std::span<T> first(states.data(), static_cast<std::size_t>(size));
+    ssd_common::load_state<T>(in.initial_state, task, first);
     for (std::int64_t t = 0; t < d.L; ++t) {
       const T step = dt.at(b, t)[h], decay = std::exp(step * A[h]);
       const T* xt = x.at(b, t) + h * d.P;
@@ -88,11 +83,8 @@ void backward(const sdk::Context& context, const sdk::SsdBackwardArgs& args) {
         for (std::int64_t n = 0; n < d.N; ++n) next[p * d.N + n] = decay * previous[p * d.N + n] + step * xt[p] * Bt[n];
       }
     }
-    std::vector<T> dS(static_cast<std::size_t>(size), T(0)), dS_B(static_cast<std::size_t>(d.P));
-    if (args.grad_final_state.present()) {
-      const T* grad_final = args.grad_final_state.as<const T>() + task * size;
-      std::copy(grad_final, grad_final + size, dS.begin());
-    }
+    std::vector<T> dS(static_cast<std::size_t>(size)), dS_B(static_cast<std::size_t>(d.P));
+    ssd_common::load_state<T>(args.grad_final_state, task, dS);
     T grad_a = 0, grad_d = 0;
     for (std::int64_t t = d.L - 1; t >= 0; --t) {
       const T step = dt.at(b, t)[h], decay = std::exp(step * A[h]);
@@ -151,45 +143,18 @@ void backward(const sdk::Context& context, const sdk::SsdBackwardArgs& args) {
   partials.reduce_into(args, context.n_threads);
 }
 
-class SequentialSsd final : public sdk::SsdKernel {
+class SequentialSsd final : public ssd_common::CpuSsdKernel {
  public:
-  explicit SequentialSsd(const char* /*config_json*/) {}
-
-  std::int32_t score(const sdk::KernelProblem& problem) const noexcept override {
-    return ssd_common::cpu_score(problem, 1);
-  }
+  explicit SequentialSsd(const char* /*config_json*/) : CpuSsdKernel(1) {}
 
   sdk::Status forward(const sdk::Context& context, const sdk::SsdForwardArgs& args) noexcept override {
-    return sdk::guard([&] {
-      if (args.x.dtype == sdk::DType::kF64) {
-        ssd_sequential::forward<double>(args, context.n_threads);
-      } else {
-        ssd_sequential::forward<float>(args, context.n_threads);
-      }
-      return sdk::Status::success();
-    });
+    return ssd_common::by_dtype(args.x.dtype,
+                                [&](auto zero) { ssd_sequential::forward<decltype(zero)>(args, context.n_threads); });
   }
 
   sdk::Status backward(const sdk::Context& context, const sdk::SsdBackwardArgs& args) noexcept override {
-    return sdk::guard([&] {
-      if (args.forward.x.dtype == sdk::DType::kF64) {
-        ssd_sequential::backward<double>(context, args);
-      } else {
-        ssd_sequential::backward<float>(context, args);
-      }
-      return sdk::Status::success();
-    });
-  }
-
-  sdk::Status step(const sdk::Context& context, const sdk::SsdStepArgs& args) noexcept override {
-    return sdk::guard([&] {
-      if (args.x.dtype == sdk::DType::kF64) {
-        ssd_common::step<double>(args, context.n_threads);
-      } else {
-        ssd_common::step<float>(args, context.n_threads);
-      }
-      return sdk::Status::success();
-    });
+    return ssd_common::by_dtype(args.forward.x.dtype,
+                                [&](auto zero) { ssd_sequential::backward<decltype(zero)>(context, args); });
   }
 };
 
