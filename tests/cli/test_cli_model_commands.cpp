@@ -324,3 +324,13 @@ TEST_CASE("mambakit runs a Mamba-2 checkpoint: ragged generation as row by row, 
   CHECK(on_cuda.exit_code == 1);
   CHECK_THAT(on_cuda.errors, Contains("mixer/mamba2 does not run on cuda"));
 }
+
+TEST_CASE("mambakit bench compares the ssd kernels on a Mamba-2 shape") {
+  const auto result = run_command(cli("bench --shape mamba2-130m --mode both --length 8 --decode-tokens 2 --repeat 1 "
+                                      "--threads 1 --format json"));
+  INFO(result.errors);
+  REQUIRE(result.exit_code == 0);
+  std::set<std::string> kernels;
+  for (const auto& row : nlohmann::json::parse(result.output)) kernels.insert(row["scan"].get<std::string>());
+  CHECK(kernels == std::set<std::string>{"chunked", "sequential"});
+}
