@@ -18,6 +18,10 @@ written, the generator asserts a set of self-checks on the reference itself:
   both non-zero; a few gradient entries agree with central finite differences;
 * the fixtures are sensitive to the classic bugs (dt bias added twice, SSM path ignored).
 
+The model-case builder, the model checks (decode, chunked prefill, tied paths, finite
+differences) and the writers take the reference module as a parameter:
+``tools/make_mamba2_fixtures.py`` runs them with ``mamba2_reference``.
+
 See ``tests/data/README.md`` for what each file holds.
 """
 
@@ -28,7 +32,7 @@ import math
 import os
 import sys
 import zlib
-from typing import Dict, List, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 
@@ -135,11 +139,15 @@ def hf_config(case: Dict) -> Dict:
     }
 
 
-def random_params(case: Dict, cfg: ref.MambaConfig) -> ref.Params:
-    """Random float64 weights with realistic scales, under Hugging Face names."""
-    g = seeded(case["name"], "weights")
-    d, e, n, k, r, v = cfg.d_model, cfg.d_inner, cfg.d_state, cfg.d_conv, cfg.dt_rank, cfg.vocab_size
-    emb = "backbone.embedding.weight" if case.get("old_names") else "backbone.embeddings.weight"
+def random_lm_params(g: torch.Generator, cfg, emb: str, in_proj_rows: int,
+                     conv_channels: int, mixer_own: Callable) -> ref.Params:
+    """Random float64 weights of the language model around a mixer (shared with
+    tools/make_mamba2_fixtures.py), drawn from g in a fixed order: the embedding ``emb``;
+    per layer the block norm, in_proj (weight, bias), conv1d (weight, bias), then
+    ``mixer_own(p, prefix, lin)`` for the mixer's own tensors, then out_proj (weight, bias);
+    the final norm and, when untied, the head.  lin(out, in) draws a weight with the
+    nn.Linear default scale U(-1/sqrt(in), 1/sqrt(in))."""
+    d, e, k, v = cfg.d_model, cfg.d_inner, cfg.d_conv, cfg.vocab_size
 
     def lin(out_f: int, in_f: int):
         bound = 1.0 / math.sqrt(in_f)
@@ -149,20 +157,15 @@ def random_params(case: Dict, cfg: ref.MambaConfig) -> ref.Params:
     for i in range(cfg.n_layer):
         pre = f"backbone.layers.{i}."
         p[pre + "norm.weight"] = 1.0 + normal(g, (d,), 0.1)
-        p[pre + "mixer.in_proj.weight"] = lin(2 * e, d)
+        p[pre + "mixer.in_proj.weight"] = lin(in_proj_rows, d)
         if cfg.use_bias:
-            p[pre + "mixer.in_proj.bias"] = uniform(g, (2 * e,), -0.2, 0.2)
-        p[pre + "mixer.conv1d.weight"] = uniform(g, (e, 1, k), -1 / math.sqrt(k), 1 / math.sqrt(k))
+            p[pre + "mixer.in_proj.bias"] = uniform(g, (in_proj_rows,), -0.2, 0.2)
+        p[pre + "mixer.conv1d.weight"] = uniform(g, (conv_channels, 1, k), -1 / math.sqrt(k),
+                                                 1 / math.sqrt(k))
         if cfg.use_conv_bias:
-            p[pre + "mixer.conv1d.bias"] = uniform(g, (e,), -1 / math.sqrt(k), 1 / math.sqrt(k))
-        # x_proj 4x the default scale: B and C of order one, so that at these short lengths
-        # the SSM state (not only the D skip) visibly drives the output.
-        p[pre + "mixer.x_proj.weight"] = 4.0 * lin(r + 2 * n, e)
-        p[pre + "mixer.dt_proj.weight"] = lin(e, r)
-        p[pre + "mixer.dt_proj.bias"] = inverse_softplus(log_uniform(g, (e,), 1e-3, 1e-1))
-        a = torch.arange(1, n + 1, dtype=torch.float64).repeat(e, 1)
-        p[pre + "mixer.A_log"] = torch.log(a) + normal(g, (e, n), 0.05)
-        p[pre + "mixer.D"] = 1.0 + normal(g, (e,), 0.1)
+            p[pre + "mixer.conv1d.bias"] = uniform(g, (conv_channels,), -1 / math.sqrt(k),
+                                                   1 / math.sqrt(k))
+        mixer_own(p, pre + "mixer.", lin)
         # out_proj a little larger than the 1/sqrt(fan_in) default so the layers matter.
         p[pre + "mixer.out_proj.weight"] = 2.0 * lin(d, e)
         if cfg.use_bias:
@@ -171,6 +174,25 @@ def random_params(case: Dict, cfg: ref.MambaConfig) -> ref.Params:
     if not cfg.tie_word_embeddings:
         p["lm_head.weight"] = normal(g, (v, d), 0.5)
     return p
+
+
+def random_params(case: Dict, cfg: ref.MambaConfig) -> ref.Params:
+    """Random float64 weights with realistic scales, under Hugging Face names."""
+    g = seeded(case["name"], "weights")
+    e, n, r = cfg.d_inner, cfg.d_state, cfg.dt_rank
+    emb = "backbone.embedding.weight" if case.get("old_names") else "backbone.embeddings.weight"
+
+    def mixer_own(p: ref.Params, pre: str, lin: Callable) -> None:
+        # x_proj 4x the default scale: B and C of order one, so that at these short lengths
+        # the SSM state (not only the D skip) visibly drives the output.
+        p[pre + "x_proj.weight"] = 4.0 * lin(r + 2 * n, e)
+        p[pre + "dt_proj.weight"] = lin(e, r)
+        p[pre + "dt_proj.bias"] = inverse_softplus(log_uniform(g, (e,), 1e-3, 1e-1))
+        a = torch.arange(1, n + 1, dtype=torch.float64).repeat(e, 1)
+        p[pre + "A_log"] = torch.log(a) + normal(g, (e, n), 0.05)
+        p[pre + "D"] = 1.0 + normal(g, (e,), 0.1)
+
+    return random_lm_params(g, cfg, emb, 2 * e, e, mixer_own)
 
 
 def round_to_storage(params: ref.Params, dtype_name: str) -> Dict[str, torch.Tensor]:
@@ -241,6 +263,22 @@ def run_scan(fn, t: Dict[str, torch.Tensor], softplus: bool, **kw):
               initial_state=t.get("initial_state"), **kw)
 
 
+def kernel_objective(y: torch.Tensor, state: torch.Tensor,
+                     t: Dict[str, torch.Tensor]) -> torch.Tensor:
+    """<y, grad_y> + <final state, grad_final_state>: its gradients are the kernel's backward."""
+    return (y * t["grad_y"]).sum() + (state * t["grad_final_state"]).sum()
+
+
+def gradcheck_kernel(t: Dict[str, torch.Tensor], arg_names, run: Callable) -> None:
+    """torch.autograd.gradcheck of kernel_objective(*run(inputs)) w.r.t. the present inputs."""
+    names = [k for k in arg_names if k in t]
+    leaves = [t[k].clone().requires_grad_(True) for k in names]
+
+    def f(*xs):
+        return kernel_objective(*run(dict(zip(names, xs))), t)
+    assert torch.autograd.gradcheck(f, leaves, eps=1e-6, atol=1e-7, rtol=1e-6)
+
+
 def check_scan(case: Dict, t: Dict[str, torch.Tensor]) -> None:
     """Sequential scan == chunked scan for several chunk sizes; gradcheck on a small slice."""
     y, h = run_scan(ref.selective_scan_ref, t, case["softplus"])
@@ -257,25 +295,22 @@ def check_scan_gradcheck() -> None:
     """Finite-difference check of the sequential scan's autograd gradients."""
     small = dict(name="gradcheck", B=1, L=5, E=2, N=3, softplus=True, D=True, z=True,
                  delta_bias=True, initial_state=True)
-    t = scan_inputs(small)
-    names = [k for k in SCAN_ARGS if k in t]
-    leaves = [t[k].clone().requires_grad_(True) for k in names]
-
-    def f(*xs):
-        d = dict(zip(names, xs))
-        y, h = run_scan(ref.selective_scan_ref, d, True)
-        return (y * t["grad_y"]).sum() + (h * t["grad_final_state"]).sum()
-    assert torch.autograd.gradcheck(f, leaves, eps=1e-6, atol=1e-7, rtol=1e-6)
+    gradcheck_kernel(scan_inputs(small), SCAN_ARGS,
+                     lambda d: run_scan(ref.selective_scan_ref, d, True))
     print("  scan gradcheck: passed")
 
 
-def check_decode(case: Dict, cfg: ref.MambaConfig, params: ref.Params,
-                 ids: torch.Tensor, logits: torch.Tensor, states: List[ref.LayerState]) -> float:
+# The model checks below are shared with tools/make_mamba2_fixtures.py: ``reference`` is
+# the reference module (mamba_reference or mamba2_reference), of which they use
+# model_forward, model_step, empty_state, next_token_loss and embedding_name.
+
+def check_decode(reference, case: Dict, cfg, params: ref.Params, ids: torch.Tensor,
+                 logits: torch.Tensor, states: list) -> float:
     """Token-by-token decode == full forward (logits at every position, final state)."""
-    st = ref.empty_state(cfg, ids.shape[0])
+    st = reference.empty_state(cfg, ids.shape[0])
     worst = 0.0
     for t in range(ids.shape[1]):
-        lt, st = ref.model_step(params, cfg, ids[:, t], st)
+        lt, st = reference.model_step(params, cfg, ids[:, t], st)
         worst = max(worst, max_abs(lt, logits[:, t]))
     for a, b in zip(st, states):
         worst = max(worst, max_abs(a.conv, b.conv), max_abs(a.ssm, b.ssm))
@@ -287,38 +322,42 @@ def check_decode(case: Dict, cfg: ref.MambaConfig, params: ref.Params,
     return worst
 
 
-def check_chunked_prefill(case: Dict, cfg: ref.MambaConfig, params: ref.Params,
-                          ids: torch.Tensor, logits: torch.Tensor,
-                          states: List[ref.LayerState]) -> float:
-    """Forward on a prefix, then forward on the rest from the returned state == full."""
+def check_chunked_prefill(reference, case: Dict, cfg, params: ref.Params, ids: torch.Tensor,
+                          logits: torch.Tensor, states: list, chunks=(None,)) -> float:
+    """Forward on a prefix, then forward on the rest from the returned state == full.
+
+    ``chunks``: the ``chunk`` argument of each run of the pair (None: the reference's
+    default, the only one Mamba-1's model_forward has)."""
     worst = 0.0
     for split in (1, 2, cfg.d_conv - 1, 10, ids.shape[1] - 1):
-        l1, s1 = ref.model_forward(params, cfg, ids[:, :split])
-        l2, s2 = ref.model_forward(params, cfg, ids[:, split:], s1)
-        worst = max(worst, max_abs(torch.cat([l1, l2], 1), logits))
-        for a, b in zip(s2, states):
-            worst = max(worst, max_abs(a.conv, b.conv), max_abs(a.ssm, b.ssm))
+        for chunk in chunks:
+            kw = {} if chunk is None else {"chunk": chunk}
+            l1, s1 = reference.model_forward(params, cfg, ids[:, :split], **kw)
+            l2, s2 = reference.model_forward(params, cfg, ids[:, split:], s1, **kw)
+            worst = max(worst, max_abs(torch.cat([l1, l2], 1), logits))
+            for a, b in zip(s2, states):
+                worst = max(worst, max_abs(a.conv, b.conv), max_abs(a.ssm, b.ssm))
     assert worst < DECODE_TOL, f"{case['name']}: chunked prefill differs by {worst}"
     return worst
 
 
-def loss_and_grads(cfg: ref.MambaConfig, params: ref.Params,
+def loss_and_grads(reference, cfg, params: ref.Params,
                    ids: torch.Tensor) -> Tuple[torch.Tensor, ref.Params]:
     """Mean next-token cross-entropy and its gradient w.r.t. every parameter."""
     leaves = {k: v.clone().requires_grad_(True) for k, v in params.items()}
-    logits, _ = ref.model_forward(leaves, cfg, ids)
-    loss = ref.next_token_loss(logits, ids)
+    logits, _ = reference.model_forward(leaves, cfg, ids)
+    loss = reference.next_token_loss(logits, ids)
     grads = torch.autograd.grad(loss, list(leaves.values()))
     return loss.detach(), dict(zip(leaves.keys(), grads))
 
 
-def check_tied_paths(cfg: ref.MambaConfig, params: ref.Params, ids: torch.Tensor,
+def check_tied_paths(reference, cfg, params: ref.Params, ids: torch.Tensor,
                      grads: ref.Params) -> None:
     """Tied embedding gradient == lookup-path gradient + head-path gradient, both non-zero."""
-    emb = ref.embedding_name(params)
+    emb = reference.embedding_name(params)
     untied = dict(params)
     untied["lm_head.weight"] = params[emb].clone()
-    _, g2 = loss_and_grads(cfg, untied, ids)
+    _, g2 = loss_and_grads(reference, cfg, untied, ids)
     lookup, head = g2[emb], g2["lm_head.weight"]
     assert lookup.abs().max() > 1e-6 and head.abs().max() > 1e-6, "a tied path has no gradient"
     diff = max_abs(grads[emb], lookup + head)
@@ -326,33 +365,42 @@ def check_tied_paths(cfg: ref.MambaConfig, params: ref.Params, ids: torch.Tensor
     assert max_abs(grads[emb], head) > 1e-6, "tied gradient misses the lookup path"
 
 
-def check_finite_differences(cfg: ref.MambaConfig, params: ref.Params, ids: torch.Tensor,
-                             grads: ref.Params) -> float:
-    """Central differences (step 1e-4) on two entries of several parameter kinds.
+def fd_picks(cfg: ref.MambaConfig, params: ref.Params,
+             ids: torch.Tensor) -> List[Tuple[str, int]]:
+    """(tensor, flat index) pairs: two entries of several Mamba-1 parameter kinds."""
+    picks = []
+    for name in (ref.embedding_name(params), "backbone.layers.0.mixer.A_log",
+                 "backbone.layers.0.mixer.dt_proj.bias", "backbone.layers.0.mixer.conv1d.weight",
+                 f"backbone.layers.{cfg.n_layer - 1}.mixer.x_proj.weight",
+                 "backbone.norm_f.weight"):
+        for flat_index in (1, 5):
+            if "embedding" in name:  # a row that is actually looked up
+                flat_index += int(ids[0, 1]) * cfg.d_model
+            picks.append((name, flat_index))
+    return picks
+
+
+def check_finite_differences(reference, cfg, params: ref.Params, ids: torch.Tensor,
+                             grads: ref.Params, picks: List[Tuple[str, int]]) -> float:
+    """Central differences (step 1e-4) on the (tensor, flat index) entries ``picks``.
 
     Returns the worst |fd - autograd|; the bound 1e-8 + 1e-6 |autograd| sits well above
     float64 round-off and the O(step^2) truncation (both ~1e-11 here)."""
     worst = 0.0
-    picks = [ref.embedding_name(params), "backbone.layers.0.mixer.A_log",
-             "backbone.layers.0.mixer.dt_proj.bias", "backbone.layers.0.mixer.conv1d.weight",
-             f"backbone.layers.{cfg.n_layer - 1}.mixer.x_proj.weight", "backbone.norm_f.weight"]
     step = 1e-4
-    for name in picks:
-        for flat_index in (1, 5):
-            if "embedding" in name:  # a row that is actually looked up
-                flat_index += int(ids[0, 1]) * cfg.d_model
-            p_plus, p_minus = dict(params), dict(params)
-            for sign, p in ((1, p_plus), (-1, p_minus)):
-                t = params[name].clone()
-                t.view(-1)[flat_index] += sign * step
-                p[name] = t
-            lp = ref.next_token_loss(ref.model_forward(p_plus, cfg, ids)[0], ids)
-            lm = ref.next_token_loss(ref.model_forward(p_minus, cfg, ids)[0], ids)
-            fd = (lp - lm).item() / (2 * step)
-            an = grads[name].reshape(-1)[flat_index].item()
-            assert abs(fd - an) < 1e-8 + 1e-6 * abs(an), \
-                f"finite difference mismatch on {name}[{flat_index}]: fd {fd} autograd {an}"
-            worst = max(worst, abs(fd - an))
+    for name, flat_index in picks:
+        p_plus, p_minus = dict(params), dict(params)
+        for sign, p in ((1, p_plus), (-1, p_minus)):
+            t = params[name].clone()
+            t.view(-1)[flat_index] += sign * step
+            p[name] = t
+        lp = reference.next_token_loss(reference.model_forward(p_plus, cfg, ids)[0], ids)
+        lm = reference.next_token_loss(reference.model_forward(p_minus, cfg, ids)[0], ids)
+        fd = (lp - lm).item() / (2 * step)
+        an = grads[name].reshape(-1)[flat_index].item()
+        assert abs(fd - an) < 1e-8 + 1e-6 * abs(an), \
+            f"finite difference mismatch on {name}[{flat_index}]: fd {fd} autograd {an}"
+        worst = max(worst, abs(fd - an))
     return worst
 
 
@@ -383,24 +431,31 @@ def f32(t: torch.Tensor) -> torch.Tensor:
     return t.detach().to(torch.float32).contiguous()
 
 
-def build_model_case(case: Dict) -> Dict[str, Dict]:
-    """Compute (and self-check) everything for one model case; returns files to write."""
-    config = hf_config(case)
-    cfg = ref.MambaConfig.from_hf(config)
-    stored = round_to_storage(random_params(case, cfg), case["dtype"])
+def build_model_files(reference, case: Dict, config: Dict, cfg, weights: ref.Params,
+                      check_longest: Callable, picks: Callable,
+                      generator: str) -> Tuple[Dict[str, object], Dict]:
+    """Compute (and self-check) everything for one model case, for either generator.
+
+    The weights are rounded to the storage dtype and the model computed from the rounded
+    ones.  For every prompt length: the logits and final states, with the decode check, and
+    at the longest length ``check_longest(params, ids, logits, states)`` (the generator's
+    own checks); at GRAD_LENGTH the loss and the gradients, with the tied-path check and
+    finite differences on ``picks(cfg, params, ids)``.  Returns the files to write and a
+    summary (decode, longest: what check_longest returned, fd, logit_std, loss)."""
+    stored = round_to_storage(weights, case["dtype"])
     params = {k: v.to(torch.float64) for k, v in stored.items()}  # compute from rounded weights
 
     g = seeded(case["name"], "tokens")
     expected: Dict[str, torch.Tensor] = {}
-    worst_decode = worst_prefill = 0.0
+    worst_decode = 0.0
     logit_std = []
     for length in LENGTHS:
-        ids = torch.randint(0, cfg.vocab_size, (BATCH, length), generator=g)
-        logits, states = ref.model_forward(params, cfg, ids)
-        worst_decode = max(worst_decode, check_decode(case, cfg, params, ids, logits, states))
+        ids = torch.randint(0, case["vocab"], (BATCH, length), generator=g)
+        logits, states = reference.model_forward(params, cfg, ids)
+        worst_decode = max(worst_decode,
+                           check_decode(reference, case, cfg, params, ids, logits, states))
         if length == max(LENGTHS):
-            worst_prefill = check_chunked_prefill(case, cfg, params, ids, logits, states)
-            d_twice, d_no_ssm = check_sensitivity(cfg, params, ids, logits)
+            longest = check_longest(params, ids, logits, states)
         expected[f"tokens.L{length}"] = f32(ids.to(torch.float64))
         expected[f"logits.L{length}"] = f32(logits)
         for i, s in enumerate(states):
@@ -410,19 +465,18 @@ def build_model_case(case: Dict) -> Dict[str, Dict]:
         if length == GRAD_LENGTH:
             grad_ids = ids
 
-    loss, grads = loss_and_grads(cfg, params, grad_ids)
+    loss, grads = loss_and_grads(reference, cfg, params, grad_ids)
     if "lm_head.weight" not in params:
-        check_tied_paths(cfg, params, grad_ids, grads)
-    fd_err = check_finite_differences(cfg, params, grad_ids, grads)
+        check_tied_paths(reference, cfg, params, grad_ids, grads)
+    fd_err = check_finite_differences(reference, cfg, params, grad_ids, grads,
+                                      picks(cfg, params, grad_ids))
     grad_out = {k: f32(v) for k, v in grads.items()}
     grad_out["loss"] = f32(loss.reshape(1))
     assert set(grads) == set(stored), "a parameter has no gradient"
 
-    print(f"  model {case['name']}: decode max diff {worst_decode:.2e}, chunked prefill "
-          f"{worst_prefill:.2e}, fd max abs err {fd_err:.1e}, logits std "
-          f"{min(logit_std):.2f}..{max(logit_std):.2f}, loss {loss.item():.4f}, "
-          f"dt-bias-twice moves logits {d_twice:.3f}, C=0 moves logits {d_no_ssm:.3f}")
-    meta_common = {"case": case["name"], "generator": "tools/make_fixtures.py"}
+    summary = dict(decode=worst_decode, longest=longest, fd=fd_err,
+                   logit_std=(min(logit_std), max(logit_std)), loss=loss.item())
+    meta_common = {"case": case["name"], "generator": generator}
     return {
         "config.json": config,
         "model.safetensors": (stored, {"format": "pt"}),
@@ -431,18 +485,37 @@ def build_model_case(case: Dict) -> Dict[str, Dict]:
                                                 weights_dtype=case["dtype"])),
         "grads.safetensors": (grad_out, dict(meta_common, tokens=f"tokens.L{GRAD_LENGTH}",
                                              loss="mean next-token cross-entropy")),
-    }
+    }, summary
 
 
-def build_scan_case(case: Dict) -> Tuple[Dict[str, torch.Tensor], Dict[str, str]]:
-    """Compute (and self-check) one standalone scan case."""
-    t = scan_inputs(case)
-    check_scan(case, t)
-    names = [k for k in SCAN_ARGS if k in t]
+def build_model_case(case: Dict) -> Dict[str, object]:
+    """Compute (and self-check) everything for one model case; returns files to write."""
+    config = hf_config(case)
+    cfg = ref.MambaConfig.from_hf(config)
+
+    def check_longest(params, ids, logits, states):
+        prefill = check_chunked_prefill(ref, case, cfg, params, ids, logits, states)
+        return (prefill,) + check_sensitivity(cfg, params, ids, logits)
+
+    files, s = build_model_files(ref, case, config, cfg, random_params(case, cfg),
+                                 check_longest, fd_picks, "tools/make_fixtures.py")
+    worst_prefill, d_twice, d_no_ssm = s["longest"]
+    print(f"  model {case['name']}: decode max diff {s['decode']:.2e}, chunked prefill "
+          f"{worst_prefill:.2e}, fd max abs err {s['fd']:.1e}, logits std "
+          f"{s['logit_std'][0]:.2f}..{s['logit_std'][1]:.2f}, loss {s['loss']:.4f}, "
+          f"dt-bias-twice moves logits {d_twice:.3f}, C=0 moves logits {d_no_ssm:.3f}")
+    return files
+
+
+def kernel_case_tensors(t: Dict[str, torch.Tensor], arg_names,
+                        run: Callable) -> Dict[str, torch.Tensor]:
+    """The file of a standalone kernel case (scan or SSD): the present inputs, y and
+    final_state from ``run(inputs)``, grad_y, grad_final_state, and grad_<input> of
+    kernel_objective for every present input, all in float32."""
+    names = [k for k in arg_names if k in t]
     leaves = {k: t[k].clone().requires_grad_(True) for k in names}
-    y, h = run_scan(ref.selective_scan_ref, leaves, case["softplus"])
-    objective = (y * t["grad_y"]).sum() + (h * t["grad_final_state"]).sum()
-    grads = torch.autograd.grad(objective, [leaves[k] for k in names])
+    y, h = run(leaves)
+    grads = torch.autograd.grad(kernel_objective(y, h, t), [leaves[k] for k in names])
     out = {k: f32(t[k]) for k in names}
     out["y"] = f32(y)
     out["final_state"] = f32(h)
@@ -450,7 +523,19 @@ def build_scan_case(case: Dict) -> Tuple[Dict[str, torch.Tensor], Dict[str, str]
     out["grad_final_state"] = f32(t["grad_final_state"])
     for k, gk in zip(names, grads):
         out["grad_" + k] = f32(gk)
-    flag = lambda b: "1" if b else "0"  # noqa: E731
+    return out
+
+
+def flag(b: bool) -> str:
+    return "1" if b else "0"
+
+
+def build_scan_case(case: Dict) -> Tuple[Dict[str, torch.Tensor], Dict[str, str]]:
+    """Compute (and self-check) one standalone scan case."""
+    t = scan_inputs(case)
+    check_scan(case, t)
+    out = kernel_case_tensors(t, SCAN_ARGS,
+                              lambda d: run_scan(ref.selective_scan_ref, d, case["softplus"]))
     meta = {"delta_softplus": flag(case["softplus"]), "has_D": flag(case["D"]),
             "has_z": flag(case["z"]), "has_delta_bias": flag(case["delta_bias"]),
             "has_initial_state": flag(case["initial_state"]),
@@ -474,6 +559,39 @@ def verify_roundtrip(path: str, tensors: Dict[str, torch.Tensor]) -> None:
         assert ref._tensor_bytes(back[k]) == ref._tensor_bytes(v), (path, k)
 
 
+def write_tensors(path: str, tensors: Dict[str, torch.Tensor], meta: Dict[str, str]) -> None:
+    """Write a safetensors file and check that it reads back bit for bit."""
+    ref.write_safetensors(path, tensors, meta)
+    verify_roundtrip(path, tensors)
+
+
+def write_model_dir(reference, directory: str, files: Dict[str, object],
+                    file_limit: Optional[int] = None, dir_limit: Optional[int] = None) -> int:
+    """Write one model case's files (JSON or (tensors, metadata)) into ``directory``, check
+    the sizes against the limits and that the reference's loader, reading the directory
+    back, computes exactly the stored logits.L7; returns the bytes written."""
+    name = os.path.basename(directory)
+    os.makedirs(directory, exist_ok=True)
+    for fname, content in files.items():
+        path = os.path.join(directory, fname)
+        if fname.endswith(".json"):
+            write_json(path, content)
+        else:
+            write_tensors(path, *content)
+        if file_limit is not None:
+            assert os.path.getsize(path) < file_limit, f"{path} is too large"
+    size = sum(os.path.getsize(os.path.join(directory, f)) for f in files)
+    if dir_limit is not None:
+        assert size < dir_limit, f"{name} is {size} bytes"
+    # the loader path round trip: what a reader of the directory computes is what we used
+    cfg2, p2 = reference.load_model(directory)
+    ids = files["expected.safetensors"][0]["tokens.L7"].to(torch.int64)
+    logits, _ = reference.model_forward(p2, cfg2, ids)
+    assert max_abs(f32(logits), files["expected.safetensors"][0]["logits.L7"]) == 0.0
+    print(f"  models/{name}: {size} bytes")
+    return size
+
+
 def main() -> None:
     print("self-checks:")
     check_elementwise()
@@ -484,30 +602,11 @@ def main() -> None:
     print("writing:")
     os.makedirs(os.path.join(DATA, "scan"), exist_ok=True)
     for name, (tensors, meta) in scans.items():
-        path = os.path.join(DATA, "scan", name + ".safetensors")
-        ref.write_safetensors(path, tensors, meta)
-        verify_roundtrip(path, tensors)
+        write_tensors(os.path.join(DATA, "scan", name + ".safetensors"), tensors, meta)
     total = 0
     for name, files in models.items():
-        directory = os.path.join(DATA, "models", name)
-        os.makedirs(directory, exist_ok=True)
-        for fname, content in files.items():
-            path = os.path.join(directory, fname)
-            if fname.endswith(".json"):
-                write_json(path, content)
-            else:
-                tensors, meta = content
-                ref.write_safetensors(path, tensors, meta)
-                verify_roundtrip(path, tensors)
-        size = sum(os.path.getsize(os.path.join(directory, f)) for f in files)
-        assert size < 300 * 1024, f"{name} is {size} bytes"
-        total += size
-        # the loader path round trip: what a reader of the directory computes is what we used
-        cfg2, p2 = ref.load_model(directory)
-        ids = files["expected.safetensors"][0]["tokens.L7"].to(torch.int64)
-        logits, _ = ref.model_forward(p2, cfg2, ids)
-        assert max_abs(f32(logits), files["expected.safetensors"][0]["logits.L7"]) == 0.0
-        print(f"  models/{name}: {size} bytes")
+        total += write_model_dir(ref, os.path.join(DATA, "models", name), files,
+                                 dir_limit=300 * 1024)
     total += sum(os.path.getsize(os.path.join(DATA, "scan", n + ".safetensors")) for n in scans)
     print(f"total fixture bytes: {total}")
     assert total < 3 * 1024 * 1024

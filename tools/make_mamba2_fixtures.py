@@ -6,7 +6,8 @@ Run from anywhere (the output location is derived from this file's path):
     nice /usr/bin/python3 tools/make_mamba2_fixtures.py
 
 It writes ``tests/data/models/mamba2_<case>/`` (same files and formats as the Mamba-1 model
-cases of ``tools/make_fixtures.py``, whose writers it reuses) and ``tests/data/ssd/<case>``
+cases of ``tools/make_fixtures.py``, whose model-case builder, model checks and writers it
+runs with the Mamba-2 reference) and ``tests/data/ssd/<case>``
 (the standalone SSD kernel).  Everything is deterministic (seeds from the crc32 of the case
 names, single-threaded torch).  Before a single file is written, it asserts:
 
@@ -37,7 +38,7 @@ import torch
 
 sys.dont_write_bytecode = True  # keep tools/ free of __pycache__
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import make_fixtures as mf  # noqa: E402  (its writers, seeds and constants)
+import make_fixtures as mf  # noqa: E402  (shared checks, builders, writers, seeds)
 import mamba2_reference as m2  # noqa: E402
 import mamba_reference as ref  # noqa: E402
 
@@ -45,16 +46,13 @@ torch.set_num_threads(1)
 torch.set_default_dtype(torch.float64)
 
 DATA = mf.DATA
-LENGTHS = mf.LENGTHS            # (1, 2, 3, 7, 33)
-BATCH = mf.BATCH                # 2
-GRAD_LENGTH = mf.GRAD_LENGTH    # 7
 DECODE_TOL = mf.DECODE_TOL      # 1e-10
 GENERATOR = "tools/make_mamba2_fixtures.py"
 FILE_LIMIT = 200 * 1024
 
 seeded, uniform, normal = mf.seeded, mf.uniform, mf.normal
-inverse_softplus, log_uniform, max_abs, f32 = (mf.inverse_softplus, mf.log_uniform,
-                                               mf.max_abs, mf.f32)
+inverse_softplus, log_uniform, max_abs, f32, flag = (mf.inverse_softplus, mf.log_uniform,
+                                                     mf.max_abs, mf.f32, mf.flag)
 
 # --------------------------------------------------------------------------------------
 # case definitions
@@ -168,41 +166,19 @@ def make_config(case: Dict) -> Dict:
 def random_params(case: Dict, cfg: m2.Mamba2Config) -> m2.Params:
     """Random float64 weights with realistic scales, under the checkpoint's names."""
     g = seeded(case["name"], "weights")
-    d, e, h, k, v = cfg.d_model, cfg.d_inner, cfg.n_heads, cfg.d_conv, cfg.vocab_size
-    gn, cd = cfg.n_groups * cfg.d_state, cfg.conv_dim
+    e, h = cfg.d_inner, cfg.n_heads
+    gn = cfg.n_groups * cfg.d_state
     emb = ("backbone.embedding.weight" if case["layout"] == "official"
            else "backbone.embeddings.weight")
 
-    def lin(out_f: int, in_f: int):
-        bound = 1.0 / math.sqrt(in_f)
-        return uniform(g, (out_f, in_f), -bound, bound)
+    def mixer_own(p: m2.Params, pre: str, lin) -> None:
+        p[pre + "in_proj.weight"][2 * e:2 * e + 2 * gn] *= BC_SCALE  # z | x | B | C | dt: B, C
+        p[pre + "dt_bias"] = inverse_softplus(log_uniform(g, (h,), 1e-3, 1e-1))
+        p[pre + "A_log"] = torch.log(uniform(g, (h,), 1.0, 16.0))
+        p[pre + "D"] = 1.0 + normal(g, (h,), 0.1)
+        p[pre + "norm.weight"] = 1.0 + normal(g, (e,), 0.1)
 
-    p: m2.Params = {emb: normal(g, (v, d), 0.5)}
-    for i in range(cfg.n_layer):
-        pre = f"backbone.layers.{i}."
-        p[pre + "norm.weight"] = 1.0 + normal(g, (d,), 0.1)
-        w = lin(cfg.d_in_proj, d)
-        w[2 * e:2 * e + 2 * gn] *= BC_SCALE        # rows z | x | B | C | dt: scale B, C
-        p[pre + "mixer.in_proj.weight"] = w
-        if cfg.use_bias:
-            p[pre + "mixer.in_proj.bias"] = uniform(g, (cfg.d_in_proj,), -0.2, 0.2)
-        p[pre + "mixer.conv1d.weight"] = uniform(g, (cd, 1, k), -1 / math.sqrt(k),
-                                                 1 / math.sqrt(k))
-        if cfg.use_conv_bias:
-            p[pre + "mixer.conv1d.bias"] = uniform(g, (cd,), -1 / math.sqrt(k),
-                                                   1 / math.sqrt(k))
-        p[pre + "mixer.dt_bias"] = inverse_softplus(log_uniform(g, (h,), 1e-3, 1e-1))
-        p[pre + "mixer.A_log"] = torch.log(uniform(g, (h,), 1.0, 16.0))
-        p[pre + "mixer.D"] = 1.0 + normal(g, (h,), 0.1)
-        p[pre + "mixer.norm.weight"] = 1.0 + normal(g, (e,), 0.1)
-        # out_proj 2x the 1/sqrt(fan_in) default so that the layers matter.
-        p[pre + "mixer.out_proj.weight"] = 2.0 * lin(d, e)
-        if cfg.use_bias:
-            p[pre + "mixer.out_proj.bias"] = uniform(g, (d,), -0.2, 0.2)
-    p["backbone.norm_f.weight"] = 1.0 + normal(g, (d,), 0.1)
-    if not cfg.tie_word_embeddings:
-        p["lm_head.weight"] = normal(g, (v, d), 0.5)
-    return p
+    return mf.random_lm_params(g, cfg, emb, cfg.d_in_proj, cfg.conv_dim, mixer_own)
 
 
 # --------------------------------------------------------------------------------------
@@ -296,13 +272,8 @@ def check_ssd_gradcheck() -> None:
     small = dict(name="gradcheck", B=1, L=5, H=4, P=2, G=2, N=3, D=True, initial_state=True,
                  dt_range=(1e-2, 5e-1))
     t = ssd_inputs(small)
-    names = [k for k in SSD_ARGS if k in t]
-    leaves = [t[k].clone().requires_grad_(True) for k in names]
     for fn, kw in ((m2.ssd, {}), (m2.ssd_chunked, {"chunk": 2})):
-        def f(*xs, fn=fn, kw=kw):
-            y, s = run_ssd(fn, dict(zip(names, xs)), **kw)
-            return (y * t["grad_y"]).sum() + (s * t["grad_final_state"]).sum()
-        assert torch.autograd.gradcheck(f, leaves, eps=1e-6, atol=1e-7, rtol=1e-6)
+        mf.gradcheck_kernel(t, SSD_ARGS, lambda d, fn=fn, kw=kw: run_ssd(fn, d, **kw))
     print("  ssd gradcheck (sequential and chunked): passed")
 
 
@@ -359,37 +330,13 @@ def check_norm() -> None:
 # model self-checks
 # --------------------------------------------------------------------------------------
 
-def check_decode(case: Dict, cfg: m2.Mamba2Config, params: m2.Params, ids: torch.Tensor,
-                 logits: torch.Tensor, states: List[m2.LayerState]) -> float:
-    """Token-by-token decode == full forward (logits at every position, final state)."""
-    st = m2.empty_state(cfg, ids.shape[0])
-    worst = 0.0
-    for t in range(ids.shape[1]):
-        lt, st = m2.model_step(params, cfg, ids[:, t], st)
-        worst = max(worst, max_abs(lt, logits[:, t]))
-    for a, b in zip(st, states):
-        worst = max(worst, max_abs(a.conv, b.conv), max_abs(a.ssm, b.ssm))
-    length, k = ids.shape[1], cfg.d_conv
-    if length < k:  # conv state is left-padded with zeros for prompts shorter than d_conv
-        for s in states:
-            assert torch.all(s.conv[:, :, :k - length] == 0), "conv state not zero-padded"
-    assert worst < DECODE_TOL, f"{case['name']} L={length}: decode differs by {worst}"
-    return worst
-
-
 def check_chunked_prefill(case: Dict, cfg: m2.Mamba2Config, params: m2.Params,
                           ids: torch.Tensor, logits: torch.Tensor,
                           states: List[m2.LayerState]) -> float:
-    """Forward on a prefix, then on the rest from the returned state == one pass; the
-    chunked-SSD forward (several chunk sizes, with and without a carried state) too."""
-    worst = 0.0
-    for split in (1, 2, cfg.d_conv - 1, 10, ids.shape[1] - 1):
-        for chunk in (None, 4):
-            l1, s1 = m2.model_forward(params, cfg, ids[:, :split], chunk=chunk)
-            l2, s2 = m2.model_forward(params, cfg, ids[:, split:], s1, chunk=chunk)
-            worst = max(worst, max_abs(torch.cat([l1, l2], 1), logits))
-            for a, b in zip(s2, states):
-                worst = max(worst, max_abs(a.conv, b.conv), max_abs(a.ssm, b.ssm))
+    """Forward on a prefix, then on the rest from the returned state == one pass (with the
+    sequential and the chunked SSD); the chunked-SSD forward (several chunk sizes) too."""
+    worst = mf.check_chunked_prefill(m2, case, cfg, params, ids, logits, states,
+                                     chunks=(None, 4))
     for chunk in (1, 3, cfg.chunk_size, 64):
         lc, sc = m2.model_forward(params, cfg, ids, chunk=chunk)
         worst = max(worst, max_abs(lc, logits))
@@ -397,30 +344,6 @@ def check_chunked_prefill(case: Dict, cfg: m2.Mamba2Config, params: m2.Params,
             worst = max(worst, max_abs(a.ssm, b.ssm))
     assert worst < DECODE_TOL, f"{case['name']}: chunked prefill differs by {worst}"
     return worst
-
-
-def loss_and_grads(cfg: m2.Mamba2Config, params: m2.Params,
-                   ids: torch.Tensor) -> Tuple[torch.Tensor, m2.Params]:
-    """Mean next-token cross-entropy and its gradient w.r.t. every parameter."""
-    leaves = {k: v.clone().requires_grad_(True) for k, v in params.items()}
-    logits, _ = m2.model_forward(leaves, cfg, ids)
-    loss = m2.next_token_loss(logits, ids)
-    grads = torch.autograd.grad(loss, list(leaves.values()))
-    return loss.detach(), dict(zip(leaves.keys(), grads))
-
-
-def check_tied_paths(cfg: m2.Mamba2Config, params: m2.Params, ids: torch.Tensor,
-                     grads: m2.Params) -> None:
-    """Tied embedding gradient == lookup-path gradient + head-path gradient, both non-zero."""
-    emb = m2.embedding_name(params)
-    untied = dict(params)
-    untied["lm_head.weight"] = params[emb].clone()
-    _, g2 = loss_and_grads(cfg, untied, ids)
-    lookup, head = g2[emb], g2["lm_head.weight"]
-    assert lookup.abs().max() > 1e-6 and head.abs().max() > 1e-6, "a tied path has no gradient"
-    diff = max_abs(grads[emb], lookup + head)
-    assert diff < 1e-12, f"tied gradient is not the sum of both paths ({diff})"
-    assert max_abs(grads[emb], head) > 1e-6, "tied gradient misses the lookup path"
 
 
 def fd_picks(cfg: m2.Mamba2Config, params: m2.Params, ids: torch.Tensor) -> List[Tuple[str, int]]:
@@ -445,27 +368,6 @@ def fd_picks(cfg: m2.Mamba2Config, params: m2.Params, ids: torch.Tensor) -> List
     if "lm_head.weight" in params:
         picks += [("lm_head.weight", int(ids[0, 3]) * d + 4)]
     return picks
-
-
-def check_finite_differences(cfg: m2.Mamba2Config, params: m2.Params, ids: torch.Tensor,
-                             grads: m2.Params) -> float:
-    """Central differences (step 1e-4) against autograd; bound 1e-8 + 1e-6 |autograd|."""
-    worst = 0.0
-    step = 1e-4
-    for name, flat_index in fd_picks(cfg, params, ids):
-        p_plus, p_minus = dict(params), dict(params)
-        for sign, p in ((1, p_plus), (-1, p_minus)):
-            t = params[name].clone()
-            t.view(-1)[flat_index] += sign * step
-            p[name] = t
-        lp = m2.next_token_loss(m2.model_forward(p_plus, cfg, ids)[0], ids)
-        lm = m2.next_token_loss(m2.model_forward(p_minus, cfg, ids)[0], ids)
-        fd = (lp - lm).item() / (2 * step)
-        an = grads[name].reshape(-1)[flat_index].item()
-        assert abs(fd - an) < 1e-8 + 1e-6 * abs(an), \
-            f"finite difference mismatch on {name}[{flat_index}]: fd {fd} autograd {an}"
-        worst = max(worst, abs(fd - an))
-    return worst
 
 
 def check_sensitivity(case: Dict, cfg: m2.Mamba2Config, params: m2.Params, ids: torch.Tensor,
@@ -541,77 +443,35 @@ def build_model_case(case: Dict) -> Dict[str, object]:
     """Compute (and self-check) everything for one model case; returns files to write."""
     config = make_config(case)
     cfg = m2.Mamba2Config.from_json(config)
-    stored = mf.round_to_storage(random_params(case, cfg), case["dtype"])
-    params = {k: v.to(torch.float64) for k, v in stored.items()}  # compute from rounded weights
 
-    g = seeded(case["name"], "tokens")
-    expected: Dict[str, torch.Tensor] = {}
-    worst_decode = worst_prefill = 0.0
-    logit_std = []
-    for length in LENGTHS:
-        ids = torch.randint(0, case["vocab"], (BATCH, length), generator=g)
-        logits, states = m2.model_forward(params, cfg, ids)
-        worst_decode = max(worst_decode, check_decode(case, cfg, params, ids, logits, states))
-        if length == max(LENGTHS):
-            worst_prefill = check_chunked_prefill(case, cfg, params, ids, logits, states)
-            moves = check_sensitivity(case, cfg, params, ids, logits)
-            if cfg.time_step_limit[1] < 1e300:
-                below, above = clamp_fractions(cfg, params, ids)
-                assert below > 0.05 and above > 0.05, \
-                    f"{case['name']}: clamp bites on {below:.2f} below, {above:.2f} above"
-                moves["dt clamped below/above"] = (below, above)
-        expected[f"tokens.L{length}"] = f32(ids.to(torch.float64))
-        expected[f"logits.L{length}"] = f32(logits)
-        for i, s in enumerate(states):
-            expected[f"conv_state.L{length}.layer{i}"] = f32(s.conv)
-            expected[f"ssm_state.L{length}.layer{i}"] = f32(s.ssm)
-        logit_std.append(logits.std().item())
-        if length == GRAD_LENGTH:
-            grad_ids = ids
+    def check_longest(params, ids, logits, states):
+        worst_prefill = check_chunked_prefill(case, cfg, params, ids, logits, states)
+        moves = check_sensitivity(case, cfg, params, ids, logits)
+        if cfg.time_step_limit[1] < 1e300:
+            below, above = clamp_fractions(cfg, params, ids)
+            assert below > 0.05 and above > 0.05, \
+                f"{case['name']}: clamp bites on {below:.2f} below, {above:.2f} above"
+            moves["dt clamped below/above"] = (below, above)
+        return worst_prefill, moves
 
-    loss, grads = loss_and_grads(cfg, params, grad_ids)
-    if "lm_head.weight" not in params:
-        check_tied_paths(cfg, params, grad_ids, grads)
-    fd_err = check_finite_differences(cfg, params, grad_ids, grads)
-    grad_out = {k: f32(v) for k, v in grads.items()}
-    grad_out["loss"] = f32(loss.reshape(1))
-    assert set(grads) == set(stored), "a parameter has no gradient"
+    files, s = mf.build_model_files(m2, case, config, cfg, random_params(case, cfg),
+                                    check_longest, fd_picks, GENERATOR)
+    worst_prefill, moves = s["longest"]
 
     def fmt(v) -> str:
         return f"{v[0]:.2f}/{v[1]:.2f}" if isinstance(v, tuple) else f"{v:.3f}"
-    print(f"  model {case['name']}: decode max diff {worst_decode:.2e}, chunked prefill and "
-          f"chunked SSD {worst_prefill:.2e}, fd max abs err {fd_err:.1e}, logits std "
-          f"{min(logit_std):.2f}..{max(logit_std):.2f}, loss {loss.item():.4f}")
+    print(f"  model {case['name']}: decode max diff {s['decode']:.2e}, chunked prefill and "
+          f"chunked SSD {worst_prefill:.2e}, fd max abs err {s['fd']:.1e}, logits std "
+          f"{s['logit_std'][0]:.2f}..{s['logit_std'][1]:.2f}, loss {s['loss']:.4f}")
     print("      logits move under: " + ", ".join(f"{k} {fmt(v)}" for k, v in moves.items()))
-    meta_common = {"case": case["name"], "generator": GENERATOR}
-    return {
-        "config.json": config,
-        "model.safetensors": (stored, {"format": "pt"}),
-        "expected.safetensors": (expected, dict(meta_common, batch=str(BATCH),
-                                                lengths=",".join(map(str, LENGTHS)),
-                                                weights_dtype=case["dtype"])),
-        "grads.safetensors": (grad_out, dict(meta_common, tokens=f"tokens.L{GRAD_LENGTH}",
-                                             loss="mean next-token cross-entropy")),
-    }
+    return files
 
 
 def build_ssd_case(case: Dict) -> Tuple[Dict[str, torch.Tensor], Dict[str, str]]:
     """Compute (and self-check) one standalone SSD case."""
     t = ssd_inputs(case)
     check_ssd(case, t)
-    names = [k for k in SSD_ARGS if k in t]
-    leaves = {k: t[k].clone().requires_grad_(True) for k in names}
-    y, s = run_ssd(m2.ssd, leaves)
-    objective = (y * t["grad_y"]).sum() + (s * t["grad_final_state"]).sum()
-    grads = torch.autograd.grad(objective, [leaves[k] for k in names])
-    out = {k: f32(t[k]) for k in names}
-    out["y"] = f32(y)
-    out["final_state"] = f32(s)
-    out["grad_y"] = f32(t["grad_y"])
-    out["grad_final_state"] = f32(t["grad_final_state"])
-    for k, gk in zip(names, grads):
-        out["grad_" + k] = f32(gk)
-    flag = lambda b: "1" if b else "0"  # noqa: E731
+    out = mf.kernel_case_tensors(t, SSD_ARGS, lambda d: run_ssd(m2.ssd, d))
     meta = {"has_D": flag(case["D"]), "has_initial_state": flag(case["initial_state"]),
             "B": str(case["B"]), "L": str(case["L"]), "H": str(case["H"]),
             "P": str(case["P"]), "G": str(case["G"]), "N": str(case["N"]),
@@ -632,32 +492,14 @@ def main() -> None:
     total = 0
     for name, (tensors, meta) in ssds.items():
         path = os.path.join(DATA, "ssd", name + ".safetensors")
-        ref.write_safetensors(path, tensors, meta)
-        mf.verify_roundtrip(path, tensors)
+        mf.write_tensors(path, tensors, meta)
         size = os.path.getsize(path)
         assert size < FILE_LIMIT, f"{path} is {size} bytes"
         total += size
         print(f"  ssd/{name}.safetensors: {size} bytes")
     for name, files in models.items():
-        directory = os.path.join(DATA, "models", name)
-        os.makedirs(directory, exist_ok=True)
-        for fname, content in files.items():
-            path = os.path.join(directory, fname)
-            if fname.endswith(".json"):
-                mf.write_json(path, content)
-            else:
-                tensors, meta = content
-                ref.write_safetensors(path, tensors, meta)
-                mf.verify_roundtrip(path, tensors)
-            assert os.path.getsize(path) < FILE_LIMIT, f"{path} is too large"
-        size = sum(os.path.getsize(os.path.join(directory, f)) for f in files)
-        total += size
-        # the loader path round trip: what a reader of the directory computes is what we used
-        cfg2, p2 = m2.load_model(directory)
-        ids = files["expected.safetensors"][0]["tokens.L7"].to(torch.int64)
-        logits, _ = m2.model_forward(p2, cfg2, ids)
-        assert max_abs(f32(logits), files["expected.safetensors"][0]["logits.L7"]) == 0.0
-        print(f"  models/{name}: {size} bytes")
+        total += mf.write_model_dir(m2, os.path.join(DATA, "models", name), files,
+                                    file_limit=FILE_LIMIT)
     print(f"total Mamba-2 fixture bytes: {total}")
     assert total < 1024 * 1024
 

@@ -15,8 +15,9 @@ OFFICIAL ``mamba_ssm.modules.mamba2.Mamba2`` module (state-spaces/mamba), as set
 It reads both checkpoint layouts: Hugging Face ``Mamba2ForCausalLM`` (model_type "mamba2")
 and the official ``MambaLMHeadModel`` config (``d_model``, ``ssm_cfg`` ...; vocabulary padded
 to ``pad_vocab_size_multiple``).  The pieces shared with Mamba-1 (RMSNorm, softplus, silu,
-the written-out causal depthwise convolution, the safetensors codec, the loss) are imported
-from :mod:`mamba_reference`.
+the written-out causal depthwise convolution, the safetensors codec, the loss, the
+embedding / norm / head stack around the mixer and the directory loader) are imported from
+:mod:`mamba_reference`.
 
 Notation: B batch, L length, D d_model, E d_inner = expand * D = H * P, H heads, P head_dim,
 G n_groups, N d_state, K d_conv, V (padded) vocabulary, conv_dim = E + 2 G N.
@@ -35,7 +36,6 @@ Parameters are plain ``dict[str, torch.Tensor]`` keyed by the checkpoint tensor 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import sys
@@ -60,6 +60,7 @@ silu = ref.silu
 linear = ref.linear
 next_token_loss = ref.next_token_loss
 embedding_name = ref.embedding_name
+head_weight = ref.head_weight  # reads only cfg.tie_word_embeddings
 
 INF = float("inf")
 
@@ -203,11 +204,6 @@ class Mamba2Config:
         if "ssm_cfg" in cfg:
             return Mamba2Config.from_official(cfg)
         raise ValueError("neither a Hugging Face mamba2 nor an official Mamba2 config")
-
-
-def head_weight(params: Params, cfg: Mamba2Config) -> Tensor:
-    """The LM head matrix [V, D]: ``lm_head.weight`` if present, else the tied embedding."""
-    return ref.head_weight(params, cfg)  # only reads cfg.tie_word_embeddings
 
 
 # --------------------------------------------------------------------------------------
@@ -355,9 +351,7 @@ class LayerState:
     ssm: Tensor
 
 
-def _mixer_params(params: Params, i: int) -> Params:
-    prefix = f"backbone.layers.{i}.mixer."
-    return {k[len(prefix):]: v for k, v in params.items() if k.startswith(prefix)}
+_mixer_params = ref._mixer_params  # layer i's mixer tensors, keyed by their short names
 
 
 def _split_in_proj(cfg: Mamba2Config, zxbcdt: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
@@ -448,35 +442,17 @@ def model_forward(params: Params, cfg: Mamba2Config, ids: Tensor,
                   chunk: Optional[int] = None) -> Tuple[Tensor, List[LayerState]]:
     """ids (B, L) -> logits (B, L, V), new states.  Block: h = x + mixer(rmsnorm(x));
     then rmsnorm (norm_f) and the head.  The residual stream is float64 here."""
-    hidden = params[embedding_name(params)][ids]
-    new_states = []
-    for i in range(cfg.n_layer):
-        normed = rms_norm(hidden, params[f"backbone.layers.{i}.norm.weight"], cfg.eps)
-        out, st = mixer_forward(_mixer_params(params, i), cfg, normed,
-                                None if states is None else states[i], chunk)
-        hidden = hidden + out
-        new_states.append(st)
-    hidden = rms_norm(hidden, params["backbone.norm_f.weight"], cfg.eps)
-    return linear(hidden, head_weight(params, cfg)), new_states
+    return ref.stack_forward(params, cfg, ids,
+                             lambda m, x, st: mixer_forward(m, cfg, x, st, chunk), states)
 
 
 def model_step(params: Params, cfg: Mamba2Config, ids: Tensor,
                states: List[LayerState]) -> Tuple[Tensor, List[LayerState]]:
     """One decode step: ids (B,) -> logits (B, V), using :func:`mixer_step` per layer."""
-    hidden = params[embedding_name(params)][ids]
-    new_states = []
-    for i in range(cfg.n_layer):
-        normed = rms_norm(hidden, params[f"backbone.layers.{i}.norm.weight"], cfg.eps)
-        out, st = mixer_step(_mixer_params(params, i), cfg, normed, states[i])
-        hidden = hidden + out
-        new_states.append(st)
-    hidden = rms_norm(hidden, params["backbone.norm_f.weight"], cfg.eps)
-    return linear(hidden, head_weight(params, cfg)), new_states
+    return ref.stack_forward(params, cfg, ids, lambda m, x, st: mixer_step(m, cfg, x, st),
+                             states)
 
 
 def load_model(directory: str) -> Tuple[Mamba2Config, Params]:
     """Load ``config.json`` (either layout) + ``model.safetensors``, upcast to float64."""
-    with open(os.path.join(directory, "config.json")) as f:
-        cfg = Mamba2Config.from_json(json.load(f))
-    tensors, _ = read_safetensors(os.path.join(directory, "model.safetensors"))
-    return cfg, {k: v.to(torch.float64) for k, v in tensors.items()}
+    return ref.load_model(directory, Mamba2Config.from_json)

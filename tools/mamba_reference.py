@@ -372,6 +372,27 @@ def empty_state(cfg: MambaConfig, batch: int, dtype=torch.float64) -> List[Layer
             for _ in range(cfg.n_layer)]
 
 
+def stack_forward(params: Params, cfg, ids: Tensor, mixer,
+                  states: Optional[list] = None) -> Tuple[Tensor, list]:
+    """The language model around a mixer, shared by the Mamba-1 and Mamba-2 references.
+
+    Embedding lookup, then per layer ``hidden += mixer(m, rmsnorm(hidden), state)`` with m
+    the layer's mixer tensors (short names) and state that layer's entry of ``states``
+    (None when ``states`` is None), then ``norm_f`` and the LM head.  ``mixer`` returns
+    (output, new state); ids may be (B, L) (a sequence) or (B,) (one decode step).  cfg
+    needs ``n_layer``, ``eps`` and ``tie_word_embeddings``.  Returns (logits, new states).
+    """
+    hidden = params[embedding_name(params)][ids]
+    new_states = []
+    for i in range(cfg.n_layer):
+        normed = rms_norm(hidden, params[f"backbone.layers.{i}.norm.weight"], cfg.eps)
+        out, st = mixer(_mixer_params(params, i), normed, None if states is None else states[i])
+        hidden = hidden + out
+        new_states.append(st)
+    hidden = rms_norm(hidden, params["backbone.norm_f.weight"], cfg.eps)
+    return linear(hidden, head_weight(params, cfg)), new_states
+
+
 def model_forward(params: Params, cfg: MambaConfig, ids: Tensor,
                   states: Optional[List[LayerState]] = None) -> Tuple[Tensor, List[LayerState]]:
     """Full forward of ``MambaForCausalLM``: ids (B, L) -> logits (B, L, V), new states.
@@ -379,30 +400,13 @@ def model_forward(params: Params, cfg: MambaConfig, ids: Tensor,
     ``states`` (optional) continues from a previous call (chunked prefill); the residual
     stream is kept in the parameter dtype (float64 here, so residual_in_fp32 is moot).
     """
-    hidden = params[embedding_name(params)][ids]
-    new_states = []
-    for i in range(cfg.n_layer):
-        normed = rms_norm(hidden, params[f"backbone.layers.{i}.norm.weight"], cfg.eps)
-        out, st = mixer_forward(_mixer_params(params, i), cfg, normed,
-                                None if states is None else states[i])
-        hidden = hidden + out
-        new_states.append(st)
-    hidden = rms_norm(hidden, params["backbone.norm_f.weight"], cfg.eps)
-    return linear(hidden, head_weight(params, cfg)), new_states
+    return stack_forward(params, cfg, ids, lambda m, x, st: mixer_forward(m, cfg, x, st), states)
 
 
 def model_step(params: Params, cfg: MambaConfig, ids: Tensor,
                states: List[LayerState]) -> Tuple[Tensor, List[LayerState]]:
     """One decode step: ids (B,) -> logits (B, V), using :func:`mixer_step` per layer."""
-    hidden = params[embedding_name(params)][ids]
-    new_states = []
-    for i in range(cfg.n_layer):
-        normed = rms_norm(hidden, params[f"backbone.layers.{i}.norm.weight"], cfg.eps)
-        out, st = mixer_step(_mixer_params(params, i), cfg, normed, states[i])
-        hidden = hidden + out
-        new_states.append(st)
-    hidden = rms_norm(hidden, params["backbone.norm_f.weight"], cfg.eps)
-    return linear(hidden, head_weight(params, cfg)), new_states
+    return stack_forward(params, cfg, ids, lambda m, x, st: mixer_step(m, cfg, x, st), states)
 
 
 def next_token_loss(logits: Tensor, ids: Tensor) -> Tensor:
@@ -413,10 +417,13 @@ def next_token_loss(logits: Tensor, ids: Tensor) -> Tensor:
     return -logp.gather(1, target[:, None]).mean()
 
 
-def load_model(directory: str) -> Tuple[MambaConfig, Params]:
-    """Load ``config.json`` + ``model.safetensors`` from a directory, upcast to float64."""
+def load_model(directory: str, config_from_json=None) -> Tuple[MambaConfig, Params]:
+    """Load ``config.json`` + ``model.safetensors`` from a directory, upcast to float64.
+
+    ``config_from_json`` turns the parsed config.json into the config object (default
+    :meth:`MambaConfig.from_hf`; the Mamba-2 reference passes its own)."""
     import os
     with open(os.path.join(directory, "config.json")) as f:
-        cfg = MambaConfig.from_hf(json.load(f))
+        cfg = (config_from_json or MambaConfig.from_hf)(json.load(f))
     tensors, _ = read_safetensors(os.path.join(directory, "model.safetensors"))
     return cfg, {k: v.to(torch.float64) for k, v in tensors.items()}

@@ -15,17 +15,15 @@ would materialise (B, chunks, Q, Q, H, N) tensors; the arithmetic is the same.
 
 Prints one JSON object per case: tokens per second of forward + backward + optimizer step.
 """
-import argparse
 import json
 import math
-import statistics
 import sys
-import time
 
 import torch
 import torch.nn.functional as F
 
-sys.dont_write_bytecode = True  # --check imports mamba2_reference: keep tools/ free of __pycache__
+sys.dont_write_bytecode = True  # keep tools/ free of __pycache__ (the imports below, --check)
+from torch_train_bench import bench_parser, time_train_steps  # noqa: E402
 
 # d_model, n_layer, vocab, d_state, head_dim, expand, n_groups, chunk_size, d_conv
 SHAPES = {
@@ -171,12 +169,7 @@ def check() -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--shape", default="kjv", choices=SHAPES)
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--length", type=int, default=256)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--steps", type=int, default=5)
+    parser = bench_parser(SHAPES)
     parser.add_argument("--check", action="store_true",
                         help="compare the model with tools/mamba2_reference.py in float64 and exit")
     args = parser.parse_args()
@@ -186,23 +179,8 @@ def main() -> None:
         return
     s = SHAPES[args.shape]
     params = random_params(s)
-    optimizer = torch.optim.AdamW(params.values(), lr=1e-3, betas=(0.9, 0.95), weight_decay=0.1)
-    ids = torch.randint(0, s["vocab"], (args.batch, args.length), generator=torch.Generator().manual_seed(1))
-    seconds = []
-    for step in range(args.steps + 1):  # step 0 warms up
-        start = time.perf_counter()
-        optimizer.zero_grad(set_to_none=True)
-        loss = loss_fn(forward(params, s, ids), ids)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params.values(), 1.0)
-        optimizer.step()
-        if step > 0:
-            seconds.append(time.perf_counter() - start)
-    median = statistics.median(seconds)
-    print(json.dumps({"implementation": "pytorch-1.13-autograd", "model": "mamba2", "shape": args.shape,
-                      "batch": args.batch, "length": args.length, "threads": args.threads,
-                      "steps": args.steps, "median_s": median,
-                      "tokens_per_s": args.batch * args.length / median, "loss": float(loss)}))
+    time_train_steps(params, lambda ids: loss_fn(forward(params, s, ids), ids), args, s["vocab"],
+                     model="mamba2")
 
 
 if __name__ == "__main__":

@@ -54,35 +54,51 @@ def random_params(cfg: ref.MambaConfig) -> dict:
     return {k: v.float().requires_grad_(True) for k, v in p.items()}
 
 
-def main() -> None:
+def bench_parser(shapes) -> argparse.ArgumentParser:
+    """The options of a training bench (shared with tools/torch_mamba2_train_bench.py)."""
     parser = argparse.ArgumentParser()
-    parser.add_argument("--shape", default="kjv", choices=SHAPES)
+    parser.add_argument("--shape", default="kjv", choices=shapes)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--length", type=int, default=256)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--steps", type=int, default=5)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    cfg = config_for(args.shape)
-    vocab = cfg.vocab_size
-    params = random_params(cfg)
+    return parser
+
+
+def time_train_steps(params: dict, loss_of, args, vocab: int, **report) -> None:
+    """Time args.steps AdamW training steps (one more warms up) of ``loss_of(ids)`` on a fixed
+    random batch and print the JSON result line: the ``report`` keys after the
+    implementation, then the run's options, the median step time and tokens per second."""
     optimizer = torch.optim.AdamW(params.values(), lr=1e-3, betas=(0.9, 0.95), weight_decay=0.1)
     ids = torch.randint(0, vocab, (args.batch, args.length), generator=torch.Generator().manual_seed(1))
     seconds = []
     for step in range(args.steps + 1):  # step 0 warms up
         start = time.perf_counter()
         optimizer.zero_grad(set_to_none=True)
-        logits, _ = ref.model_forward(params, cfg, ids)
-        loss = ref.next_token_loss(logits, ids)
+        loss = loss_of(ids)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params.values(), 1.0)
         optimizer.step()
         if step > 0:
             seconds.append(time.perf_counter() - start)
     median = statistics.median(seconds)
-    print(json.dumps({"implementation": "pytorch-1.13-autograd", "shape": args.shape, "batch": args.batch,
-                      "length": args.length, "threads": args.threads, "steps": args.steps, "median_s": median,
+    print(json.dumps({"implementation": "pytorch-1.13-autograd", **report, "shape": args.shape,
+                      "batch": args.batch, "length": args.length, "threads": args.threads,
+                      "steps": args.steps, "median_s": median,
                       "tokens_per_s": args.batch * args.length / median, "loss": float(loss)}))
+
+
+def main() -> None:
+    args = bench_parser(SHAPES).parse_args()
+    torch.set_num_threads(args.threads)
+    cfg = config_for(args.shape)
+    params = random_params(cfg)
+
+    def loss_of(ids):
+        logits, _ = ref.model_forward(params, cfg, ids)
+        return ref.next_token_loss(logits, ids)
+
+    time_train_steps(params, loss_of, args, cfg.vocab_size)
 
 
 if __name__ == "__main__":
