@@ -52,7 +52,8 @@ void add_model_options(po::options_description& options, bool model_required) {
       "threads", po::value<int>()->default_value(0), "CPU threads (0: all available)")(
       "verbose", "report on stderr: the model's load time, threads and weights, and the kernels chosen")(
       "dtype", po::value<std::string>()->default_value("auto"),
-      "weights in memory: f32, f16, bf16, or auto (as stored in the checkpoint)");
+      "weights in memory: f32, f16, bf16, or auto (as stored in the checkpoint)")(
+      "allow-nonfinite", "load weights that hold NaN or Inf (with a warning) instead of refusing them");
   add_device_option(options);
 }
 
@@ -116,6 +117,7 @@ ModelOptions model_options(const po::variables_map& values) {
     throw Error(fmt::format("--dtype {} is invalid: use f32, f16, bf16 or auto", dtype));
   }
   options.device = device_option(values);
+  options.allow_nonfinite = values.count("allow-nonfinite") != 0;
   return options;
 }
 
@@ -127,6 +129,10 @@ Model load_model(const po::variables_map& values, const std::filesystem::path& d
                  const ModelOptions& options) {
   const auto started = std::chrono::steady_clock::now();
   Model model = Model::load(dir, host, options);
+  for (const auto& parameter : model.nonfinite_parameters()) {
+    fmt::print(stderr, "mambakit: warning: {} holds {} NaN or Inf values (--allow-nonfinite)\n", parameter.name,
+               parameter.count);
+  }
   if (values.count("verbose") != 0) {
     const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
     fmt::print(stderr, "mambakit: loaded {} in {:.0f} ms: {} parameters as {}, on {}, {} threads\n", dir.string(), ms,

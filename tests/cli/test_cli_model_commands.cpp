@@ -334,3 +334,30 @@ TEST_CASE("mambakit bench compares the ssd kernels on a Mamba-2 shape") {
   for (const auto& row : nlohmann::json::parse(result.output)) kernels.insert(row["scan"].get<std::string>());
   CHECK(kernels == std::set<std::string>{"chunked", "sequential"});
 }
+
+TEST_CASE("mambakit refuses weights with NaN unless --allow-nonfinite, which warns naming the tensor") {
+  const fs::path dir = fs::path(MAMBAKIT_TEST_BINARY_DIR) / "scratch" / "cli_nonfinite";
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  const fs::path source = fixture("tiny_tied");
+  fs::copy_file(source / "config.json", dir / "config.json");
+  const auto checkpoint = mambakit::SafetensorsFile::open(source / "model.safetensors");
+  std::vector<std::vector<float>> storage;
+  std::vector<mambakit::SafetensorsTensor> tensors;
+  storage.reserve(checkpoint.entries().size());
+  for (const auto& entry : checkpoint.entries()) {
+    storage.push_back(checkpoint.read_f32(entry.name));
+    if (entry.name == "backbone.layers.1.mixer.dt_proj.bias") storage.back()[0] = std::nanf("");
+    tensors.push_back({entry.name, mambakit::sdk::DType::kF32, entry.shape, storage.back().data()});
+  }
+  mambakit::write_safetensors(dir / "model.safetensors", tensors);
+  const auto input = write_file("nonfinite_tokens.json", "[[1, 2, 3]]");
+  const std::string command = "forward --model " + dir.string() + " --input " + input.string() + " --output " +
+                              (fs::path(MAMBAKIT_TEST_BINARY_DIR) / "nonfinite.npy").string();
+  const auto refused = run_command(cli(command));
+  CHECK(refused.exit_code == 1);
+  CHECK_THAT(refused.errors, Contains("NaN or Inf in backbone.layers.1.mixer.dt_proj.bias (1 values)"));
+  const auto allowed = run_command(cli(command + " --allow-nonfinite"));
+  CHECK(allowed.exit_code == 0);
+  CHECK_THAT(allowed.errors, Contains("warning: backbone.layers.1.mixer.dt_proj.bias holds 1 NaN or Inf values"));
+}

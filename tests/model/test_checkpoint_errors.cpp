@@ -2,6 +2,8 @@
 // shapes; the old embedding name and a redundant tied lm_head are accepted.
 
 #include <catch2/catch.hpp>
+
+#include <limits>
 #include <filesystem>
 #include <fstream>
 
@@ -73,6 +75,34 @@ TEST_CASE("an unexpected tensor is an error naming it") {
     tensors.push_back({"backbone.layers.9.mixer.D", mambakit::sdk::DType::kF32, {7}, extra.data()});
   });
   CHECK_THAT(load_error(dir), Contains("unexpected tensor backbone.layers.9.mixer.D with shape (7)"));
+}
+
+TEST_CASE("NaN or Inf in the weights is refused naming each tensor, or loaded with allow_nonfinite") {
+  // D of layer 0 (32 values) gets a NaN and an Inf, norm_f (16) an Inf.
+  static std::vector<float> bad_d(32, 1.0f), bad_norm(16, 1.0f);
+  bad_d[3] = std::numeric_limits<float>::quiet_NaN();
+  bad_d[9] = -std::numeric_limits<float>::infinity();
+  bad_norm[0] = std::numeric_limits<float>::infinity();
+  const auto dir = edited_fixture("nonfinite", [](auto& tensors) {
+    for (auto& t : tensors) {
+      if (t.name == "backbone.layers.0.mixer.D") t.data = bad_d.data();
+      if (t.name == "backbone.norm_f.weight") t.data = bad_norm.data();
+    }
+  });
+  CHECK_THAT(load_error(dir), Contains("model.safetensors: NaN or Inf in") &&
+                                  Contains("backbone.layers.0.mixer.D (2 values)") &&
+                                  Contains("backbone.norm_f.weight (1 values)") && Contains("--allow-nonfinite"));
+  mambakit::ModelOptions options;
+  options.allow_nonfinite = true;
+  const auto model = mambakit::Model::load(dir, mambakit::test::in_tree_plugins(), options);
+  const auto& nonfinite = model.nonfinite_parameters();
+  REQUIRE(nonfinite.size() == 2);
+  CHECK(nonfinite[0].count + nonfinite[1].count == 3);
+  // A clean checkpoint lists none.
+  CHECK(mambakit::Model::load(mambakit::test::data_dir() / "models" / "tiny_tied", mambakit::test::in_tree_plugins(),
+                              options)
+            .nonfinite_parameters()
+            .empty());
 }
 
 TEST_CASE("a tied checkpoint that also stores lm_head.weight loads") {

@@ -44,6 +44,15 @@ struct ModelOptions {
   /// CUDA only: Model::step captures each batch size's decode step in a CUDA graph (after one
   /// uncaptured warm-up step) and replays it. false runs every step uncaptured.
   bool cuda_graphs = true;
+  /// Loading weights that hold NaN or Inf: false (the default) throws naming each tensor and
+  /// its count; true loads them, and Model::nonfinite_parameters() lists them.
+  bool allow_nonfinite = false;
+};
+
+/// A parameter that holds non-finite values, and how many.
+struct NonfiniteParameter {
+  std::string name;
+  std::int64_t count = 0;
 };
 
 /// Parses "cpu", "cuda" or "cuda:INDEX"; throws mambakit::Error naming the text otherwise.
@@ -168,8 +177,14 @@ class Model {
   [[nodiscard]] std::vector<float> parameter_values(const std::string& name) const;
 
   /// Replaces the parameters with those of a safetensors file in Hugging Face layout (converted
-  /// to the dtype the model holds them in).
+  /// to the dtype the model holds them in). Throws naming the file and tensor for a missing,
+  /// misshapen or unexpected tensor, and for NaN or Inf unless ModelOptions::allow_nonfinite;
+  /// after an error the parameters are unspecified.
   void load_weights(const std::filesystem::path& file);
+
+  /// The parameters that held NaN or Inf when the weights were last loaded (with
+  /// ModelOptions::allow_nonfinite; empty otherwise).
+  [[nodiscard]] const std::vector<NonfiniteParameter>& nonfinite_parameters() const;
 
   /// Switches the kernel choice (see ModelOptions::kernels) for later calls. Throws naming an
   /// unknown kind or kernel.

@@ -3,9 +3,11 @@
 #include "mambakit/model.hpp"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <omp.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <optional>
 
@@ -159,6 +161,7 @@ bool Model::is_tied_copy(const SafetensorsFile& checkpoint, const SafetensorsEnt
 
 void Model::load_weights(const SafetensorsFile& checkpoint, const std::filesystem::path& file) {
   std::vector<bool> used(checkpoint.entries().size(), false);
+  std::vector<NonfiniteParameter> nonfinite;
   auto mark_used = [&](const SafetensorsEntry* entry) {
     used[static_cast<std::size_t>(entry - checkpoint.entries().data())] = true;
   };
@@ -175,13 +178,19 @@ void Model::load_weights(const SafetensorsFile& checkpoint, const std::filesyste
       throw Error(fmt::format("{}: tensor {} has shape {} but the model expects {}", file.string(), stored->name,
                               model::format_shape(stored->shape), model::format_shape(parameter.shape)));
     }
+    const float* read = nullptr;
+    std::vector<float> values;
     if (parameter.dtype == sdk::DType::kF32) {
       checkpoint.read_f32(*stored, impl_->store.data(static_cast<int>(i)));
+      read = impl_->store.data(static_cast<int>(i));
     } else {
-      std::vector<float> values(static_cast<std::size_t>(parameter.numel));
+      values.resize(static_cast<std::size_t>(parameter.numel));
       checkpoint.read_f32(*stored, values.data());
       impl_->store.assign(static_cast<int>(i), values.data());
+      read = values.data();
     }
+    const auto finite = std::count_if(read, read + parameter.numel, [](float v) { return std::isfinite(v); });
+    if (finite != parameter.numel) nonfinite.push_back({stored->name, parameter.numel - finite});
     mark_used(stored);
   }
   for (std::size_t i = 0; i < used.size(); ++i) {
@@ -190,7 +199,17 @@ void Model::load_weights(const SafetensorsFile& checkpoint, const std::filesyste
     throw Error(fmt::format("{}: unexpected tensor {} with shape {}: the model has no such parameter", file.string(),
                             entry.name, model::format_shape(entry.shape)));
   }
+  if (!nonfinite.empty() && !impl_->options.allow_nonfinite) {
+    std::vector<std::string> named;
+    for (const auto& parameter : nonfinite) named.push_back(fmt::format("{} ({} values)", parameter.name, parameter.count));
+    throw Error(fmt::format("{}: NaN or Inf in {}; a model with them computes NaN (load it anyway with "
+                            "--allow-nonfinite)",
+                            file.string(), fmt::join(named, ", ")));
+  }
+  impl_->nonfinite = std::move(nonfinite);
 }
+
+const std::vector<NonfiniteParameter>& Model::nonfinite_parameters() const { return impl_->nonfinite; }
 
 const ModelConfig& Model::config() const { return impl_->config; }
 

@@ -36,6 +36,7 @@ using model::view_of;
 struct Model::Impl {
   ModelConfig config;
   ModelOptions options;
+  std::vector<NonfiniteParameter> nonfinite;  // see Model::nonfinite_parameters()
   int n_threads = 1;
   std::vector<MixerPtr> mixers;
   std::vector<std::string> mixer_names;
