@@ -102,7 +102,8 @@ void gated_norm_forward(const T* y, const T* z, std::int64_t ld_z, const T* weig
 
 /// Backward of gated_norm_forward from grad_out (M, E): grad_y (M, E) overwritten, grad_z (row
 /// stride ld_gz) overwritten, grad_weight (E) += when given, summed over rows in order by
-/// threads that own blocks of channels. `normalized` (M, E) is scratch memory.
+/// threads that own blocks of channels. `normalized` (M, E) receives the normalised values
+/// before the weight, y * silu(z) * rsqrt(mean + eps).
 template <class T>
 void gated_norm_backward(const T* y, const T* z, std::int64_t ld_z, const T* weight, const T* grad_out, T* grad_y,
                          T* grad_z, std::int64_t ld_gz, T* grad_weight, T* normalized, std::int64_t rows,

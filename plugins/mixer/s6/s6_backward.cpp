@@ -72,7 +72,7 @@ sdk::Status backward_typed(const S6Dims& dims, const S6ParamIndex& index, const 
                                        /*accumulate=*/false);
 
   // Recompute the scan's inputs that were not saved.
-  sdk::util::causal_conv_silu(xz, 2 * E, param[index.conv_weight], param[index.conv_bias], states.initial_conv.as<const T>(),
+  sdk::util::causal_conv_silu(xz, 2 * E, param[index.conv_weight], param[index.conv_bias], states.conv.initial.as<const T>(),
                    static_cast<T*>(nullptr), xc.data(), B, L, E, K, context.n_threads);
   sdk::util::linear_forward(dbc, W, param[index.dt_proj_weight], nullptr, dt.data(), E, M, R, E);
   negative_exp(param[index.a_log], a.data(), E * N);
@@ -94,9 +94,9 @@ sdk::Status backward_typed(const S6Dims& dims, const S6ParamIndex& index, const 
   scan.forward.z = strided_view(xz + E, B, L, E, 2 * E);
   scan.forward.delta_bias = vector_view(param[index.dt_proj_bias], E);
   scan.forward.delta_softplus = true;
-  scan.forward.initial_state = states.initial_ssm;
+  scan.forward.initial_state = states.ssm.initial;
   scan.grad_y = typed_view(grad_y.data(), {B, L, E});
-  scan.grad_final_state = states.grad_final_ssm;
+  scan.grad_final_state = states.ssm.grad_final;
   scan.grad_u = typed_view(grad_xc.data(), {B, L, E});
   scan.grad_delta = typed_view(grad_dt.data(), {B, L, E});
   if (grad_a_log != nullptr) scan.grad_A = typed_view(grad_a.data(), {E, N});
@@ -105,7 +105,7 @@ sdk::Status backward_typed(const S6Dims& dims, const S6ParamIndex& index, const 
   scan.grad_D = vector_view(grad_param(index.d), E);
   scan.grad_z = strided_view(grad_xz.data() + E, B, L, E, 2 * E);
   scan.grad_delta_bias = vector_view(grad_param(index.dt_proj_bias), E);
-  scan.grad_initial_state = states.grad_initial_ssm;
+  scan.grad_initial_state = states.ssm.grad_initial;
   MAMBAKIT_RETURN_IF_ERROR(sdk::selective_scan_backward(context, scan));
 
   if (grad_a_log != nullptr) {
@@ -126,9 +126,9 @@ sdk::Status backward_typed(const S6Dims& dims, const S6ParamIndex& index, const 
 
   // conv + SiLU, into the x half of grad_xz.
   sdk::util::causal_conv_silu_backward(xz, 2 * E, param[index.conv_weight], param[index.conv_bias],
-                            states.initial_conv.as<const T>(), grad_xc.data(), states.grad_final_conv.as<const T>(),
+                            states.conv.initial.as<const T>(), grad_xc.data(), states.conv.grad_final.as<const T>(),
                             grad_xz.data(), 2 * E, grad_param(index.conv_weight), grad_param(index.conv_bias),
-                            states.grad_initial_conv.as<T>(), B, L, E, K, context.n_threads);
+                            states.conv.grad_initial.as<T>(), B, L, E, K, context.n_threads);
 
   // in_proj: xz = x W_in^T + b_in.
   sdk::util::linear_backward_params(grad_xz.data(), 2 * E, args.x.as<const T>(), D,

@@ -71,7 +71,7 @@ sdk::Status s6_backward_cuda(const S6Dims& dims, const S6ParamIndex& index, cons
 
     // Recompute the scan's inputs that were not saved.
     ConvArgs conv = conv_args(params, index, dims, xz, xc.data(), B, L);
-    conv.initial_state = states.initial_conv.as<const float>();
+    conv.initial_state = states.conv.initial.as<const float>();
     MAMBAKIT_CUDA_CHECK(kCudaComponent, launch_causal_conv_silu(conv, stream));
     MAMBAKIT_RETURN_IF_ERROR(cuda_common::linear_gemm(kCudaComponent, context, dbc, W,
                                                       device_param(params, index.dt_proj_weight), DeviceParam{},
@@ -90,9 +90,9 @@ sdk::Status s6_backward_cuda(const S6Dims& dims, const S6ParamIndex& index, cons
     // The selective scan.
     sdk::ScanBackwardArgs scan;
     scan.forward = scan_params.inputs(xc.data(), dt.data(), dbc, xz, B, L);
-    scan.forward.initial_state = states.initial_ssm;
+    scan.forward.initial_state = states.ssm.initial;
     scan.grad_y = typed_view(grad_y.data(), {B, L, E}, device);
-    scan.grad_final_state = states.grad_final_ssm;
+    scan.grad_final_state = states.ssm.grad_final;
     scan.grad_u = typed_view(grad_xc.data(), {B, L, E}, device);
     scan.grad_delta = typed_view(grad_dt.data(), {B, L, E}, device);
     if (grad_a_log != nullptr) scan.grad_A = typed_view(grad_a.data(), {E, N}, device);
@@ -101,7 +101,7 @@ sdk::Status s6_backward_cuda(const S6Dims& dims, const S6ParamIndex& index, cons
     scan.grad_D = vector_view(grad_param(index.d), E, device);
     scan.grad_z = strided_view(grad_xz.data() + E, B, L, E, 2 * E, device);
     scan.grad_delta_bias = vector_view(grad_param(index.dt_proj_bias), E, device);
-    scan.grad_initial_state = states.grad_initial_ssm;
+    scan.grad_initial_state = states.ssm.grad_initial;
     MAMBAKIT_RETURN_IF_ERROR(sdk::selective_scan_backward(context, scan));
 
     if (grad_a_log != nullptr) {
@@ -125,12 +125,12 @@ sdk::Status s6_backward_cuda(const S6Dims& dims, const S6ParamIndex& index, cons
     ConvBackwardArgs conv_grad;
     conv_grad.forward = conv;
     conv_grad.grad_out = grad_xc.data();
-    conv_grad.grad_final_state = states.grad_final_conv.as<const float>();
+    conv_grad.grad_final_state = states.conv.grad_final.as<const float>();
     conv_grad.grad_input = grad_xz.data();
     conv_grad.grad_input_row_stride = 2 * E;
     conv_grad.grad_weight = grad_param(index.conv_weight);
     conv_grad.grad_bias = grad_param(index.conv_bias);
-    conv_grad.grad_initial_state = states.grad_initial_conv.as<float>();
+    conv_grad.grad_initial_state = states.conv.grad_initial.as<float>();
     MAMBAKIT_CUDA_CHECK(kCudaComponent, launch_causal_conv_silu_backward(conv_grad, stream));
 
     // in_proj: xz = x W_in^T + b_in.

@@ -90,7 +90,7 @@ void chunked_backward(const sdk::Context& context, const sdk::SsdBackwardArgs& a
       for (std::int64_t c = 0; c < chunks; ++c) {
         const std::int64_t t0 = c * kChunk, q = std::min(kChunk, d.L - t0);
         entering.middleRows(c * d.P, d.P) = S;
-        decay.prepare(dt, b, h, A[h], t0, q);
+        decay.prepare(dt, b, h, A[h], t0, q, /*with_mask=*/false);
         xdw = (decay.dt.array() * decay.w.array()).matrix().asDiagonal() * rows_block(x, b, t0, h * d.P, q, d.P);
         S *= decay.exp_last;
         S.noalias() += xdw.transpose() * rows_block(Bm, b, t0, g * d.N, q, d.N);

@@ -97,8 +97,9 @@ struct ChunkDecay {
   Matrix<T> mask;               // (q, q): exp(cs_t - cs_s) for s <= t, else 0
   T exp_last = 0;               // exp(cs_last)
 
+  /// The factors of chunk [t0, t0 + q) of (row b, head h); the (q, q) mask only `with_mask`.
   void prepare(const ssd_common::Rows<const T>& dt_rows, std::int64_t b, std::int64_t h, T A, std::int64_t t0,
-               std::int64_t q) {
+               std::int64_t q, bool with_mask = true) {
     dt.resize(q);
     cs.resize(q);
     T sum = 0;
@@ -110,6 +111,7 @@ struct ChunkDecay {
     exp_cs = cs.array().exp();
     exp_last = exp_cs[q - 1];
     w = (cs[q - 1] - cs.array()).exp();
+    if (!with_mask) return;
     mask.resize(q, q);
     namespace simd = sdk::simd;
     constexpr int kWidth = simd::kWidth<T>;
