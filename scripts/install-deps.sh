@@ -8,6 +8,7 @@ packages=(
   build-essential cmake ninja-build pkg-config
   libboost-dev libboost-filesystem-dev libboost-program-options-dev
   libeigen3-dev libfmt-dev catch2 nlohmann-json3-dev libutf8proc-dev
+  libopenmpi-dev openmpi-bin
 )
 
 missing=()

@@ -1,4 +1,6 @@
 // mambakit train: runs a training run config; Ctrl-C saves a checkpoint and stops cleanly.
+// Started by an MPI launcher (`mpirun -np N mambakit train ...`), the N ranks train one model
+// data-parallel; an error on any rank ends every rank with exit code 1, naming the rank.
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -11,6 +13,7 @@
 
 #include "cli_common.hpp"
 #include "command.hpp"
+#include "mambakit/communicator.hpp"
 #include "mambakit/error.hpp"
 #include "mambakit/trainer.hpp"
 
@@ -26,7 +29,9 @@ extern "C" void request_stop(int) { stop_requested.store(true); }
 
 }  // namespace
 
-int train_main(int argc, char** argv) {
+namespace {
+
+int train_ranks(int argc, char** argv, Communicator& communicator) {
   po::options_description options;
   options.add_options()("config", po::value<std::string>()->required(), "run config (JSON); see docs/TRAINING.md")(
       "set", po::value<std::vector<std::string>>()->composing(), "override a key: --set steps=200 (repeatable)")(
@@ -62,8 +67,22 @@ int train_main(int argc, char** argv) {
   std::signal(SIGINT, request_stop);
   std::signal(SIGTERM, request_stop);
   const bool finished = train(run, *host, values["resume"].as<bool>(), stop_requested,
-                              [](const std::string& line) { fmt::print(stderr, "{}\n", line); });
+                              [](const std::string& line) { fmt::print(stderr, "{}\n", line); }, communicator);
   return finished ? 0 : 130;
+}
+
+}  // namespace
+
+int train_main(int argc, char** argv) {
+  const auto communicator = connect_ranks(argc, argv);
+  if (communicator->size() == 1) return train_ranks(argc, argv, *communicator);
+  try {
+    return train_ranks(argc, argv, *communicator);
+  } catch (const std::exception& error) {
+    // The other ranks may wait in a collective call for this one: end them all.
+    communicator->abort(fmt::format("mambakit train: error: {}", error.what()));
+  }
+  return 1;  // not reached: abort() ends the process
 }
 
 }  // namespace mambakit::cli

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -132,6 +133,13 @@ struct ParameterSlice {
   bool weight_decay = true;
 };
 
+/// Called during accumulate_gradients() with indices into parameter_slices() whose gradients
+/// that pass will not change again: the head's, the final norm's, then each layer's from the
+/// last to the first, then the embedding's; each parameter once, at the last stage that adds
+/// to it (a tied LM head comes with the embedding). A CUDA model reports them all at the end,
+/// when its gradients reach the host.
+using GradientsReady = std::function<void(const std::vector<int>& parameter_indices)>;
+
 /// What a training step needs besides the tokens.
 struct TrainingTargets {
   std::vector<std::int32_t> labels;  ///< objective kClassLabels: one label per row
@@ -219,8 +227,11 @@ class Model {
   /// scaled by 1/(1-p); mask from targets.dropout_seed). A head without an objective throws. With `recompute`, only each layer's input is kept and
   /// the layer's forward is recomputed during backward (activation checkpointing). On a CUDA
   /// model forward and backward run on the device, which then adds its gradients to the host's.
-  /// Training needs f32 weights (throws otherwise).
-  double accumulate_gradients(const TokenBatch& tokens, const TrainingTargets& targets = {}, bool recompute = false);
+  /// Training needs f32 weights (throws otherwise). With `ready`, backward reports the
+  /// parameters whose gradients it has finished, as it finishes them (see GradientsReady), so
+  /// that a caller can start summing them across processes while backward goes on.
+  double accumulate_gradients(const TokenBatch& tokens, const TrainingTargets& targets = {}, bool recompute = false,
+                              const GradientsReady& ready = {});
 
   /// Sets every gradient to zero (allocating them on first use).
   void zero_gradients();

@@ -11,6 +11,7 @@
 #include <map>
 #include <string>
 
+#include "mambakit/communicator.hpp"
 #include "mambakit/config.hpp"
 #include "mambakit/plugin_host.hpp"
 
@@ -46,6 +47,9 @@ struct RunConfig {
   std::uint64_t seed = 1;
   int threads = 0;
   bool recompute = false;
+  /// Data-parallel runs: the gradients are summed across ranks in buckets of this many MiB,
+  /// each sent as soon as backward has finished its parameters.
+  double bucket_mb = 16.0;
   std::string save_dtype = "f32";  ///< weights of the final model: f32, f16 or bf16
   /// The kernel of each kind by name ("kernels": {"KIND": "NAME"}); see ModelOptions::kernels.
   std::map<std::string, std::string> kernels;
@@ -69,6 +73,18 @@ using TrainingLog = std::function<void(const std::string& line)>;
 /// Runs (or, with `resume`, continues from output_dir/checkpoint) the training run. Checks
 /// `stop_requested` after every step: when set, saves a checkpoint and returns false.
 /// Returns true when all steps ran. The final model goes to output_dir/model.
+///
+/// With a communicator of N ranks (data parallel), every rank runs this with the same config:
+/// rank r computes micro-batches r, r + N, ... of each step's N x grad_accum, the gradients are
+/// summed across ranks (communicator.sum(), in buckets of bucket_mb while backward goes on),
+/// and every rank takes the same AdamW step. Rank 0 alone logs and writes the metrics, the
+/// checkpoints and the final model; validation batches are shared out and their losses
+/// gathered. The result equals one process's run with grad_accum N x grad_accum, bit for bit
+/// when N and grad_accum are powers of two (see docs/TRAINING.md).
+bool train(const RunConfig& config, const PluginHost& host, bool resume, const std::atomic<bool>& stop_requested,
+           const TrainingLog& log, Communicator& communicator);
+
+/// train() in one process.
 bool train(const RunConfig& config, const PluginHost& host, bool resume, const std::atomic<bool>& stop_requested,
            const TrainingLog& log);
 

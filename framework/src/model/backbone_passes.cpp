@@ -183,8 +183,66 @@ FloatTensor step_pass(Model::Impl& impl, DeviceOps& ops, const std::vector<std::
   return FloatTensor{};
 }
 
+namespace {
+
+/// Reports to a GradientsReady callback the parameters whose gradients backward has finished:
+/// stages in backward's order (head, final norm, layers last to first, embedding), each
+/// parameter at the last stage that adds to it; with `defer` (a device model, whose gradients
+/// reach the host at the end), every stage at finish().
+class GradientNotifier {
+ public:
+  GradientNotifier(const Model::Impl& impl, const GradientsReady& ready, bool defer) : ready_(ready), defer_(defer) {
+    if (!ready_) return;
+    stages_.push_back(impl.head_params);
+    stages_.push_back({impl.norm_f});
+    for (std::size_t layer = impl.mixers.size(); layer-- > 0;) {
+      std::vector<int> stage = impl.mixer_params[layer];
+      stage.push_back(impl.layer_norms[layer]);
+      stages_.push_back(std::move(stage));
+    }
+    stages_.push_back({impl.embedding});
+    std::vector<std::size_t> last_stage;
+    for (std::size_t stage = 0; stage < stages_.size(); ++stage) {
+      for (int index : stages_[stage]) {
+        if (static_cast<std::size_t>(index) >= last_stage.size()) last_stage.resize(static_cast<std::size_t>(index) + 1);
+        last_stage[static_cast<std::size_t>(index)] = stage;
+      }
+    }
+    for (std::size_t stage = 0; stage < stages_.size(); ++stage) {
+      auto& list = stages_[stage];
+      list.erase(std::remove_if(list.begin(), list.end(),
+                                [&](int index) { return last_stage[static_cast<std::size_t>(index)] != stage; }),
+                 list.end());
+      std::sort(list.begin(), list.end());
+      list.erase(std::unique(list.begin(), list.end()), list.end());
+    }
+  }
+
+  /// Backward has finished the next stage.
+  void stage_done() {
+    if (ready_ && !defer_ && !stages_[next_].empty()) ready_(stages_[next_]);
+    ++next_;
+  }
+
+  /// Backward has finished, and the gradients are on the host.
+  void finish() {
+    if (!ready_ || !defer_) return;
+    for (const auto& stage : stages_) {
+      if (!stage.empty()) ready_(stage);
+    }
+  }
+
+ private:
+  const GradientsReady& ready_;
+  bool defer_;
+  std::vector<std::vector<int>> stages_;
+  std::size_t next_ = 0;
+};
+
+}  // namespace
+
 double training_pass(Model::Impl& impl, DeviceOps& ops, const TokenBatch& tokens, const TrainingTargets& targets,
-                     PassKind kind) {
+                     PassKind kind, const GradientsReady& ready) {
   const bool next_token = impl.head_capabilities.objective == sdk::HeadObjective::kNextToken;
   if (next_token) lm_target_count(tokens.batch, tokens.length, tokens.lengths);
   const auto on_device = ops.use_device();
@@ -306,6 +364,7 @@ double training_pass(Model::Impl& impl, DeviceOps& ops, const TokenBatch& tokens
   impl.last_activation_bytes = activation_bytes;
 
   // Backward.
+  GradientNotifier notifier(impl, ready, on_device != nullptr);
   float* grad_final = ops.take<float>(M * D, "the gradient of the head input");
   ops.zero(grad_final, slice_bytes);
   {
@@ -320,12 +379,14 @@ double training_pass(Model::Impl& impl, DeviceOps& ops, const TokenBatch& tokens
     args.grad_params = grads.data();
     check_head(impl.head->backward(ctx, args), impl, " backward");
   }
+  notifier.stage_done();
   if (mask != nullptr) ops.multiply(grad_final, mask, M * D);
   float* grad_hidden = ops.take<float>(M * D, "the gradient of the hidden states");
   float* grad_normed = ops.take<float>(M * D, "the gradient of the normed hidden states");
   ops.zero(grad_hidden, slice_bytes);
   ops.rms_norm_backward(layer_input(n_layer), ops.parameter_f32(impl.norm_f), grad_final, grad_hidden,
                         ops.gradient(impl.norm_f), M, D, eps);
+  notifier.stage_done();
   for (std::size_t layer = n_layer; layer-- > 0;) {
     const float* input = layer_input(layer);
     ops.rms_norm(input, ops.parameter_f32(impl.layer_norms[layer]), normed, M, D, eps);
@@ -350,9 +411,12 @@ double training_pass(Model::Impl& impl, DeviceOps& ops, const TokenBatch& tokens
     ops.rms_norm_backward(input, ops.parameter_f32(impl.layer_norms[layer]), grad_normed, grad_hidden,
                           ops.gradient(impl.layer_norms[layer]), M, D, eps);
     if (recompute) release_saved(recomputed);
+    notifier.stage_done();
   }
   ops.embedding_backward(ids, grad_hidden, ops.gradient(impl.embedding), M, D);
+  notifier.stage_done();
   ops.end_gradients();
+  notifier.finish();
   return loss;
 }
 

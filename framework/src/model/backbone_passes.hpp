@@ -25,8 +25,9 @@ FloatTensor step_pass(Model::Impl& impl, DeviceOps& ops, const std::vector<std::
 enum class PassKind { kEvaluate, kTrain, kTrainRecompute };
 
 /// Model::evaluate_loss (kEvaluate) or accumulate_gradients (which ADDS the loss's gradient to
-/// the model's gradients) for checked tokens of a model whose head has a training objective.
+/// the model's gradients) for checked tokens of a model whose head has a training objective;
+/// `ready` as for accumulate_gradients().
 double training_pass(Model::Impl& impl, DeviceOps& ops, const TokenBatch& tokens, const TrainingTargets& targets,
-                     PassKind kind);
+                     PassKind kind, const GradientsReady& ready = {});
 
 }  // namespace mambakit::model

@@ -46,13 +46,14 @@ double Model::evaluate_loss(const TokenBatch& tokens, const TrainingTargets& tar
 
 std::size_t Model::last_activation_bytes() const { return impl_->last_activation_bytes; }
 
-double Model::accumulate_gradients(const TokenBatch& tokens, const TrainingTargets& targets, bool recompute) {
+double Model::accumulate_gradients(const TokenBatch& tokens, const TrainingTargets& targets, bool recompute,
+                                   const GradientsReady& ready) {
   Impl& impl = *impl_;
   impl.check_tokens(tokens);
   impl.check_trainable_objective();
   impl.store.ensure_gradients();
   return model::training_pass(impl, impl.device_ops(), tokens, targets,
-                              recompute ? model::PassKind::kTrainRecompute : model::PassKind::kTrain);
+                              recompute ? model::PassKind::kTrainRecompute : model::PassKind::kTrain, ready);
 }
 
 }  // namespace mambakit

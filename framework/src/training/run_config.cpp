@@ -70,6 +70,7 @@ RunConfig parse_run_config(const std::string& json_text, const std::string& sour
   run.seed = static_cast<std::uint64_t>(seed);
   fields.read("threads", run.threads);
   fields.read("recompute", run.recompute);
+  fields.read("bucket_mb", run.bucket_mb);
   fields.read("save_dtype", run.save_dtype);
   fields.read_string_map("kernels", run.kernels);
   fields.read("device", run.device);
@@ -104,6 +105,7 @@ RunConfig parse_run_config(const std::string& json_text, const std::string& sour
   require(run.save_dtype == "f32" || run.save_dtype == "f16" || run.save_dtype == "bf16", "save_dtype", run.save_dtype,
           "must be f32, f16 or bf16");
   require(run.threads >= 0, "threads", std::to_string(run.threads), "must be >= 0");
+  require(run.bucket_mb > 0 && run.bucket_mb <= 4096, "bucket_mb", std::to_string(run.bucket_mb), "must be in (0, 4096]");
   return run;
 }
 

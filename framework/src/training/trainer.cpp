@@ -10,7 +10,9 @@
 #include <numeric>
 #include <sstream>
 
+#include "../distributed/tree_sum.hpp"
 #include "datasets.hpp"
+#include "gradient_reducer.hpp"
 #include "mambakit/atomic_file.hpp"
 #include "mambakit/error.hpp"
 #include "mambakit/optimizer.hpp"
@@ -124,21 +126,37 @@ RunData load_data(const RunConfig& run, const Model& model, const Tokenizer& tok
   return data;
 }
 
-/// Validation loss, and accuracy for labeled.
-std::pair<double, double> evaluate(Model& model, const std::vector<std::pair<TokenBatch, TrainingTargets>>& batches) {
-  double loss = 0.0, correct = 0.0, total = 0.0;
-  for (const auto& [tokens, targets] : batches) {
-    loss += model.evaluate_loss(tokens, targets);
+/// Validation loss, and accuracy for labeled: batch i on rank i mod N, the per-batch figures
+/// gathered and added in batch order, so any number of ranks gives one process's result.
+std::pair<double, double> evaluate(Model& model, const std::vector<std::pair<TokenBatch, TrainingTargets>>& batches,
+                                   Communicator& communicator) {
+  const auto count = static_cast<std::int64_t>(batches.size());
+  const int ranks = communicator.size();
+  // Per batch: loss, correct, total.
+  std::vector<double> mine(static_cast<std::size_t>(3 * count), 0.0);
+  for (std::int64_t i = communicator.rank(); i < count; i += ranks) {
+    const auto& [tokens, targets] = batches[static_cast<std::size_t>(i)];
+    mine[static_cast<std::size_t>(3 * i)] = model.evaluate_loss(tokens, targets);
     if (targets.labels.empty()) continue;
     const FloatTensor scores = model.forward(tokens);
     const std::int64_t classes = scores.shape[1];
     for (std::int64_t b = 0; b < tokens.batch; ++b) {
       const auto begin = scores.values.begin() + b * classes;
-      correct += (std::max_element(begin, begin + classes) - begin) == targets.labels[static_cast<std::size_t>(b)];
-      total += 1;
+      mine[static_cast<std::size_t>(3 * i + 1)] +=
+          (std::max_element(begin, begin + classes) - begin) == targets.labels[static_cast<std::size_t>(b)];
+      mine[static_cast<std::size_t>(3 * i + 2)] += 1;
     }
   }
-  return {loss / static_cast<double>(batches.size()), total > 0 ? correct / total : NAN};
+  std::vector<double> all(static_cast<std::size_t>(ranks * 3 * count));
+  communicator.all_gather(mine.data(), 3 * count, all.data());
+  double loss = 0.0, correct = 0.0, total = 0.0;
+  for (std::int64_t i = 0; i < count; ++i) {
+    const double* figures = all.data() + (i % ranks) * 3 * count + 3 * i;
+    loss += figures[0];
+    correct += figures[1];
+    total += figures[2];
+  }
+  return {loss / static_cast<double>(count), total > 0 ? correct / total : NAN};
 }
 
 void write_tokenizer(const fs::path& dir, const RunConfig& run) {
@@ -171,6 +189,17 @@ sdk::DType parse_dtype(const std::string& name) {
 
 bool train(const RunConfig& run, const PluginHost& host, bool resume, const std::atomic<bool>& stop_requested,
            const TrainingLog& log) {
+  const auto one_process = make_single_process_communicator();
+  return train(run, host, resume, stop_requested, log, *one_process);
+}
+
+bool train(const RunConfig& run, const PluginHost& host, bool resume, const std::atomic<bool>& stop_requested,
+           const TrainingLog& rank_log, Communicator& communicator) {
+  const int rank = communicator.rank(), ranks = communicator.size();
+  const bool leader = rank == 0;
+  const TrainingLog log = [&](const std::string& line) {
+    if (leader) rank_log(line);
+  };
   const auto tokenizer = make_tokenizer(run.tokenizer);
   const fs::path checkpoint = run.output_dir / "checkpoint";
   ModelOptions options;
@@ -193,12 +222,19 @@ bool train(const RunConfig& run, const PluginHost& host, bool resume, const std:
   if (resume) optimizer.load(checkpoint / "optimizer.safetensors");
   const RunData data = load_data(run, model, *tokenizer);
   const auto validation = data.validation(run);
-  fs::create_directories(run.output_dir);
-  std::ofstream metrics(run.output_dir / "metrics.jsonl", std::ios::app);
+  std::ofstream metrics;
+  if (leader) {
+    fs::create_directories(run.output_dir);
+    metrics.open(run.output_dir / "metrics.jsonl", std::ios::app);
+  }
   log(fmt::format("head/{} run: {:.2f}M parameters, {} training {}, step {} of {}", model.config().head.name,
                   model.parameter_count() / 1e6,
                   data.labeled ? data.train_examples.size() : data.train_stream.size(),
                   data.labeled ? "examples" : "tokens", optimizer.steps(), run.steps));
+  if (ranks > 1) {
+    log(fmt::format("data parallel over {} ranks ({}): each step {} micro-batches of {}, {} per rank", ranks,
+                    communicator.description(), ranks * run.grad_accum, run.batch_size, run.grad_accum));
+  }
 
   if (run.verbose) {
     log(fmt::format("model made in {:.0f} ms, on {}, {} threads, weights {}",
@@ -211,19 +247,42 @@ bool train(const RunConfig& run, const PluginHost& host, bool resume, const std:
   std::int64_t tokens_seen = 0;
   const std::int64_t first_step = optimizer.steps();
   bool stopped = false;
+  // Micro-batch m of a step is rank m mod N's; each rank runs its own in the gradient tree's
+  // order and the losses are added in m order, as one process with N x grad_accum would.
+  const std::int64_t micro_batches = ranks * run.grad_accum;
+  const std::vector<int> leaf_order = distributed::tree_leaf_order(static_cast<int>(run.grad_accum));
+  training::GradientReducer reducer(model, communicator,
+                                    static_cast<std::int64_t>(run.bucket_mb * 1024 * 1024 / sizeof(float)));
+  std::vector<double> rank_figures(static_cast<std::size_t>(run.grad_accum + 1));
+  std::vector<double> all_figures(static_cast<std::size_t>(ranks * (run.grad_accum + 1)));
   for (std::int64_t step = first_step; step < run.steps; ++step) {
     model.zero_gradients();
-    double loss = 0.0;
-    for (std::int64_t micro = 0; micro < run.grad_accum; ++micro) {
+    double rank_tokens = 0.0;
+    for (std::int64_t leaf = 0; leaf < run.grad_accum; ++leaf) {
+      const std::int64_t k = leaf_order[static_cast<std::size_t>(leaf)], micro = rank + k * ranks;
       auto rng = batch_rng(run.seed, step, micro);
       auto [tokens, targets] = data.batch(run, rng);
       targets.dropout_seed = rng();
-      loss += model.accumulate_gradients(tokens, targets, run.recompute) / static_cast<double>(run.grad_accum);
-      tokens_seen += tokens.batch * tokens.length;
+      const bool last = leaf + 1 == run.grad_accum;
+      rank_figures[static_cast<std::size_t>(k)] =
+          model.accumulate_gradients(tokens, targets, run.recompute, last ? reducer.ready_callback() : GradientsReady{});
+      if (!last) reducer.add_micro_batch();
+      rank_tokens += static_cast<double>(tokens.batch * tokens.length);
     }
-    if (run.grad_accum > 1) {
+    reducer.finish_step();
+    rank_figures.back() = rank_tokens;
+    communicator.all_gather(rank_figures.data(), run.grad_accum + 1, all_figures.data());
+    double loss = 0.0;
+    for (std::int64_t micro = 0; micro < micro_batches; ++micro) {
+      loss += all_figures[static_cast<std::size_t>((micro % ranks) * (run.grad_accum + 1) + micro / ranks)] /
+              static_cast<double>(micro_batches);
+    }
+    for (int r = 0; r < ranks; ++r) {
+      tokens_seen += static_cast<std::int64_t>(all_figures[static_cast<std::size_t>(r * (run.grad_accum + 1) + run.grad_accum)]);
+    }
+    if (micro_batches > 1) {
       for (auto& slice : model.parameter_slices()) {
-        for (std::int64_t i = 0; i < slice.numel; ++i) slice.gradients[i] /= static_cast<float>(run.grad_accum);
+        for (std::int64_t i = 0; i < slice.numel; ++i) slice.gradients[i] /= static_cast<float>(micro_batches);
       }
     }
     const double lr = cosine_learning_rate(step, run.warmup, run.steps, run.lr, run.min_lr);
@@ -239,11 +298,17 @@ bool train(const RunConfig& run, const PluginHost& host, bool resume, const std:
       const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
       const double rate = static_cast<double>(tokens_seen) / elapsed;
       const double eta = elapsed / static_cast<double>(done - first_step) * static_cast<double>(run.steps - done);
-      log(fmt::format("step {}/{} | loss {:.4f} | lr {:.2e} | grad norm {:.3f} | {:.0f} tok/s | ETA {}", done, run.steps,
-                      loss, lr, grad_norm, rate, format_duration(eta)));
+      std::string line = fmt::format("step {}/{} | loss {:.4f} | lr {:.2e} | grad norm {:.3f} | {:.0f} tok/s | ETA {}",
+                                     done, run.steps, loss, lr, grad_norm, rate, format_duration(eta));
+      if (ranks > 1) {
+        const auto timing = reducer.take_timing();
+        line += fmt::format(" | allreduce {:.0f} ms, {:.0f} ms not overlapped", timing.communication * 1e3,
+                            timing.waiting * 1e3);
+      }
+      log(line);
     }
     if (done % run.eval_every == 0 || done == run.steps) {
-      const auto [valid_loss, accuracy] = evaluate(model, validation);
+      const auto [valid_loss, accuracy] = evaluate(model, validation, communicator);
       record["valid_loss"] = valid_loss;
       std::string line = fmt::format("eval step {}: valid loss {:.4f}", done, valid_loss);
       if (!std::isnan(accuracy)) {
@@ -252,9 +317,9 @@ bool train(const RunConfig& run, const PluginHost& host, bool resume, const std:
       }
       log(line);
     }
-    metrics << record.dump() << "\n" << std::flush;
-    stopped = stop_requested.load();
-    if (done % run.save_every == 0 || done == run.steps || stopped) {
+    if (leader) metrics << record.dump() << "\n" << std::flush;
+    stopped = communicator.any(stop_requested.load());
+    if (leader && (done % run.save_every == 0 || done == run.steps || stopped)) {
       save_checkpoint(checkpoint, model, optimizer, run, {{"step", done}, {"loss", loss}});
       log(fmt::format("saved checkpoint at step {} to {}", done, checkpoint.string()));
     }
@@ -263,6 +328,7 @@ bool train(const RunConfig& run, const PluginHost& host, bool resume, const std:
       return false;
     }
   }
+  if (!leader) return true;
   const fs::path final_dir = run.output_dir / "model";
   write_folder_atomically(final_dir, [&](const fs::path& staging) {
     const std::string config = to_json(model.config());
