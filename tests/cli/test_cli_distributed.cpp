@@ -176,3 +176,17 @@ TEST_CASE("a rank that fails ends every rank with a non-zero exit naming it") {
   CHECK_THAT(failed.errors, Contains("rank 0 of 2: mambakit train: error:") && Contains("taken"));
   CHECK(failed.errors.find("step 1/6") == std::string::npos);
 }
+
+TEST_CASE("ranks whose weights drift apart are stopped before a checkpoint, naming the rank") {
+  if (!mpi_ready()) return;
+  const fs::path dir = lm_run("mpi_drift", kMamba1);
+  // MPMD: rank 1 is given another learning rate, so its AdamW steps differ from rank 0's.
+  const std::string train = fmt::format("{} train --config {} --output-dir {}", MAMBAKIT_CLI_PATH,
+                                        (dir / "run.json").string(), (dir / "run").string());
+  const auto drifted = run_command(fmt::format("mpirun --oversubscribe --allow-run-as-root -np 1 {} : -np 1 {} --set lr=0.02",
+                                               train, train));
+  INFO(drifted.errors);
+  CHECK(drifted.exit_code != 0);
+  CHECK_THAT(drifted.errors, Contains("after step 3, rank 1's weights differ from rank 0's"));
+  CHECK_FALSE(fs::exists(dir / "run" / "checkpoint"));
+}

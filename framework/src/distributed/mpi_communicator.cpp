@@ -92,11 +92,11 @@ class MpiCommunicator final : public Communicator {
                   receive_offsets.data(), MPI_FLOAT, MPI_COMM_WORLD);
     // This rank's slice: the ranks' terms added in the tree's order.
     const std::vector<int> order = tree_leaf_order(n);
-    TreeSum tree(mine);
-    for (int position = 0; position + 1 < n; ++position) tree.push(received_.data() + order[position] * mine);
+    tree_.reset(mine);
+    for (int position = 0; position + 1 < n; ++position) tree_.push(received_.data() + order[position] * mine);
     float* out = values + begin_of(rank_);
     std::copy_n(received_.data() + order[n - 1] * mine, mine, out);
-    tree.finish(out, 0, mine);
+    tree_.finish(out, 0, mine);
     for (int r = 0; r < n; ++r) {
       receive_counts[r] = send_counts[r];
       receive_offsets[r] = send_offsets[r];
@@ -107,7 +107,9 @@ class MpiCommunicator final : public Communicator {
 
   int rank_ = 0, size_ = 1;
   std::string library_;
+  // Kept from call to call: large buffers allocated anew would be paged in anew every step.
   std::vector<float> received_;
+  TreeSum tree_{0};
 };
 
 }  // namespace

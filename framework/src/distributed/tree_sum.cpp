@@ -48,4 +48,10 @@ void TreeSum::clear() {
   stack_.clear();
 }
 
+void TreeSum::reset(std::int64_t length) {
+  clear();
+  length_ = length;
+}
+
 }  // namespace mambakit::distributed
+

@@ -31,6 +31,10 @@ class TreeSum {
   /// Forgets the leaves (keeping the buffers for the next sum).
   void clear();
 
+  /// clear(), and sums of `length` floats from now on (the buffers are kept: no allocation
+  /// while they are large enough).
+  void reset(std::int64_t length);
+
   [[nodiscard]] std::int64_t length() const { return length_; }
 
  private:

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <numeric>
@@ -179,6 +180,30 @@ void save_checkpoint(const fs::path& dir, const Model& model, const AdamW& optim
   });
 }
 
+/// Throws unless every rank holds rank 0's weights, bit for bit (compared by a 64-bit hash of
+/// them): data-parallel ranks that drift apart would save one rank's model as everyone's.
+void check_ranks_agree(Model& model, Communicator& communicator, std::int64_t step) {
+  if (communicator.size() == 1) return;
+  std::uint64_t hash = 1469598103934665603ull;  // FNV-1a over 32-bit words
+  for (const auto& slice : model.parameter_slices()) {
+    for (std::int64_t i = 0; i < slice.numel; ++i) {
+      std::uint32_t bits = 0;
+      std::memcpy(&bits, slice.values + i, sizeof(bits));
+      hash = (hash ^ bits) * 1099511628211ull;
+    }
+  }
+  const double halves[2] = {static_cast<double>(hash >> 32), static_cast<double>(hash & 0xffffffffu)};
+  std::vector<double> all(static_cast<std::size_t>(2 * communicator.size()));
+  communicator.all_gather(halves, 2, all.data());
+  for (int rank = 1; rank < communicator.size(); ++rank) {
+    if (all[static_cast<std::size_t>(2 * rank)] != all[0] || all[static_cast<std::size_t>(2 * rank + 1)] != all[1]) {
+      throw Error(fmt::format("after step {}, rank {}'s weights differ from rank 0's: the ranks run different "
+                              "builds, plugins, kernels or data (see docs/TRAINING.md)",
+                              step, rank));
+    }
+  }
+}
+
 sdk::DType parse_dtype(const std::string& name) {
   if (name == "f16") return sdk::DType::kF16;
   if (name == "bf16") return sdk::DType::kBF16;
@@ -319,7 +344,9 @@ bool train(const RunConfig& run, const PluginHost& host, bool resume, const std:
     }
     if (leader) metrics << record.dump() << "\n" << std::flush;
     stopped = communicator.any(stop_requested.load());
-    if (leader && (done % run.save_every == 0 || done == run.steps || stopped)) {
+    const bool save = done % run.save_every == 0 || done == run.steps || stopped;
+    if (save) check_ranks_agree(model, communicator, done);
+    if (leader && save) {
       save_checkpoint(checkpoint, model, optimizer, run, {{"step", done}, {"loss", loss}});
       log(fmt::format("saved checkpoint at step {} to {}", done, checkpoint.string()));
     }
