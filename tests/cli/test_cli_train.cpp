@@ -101,9 +101,11 @@ TEST_CASE("a mambakit train killed outright keeps its last checkpoint intact") {
   CHECK_NOTHROW(mambakit::Model::load(checkpoint, mambakit::test::in_tree_plugins()));
   // The checkpoint holds the last completed save: the one logged last, or a later one whose
   // log line the kill cut off (a save the kill interrupted leaves the previous one in place).
+  // Steps of this tiny model take about a millisecond, so on a loaded machine several more
+  // saves may complete between the marker and the kill: any completed save will do.
   const long step = nlohmann::json::parse(std::ifstream(checkpoint / "trainer_state.json")).at("step").get<long>();
   CHECK(step >= saved);
-  CHECK(step <= saved + 2);
+  CHECK(step % 2 == 0);  // save_every
   const auto resumed = mambakit::test::run_command(
       fmt::format("{} train --config {} --resume --set steps={}", MAMBAKIT_CLI_PATH, (dir / "run.json").string(),
                   step + 1));
