@@ -55,6 +55,15 @@ mambakit::test::ProcessResult train(const fs::path& run_json, int ranks, const s
   return run_command(fmt::format("{} {}", mpirun(ranks), train));
 }
 
+/// train() that must succeed, into `output`; its log when it does not.
+mambakit::test::ProcessResult train_into(const fs::path& run_json, int ranks, const fs::path& output,
+                                         const std::string& extra = "") {
+  auto result = train(run_json, ranks, fmt::format("{} --output-dir {}", extra, output.string()));
+  INFO(result.errors);
+  REQUIRE(result.exit_code == 0);
+  return result;
+}
+
 fs::path lm_run(const std::string& name, const std::string& model_json) {
   const fs::path dir = mambakit::test::scratch_dir(name);
   const fs::path corpus = mambakit::test::write_corpus(dir, "In the beginning was the Word, and the Word was", 200, 7);
@@ -90,12 +99,8 @@ const char* const kMamba1 = R"({"task": "causal_lm", "d_model": 16, "n_layer": 2
 TEST_CASE("2 ranks x grad_accum 2 train the weights and losses of 1 process x grad_accum 4, bit for bit") {
   if (!mpi_ready()) return;
   const fs::path dir = lm_run("mpi_bits", kMamba1);
-  const auto one = train(dir / "run.json", 1, fmt::format("--set grad_accum=4 --output-dir {}", (dir / "one").string()));
-  INFO(one.errors);
-  REQUIRE(one.exit_code == 0);
-  const auto two = train(dir / "run.json", 2, fmt::format("--set grad_accum=2 --output-dir {}", (dir / "two").string()));
-  INFO(two.errors);
-  REQUIRE(two.exit_code == 0);
+  train_into(dir / "run.json", 1, dir / "one", "--set grad_accum=4");
+  const auto two = train_into(dir / "run.json", 2, dir / "two", "--set grad_accum=2");
   CHECK_THAT(two.errors, Contains("data parallel over 2 ranks (MPI") && Contains("allreduce"));
   // Rank 0 alone logs: each step once.
   CHECK(two.errors.find("step 6/6") == two.errors.rfind("step 6/6"));
@@ -107,14 +112,8 @@ TEST_CASE("2 ranks x grad_accum 2 train the weights and losses of 1 process x gr
   CHECK_THAT(read_bytes(dir / "one" / "metrics.jsonl"), Contains("valid_loss"));
 
   // Resumed on 2 ranks from the step-3 checkpoint of a 2-rank run: the same bits again.
-  const auto first_half = train(dir / "run.json", 2,
-                                fmt::format("--set grad_accum=2 --set steps=3 --output-dir {}", (dir / "resumed").string()));
-  INFO(first_half.errors);
-  REQUIRE(first_half.exit_code == 0);
-  const auto second_half =
-      train(dir / "run.json", 2, fmt::format("--set grad_accum=2 --resume --output-dir {}", (dir / "resumed").string()));
-  INFO(second_half.errors);
-  REQUIRE(second_half.exit_code == 0);
+  train_into(dir / "run.json", 2, dir / "resumed", "--set grad_accum=2 --set steps=3");
+  const auto second_half = train_into(dir / "run.json", 2, dir / "resumed", "--set grad_accum=2 --resume");
   CHECK_THAT(second_half.errors, Contains("step 4/6"));
   CHECK(read_bytes(dir / "resumed" / "model" / "model.safetensors") ==
         read_bytes(dir / "one" / "model" / "model.safetensors"));
@@ -124,12 +123,8 @@ TEST_CASE("3 ranks (not a power of two) agree with one process within 1e-6, on M
   if (!mpi_ready()) return;
   const fs::path dir = lm_run("mpi_three", R"({"format": "mambakit-2", "d_model": 16, "n_layer": 2, "vocab_size": 257,
     "mixer": {"name": "mamba2", "options": {"head_dim": 8, "d_state": 8, "n_groups": 2}}, "head": "lm"})");
-  const auto one = train(dir / "run.json", 1, fmt::format("--set grad_accum=3 --output-dir {}", (dir / "one").string()));
-  INFO(one.errors);
-  REQUIRE(one.exit_code == 0);
-  const auto three = train(dir / "run.json", 3, fmt::format("--output-dir {}", (dir / "three").string()));
-  INFO(three.errors);
-  REQUIRE(three.exit_code == 0);
+  train_into(dir / "run.json", 1, dir / "one", "--set grad_accum=3");
+  train_into(dir / "run.json", 3, dir / "three");
   CHECK(largest_relative_difference(dir / "three" / "model", dir / "one" / "model") < 1e-6);
   std::ifstream a(dir / "one" / "metrics.jsonl"), b(dir / "three" / "metrics.jsonl");
   std::string line_a, line_b;
@@ -161,12 +156,8 @@ TEST_CASE("classification fine-tuning on 2 ranks gives one process's classifier"
     "train_data": "{}", "valid_fraction": 0.25, "tokenizer": "byte", "seq_len": 24, "batch_size": 4,
     "steps": 4, "lr": 0.01, "warmup": 1, "eval_every": 2, "save_every": 4, "log_every": 1, "seed": 2, "threads": 1}})",
                                                  (dir / "train.jsonl").string());
-  const auto one = train(dir / "run.json", 1, fmt::format("--set grad_accum=2 --output-dir {}", (dir / "one").string()));
-  INFO(one.errors);
-  REQUIRE(one.exit_code == 0);
-  const auto two = train(dir / "run.json", 2, fmt::format("--output-dir {}", (dir / "two").string()));
-  INFO(two.errors);
-  REQUIRE(two.exit_code == 0);
+  train_into(dir / "run.json", 1, dir / "one", "--set grad_accum=2");
+  const auto two = train_into(dir / "run.json", 2, dir / "two");
   CHECK(read_bytes(dir / "two" / "model" / "model.safetensors") == read_bytes(dir / "one" / "model" / "model.safetensors"));
   CHECK(read_bytes(dir / "two" / "metrics.jsonl") == read_bytes(dir / "one" / "metrics.jsonl"));
   CHECK_THAT(read_bytes(dir / "two" / "metrics.jsonl"), Contains("valid_accuracy"));

@@ -5,9 +5,8 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
-#include <cstring>
-#include <exception>
 
 #include "mambakit/error.hpp"
 #include "mpi_communicator.hpp"

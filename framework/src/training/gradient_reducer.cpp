@@ -16,7 +16,7 @@ GradientReducer::GradientReducer(Model& model, Communicator& communicator, std::
     parameter_ranges_.push_back({begin, begin + slice.numel});
     length = std::max(length, begin + slice.numel);
   }
-  tree_ = distributed::TreeSum(length);
+  tree_.reset(length);
   finished_.assign(slices.size(), false);
   if (communicator_.size() > 1) thread_ = std::thread([this] { run_thread(); });
 }
