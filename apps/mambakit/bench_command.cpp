@@ -170,7 +170,9 @@ int bench_main(int argc, char** argv) {
                  "without activation recomputation)")(
       "decode-tokens", po::value<std::int64_t>()->default_value(32), "decode steps per timed run")(
       "dtype", po::value<std::string>()->default_value("f32"),
-      "weight dtypes in memory, comma-separated: f32, f16, bf16 (train: f32 only)")(
+      "weight dtypes in memory, comma-separated: f32, f16, bf16, int8 (train: f32 only)")(
+      "int8-group-size", po::value<std::int64_t>()->default_value(0),
+      "int8: inputs per scale, 32, 64 or 128 (0: the default)")(
       "format", po::value<std::string>()->default_value("text"), "output format: text or json")(
       "verbose", "report each kernel chosen, and for which problem, on stderr");
   add_device_option(options);
@@ -204,15 +206,7 @@ int bench_main(int argc, char** argv) {
   const ModelConfig config = model_shape(shape);
   std::vector<sdk::DType> dtypes;
   for (const auto& name : parse_names(values["dtype"].as<std::string>())) {
-    if (name == "f32") {
-      dtypes.push_back(sdk::DType::kF32);
-    } else if (name == "f16") {
-      dtypes.push_back(sdk::DType::kF16);
-    } else if (name == "bf16") {
-      dtypes.push_back(sdk::DType::kBF16);
-    } else {
-      throw Error(fmt::format("--dtype takes f32, f16 or bf16 (comma-separated), got '{}'", name));
-    }
+    dtypes.push_back(weights_dtype(name, "--dtype"));
     if (mode == "train" && dtypes.back() != sdk::DType::kF32) throw Error("--mode train needs --dtype f32");
   }
 
@@ -223,6 +217,7 @@ int bench_main(int argc, char** argv) {
   for (const sdk::DType dtype : dtypes) {
     ModelOptions model_settings;
     model_settings.weights_dtype = dtype;
+    model_settings.int8_group_size = values["int8-group-size"].as<std::int64_t>();
     model_settings.device = device;
     Model model = Model::create(config, *host, model_settings);
     const std::string kind = scan_kind(model, *host);

@@ -10,8 +10,11 @@
 #include <boost/program_options/parsers.hpp>
 #include <boost/program_options/value_semantic.hpp>
 #include <boost/dll/runtime_symbol_info.hpp>
+#include <cstdio>
+#include <fstream>
 #include <iostream>
 
+#include "mambakit/atomic_file.hpp"
 #include "mambakit/error.hpp"
 
 namespace mambakit::cli {
@@ -52,7 +55,8 @@ void add_model_options(po::options_description& options, bool model_required) {
       "threads", po::value<int>()->default_value(0), "CPU threads (0: all available)")(
       "verbose", "report on stderr: the model's load time, threads and weights, and the kernels chosen")(
       "dtype", po::value<std::string>()->default_value("auto"),
-      "weights in memory: f32, f16, bf16, or auto (as stored in the checkpoint)")(
+      "weights in memory: f32, f16, bf16, int8 (the linear weights int8, docs/USING.md), or auto (as stored in the "
+      "checkpoint)")(
       "allow-nonfinite", "load weights that hold NaN or Inf (with a warning) instead of refusing them");
   add_device_option(options);
 }
@@ -92,6 +96,15 @@ std::filesystem::path resolve_model_dir(const po::variables_map& values) {
               "executable's share/mambakit and in the source tree)");
 }
 
+sdk::DType weights_dtype(const std::string& name, const char* option) {
+  if (name == "f32") return sdk::DType::kF32;
+  if (name == "f16") return sdk::DType::kF16;
+  if (name == "bf16") return sdk::DType::kBF16;
+  if (name == "int8") return sdk::DType::kQ8;
+  throw Error(fmt::format("{} {} is invalid: use f32, f16, bf16 or int8{}", option, name,
+                          std::string_view(option) == "--dtype" ? " (or auto)" : ""));
+}
+
 ModelOptions model_options(const po::variables_map& values) {
   ModelOptions options;
   if (values.count("kernel") != 0) {
@@ -107,15 +120,7 @@ ModelOptions model_options(const po::variables_map& values) {
   options.n_threads = values["threads"].as<int>();
   if (options.n_threads < 0) throw Error(fmt::format("--threads must be >= 0, got {}", options.n_threads));
   const std::string dtype = values["dtype"].as<std::string>();
-  if (dtype == "f32") {
-    options.weights_dtype = sdk::DType::kF32;
-  } else if (dtype == "f16") {
-    options.weights_dtype = sdk::DType::kF16;
-  } else if (dtype == "bf16") {
-    options.weights_dtype = sdk::DType::kBF16;
-  } else if (dtype != "auto") {
-    throw Error(fmt::format("--dtype {} is invalid: use f32, f16, bf16 or auto", dtype));
-  }
+  if (dtype != "auto") options.weights_dtype = weights_dtype(dtype, "--dtype");
   options.device = device_option(values);
   options.allow_nonfinite = values.count("allow-nonfinite") != 0;
   return options;
@@ -172,6 +177,25 @@ bool parse_command_line(int argc, char** argv, const char* usage, const po::opti
     return false;
   }
   return true;
+}
+
+void copy_tokenizer_files(const std::filesystem::path& from, const std::filesystem::path& to) {
+  for (const char* tokenizer_file : {"tokenizer.json", "byte_tokenizer"}) {
+    if (!std::filesystem::exists(from / tokenizer_file)) continue;
+    write_file_atomically(to / tokenizer_file, [&](std::ostream& out) {
+      std::ifstream in(from / tokenizer_file, std::ios::binary);
+      out << in.rdbuf();
+      if (!in.good() && !in.eof()) throw Error(fmt::format("{}: cannot read it", (from / tokenizer_file).string()));
+    });
+  }
+}
+
+void ProgressLine::operator()(std::int64_t done, std::int64_t total) {
+  if (total <= 0) return;
+  if (done * 10 < next_tenth_ * total && done < total) return;
+  while (next_tenth_ * total <= done * 10) ++next_tenth_;
+  fmt::print(stderr, "{}: {}/{} {} ({}%)\n", label_, done, total, unit_, done * 100 / total);
+  std::fflush(stderr);
 }
 
 }  // namespace mambakit::cli

@@ -27,6 +27,10 @@ void add_model_options(boost::program_options::options_description& options, boo
 /// or the source tree) when --model is absent. Throws when neither exists.
 std::filesystem::path resolve_model_dir(const boost::program_options::variables_map& values);
 
+/// The weights dtype called `name` (f32, f16, bf16, or int8: sdk::DType::kQ8); throws naming
+/// `option` and the value otherwise.
+sdk::DType weights_dtype(const std::string& name, const char* option);
+
 /// The ModelOptions from --kernel, --scan, --threads, --dtype and --device.
 ModelOptions model_options(const boost::program_options::variables_map& values);
 
@@ -43,6 +47,22 @@ Model load_model(const boost::program_options::variables_map& values, const std:
 /// As above, with `options` instead of model_options(values).
 Model load_model(const boost::program_options::variables_map& values, const std::filesystem::path& dir,
                  const PluginHost& host, const ModelOptions& options);
+
+/// Copies the tokenizer files of model folder `from` (tokenizer.json, byte_tokenizer) into
+/// `to`, each atomically.
+void copy_tokenizer_files(const std::filesystem::path& from, const std::filesystem::path& to);
+
+/// Prints "LABEL: DONE/TOTAL UNIT (P%)" on stderr whenever another tenth is done (and at the
+/// end), for long operations on large models.
+class ProgressLine {
+ public:
+  ProgressLine(std::string label, std::string unit) : label_(std::move(label)), unit_(std::move(unit)) {}
+  void operator()(std::int64_t done, std::int64_t total);
+
+ private:
+  std::string label_, unit_;
+  std::int64_t next_tenth_ = 1;
+};
 
 /// With --verbose: reports on stderr each kernel the model's components were given, and for
 /// which problem (what `auto` chose).

@@ -24,5 +24,7 @@ int embed_main(int argc, char** argv);
 int check_plugin_main(int argc, char** argv);
 int set_head_main(int argc, char** argv);
 int tokenize_main(int argc, char** argv);
+int quantize_main(int argc, char** argv);
+int eval_main(int argc, char** argv);
 
 }  // namespace mambakit::cli

@@ -19,6 +19,8 @@ constexpr std::array kCommands = {
     mambakit::cli::Command{"tokenize", "a model's tokenizer: text to ids, or ids to text", &mambakit::cli::tokenize_main},
     mambakit::cli::Command{"classify", "label probabilities of a text", &mambakit::cli::classify_main},
     mambakit::cli::Command{"embed", "embeddings of a text", &mambakit::cli::embed_main},
+    mambakit::cli::Command{"eval", "perplexity and bits per byte of a text file", &mambakit::cli::eval_main},
+    mambakit::cli::Command{"quantize", "a model folder with int8 linear weights", &mambakit::cli::quantize_main},
     mambakit::cli::Command{"train", "train a model from a run config", &mambakit::cli::train_main},
     mambakit::cli::Command{"set-head", "a model with a new head on a trained backbone", &mambakit::cli::set_head_main},
     mambakit::cli::Command{"grad", "loss gradients of every parameter, as safetensors", &mambakit::cli::grad_main},

@@ -6,11 +6,9 @@
 
 #include <boost/program_options/value_semantic.hpp>
 #include <filesystem>
-#include <fstream>
 
 #include "cli_common.hpp"
 #include "command.hpp"
-#include "mambakit/atomic_file.hpp"
 #include "mambakit/error.hpp"
 
 namespace mambakit::cli {
@@ -43,13 +41,7 @@ int set_head_main(int argc, char** argv) {
   const ComponentChoice head{values["head"].as<std::string>(), values["head-options"].as<std::string>()};
   const Model replaced = model.with_head(*host, head, values["seed"].as<std::uint64_t>());
   replaced.save(output);
-  for (const char* tokenizer_file : {"tokenizer.json", "byte_tokenizer"}) {
-    if (!std::filesystem::exists(model_dir / tokenizer_file)) continue;
-    write_file_atomically(output / tokenizer_file, [&](std::ostream& out) {
-      std::ifstream in(model_dir / tokenizer_file, std::ios::binary);
-      out << in.rdbuf();
-    });
-  }
+  copy_tokenizer_files(model_dir, output);
   fmt::print("{}: head/{} {} on the backbone of {} ({} parameters)\n", output.string(), head.name, head.options,
              model_dir.string(), replaced.parameter_count());
   return 0;

@@ -157,7 +157,7 @@ TEST_CASE("mambakit info and grad run on a checkpoint") {
 
 TEST_CASE("mambakit bench runs every CPU scan backend and weight dtype, and rejects bad options") {
   const auto result = run_command(cli("bench --shape tiny --mode both --length 8 --decode-tokens 2 --repeat 1 "
-                                      "--threads 1 --dtype f32,bf16 --format json"));
+                                      "--threads 1 --dtype f32,bf16,int8 --format json"));
   INFO(result.errors);
   REQUIRE(result.exit_code == 0);
   const auto rows = nlohmann::json::parse(result.output);
@@ -169,9 +169,9 @@ TEST_CASE("mambakit bench runs every CPU scan backend and weight dtype, and reje
     CHECK(row.at("tokens_per_s").get<double>() > 0.0);
   }
   CHECK(scans == std::set<std::string>{"chunked", "fused", "sequential"});  // no GPU backend on the CPU
-  CHECK(dtypes == std::set<std::string>{"bf16", "f32"});
+  CHECK(dtypes == std::set<std::string>{"bf16", "f32", "int8"});
   CHECK(modes == std::set<std::string>{"decode", "prefill"});
-  CHECK(rows.size() == 3 * 2 * 2);
+  CHECK(rows.size() == 3 * 3 * 2);
   // --threads 0 means all available, as elsewhere; --verbose names the kernels each case got.
   const auto all_threads = run_command(cli("bench --shape tiny --length 8 --repeat 1 --threads 0 --scan fused --verbose"));
   INFO(all_threads.errors);

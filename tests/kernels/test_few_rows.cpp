@@ -140,5 +140,5 @@ TEST_CASE("few-rows product rejects weights of another type") {
   std::vector<float> x(2, 1.0f), y(2);
   SpeedShares shares;
   REQUIRE_THROWS_WITH(linear_few_rows(x.data(), 2, view, nullptr, y.data(), 2, 1, 2, 2, 1, shares),
-                      Catch::Matchers::Contains("f32, f16 or bf16"));
+                      Catch::Matchers::Contains("f32, f16, bf16 or int8"));
 }

@@ -24,6 +24,15 @@ struct ComponentChoice {
   friend bool operator==(const ComponentChoice&, const ComponentChoice&) = default;
 };
 
+/// How a checkpoint's linear weights are stored: as int8 with an f32 scale per group of inputs
+/// (`mambakit quantize`; sdk/quantized.hpp), or not quantized (an empty scheme).
+struct WeightQuantization {
+  std::string scheme;           ///< "" or "int8"
+  std::int64_t group_size = 0;  ///< inputs per scale: 32, 64 or 128
+
+  friend bool operator==(const WeightQuantization&, const WeightQuantization&) = default;
+};
+
 /// A model: embedding -> blocks (RMSNorm, mixer, residual) -> final RMSNorm -> head. Mirrors
 /// the seed's config hierarchy with the task-specific parts moved into the head's options.
 struct ModelConfig {
@@ -41,6 +50,8 @@ struct ModelConfig {
   std::map<std::int64_t, ComponentChoice> layer_mixers;
   /// The head: what the model outputs and, through its declared objective, how it trains.
   ComponentChoice head;
+  /// How the checkpoint beside this config stores its linear weights (JSON "quantization").
+  WeightQuantization quantization;
   /// Where the config came from (a file, or a description), which starts every error message
   /// about it. Not part of its JSON.
   std::string source = "model config";

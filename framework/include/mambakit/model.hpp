@@ -25,6 +25,10 @@ namespace model {
 struct StateAccess;
 }
 
+/// Inputs per scale of int8 weights unless a checkpoint or ModelOptions says otherwise
+/// (docs/BENCHMARKS.md, "Int8 weights", has the measurements behind it).
+inline constexpr std::int64_t kDefaultInt8GroupSize = 128;
+
 /// How a model runs.
 struct ModelOptions {
   /// The kernel of each kind by name (e.g. {"selective_scan", "fused"}); a kind not named, or
@@ -33,9 +37,17 @@ struct ModelOptions {
   int n_threads = 0;          ///< CPU threads; 0 = OpenMP's default
   std::uint64_t seed = 0;     ///< seed of the random initialisation (create() only)
   /// The dtype the weights are held in: f32, f16 or bf16 (arithmetic accumulates in f32
-  /// either way; the norms stay f32). Unset: as stored in the checkpoint (load(); f32 when it
-  /// stores f32 or mixed types) or f32 (create()). Training needs f32.
+  /// either way; the norms stay f32), or kQ8: the linear weights (those components declare
+  /// ParamSpec::linear_weight) as int8 with f32 scales, everything else f32. Unset: as stored
+  /// in the checkpoint (load(): kQ8 for an int8 checkpoint, f32 when it stores f32 or mixed
+  /// types) or f32 (create()). Training needs f32.
   std::optional<sdk::DType> weights_dtype;
+  /// kQ8 only: inputs per scale (32, 64 or 128); 0 takes the checkpoint's (config.json
+  /// "quantization") or else kDefaultInt8GroupSize.
+  std::int64_t int8_group_size = 0;
+  /// kQ8 only: whether the head's linear weight (the LM head; tied, also the embedding) is
+  /// int8 too, or stays f32.
+  bool int8_head = true;
   /// Where the model runs: the CPU, or a CUDA device (a copy of the parameters, the
   /// activations and the inference state in its memory; inference and training, whose
   /// gradients and optimizer stay on the host: see parameter_slices()). A CUDA model needs a
@@ -253,8 +265,17 @@ class Model {
   /// Bytes of activations the last accumulate_gradients() held at its peak.
   [[nodiscard]] std::size_t last_activation_bytes() const;
 
-  /// Writes config.json and model.safetensors (weights as f32, f16 or bf16) into `dir`,
-  /// atomically: a crash leaves either the previous folder or the new one.
+  /// Holds the linear weights (those the components declare ParamSpec::linear_weight) as int8
+  /// from now on, `group_size` inputs per scale (32, 64 or 128), the head's too unless `head`
+  /// is false; the rest stays f32. `progress(done, total)`, in weights, after each matrix. The
+  /// model must hold f32 weights and be on the CPU; for inference (save(dir, kQ8) writes it).
+  void quantize(std::int64_t group_size, bool head,
+                const std::function<void(std::int64_t, std::int64_t)>& progress = {});
+
+  /// Writes config.json and model.safetensors (weights as f32, f16 or bf16, or, from a model
+  /// holding int8 weights, kQ8: each int8 weight as `<name>` I8 and `<name>_scale` F32, the
+  /// rest f32, with config.json's "quantization" naming the scheme) into `dir`, atomically: a
+  /// crash leaves either the previous folder or the new one.
   void save(const std::filesystem::path& dir, sdk::DType weights_dtype = sdk::DType::kF32) const;
 
   /// Writes only the weights, in Hugging Face layout, to a safetensors file (atomically).
@@ -278,6 +299,7 @@ class Model {
   struct Impl;
 
  private:
+  void write_int8_weights(const std::filesystem::path& file) const;
   explicit Model(std::unique_ptr<Impl> impl);
   /// load_weights() from an open checkpoint; `file` names it in errors.
   void load_weights(const SafetensorsFile& checkpoint, const std::filesystem::path& file);

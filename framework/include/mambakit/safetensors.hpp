@@ -2,7 +2,7 @@
 /// \file
 /// Reading and writing safetensors files (https://github.com/huggingface/safetensors): an 8-byte
 /// little-endian header length n, n bytes of JSON naming each tensor's dtype, shape and byte
-/// range, then the raw little-endian data. Supported dtypes: F32, F16, BF16, F64, I32, I64.
+/// range, then the raw little-endian data. Supported dtypes: F32, F16, BF16, F64, I32, I64, I8.
 
 #include <cstddef>
 #include <cstdint>
@@ -60,7 +60,7 @@ class SafetensorsFile {
   [[nodiscard]] const void* data(const SafetensorsEntry& entry) const;
 
   /// Writes entry.numel() floats to `out`, converting F16, BF16 and F64; throws mambakit::Error
-  /// naming the file and the tensor for I32 and I64.
+  /// naming the file and the tensor for I32, I64 and I8.
   void read_f32(const SafetensorsEntry& entry, float* out) const;
 
   /// The tensor called `name` as floats (see above); throws when absent.

@@ -15,6 +15,7 @@
 #include "python_json.hpp"
 #include "mambakit/config.hpp"
 #include "mambakit/error.hpp"
+#include "mambakit/sdk/quantized.hpp"
 #include "mambakit/plugin_host.hpp"
 #include "mambakit/sdk/registrar.hpp"
 
@@ -70,6 +71,13 @@ void validate(const ModelConfig& config) {
     validate_choice(choice, source, key, "mixer");
   }
   validate_choice(config.head, source, "head", "head");
+  const WeightQuantization& quantization = config.quantization;
+  if (!quantization.scheme.empty()) {
+    require(quantization.scheme == "int8", source, "quantization.scheme", quantization.scheme,
+            "this version reads \"int8\" (or no \"quantization\")");
+    require(sdk::valid_quant_group_size(quantization.group_size), source, "quantization.group_size",
+            show(quantization.group_size), "must be 32, 64 or 128");
+  }
 }
 
 namespace {
@@ -109,7 +117,7 @@ ComponentChoice required_choice(const json& root, const char* key, const std::st
 
 ModelConfig parse_native(const json& root, const std::string& source) {
   config_json::Fields fields(root, source);
-  fields.ignore({"format", "mixer", "layers", "head"});
+  fields.ignore({"format", "mixer", "layers", "head", "quantization"});
   ModelConfig config;
   fields.read("d_model", config.d_model);
   fields.read("n_layer", config.n_layer);
@@ -132,6 +140,21 @@ ModelConfig parse_native(const json& root, const std::string& source) {
                             std::all_of(index_text.begin(), index_text.end(), [](char c) { return c >= '0' && c <= '9'; });
       require(is_index, source, key, item.dump(), "keys of \"layers\" are layer indices (\"0\", \"1\", ...)");
       config.layer_mixers[std::stoll(index_text)] = choice_from_json(item, source, key);
+    }
+  }
+  const auto quantization = root.find("quantization");
+  if (quantization != root.end()) {
+    if (!quantization->is_object()) {
+      throw Error(fmt::format("{}: quantization = {} is invalid: must be {{\"scheme\": \"int8\", \"group_size\": "
+                              "N}}",
+                              source, quantization->dump()));
+    }
+    config_json::Fields quantization_fields(*quantization, fmt::format("{} (quantization)", source));
+    quantization_fields.read("scheme", config.quantization.scheme);
+    quantization_fields.read("group_size", config.quantization.group_size);
+    quantization_fields.reject_unread();
+    if (config.quantization.scheme.empty()) {
+      throw Error(fmt::format("{}: quantization.scheme is missing: name the scheme, \"int8\"", source));
     }
   }
   fields.reject_unread();
@@ -243,6 +266,9 @@ std::string to_json(const ModelConfig& config) {
     out["layers"] = layers;
   }
   out["head"] = choice_to_json(config.head);
+  if (!config.quantization.scheme.empty()) {
+    out["quantization"] = json{{"scheme", config.quantization.scheme}, {"group_size", config.quantization.group_size}};
+  }
   return out.dump(2);
 }
 

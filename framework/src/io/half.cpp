@@ -51,6 +51,8 @@ void convert_to_f32(sdk::DType from, const void* src, float* dst, std::int64_t c
       return;
     case sdk::DType::kI32:
     case sdk::DType::kI64:
+    case sdk::DType::kI8:
+    case sdk::DType::kQ8:
       break;
   }
   throw Error(fmt::format("convert_to_f32: cannot convert dtype {} (value {}) to f32; only f32, f16, bf16 and f64",

@@ -41,6 +41,7 @@ std::optional<sdk::DType> parse_dtype(std::string_view name) {
   if (name == "F64") return sdk::DType::kF64;
   if (name == "I32") return sdk::DType::kI32;
   if (name == "I64") return sdk::DType::kI64;
+  if (name == "I8") return sdk::DType::kI8;
   return std::nullopt;
 }
 
@@ -52,8 +53,9 @@ const char* dtype_string(sdk::DType dtype) {
     case sdk::DType::kF64: return "F64";
     case sdk::DType::kI32: return "I32";
     case sdk::DType::kI64: return "I64";
+    case sdk::DType::kI8: return "I8";
+    default: return nullptr;
   }
-  return nullptr;
 }
 
 // The product of `shape`, or nullopt when it does not fit in int64 (a zero dimension wins).
@@ -376,7 +378,7 @@ const void* SafetensorsFile::data(const SafetensorsEntry& entry) const {
 }
 
 void SafetensorsFile::read_f32(const SafetensorsEntry& entry, float* out) const {
-  if (entry.dtype == sdk::DType::kI32 || entry.dtype == sdk::DType::kI64) {
+  if (entry.dtype == sdk::DType::kI32 || entry.dtype == sdk::DType::kI64 || entry.dtype == sdk::DType::kI8) {
     impl_->fail_tensor(entry.name, fmt::format("dtype {} is an integer type; read_f32 converts only F32, F16, BF16 "
                                                "and F64",
                                                dtype_string(entry.dtype)));

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "mambakit/half.hpp"
+#include "mambakit/sdk/quantized.hpp"
 
 namespace mambakit::model {
 
@@ -43,6 +44,11 @@ void embedding_lookup(const std::int32_t* ids, const sdk::TensorView& table, flo
                       std::int64_t d_model, int n_threads) {
   if (table.dtype == sdk::DType::kF32) {
     embedding_lookup(ids, table.as<const float>(), out, rows, d_model, n_threads);
+    return;
+  }
+  if (table.dtype == sdk::DType::kQ8) {
+    const auto& matrix = *table.as<const sdk::QuantizedMatrix>();
+    for (std::int64_t r = 0; r < rows; ++r) sdk::dequantize_row(matrix, ids[r], out + r * d_model);
     return;
   }
   const auto* bits = table.as<const std::uint16_t>();

@@ -138,9 +138,21 @@ Model Model::load(const std::filesystem::path& dir, const PluginHost& host, cons
   Model model = create(load_model_config(dir / "config.json", host), host, as_f32);
   const std::filesystem::path file = dir / "model.safetensors";
   const SafetensorsFile checkpoint = SafetensorsFile::open(file);
-  model.load_weights(checkpoint, file);
-  model.impl_->hold_weights_as(options.weights_dtype.value_or(stored_dtype(checkpoint)));
-  model.impl_->attach_device(options.device);
+  Impl& impl = *model.impl_;
+  const std::vector<int> stored_int8 = impl.parameters_stored_int8(checkpoint, file);
+  const sdk::DType dtype = options.weights_dtype.value_or(stored_int8.empty() ? stored_dtype(checkpoint) : sdk::DType::kQ8);
+  impl.options.weights_dtype = options.weights_dtype;
+  impl.options.int8_group_size = options.int8_group_size;
+  if (dtype == sdk::DType::kQ8 && !stored_int8.empty()) {
+    impl.options.int8_group_size = impl.config.quantization.group_size;  // the stored scales' groups
+    impl.quantize_linear_weights(stored_int8);
+    model.load_weights(checkpoint, file);
+  } else {
+    model.load_weights(checkpoint, file);
+    impl.config.quantization = {};
+    impl.hold_weights_as(dtype);
+  }
+  impl.attach_device(options.device);
   return model;
 }
 
@@ -180,7 +192,12 @@ void Model::load_weights(const SafetensorsFile& checkpoint, const std::filesyste
     }
     const float* read = nullptr;
     std::vector<float> values;
-    if (parameter.dtype == sdk::DType::kF32) {
+    if (stored->dtype == sdk::DType::kI8) {
+      const SafetensorsEntry& scales = impl_->stored_scales(checkpoint, *stored, file);
+      mark_used(&scales);
+      values = impl_->read_int8(checkpoint, *stored, scales, static_cast<int>(i), file);
+      read = values.data();
+    } else if (parameter.dtype == sdk::DType::kF32) {
       checkpoint.read_f32(*stored, impl_->store.data(static_cast<int>(i)));
       read = impl_->store.data(static_cast<int>(i));
     } else {
@@ -253,6 +270,19 @@ Model Model::with_head(const PluginHost& host, const ComponentChoice& head, std:
   model.impl_->attach_device(impl_->options.device);
   return model;
 }
+void Model::quantize(std::int64_t group_size, bool head, const std::function<void(std::int64_t, std::int64_t)>& progress) {
+  if (impl_->options.device.type != sdk::DeviceType::kCpu) {
+    throw Error(fmt::format("int8 weights run on the CPU only, not on {}", device_name(impl_->options.device)));
+  }
+  if (impl_->store.weights_dtype() != sdk::DType::kF32) {
+    throw Error(fmt::format("quantize needs a model that holds f32 weights, not {} (load it with dtype f32)",
+                            sdk::dtype_name(impl_->store.weights_dtype())));
+  }
+  impl_->options.int8_group_size = group_size;
+  impl_->options.int8_head = head;
+  impl_->quantize_linear_weights(impl_->linear_weights_to_quantize(), progress);
+}
+
 const ModelOptions& Model::options() const { return impl_->options; }
 std::int64_t Model::parameter_count() const {
   std::int64_t total = 0;

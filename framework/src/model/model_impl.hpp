@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -109,6 +110,11 @@ struct Model::Impl {
   void attach_device(sdk::Device device) {
     options.device = device;
     if (device.type == sdk::DeviceType::kCpu) return;
+    if (store.weights_dtype() == sdk::DType::kQ8) {
+      throw Error(fmt::format("int8 weights run on the CPU only, not on {} (this version has no int8 CUDA kernels); "
+                              "use --dtype f16 or bf16 there",
+                              device_name(device)));
+    }
     if (device.type != sdk::DeviceType::kCuda) {
       throw Error(fmt::format("device {} is not supported", device_name(device)));
     }
@@ -147,12 +153,73 @@ struct Model::Impl {
   /// f32 either way). Throws unless every mixer and the head can take parameters of `dtype`.
   void hold_weights_as(sdk::DType dtype) {
     if (dtype == sdk::DType::kF32) return;
+    if (dtype == sdk::DType::kQ8) {
+      quantize_linear_weights(linear_weights_to_quantize());
+      return;
+    }
     check_param_dtype(dtype);
     std::vector<int> norms = layer_norms;
     norms.push_back(norm_f);
     store.hold_as(dtype, norms);
     options.weights_dtype = dtype;
   }
+
+  /// The parameters an int8 model holds as int8: those declared linear weights, less the
+  /// head's unless options.int8_head.
+  [[nodiscard]] std::vector<int> linear_weights_to_quantize() const {
+    std::vector<int> indices;
+    for (std::size_t i = 0; i < store.entries().size(); ++i) {
+      const int index = static_cast<int>(i);
+      const bool head = std::find(head_params.begin(), head_params.end(), index) != head_params.end();
+      if (store.entries()[i].linear_weight && (options.int8_head || !head)) indices.push_back(index);
+    }
+    return indices;
+  }
+
+  /// Holds the parameters in `indices` as int8 (the group size from the options, else the
+  /// config, else the default), the rest f32; the config then records the scheme.
+  void quantize_linear_weights(const std::vector<int>& indices,
+                               const std::function<void(std::int64_t, std::int64_t)>& progress = {}) {
+    auto owns_one = [&](const std::vector<int>& params) {
+      return std::any_of(params.begin(), params.end(),
+                         [&](int p) { return std::find(indices.begin(), indices.end(), p) != indices.end(); });
+    };
+    for (std::size_t layer = 0; layer < mixers.size(); ++layer) {
+      sdk::MixerCapabilities capabilities;
+      mixers[layer]->capabilities(&capabilities);
+      if (owns_one(mixer_params[layer]) && (capabilities.param_dtypes & sdk::dtype_bit(sdk::DType::kQ8)) == 0) {
+        throw Error(fmt::format("layer {} mixer/{} declares linear weights but cannot run them as int8", layer,
+                                mixer_names[layer]));
+      }
+    }
+    sdk::HeadCapabilities capabilities;
+    head->capabilities(&capabilities);
+    if (owns_one(head_params) && (capabilities.param_dtypes & sdk::dtype_bit(sdk::DType::kQ8)) == 0) {
+      throw Error(fmt::format("head/{} declares a linear weight but cannot run it as int8", config.head.name));
+    }
+    std::int64_t group_size = options.int8_group_size;
+    if (group_size == 0) group_size = config.quantization.group_size;
+    if (group_size == 0) group_size = kDefaultInt8GroupSize;
+    store.quantize(indices, group_size, progress);
+    options.weights_dtype = sdk::DType::kQ8;
+    config.quantization = {"int8", group_size};
+  }
+
+  /// The parameters `checkpoint` stores as int8 (I8 with an F32 `<name>_scale`); throws
+  /// naming the file when it stores some but config.json declares no int8 quantization, or
+  /// when one of them is not a linear weight.
+  [[nodiscard]] std::vector<int> parameters_stored_int8(const SafetensorsFile& checkpoint,
+                                                        const std::filesystem::path& file) const;
+  /// The scales of int8 tensor `values`: `<name>_scale`, F32, (rows, groups). Throws naming the
+  /// file and the tensor otherwise.
+  [[nodiscard]] const SafetensorsEntry& stored_scales(const SafetensorsFile& checkpoint,
+                                                      const SafetensorsEntry& values,
+                                                      const std::filesystem::path& file) const;
+  /// Sets parameter `index` from int8 `values` and their `scales` (checked: values in
+  /// [-127, 127], scales finite and >= 0), as int8 when it is held so, dequantized otherwise;
+  /// returns its f32 values (for the caller's checks).
+  std::vector<float> read_int8(const SafetensorsFile& checkpoint, const SafetensorsEntry& values,
+                               const SafetensorsEntry& scales, int index, const std::filesystem::path& file);
 
   /// Throws unless every mixer and the head can take parameters of `dtype`.
   void check_param_dtype(sdk::DType dtype) const {

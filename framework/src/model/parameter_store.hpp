@@ -1,13 +1,16 @@
 #pragma once
 // All parameters of a model, each a named slice of one block: an f32 block, and for inference
-// with half-precision weights (hold_as()) a 16-bit block beside it. Components declare
+// with half-precision weights (hold_as()) a 16-bit block beside it, or with int8 weights
+// (quantize()) the linear weights as sdk::QuantizedMatrix beside it. Components declare
 // parameters by name; a name declared twice (a tied LM head and the embedding) is one tensor.
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
+#include "mambakit/sdk/quantized.hpp"
 #include "mambakit/sdk/tensor_spec.hpp"
 #include "mambakit/sdk/tensor_view.hpp"
 
@@ -18,8 +21,9 @@ struct ParameterEntry {
   std::vector<std::int64_t> shape;
   sdk::Init init;
   bool weight_decay = true;
-  sdk::DType dtype = sdk::DType::kF32;  ///< f32, or f16 / bf16 after hold_as()
-  std::int64_t offset = 0;              ///< in elements from the start of its dtype's block
+  bool linear_weight = false;           ///< a component declared it ParamSpec::linear_weight
+  sdk::DType dtype = sdk::DType::kF32;  ///< f32, or f16 / bf16 after hold_as(), or kQ8 after quantize()
+  std::int64_t offset = 0;              ///< in elements from the start of its dtype's block; kQ8: its matrix's index
   std::int64_t numel = 0;
 };
 
@@ -40,7 +44,20 @@ class ParameterStore {
   /// Holds every parameter except those in `keep_f32` as `dtype` (f16 or bf16, rounded to
   /// nearest even; f32 leaves everything as it is). For inference: gradients need f32.
   void hold_as(sdk::DType dtype, const std::vector<int>& keep_f32);
-  /// The dtype the converted parameters are held in (f32 unless hold_as() changed it).
+  /// Holds the parameters in `indices` (2-D) as int8 with one scale per `group_size` inputs
+  /// (sdk/quantized.hpp: sdk::quantize_row), the others as f32. For inference.
+  /// `progress(done, total)` is called after each matrix, in elements.
+  void quantize(const std::vector<int>& indices, std::int64_t group_size,
+                const std::function<void(std::int64_t, std::int64_t)>& progress = {});
+  /// Sets int8 parameter `index` from stored values: `values` (rows x cols, dense) and `scales`
+  /// (rows x groups).
+  void assign_quantized(int index, const std::int8_t* values, const float* scales);
+  /// The int8 matrix of parameter `index` (held as kQ8).
+  [[nodiscard]] const sdk::QuantizedMatrix& quantized(int index) const;
+  /// The group size of the int8 parameters (0 unless quantize() ran).
+  [[nodiscard]] std::int64_t quant_group_size() const { return quant_group_size_; }
+  /// The dtype the converted parameters are held in (f32 unless hold_as() or quantize() changed
+  /// it).
   [[nodiscard]] sdk::DType weights_dtype() const { return weights_dtype_; }
 
   [[nodiscard]] const std::vector<ParameterEntry>& entries() const { return entries_; }
@@ -81,6 +98,10 @@ class ParameterStore {
   std::unordered_map<std::string, int> by_name_;
   std::vector<float> block_;
   std::vector<std::uint16_t> halves_;
+  std::vector<std::int8_t> int8_values_;
+  std::vector<float> int8_scales_;
+  std::vector<sdk::QuantizedMatrix> quantized_;
+  std::int64_t quant_group_size_ = 0;
   sdk::DType weights_dtype_ = sdk::DType::kF32;
   std::vector<float> gradients_;
 };

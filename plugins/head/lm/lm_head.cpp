@@ -37,7 +37,8 @@ class LmHead final : public sdk::Head {
     out->devices |= sdk::device_bit(sdk::DeviceType::kCuda);  // see lm_head_cuda.hpp
 #endif
     out->param_dtypes = sdk::dtype_bit(sdk::DType::kF32) | sdk::dtype_bit(sdk::DType::kF64) |
-                        sdk::dtype_bit(sdk::DType::kF16) | sdk::dtype_bit(sdk::DType::kBF16);
+                        sdk::dtype_bit(sdk::DType::kF16) | sdk::dtype_bit(sdk::DType::kBF16) |
+                        sdk::dtype_bit(sdk::DType::kQ8);
     out->backward = true;
     out->objective = sdk::HeadObjective::kNextToken;
   }
@@ -51,6 +52,7 @@ class LmHead final : public sdk::Head {
                          {vocab_, d_model_});
     out->init = {sdk::InitKind::kNormal, 0.0, 0.02};
     out->weight_decay = true;
+    out->linear_weight = true;
     return sdk::Status::success();
   }
 

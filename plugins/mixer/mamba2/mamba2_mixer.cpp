@@ -97,7 +97,8 @@ Mamba2Mixer::Mamba2Mixer(const char* config_json) : dims_(read_dims(config_json)
 void Mamba2Mixer::capabilities(sdk::MixerCapabilities* out) const noexcept {
   out->devices = sdk::device_bit(sdk::DeviceType::kCpu);
   out->param_dtypes = sdk::dtype_bit(sdk::DType::kF32) | sdk::dtype_bit(sdk::DType::kF64) |
-                      sdk::dtype_bit(sdk::DType::kF16) | sdk::dtype_bit(sdk::DType::kBF16);
+                      sdk::dtype_bit(sdk::DType::kF16) | sdk::dtype_bit(sdk::DType::kBF16) |
+                      sdk::dtype_bit(sdk::DType::kQ8);
   out->backward = true;
   out->step = true;
 }
@@ -109,6 +110,7 @@ sdk::Status Mamba2Mixer::param_spec(std::int32_t i, sdk::ParamSpec* out) const n
   // the pre-norm residual; D = 1 and the norm's weight = 1.
   if (i == index_.in_proj_weight) {
     declare(out, "in_proj.weight", {I, D}, uniform(1.0 / std::sqrt(D)), true);
+    out->linear_weight = true;
   } else if (i == index_.in_proj_bias) {
     declare(out, "in_proj.bias", {I}, {sdk::InitKind::kZeros}, false);
   } else if (i == index_.conv_weight) {
@@ -125,6 +127,7 @@ sdk::Status Mamba2Mixer::param_spec(std::int32_t i, sdk::ParamSpec* out) const n
     declare(out, "norm.weight", {E}, {sdk::InitKind::kOnes}, false);
   } else if (i == index_.out_proj_weight) {
     declare(out, "out_proj.weight", {D, E}, uniform(1.0 / std::sqrt(E * static_cast<double>(dims_.n_layer))), true);
+    out->linear_weight = true;
   } else if (i == index_.out_proj_bias) {
     declare(out, "out_proj.bias", {D}, {sdk::InitKind::kZeros}, false);
   } else {

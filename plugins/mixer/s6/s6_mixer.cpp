@@ -76,7 +76,8 @@ void S6Mixer::capabilities(sdk::MixerCapabilities* out) const noexcept {
   out->devices |= sdk::device_bit(sdk::DeviceType::kCuda);
 #endif
   out->param_dtypes = sdk::dtype_bit(sdk::DType::kF32) | sdk::dtype_bit(sdk::DType::kF64) |
-                      sdk::dtype_bit(sdk::DType::kF16) | sdk::dtype_bit(sdk::DType::kBF16);
+                      sdk::dtype_bit(sdk::DType::kF16) | sdk::dtype_bit(sdk::DType::kBF16) |
+                      sdk::dtype_bit(sdk::DType::kQ8);
   out->backward = true;
   out->step = true;
 }
@@ -89,6 +90,7 @@ sdk::Status S6Mixer::param_spec(std::int32_t i, sdk::ParamSpec* out) const noexc
   const double dt_std = std::pow(static_cast<double>(R), -0.5) * dims_.dt_scale;
   if (i == index_.in_proj_weight) {
     declare(out, "in_proj.weight", {2 * E, D}, uniform(1.0 / std::sqrt(D)), true);
+    out->linear_weight = true;
   } else if (i == index_.in_proj_bias) {
     declare(out, "in_proj.bias", {2 * E}, {sdk::InitKind::kZeros}, false);
   } else if (i == index_.conv_weight) {
@@ -97,9 +99,11 @@ sdk::Status S6Mixer::param_spec(std::int32_t i, sdk::ParamSpec* out) const noexc
     declare(out, "conv1d.bias", {E}, uniform(1.0 / std::sqrt(K)), false);
   } else if (i == index_.x_proj_weight) {
     declare(out, "x_proj.weight", {R + 2 * N, E}, uniform(1.0 / std::sqrt(E)), true);
+    out->linear_weight = true;
   } else if (i == index_.dt_proj_weight) {
     declare(out, "dt_proj.weight", {E, R},
             dims_.dt_init_random ? uniform(dt_std) : sdk::Init{sdk::InitKind::kConstant, dt_std}, true);
+    out->linear_weight = true;
   } else if (i == index_.dt_proj_bias) {
     declare(out, "dt_proj.bias", {E}, {sdk::InitKind::kComponent}, false);  // see initialize()
   } else if (i == index_.a_log) {
@@ -108,6 +112,7 @@ sdk::Status S6Mixer::param_spec(std::int32_t i, sdk::ParamSpec* out) const noexc
     declare(out, "D", {E}, {sdk::InitKind::kOnes}, false);
   } else if (i == index_.out_proj_weight) {
     declare(out, "out_proj.weight", {D, E}, uniform(1.0 / std::sqrt(E * static_cast<double>(dims_.n_layer))), true);
+    out->linear_weight = true;
   } else if (i == index_.out_proj_bias) {
     declare(out, "out_proj.bias", {D}, {sdk::InitKind::kZeros}, false);
   } else {

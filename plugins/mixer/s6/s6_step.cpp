@@ -85,6 +85,11 @@ constexpr std::int64_t kChannelBlock = 16;
 /// Rows [begin, end) of the (rows, k) weight matrix `weight`, queued for prefetching.
 void queue_rows(sdk::util::NextReads& reads, const sdk::TensorView& weight, std::int64_t k, std::int64_t begin,
                 std::int64_t end) {
+  if (weight.dtype == sdk::DType::kQ8) {
+    const auto& matrix = *weight.as<const sdk::QuantizedMatrix>();
+    reads.add(reinterpret_cast<const char*>(matrix.values + begin * matrix.row_stride), (end - begin) * matrix.row_stride);
+    return;
+  }
   const std::int64_t row_bytes = k * static_cast<std::int64_t>(sdk::dtype_size(weight.dtype));
   reads.add(static_cast<const char*>(weight.data) + begin * row_bytes, (end - begin) * row_bytes);
 }
@@ -100,7 +105,8 @@ sdk::Status s6_step(const S6Dims& dims, const S6ParamIndex& index, const sdk::Co
     // The weight matrices are read in their stored type; the small parameters as f32.
     for (int i = 0; i < index.count; ++i) {
       const sdk::DType dtype = args.params[i].dtype;
-      if (dtype != sdk::DType::kF32 && dtype != sdk::DType::kF16 && dtype != sdk::DType::kBF16) {
+      if (dtype != sdk::DType::kF32 && dtype != sdk::DType::kF16 && dtype != sdk::DType::kBF16 &&
+          dtype != sdk::DType::kQ8) {
         return sdk::Status::error(sdk::StatusCode::kInvalidArgument, "mixer/s6 step: parameter %d is %s", i,
                                   sdk::dtype_name(dtype));
       }

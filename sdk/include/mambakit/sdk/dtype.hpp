@@ -15,9 +15,13 @@ enum class DType : std::int32_t {
   kBF16 = 3,  ///< bfloat16: the upper 16 bits of an f32
   kI32 = 4,
   kI64 = 5,
+  kI8 = 6,  ///< signed 8-bit integer (a stored int8 weight; safetensors "I8")
+  /// A linear weight held as int8 with f32 scales (quantized.hpp): `data` points to an
+  /// sdk::QuantizedMatrix, and the view's shape is the matrix's (out, in). CPU only.
+  kQ8 = 7,
 };
 
-/// Size in bytes of one element of `dtype`; 0 for an unknown value.
+/// Size in bytes of one element of `dtype`; 0 for an unknown value and for kQ8.
 constexpr std::size_t dtype_size(DType dtype) noexcept {
   switch (dtype) {
     case DType::kF32: return 4;
@@ -26,6 +30,8 @@ constexpr std::size_t dtype_size(DType dtype) noexcept {
     case DType::kBF16: return 2;
     case DType::kI32: return 4;
     case DType::kI64: return 8;
+    case DType::kI8: return 1;
+    case DType::kQ8: return 0;  // not an array of elements: see QuantizedMatrix
   }
   return 0;
 }
@@ -39,6 +45,8 @@ constexpr const char* dtype_name(DType dtype) noexcept {
     case DType::kBF16: return "bf16";
     case DType::kI32: return "i32";
     case DType::kI64: return "i64";
+    case DType::kI8: return "i8";
+    case DType::kQ8: return "int8";
   }
   return "unknown";
 }

@@ -24,8 +24,9 @@ inline constexpr std::uint32_t kAbiMajor = 2;
 /// ABI minor version: grows when something is appended. The host refuses a plugin built
 /// against a newer minor than its own, records each plugin's minor, and never calls a method
 /// appended after it. History of major 2: 2.0 the interfaces; 2.1 Mixer::initialize(),
-/// Head::initialize() and Head::class_name().
-inline constexpr std::uint32_t kAbiMinor = 1;
+/// Head::initialize() and Head::class_name(); 2.2 ParamSpec::linear_weight and int8 weights
+/// (DType::kI8, DType::kQ8, quantized.hpp).
+inline constexpr std::uint32_t kAbiMinor = 2;
 
 #define MAMBAKIT_SDK_STRINGIFY_INNER(x) #x
 #define MAMBAKIT_SDK_STRINGIFY(x) MAMBAKIT_SDK_STRINGIFY_INNER(x)

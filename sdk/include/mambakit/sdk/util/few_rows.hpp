@@ -1,7 +1,7 @@
 #pragma once
 // The decode path's projection: y = x W^T + bias for a few rows of x (one token per sequence),
-// with W in f32, f16 or bf16 and f32 accumulation. Memory-bound: W is streamed once per call,
-// so half-precision weights halve the bytes moved.
+// with W in f32, f16 or bf16 and f32 accumulation, or int8 (DType::kQ8, int8_rows.hpp).
+// Memory-bound: W is streamed once per call, so half-precision weights halve the bytes moved.
 //
 // Every y[m][n] is summed in one fixed order (two 16-lane accumulators over K, a fixed reduction
 // tree, then the tail), whatever the number of rows and threads, so a row's result does not depend on the rows
@@ -19,6 +19,7 @@
 #include <utility>
 
 #include "mambakit/sdk/util/half_lanes.hpp"
+#include "mambakit/sdk/util/int8_rows.hpp"
 #include "mambakit/sdk/util/speed_shares.hpp"
 
 namespace mambakit::sdk::util {
@@ -158,7 +159,7 @@ void with_typed_weights(const sdk::TensorView& weight, Kernel&& kernel) {
     case sdk::DType::kF16:
       return kernel(weight.as<const std::uint16_t>(), F16{});
     default:
-      throw std::invalid_argument(std::string("linear_few_rows: weights must be f32, f16 or bf16, not ") +
+      throw std::invalid_argument(std::string("linear_few_rows: weights must be f32, f16, bf16 or int8, not ") +
                                   sdk::dtype_name(weight.dtype));
   }
 }
@@ -173,13 +174,29 @@ inline std::pair<std::int64_t, std::int64_t> few_rows_share(const SpeedShares::P
 }
 
 /// y (M, N; row stride ldy) = x (M, K; row stride ldx) W^T + bias (N, or null), W (N, K) a
-/// contiguous f32, f16 or bf16 view, in parallel over output features with `n_threads` threads,
+/// contiguous f32, f16 or bf16 view or an int8 one (kQ8), in parallel over output features with `n_threads` threads,
 /// split by `shares` (which this call's timings then update).
 inline void linear_few_rows(const float* x, std::int64_t ldx, const sdk::TensorView& weight, const float* bias,
                             float* y, std::int64_t ldy, std::int64_t m, std::int64_t k, std::int64_t n,
                             int n_threads, SpeedShares& shares) {
   const SpeedShares::Plan plan = shares.plan(n_threads);
   std::array<double, SpeedShares::kMaxThreads> seconds{};
+  if (weight.dtype == sdk::DType::kQ8) {
+    const auto& matrix = *weight.as<const sdk::QuantizedMatrix>();
+    QuantizedRows& rows = thread_quantized_rows();
+    rows.quantize(x, ldx, m, matrix);
+    const Int8Path path = best_int8_path();
+#pragma omp parallel num_threads(n_threads)
+    {
+      const int thread = omp_get_thread_num(), team = omp_get_num_threads();
+      const double start = omp_get_wtime();
+      const auto [begin, end] = few_rows_share(plan, n, thread, team);
+      linear_int8_rows_range(rows, matrix, bias, y, ldy, begin, end, path);
+      if (team == plan.threads()) seconds[static_cast<std::size_t>(thread)] = omp_get_wtime() - start;
+    }
+    shares.record(plan, seconds.data());
+    return;
+  }
   few_rows_detail::with_typed_weights(weight, [&]<class W, class... Format>(const W* w, Format...) {
 #pragma omp parallel num_threads(n_threads)
     {
@@ -198,6 +215,13 @@ inline void linear_few_rows(const float* x, std::int64_t ldx, const sdk::TensorV
 inline void linear_few_rows_range(const float* x, std::int64_t ldx, const sdk::TensorView& weight, const float* bias,
                                   float* y, std::int64_t ldy, std::int64_t m, std::int64_t k, std::int64_t begin,
                                   std::int64_t end) {
+  if (weight.dtype == sdk::DType::kQ8) {
+    const auto& matrix = *weight.as<const sdk::QuantizedMatrix>();
+    QuantizedRows& rows = thread_quantized_rows();
+    rows.quantize(x, ldx, m, matrix);
+    linear_int8_rows_range(rows, matrix, bias, y, ldy, begin, end);
+    return;
+  }
   few_rows_detail::with_typed_weights(weight, [&]<class W, class... Format>(const W* w, Format...) {
     few_rows_detail::few_rows_range<W, Format...>(x, ldx, w, bias, y, ldy, m, k, begin, end);
   });

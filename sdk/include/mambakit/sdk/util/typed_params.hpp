@@ -1,7 +1,7 @@
 #pragma once
 // A component's parameters as plain arrays of its compute type T: f32 or f64 parameters are
-// used in place; f16 and bf16 ones (inference with half-precision weights) are widened to f32
-// into the call's workspace. Parameters the caller reads in their stored type (the decode
+// used in place; f16 and bf16 ones (inference with half-precision weights) are widened to f32,
+// int8 ones (kQ8, quantized.hpp) dequantized, into the call's workspace. Parameters the caller reads in their stored type (the decode
 // path's weight matrices, see few_rows.hpp) can be left out of the widening.
 
 #include <algorithm>
@@ -12,6 +12,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "mambakit/sdk/quantized.hpp"
 #include "mambakit/sdk/util/half_lanes.hpp"
 #include "mambakit/sdk/status.hpp"
 #include "mambakit/sdk/tensor_view.hpp"
@@ -40,7 +41,11 @@ class TypedParams {
         pointers_[i] = view.as<const T>();
       } else if (!contains(left_as_stored, i)) {
         if constexpr (std::is_same_v<T, float>) {
-          widen_to_f32(view, storage_.data() + offset, view.numel());
+          if (view.dtype == sdk::DType::kQ8) {
+            dequantize(*view.as<const sdk::QuantizedMatrix>(), storage_.data() + offset);
+          } else {
+            widen_to_f32(view, storage_.data() + offset, view.numel());
+          }
           pointers_[i] = storage_.data() + offset;
           offset += view.numel();
         }
@@ -52,6 +57,12 @@ class TypedParams {
   const T* operator[](int index) const { return index < 0 ? nullptr : pointers_[static_cast<std::size_t>(index)]; }
 
  private:
+  /// Every weight of `matrix` as f32, row after row (whole sequences run on the f32 GEMM; a row
+  /// is dequantized just before it is needed in memory, the product dominates).
+  static void dequantize(const sdk::QuantizedMatrix& matrix, float* out) {
+    for (std::int64_t n = 0; n < matrix.rows; ++n) sdk::dequantize_row(matrix, n, out + n * matrix.cols);
+  }
+
   static bool contains(std::initializer_list<int> list, int value) {
     return std::find(list.begin(), list.end(), value) != list.end();
   }
@@ -62,12 +73,12 @@ class TypedParams {
     for (int i = 0; i < count; ++i) {
       const sdk::DType dtype = params[i].dtype;
       if (dtype == dtype_of<T>()) continue;
-      const bool half = dtype == sdk::DType::kF16 || dtype == sdk::DType::kBF16;
-      if (!half || !std::is_same_v<T, float>) {
+      const bool narrow = dtype == sdk::DType::kF16 || dtype == sdk::DType::kBF16 || dtype == sdk::DType::kQ8;
+      if (!narrow || !std::is_same_v<T, float>) {
         throw std::invalid_argument(std::string(component) + ": parameter " + std::to_string(i) + " is " +
                                     sdk::dtype_name(dtype) + " in a " + sdk::dtype_name(dtype_of<T>()) +
-                                    " computation; parameters must be f32, f16 or bf16 with f32 activations, or "
-                                    "all f64");
+                                    " computation; parameters must be f32, f16, bf16 or int8 with f32 activations, "
+                                    "or all f64");
       }
       if (!contains(left_as_stored, i)) total += params[i].numel();
     }
