@@ -105,8 +105,8 @@ class LmHead final : public sdk::Head {
     const std::int64_t rows = args.hidden.shape[0] * args.hidden.shape[1];
     const sdk::util::TypedParams<T> param(context, args.params, 1, "head/lm");
     sdk::util::set_gemm_threads(context.n_threads);
-    sdk::util::linear_forward<T>(args.hidden.as<const T>(), d_model_, param[0], nullptr, args.output.as<T>(),
-                                     vocab_, rows, d_model_, vocab_);
+    sdk::util::linear_forward<T>(context.n_threads, args.hidden.as<const T>(), d_model_, param.linear(0), nullptr,
+                                 args.output.as<T>(), vocab_, rows, d_model_, vocab_);
     return sdk::Status::success();
   }
 

@@ -40,8 +40,8 @@ sdk::Status forward_typed(const Mamba2Dims& d, const Mamba2ParamIndex& index, co
   T* zxbcdt = save ? args.saved[kSavedZxbcdt].as<T>() : zxbcdt_scratch.data();
   T* y = save ? args.saved[kSavedY].as<T>() : y_scratch.data();
 
-  sdk::util::linear_forward(args.x.as<const T>(), D, param[index.in_proj_weight], param[index.in_proj_bias], zxbcdt,
-                            I, M, D, I);
+  sdk::util::linear_forward(context.n_threads, args.x.as<const T>(), D, param.linear(index.in_proj_weight),
+                            param[index.in_proj_bias], zxbcdt, I, M, D, I);
   sdk::util::causal_conv_silu(zxbcdt + d.xbc_offset(), I, param[index.conv_weight], param[index.conv_bias],
                               args.initial_state ? args.initial_state[kConvState].as<const T>() : nullptr,
                               args.final_state ? args.final_state[kConvState].as<T>() : nullptr, xbc.data(), B, L, C,
@@ -65,8 +65,8 @@ sdk::Status forward_typed(const Mamba2Dims& d, const Mamba2ParamIndex& index, co
 
   gated_norm_forward(y, zxbcdt, I, param[index.norm_weight], normed.data(), M, E, d.groups, d.norm_eps,
                      context.n_threads);
-  sdk::util::linear_forward(normed.data(), E, param[index.out_proj_weight], param[index.out_proj_bias],
-                            args.y.as<T>(), D, M, E, D);
+  sdk::util::linear_forward(context.n_threads, normed.data(), E, param.linear(index.out_proj_weight),
+                            param[index.out_proj_bias], args.y.as<T>(), D, M, E, D);
   return sdk::Status::success();
 }
 

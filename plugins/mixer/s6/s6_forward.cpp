@@ -46,14 +46,16 @@ sdk::Status forward_typed(const S6Dims& dims, const S6ParamIndex& index, const s
   T* dbc = save ? args.saved[kSavedDbc].as<T>() : dbc_scratch.data();
   T* y = save ? args.saved[kSavedY].as<T>() : y_scratch.data();
 
-  sdk::util::linear_forward(args.x.as<const T>(), D, param[index.in_proj_weight], param[index.in_proj_bias], xz,
-                                2 * E, M, D, 2 * E);
+  sdk::util::linear_forward(context.n_threads, args.x.as<const T>(), D, param.linear(index.in_proj_weight),
+                            param[index.in_proj_bias], xz, 2 * E, M, D, 2 * E);
   sdk::util::causal_conv_silu(xz, 2 * E, param[index.conv_weight], param[index.conv_bias],
                    args.initial_state ? args.initial_state[kConvState].as<const T>() : nullptr,
                    args.final_state ? args.final_state[kConvState].as<T>() : nullptr, xc.data(), B, L, E, K,
                    context.n_threads);
-  sdk::util::linear_forward<T>(xc.data(), E, param[index.x_proj_weight], nullptr, dbc, W, M, E, W);
-  sdk::util::linear_forward<T>(dbc, W, param[index.dt_proj_weight], nullptr, dt.data(), E, M, R, E);
+  sdk::util::linear_forward<T>(context.n_threads, xc.data(), E, param.linear(index.x_proj_weight), nullptr, dbc, W,
+                               M, E, W);
+  sdk::util::linear_forward<T>(context.n_threads, dbc, W, param.linear(index.dt_proj_weight), nullptr, dt.data(), E,
+                               M, R, E);
   negative_exp(param[index.a_log], a.data(), E * N);
 
   sdk::ScanForwardArgs scan;
@@ -71,8 +73,8 @@ sdk::Status forward_typed(const S6Dims& dims, const S6ParamIndex& index, const s
   scan.y = typed_view(y, {B, L, E});
   MAMBAKIT_RETURN_IF_ERROR(sdk::selective_scan_forward(context, scan, args.saved != nullptr));
 
-  sdk::util::linear_forward(y, E, param[index.out_proj_weight], param[index.out_proj_bias], args.y.as<T>(), D, M,
-                                E, D);
+  sdk::util::linear_forward(context.n_threads, y, E, param.linear(index.out_proj_weight), param[index.out_proj_bias],
+                            args.y.as<T>(), D, M, E, D);
   return sdk::Status::success();
 }
 

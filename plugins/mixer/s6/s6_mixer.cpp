@@ -208,7 +208,7 @@ sdk::Status S6Mixer::backward(const sdk::Context& context, const sdk::MixerBackw
 }
 
 sdk::Status S6Mixer::step(const sdk::Context& context, const sdk::MixerStepArgs& args) noexcept {
-  if (context.device.type == sdk::DeviceType::kCpu) return s6_step(dims_, index_, context, args, step_shares_);
+  if (context.device.type == sdk::DeviceType::kCpu) return s6_step(dims_, index_, context, args, step_shares_, step_a_);
 #ifdef MAMBAKIT_S6_WITH_CUDA
   if (context.device.type == sdk::DeviceType::kCuda) return s6_step_cuda(dims_, index_, context, args);
 #endif

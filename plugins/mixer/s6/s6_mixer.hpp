@@ -6,6 +6,7 @@
 // run on the GPU (s6_cuda.hpp), backward with f32 parameters only, as on the CPU.
 
 #include "mambakit/sdk/mixer.hpp"
+#include "s6_a_cache.hpp"
 #include "s6_layout.hpp"
 #include "mambakit/sdk/util/speed_shares.hpp"
 
@@ -33,6 +34,7 @@ class S6Mixer final : public sdk::Mixer {
   S6Dims dims_;
   S6ParamIndex index_;
   sdk::util::SpeedShares step_shares_;  // the decode step's split between threads
+  NegativeExpCache step_a_;             // the decode step's A = -exp(A_log)
 };
 
 /// The forward pass over (B, L) tokens; see S6Mixer::forward.
@@ -44,8 +46,8 @@ sdk::Status s6_backward(const S6Dims& dims, const S6ParamIndex& index, const sdk
                         const sdk::MixerBackwardArgs& args);
 
 /// One decode step; see S6Mixer::step. `shares` splits the work between threads and learns
-/// from this step's timings.
+/// from this step's timings; `a_cache` keeps A = -exp(A_log) between steps.
 sdk::Status s6_step(const S6Dims& dims, const S6ParamIndex& index, const sdk::Context& context,
-                    const sdk::MixerStepArgs& args, sdk::util::SpeedShares& shares);
+                    const sdk::MixerStepArgs& args, sdk::util::SpeedShares& shares, NegativeExpCache& a_cache);
 
 }  // namespace mambakit::mixer_s6

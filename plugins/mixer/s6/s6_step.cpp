@@ -97,7 +97,7 @@ void queue_rows(sdk::util::NextReads& reads, const sdk::TensorView& weight, std:
 }  // namespace
 
 sdk::Status s6_step(const S6Dims& dims, const S6ParamIndex& index, const sdk::Context& context,
-                    const sdk::MixerStepArgs& args, sdk::util::SpeedShares& shares) {
+                    const sdk::MixerStepArgs& args, sdk::util::SpeedShares& shares, NegativeExpCache& a_cache) {
   return sdk::guard([&]() -> sdk::Status {
     const std::int64_t B = args.x.shape[0];
     const std::int64_t D = dims.d_model, E = dims.d_inner, N = dims.d_state, R = dims.dt_rank, K = dims.d_conv;
@@ -120,7 +120,8 @@ sdk::Status s6_step(const S6Dims& dims, const S6ParamIndex& index, const sdk::Co
     const sdk::TensorView ssm_state = args.state[kSsmState];
 
     sdk::WorkspaceArray<float> xz(context, B * 2 * E), xc(context, B * E), dbc(context, B * W), dt(context, B * E),
-        y(context, B * E), a(context, E * N);
+        y(context, B * E);
+    a_cache.reserve(E * N);
     sdk::ScanBackend* scan_kernel = nullptr;  // chosen once for the whole step, run per thread
     MAMBAKIT_RETURN_IF_ERROR(sdk::find_selective_scan(
         context, sdk::selective_scan_problem(context.device, sdk::DType::kF32, B, 1, E, N, false, true), &scan_kernel));
@@ -165,7 +166,7 @@ sdk::Status s6_step(const S6Dims& dims, const S6ParamIndex& index, const sdk::Co
                               conv_bias != nullptr ? conv_bias + e0 : nullptr, conv_state + (b * E + e0) * K,
                               xc.data() + b * E + e0, std::int64_t{1}, width, K);
       }
-      negative_exp(param.base(index.a_log) + e0 * N, a.data() + e0 * N, width * N);
+      const float* a = a_cache.range(param.base(index.a_log), e0 * N, e1 * N);
       waited += barrier.arrive_and_wait(team, next_reads[0]);
       // x_proj mixes every channel: dt_low | B | C.
       sdk::util::linear_few_rows_range(xc.data(), E, weights[index.x_proj_weight], nullptr, dbc.data(), W, B, E,
@@ -178,7 +179,7 @@ sdk::Status s6_step(const S6Dims& dims, const S6ParamIndex& index, const sdk::Co
         sdk::ScanStepArgs scan;
         scan.u = rows_view(xc.data() + e0, B, width, E);
         scan.delta = rows_view(dt.data() + e0, B, width, E);
-        scan.A = typed_view(a.data() + e0 * N, {width, N});
+        scan.A = typed_view(a + e0 * N, {width, N});
         scan.B = rows_view(dbc.data() + R, B, N, W);
         scan.C = rows_view(dbc.data() + R + N, B, N, W);
         scan.D = vector_view(param.base(index.d) != nullptr ? param.base(index.d) + e0 : nullptr, width);

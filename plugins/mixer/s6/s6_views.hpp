@@ -47,7 +47,7 @@ sdk::TensorView vector_view(const T* data, std::int64_t size, sdk::Device device
   return data == nullptr ? sdk::TensorView{} : typed_view(data, {size}, device);
 }
 
-/// A = -exp(A_log), (E, N), a SIMD vector at a time (it is recomputed every decode step).
+/// A = -exp(A_log), (E, N), a SIMD vector at a time.
 template <class T>
 void negative_exp(const T* a_log, T* a, std::int64_t count) {
   constexpr int kWidth = sdk::simd::kWidth<T>;

@@ -62,9 +62,9 @@ struct ParamSpec {
   Init init;
   /// Whether AdamW applies weight decay to it (false for A_log, D, norms and biases).
   bool weight_decay = true;
-  /// An (out, in) matrix that the component only multiplies as y = x W^T, through
-  /// sdk::util's TypedParams (whole sequences) and linear_few_rows (decode), which accept every
-  /// dtype the host may hold it in. A quantized model holds exactly these as DType::kQ8 (int8
+  /// An (out, in) matrix that the component only multiplies as y = x W^T, through sdk::util's
+  /// linear_forward of TypedParams::linear() (whole sequences) and linear_few_rows (decode),
+  /// which accept every dtype the host may hold it in. A quantized model holds exactly these as DType::kQ8 (int8
   /// with scales, quantized.hpp); the other parameters stay f32. Read by hosts from ABI 2.2.
   bool linear_weight = false;
 };

@@ -93,24 +93,19 @@ class QuantizedRows {
       std::fill(values + K, values + row_stride_, std::int8_t{0});
       for (std::int64_t g = 0; g < groups_; ++g) {
         const std::int64_t start = g * G, end = start + G < K ? start + G : K;
-        float largest = 0.0f, poison = 0.0f;  // poison: NaN when the group holds a NaN or an infinity
-        for (std::int64_t k = start; k < end; ++k) {
-          const float magnitude = std::fabs(row[k]);
-          largest = magnitude > largest ? magnitude : largest;
-          poison += row[k] * 0.0f;
-        }
+        float scale = 0.0f;
         std::int32_t sum = 0;
-        if (poison == 0.0f && largest > 0.0f) {
-          const float inverse = 127.0f / largest;
-          for (std::int64_t k = start; k < end; ++k) {
-            const auto q = static_cast<std::int32_t>(std::nearbyint(row[k] * inverse));
-            values[k] = static_cast<std::int8_t>(q);
-            sum += q;
-          }
+#if defined(MAMBAKIT_INT8_X86)
+        static const bool avx512 = int8_path_supported(Int8Path::kAvx512Vnni);
+        if (avx512) {
+          quantize_group_avx512(row + start, end - start, values + start, scale, sum);
         } else {
-          std::fill(values + start, values + end, std::int8_t{0});
+          quantize_group(row + start, end - start, values + start, scale, sum);
         }
-        scales_[static_cast<std::size_t>(r * groups_ + g)] = poison == 0.0f ? largest / 127.0f : std::nanf("");
+#else
+        quantize_group(row + start, end - start, values + start, scale, sum);
+#endif
+        scales_[static_cast<std::size_t>(r * groups_ + g)] = scale;
         offsets_[static_cast<std::size_t>(r * groups_ + g)] = -128 * sum;
       }
     }
@@ -134,6 +129,63 @@ class QuantizedRows {
     }
     return true;
   }
+
+  /// One group of `count` inputs: values, scale (NaN when the group holds a NaN or an
+  /// infinity; values 0 then) and the values' sum.
+  static void quantize_group(const float* x, std::int64_t count, std::int8_t* values, float& scale, std::int32_t& sum) {
+    float largest = 0.0f, poison = 0.0f;  // poison: NaN when the group holds a NaN or an infinity
+    for (std::int64_t k = 0; k < count; ++k) {
+      const float magnitude = std::fabs(x[k]);
+      largest = magnitude > largest ? magnitude : largest;
+      poison += x[k] * 0.0f;
+    }
+    sum = 0;
+    if (poison != 0.0f || largest == 0.0f) {
+      std::fill(values, values + count, std::int8_t{0});
+      scale = poison != 0.0f ? std::nanf("") : 0.0f;
+      return;
+    }
+    const float inverse = 127.0f / largest;
+    for (std::int64_t k = 0; k < count; ++k) {
+      const auto q = static_cast<std::int32_t>(std::nearbyint(x[k] * inverse));
+      values[k] = static_cast<std::int8_t>(q);
+      sum += q;
+    }
+    scale = largest / 127.0f;
+  }
+
+#if defined(MAMBAKIT_INT8_X86)
+  /// quantize_group with AVX-512, 16 inputs at a time (the same bytes: vcvtps2dq rounds to
+  /// nearest even, as nearbyint does in the default rounding mode).
+  [[gnu::target("avx512f,avx512bw")]] static void quantize_group_avx512(const float* x, std::int64_t count,
+                                                                       std::int8_t* values, float& scale,
+                                                                       std::int32_t& sum) {
+    __m512 largest = _mm512_setzero_ps(), poison = _mm512_setzero_ps();
+    for (std::int64_t k = 0; k < count; k += 16) {
+      const __mmask16 lanes = count - k >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (count - k)) - 1u);
+      const __m512 v = _mm512_maskz_loadu_ps(lanes, x + k);
+      largest = _mm512_max_ps(largest, _mm512_abs_ps(v));
+      poison = _mm512_fmadd_ps(v, _mm512_setzero_ps(), poison);
+    }
+    const float top = _mm512_reduce_max_ps(largest);
+    if (_mm512_reduce_add_ps(poison) != 0.0f || top == 0.0f) {  // NaN != 0: a NaN or infinity
+      std::fill(values, values + count, std::int8_t{0});
+      sum = 0;
+      scale = top == 0.0f && _mm512_reduce_add_ps(poison) == 0.0f ? 0.0f : std::nanf("");
+      return;
+    }
+    const __m512 inverse = _mm512_set1_ps(127.0f / top);
+    __m512i sums = _mm512_setzero_si512();
+    for (std::int64_t k = 0; k < count; k += 16) {
+      const __mmask16 lanes = count - k >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (count - k)) - 1u);
+      const __m512i q = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_maskz_loadu_ps(lanes, x + k), inverse));
+      _mm512_mask_cvtepi32_storeu_epi8(values + k, lanes, q);
+      sums = _mm512_add_epi32(sums, _mm512_maskz_mov_epi32(lanes, q));
+    }
+    sum = _mm512_reduce_add_epi32(sums);
+    scale = top / 127.0f;
+  }
+#endif
 
   std::int64_t rows_ = 0, row_stride_ = 0, groups_ = 0, cols_ = 0, group_size_ = 0;
   std::vector<float> input_;
@@ -374,6 +426,27 @@ inline void linear_int8_rows_range(const QuantizedRows& x, const QuantizedMatrix
     case Int8Path::kAvx2: return int8_detail::range<int8_detail::Avx2>(x, weight, bias, y, ldy, begin, end);
 #endif
     default: return int8_detail::range<int8_detail::Scalar>(x, weight, bias, y, ldy, begin, end);
+  }
+}
+
+/// y (M, N; row stride ldy) = x (M, K; row stride ldx) W^T + bias for whole sequences: rows in
+/// blocks of 256 (their quantized values stay in L2), each block quantized once and multiplied
+/// by every output, the outputs split evenly between `n_threads` threads. Each row's result is
+/// what linear_few_rows gives for it alone.
+inline void linear_int8_forward(const float* x, std::int64_t ldx, const QuantizedMatrix& weight, const float* bias,
+                                float* y, std::int64_t ldy, std::int64_t m, int n_threads) {
+  constexpr std::int64_t kBlockRows = 256, kOutputBlock = 16;
+  const Int8Path path = best_int8_path();
+  const std::int64_t n = weight.rows, chunks = (n + kOutputBlock - 1) / kOutputBlock;
+  QuantizedRows rows;
+  for (std::int64_t r0 = 0; r0 < m; r0 += kBlockRows) {
+    const std::int64_t count = m - r0 < kBlockRows ? m - r0 : kBlockRows;
+    rows.quantize(x + r0 * ldx, ldx, count, weight);
+#pragma omp parallel for num_threads(n_threads > 0 ? n_threads : 1) schedule(static)
+    for (std::int64_t chunk = 0; chunk < chunks; ++chunk) {
+      const std::int64_t begin = chunk * kOutputBlock, end = begin + kOutputBlock < n ? begin + kOutputBlock : n;
+      linear_int8_rows_range(rows, weight, bias, y + r0 * ldy, ldy, begin, end, path);
+    }
   }
 }
 

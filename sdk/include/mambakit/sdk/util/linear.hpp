@@ -12,6 +12,9 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "mambakit/sdk/util/int8_rows.hpp"
+#include "mambakit/sdk/util/typed_params.hpp"
+
 namespace mambakit::sdk::util {
 
 template <class T>
@@ -42,6 +45,19 @@ void linear_forward(const T* x, std::int64_t ldx, const T* weight, const std::ty
   if (bias != nullptr) {
     y_map.rowwise() += Eigen::Map<const RowVector<T>>(bias, n);
   }
+}
+
+/// linear_forward with W as TypedParams::linear() gives it, on `n_threads` threads: an int8 W
+/// (kQ8) through linear_int8_forward (int8_rows.hpp: the rows quantized per group, int32 sums;
+/// faster than widening W into the f32 GEMM), any other through the GEMM above.
+template <class T>
+void linear_forward(int n_threads, const T* x, std::int64_t ldx, const LinearWeight<T>& weight,
+                    const std::type_identity_t<T>* bias, T* y, std::int64_t ldy, std::int64_t m, std::int64_t k,
+                    std::int64_t n) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (weight.int8 != nullptr) return linear_int8_forward(x, ldx, *weight.int8, bias, y, ldy, m, n_threads);
+  }
+  linear_forward<T>(x, ldx, weight.values, bias, y, ldy, m, k, n);
 }
 
 /// Backward of linear_forward with respect to its input:

@@ -1,7 +1,8 @@
 #pragma once
 // A component's parameters as plain arrays of its compute type T: f32 or f64 parameters are
-// used in place; f16 and bf16 ones (inference with half-precision weights) are widened to f32,
-// int8 ones (kQ8, quantized.hpp) dequantized, into the call's workspace. Parameters the caller reads in their stored type (the decode
+// used in place; f16 and bf16 ones (inference with half-precision weights) are widened to f32
+// into the call's workspace; int8 linear weights (kQ8, quantized.hpp) stay int8 and are read
+// through linear() by linear.hpp's linear_forward. Parameters the caller reads in their stored type (the decode
 // path's weight matrices, see few_rows.hpp) can be left out of the widening.
 
 #include <algorithm>
@@ -25,6 +26,14 @@ constexpr sdk::DType dtype_of() {
   return sizeof(T) == sizeof(double) ? sdk::DType::kF64 : sdk::DType::kF32;
 }
 
+/// A linear weight (N, K) as a computation reads it: values of its compute type, or an int8
+/// matrix (DType::kQ8), which linear_forward (linear.hpp) multiplies without widening it.
+template <class T>
+struct LinearWeight {
+  const T* values = nullptr;
+  const sdk::QuantizedMatrix* int8 = nullptr;
+};
+
 template <class T>
 class TypedParams {
  public:
@@ -33,19 +42,16 @@ class TypedParams {
   /// views instead).
   TypedParams(const sdk::Context& context, const sdk::TensorView* params, int count, const char* component,
               std::initializer_list<int> left_as_stored = {})
-      : storage_(context, widened_elements(params, count, component, left_as_stored)), pointers_(count, nullptr) {
+      : storage_(context, widened_elements(params, count, component, left_as_stored)), params_(params),
+        pointers_(count, nullptr) {
     std::int64_t offset = 0;
     for (int i = 0; i < count; ++i) {
       const sdk::TensorView& view = params[i];
       if (view.dtype == dtype_of<T>()) {
         pointers_[i] = view.as<const T>();
-      } else if (!contains(left_as_stored, i)) {
+      } else if (view.dtype != sdk::DType::kQ8 && !contains(left_as_stored, i)) {
         if constexpr (std::is_same_v<T, float>) {
-          if (view.dtype == sdk::DType::kQ8) {
-            dequantize(*view.as<const sdk::QuantizedMatrix>(), storage_.data() + offset);
-          } else {
-            widen_to_f32(view, storage_.data() + offset, view.numel());
-          }
+          widen_to_f32(view, storage_.data() + offset, view.numel());
           pointers_[i] = storage_.data() + offset;
           offset += view.numel();
         }
@@ -53,16 +59,18 @@ class TypedParams {
     }
   }
 
-  /// Parameter `index` as T, or nullptr for an absent optional parameter (index -1).
+  /// Parameter `index` as T, or nullptr for an absent optional parameter (index -1) and for an
+  /// int8 one (read it with linear()).
   const T* operator[](int index) const { return index < 0 ? nullptr : pointers_[static_cast<std::size_t>(index)]; }
 
- private:
-  /// Every weight of `matrix` as f32, row after row (whole sequences run on the f32 GEMM; a row
-  /// is dequantized just before it is needed in memory, the product dominates).
-  static void dequantize(const sdk::QuantizedMatrix& matrix, float* out) {
-    for (std::int64_t n = 0; n < matrix.rows; ++n) sdk::dequantize_row(matrix, n, out + n * matrix.cols);
+  /// Parameter `index`, a linear weight: an int8 one (kQ8) as stored, the others as operator[].
+  LinearWeight<T> linear(int index) const {
+    const sdk::TensorView& view = params_[index];
+    if (view.dtype == sdk::DType::kQ8) return {nullptr, view.as<const sdk::QuantizedMatrix>()};
+    return {pointers_[static_cast<std::size_t>(index)], nullptr};
   }
 
+ private:
   static bool contains(std::initializer_list<int> list, int value) {
     return std::find(list.begin(), list.end(), value) != list.end();
   }
@@ -80,12 +88,13 @@ class TypedParams {
                                     " computation; parameters must be f32, f16, bf16 or int8 with f32 activations, "
                                     "or all f64");
       }
-      if (!contains(left_as_stored, i)) total += params[i].numel();
+      if (dtype != sdk::DType::kQ8 && !contains(left_as_stored, i)) total += params[i].numel();
     }
     return total;
   }
 
   sdk::WorkspaceArray<T> storage_;
+  const sdk::TensorView* params_;
   std::vector<const T*> pointers_;
 };
 
