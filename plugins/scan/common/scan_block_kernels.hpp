@@ -464,8 +464,7 @@ void scan_step(const sdk::Context& context, const sdk::ScanStepArgs& args) {
   const std::int64_t d_state = kN > 0 ? kN : args.A.shape[1];
   const std::int64_t blocks = (d_inner + W - 1) / W;
   const int threads = threads_for(context, batch * d_inner * d_state);
-#pragma omp parallel for num_threads(threads) schedule(static)
-  for (std::int64_t item = 0; item < batch * blocks; ++item) {
+  auto step_block = [&](std::int64_t item) {
     const std::int64_t b = item / blocks;
     const std::int64_t e0 = (item % blocks) * W;
     const int width = static_cast<int>(std::min<std::int64_t>(W, d_inner - e0));
@@ -504,7 +503,13 @@ void scan_step(const sdk::Context& context, const sdk::ScanStepArgs& args) {
     }
     out += sdk::simd::load(dots, width);
     sdk::simd::store(y.at(b, e0), out * gate, width);
+  };
+  if (threads == 1) {  // a caller's thread scanning its own channels: no nested team
+    for (std::int64_t item = 0; item < batch * blocks; ++item) step_block(item);
+    return;
   }
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (std::int64_t item = 0; item < batch * blocks; ++item) step_block(item);
 }
 
 }  // namespace mambakit::scan_cpu
