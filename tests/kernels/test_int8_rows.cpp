@@ -232,3 +232,34 @@ TEST_CASE("an input row holding NaN or infinity gives NaN outputs, not a crash")
     }
   }
 }
+
+TEST_CASE("the int8 sequence product matches the f64 product and the decode product, on any thread count") {
+  std::mt19937 rng(13);
+  for (const std::int64_t group_size : sdk::kQuantGroupSizes) {
+    for (const auto [n, k] : {std::pair<std::int64_t, std::int64_t>{37, 48}, {64, 768}, {70, 200}, {3, 16}}) {
+      const Int8Matrix w(random_values(n * k, rng, 0.05f), n, k, group_size);
+      const auto bias = random_values(n, rng);
+      for (const std::int64_t m : {1, 7, 13, 300}) {
+        const auto x = random_values(m * k, rng);
+        const auto expected = reference_product(x, w, bias, m);
+        std::vector<float> one_thread;
+        for (const int threads : {1, 2}) {
+          std::vector<float> y(static_cast<std::size_t>(m * n), NAN), decoded(static_cast<std::size_t>(m * n));
+          util::linear_int8_forward(x.data(), k, w.matrix, bias.data(), y.data(), n, m, threads);
+          util::SpeedShares shares;
+          util::linear_few_rows(x.data(), k, w.view(), bias.data(), decoded.data(), n, m, k, n, threads, shares);
+          double worst = 0.0, apart = 0.0;
+          for (std::size_t i = 0; i < y.size(); ++i) {
+            worst = std::max(worst, std::fabs(y[i] - expected[i]) / (1.0 + std::fabs(expected[i])));
+            apart = std::max(apart, std::fabs(double{y[i]} - decoded[i]) / (1.0 + std::fabs(double{decoded[i]})));
+          }
+          INFO("n " << n << " k " << k << " m " << m << " groups of " << group_size << ", " << threads << " threads");
+          CHECK(worst < 2e-6);
+          CHECK(apart < 2e-6);
+          if (threads == 1) one_thread = y;
+          CHECK(y == one_thread);  // the same bits however the outputs are split
+        }
+      }
+    }
+  }
+}

@@ -14,6 +14,8 @@
 //
 // Dimensions: M rows, K in features, N out features.
 
+#include <omp.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -429,20 +431,136 @@ inline void linear_int8_rows_range(const QuantizedRows& x, const QuantizedMatrix
   }
 }
 
-/// y (M, N; row stride ldy) = x (M, K; row stride ldx) W^T + bias for whole sequences: rows in
-/// blocks of 256 (their quantized values stay in L2), each block quantized once and multiplied
-/// by every output, the outputs split evenly between `n_threads` threads. Each row's result is
-/// what linear_few_rows gives for it alone.
+#if defined(MAMBAKIT_INT8_X86)
+namespace int8_detail {
+
+/// The sequence kernel's layout of 32 outputs ("a panel"): for each 4 consecutive inputs, the 32
+/// outputs' 4 weights flipped to q + 128 (one vpdpbusd operand: a lane per output), then the
+/// panel's scales group by group (32 floats each). Outputs past N have zero weights and scales.
+constexpr std::int64_t kPanel = 32;
+
+[[gnu::target("avx512f,avx512bw")]] inline void pack_panel(const QuantizedMatrix& w, std::int64_t n0, std::uint8_t* values,
+                                                           float* scales) {
+  const std::int64_t quads = w.row_stride / 4;
+  const std::int64_t valid = w.rows - n0 < kPanel ? w.rows - n0 : kPanel;
+  const __m512i rows = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                          _mm512_set1_epi32(static_cast<int>(quads)));
+  const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
+  for (int half = 0; half < 2; ++half) {
+    const std::int64_t first = half * 16, count = valid - first;
+    const __mmask16 lanes = count >= 16 ? __mmask16(0xFFFF) : count <= 0 ? __mmask16(0) : __mmask16((1u << count) - 1u);
+    const std::int8_t* base = w.values + (n0 + first) * w.row_stride;
+    for (std::int64_t q = 0; q < quads; ++q) {
+      const __m512i gathered =
+          _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), lanes, _mm512_add_epi32(rows, _mm512_set1_epi32(static_cast<int>(q))),
+                                      base, 4);
+      _mm512_storeu_si512(values + (q * kPanel + first) * 4, _mm512_xor_si512(gathered, flip));
+    }
+  }
+  for (std::int64_t g = 0; g < w.groups; ++g) {
+    for (std::int64_t o = 0; o < kPanel; ++o) scales[g * kPanel + o] = o < valid ? w.scales[(n0 + o) * w.groups + g] : 0.0f;
+  }
+}
+
+/// y rows [r0, r0 + kRows), outputs [n0, n0 + 32) of the panel, from x quantized in `rows`.
+template <int kRows>
+[[gnu::target("avx512f,avx512bw,avx512vnni,fma")]] void panel_rows(const QuantizedRows& rows, std::int64_t r0,
+                                                                    const QuantizedMatrix& w, const std::uint8_t* values,
+                                                                    const float* scales, std::int64_t n0,
+                                                                    const float* bias, float* y, std::int64_t ldy) {
+  const std::int64_t quads = w.row_stride / 4, per_group = w.group_size / 4;
+  __m512 acc[kRows][2];
+  for (int q = 0; q < kRows; ++q) acc[q][0] = acc[q][1] = _mm512_setzero_ps();
+  for (std::int64_t g = 0; g < w.groups; ++g) {
+    __m512i isum[kRows][2];
+    for (int q = 0; q < kRows; ++q) isum[q][0] = isum[q][1] = _mm512_set1_epi32(rows.offsets(r0 + q)[g]);
+    const std::int64_t end = (g + 1) * per_group < quads ? (g + 1) * per_group : quads;
+    for (std::int64_t quad = g * per_group; quad < end; ++quad) {
+      const __m512i w0 = _mm512_loadu_si512(values + quad * kPanel * 4);
+      const __m512i w1 = _mm512_loadu_si512(values + quad * kPanel * 4 + 64);
+      for (int q = 0; q < kRows; ++q) {
+        std::int32_t four;
+        std::memcpy(&four, rows.values(r0 + q) + quad * 4, sizeof four);
+        const __m512i inputs = _mm512_set1_epi32(four);
+        isum[q][0] = _mm512_dpbusd_epi32(isum[q][0], w0, inputs);
+        isum[q][1] = _mm512_dpbusd_epi32(isum[q][1], w1, inputs);
+      }
+    }
+    const __m512 s0 = _mm512_loadu_ps(scales + g * kPanel), s1 = _mm512_loadu_ps(scales + g * kPanel + 16);
+    for (int q = 0; q < kRows; ++q) {
+      const __m512 xs = _mm512_set1_ps(rows.scales(r0 + q)[g]);
+      acc[q][0] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[q][0]), _mm512_mul_ps(s0, xs), acc[q][0]);
+      acc[q][1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[q][1]), _mm512_mul_ps(s1, xs), acc[q][1]);
+    }
+  }
+  const std::int64_t valid = w.rows - n0 < kPanel ? w.rows - n0 : kPanel;
+  for (int half = 0; half < 2; ++half) {
+    const std::int64_t count = valid - half * 16;
+    if (count <= 0) break;
+    const __mmask16 lanes = count >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << count) - 1u);
+    const __m512 b = bias != nullptr ? _mm512_maskz_loadu_ps(lanes, bias + n0 + half * 16) : _mm512_setzero_ps();
+    for (int q = 0; q < kRows; ++q) {
+      _mm512_mask_storeu_ps(y + (r0 + q) * ldy + n0 + half * 16, lanes, _mm512_add_ps(acc[q][half], b));
+    }
+  }
+}
+
+/// Every row of `rows` against the panels [first, last) of W, on the calling thread.
+inline void sequence_panels(const QuantizedRows& rows, const QuantizedMatrix& w, const float* bias, float* y,
+                            std::int64_t ldy, std::int64_t first, std::int64_t last) {
+  constexpr int kRows = 6;
+  std::vector<std::uint8_t> values(static_cast<std::size_t>(w.row_stride * kPanel));
+  std::vector<float> scales(static_cast<std::size_t>(w.groups * kPanel));
+  for (std::int64_t panel = first; panel < last; ++panel) {
+    const std::int64_t n0 = panel * kPanel;
+    pack_panel(w, n0, values.data(), scales.data());
+    std::int64_t r = 0;
+    for (; r + kRows <= rows.rows(); r += kRows) {
+      panel_rows<kRows>(rows, r, w, values.data(), scales.data(), n0, bias, y, ldy);
+    }
+    switch (rows.rows() - r) {
+      case 5: panel_rows<5>(rows, r, w, values.data(), scales.data(), n0, bias, y, ldy); break;
+      case 4: panel_rows<4>(rows, r, w, values.data(), scales.data(), n0, bias, y, ldy); break;
+      case 3: panel_rows<3>(rows, r, w, values.data(), scales.data(), n0, bias, y, ldy); break;
+      case 2: panel_rows<2>(rows, r, w, values.data(), scales.data(), n0, bias, y, ldy); break;
+      case 1: panel_rows<1>(rows, r, w, values.data(), scales.data(), n0, bias, y, ldy); break;
+      default: break;
+    }
+  }
+}
+
+}  // namespace int8_detail
+#endif
+
+/// y (M, N; row stride ldy) = x (M, K; row stride ldx) W^T + bias for whole sequences, on
+/// `n_threads` threads. With AVX-512 VNNI: all rows quantized once, then W in panels of 32
+/// outputs, each repacked so that one vpdpbusd multiplies 4 inputs of a row by 32 outputs'
+/// weights (a lane per output: a group's scaling then costs one conversion per 16 outputs, not
+/// per output), the panels split between threads. Elsewhere: rows in blocks of 256, each
+/// block quantized once and multiplied by every output through the few-rows product.
 inline void linear_int8_forward(const float* x, std::int64_t ldx, const QuantizedMatrix& weight, const float* bias,
                                 float* y, std::int64_t ldy, std::int64_t m, int n_threads) {
   constexpr std::int64_t kBlockRows = 256, kOutputBlock = 16;
   const Int8Path path = best_int8_path();
-  const std::int64_t n = weight.rows, chunks = (n + kOutputBlock - 1) / kOutputBlock;
+  const int threads = n_threads > 0 ? n_threads : 1;
   QuantizedRows rows;
+#if defined(MAMBAKIT_INT8_X86)
+  if (path == Int8Path::kAvx512Vnni) {
+    rows.quantize(x, ldx, m, weight);
+    const std::int64_t panels = (weight.rows + int8_detail::kPanel - 1) / int8_detail::kPanel;
+#pragma omp parallel num_threads(threads)
+    {
+      const int thread = omp_get_thread_num(), team = omp_get_num_threads();
+      int8_detail::sequence_panels(rows, weight, bias, y, ldy, panels * thread / team, panels * (thread + 1) / team);
+    }
+    return;
+  }
+#endif
+  const std::int64_t n = weight.rows, chunks = (n + kOutputBlock - 1) / kOutputBlock;
   for (std::int64_t r0 = 0; r0 < m; r0 += kBlockRows) {
     const std::int64_t count = m - r0 < kBlockRows ? m - r0 : kBlockRows;
     rows.quantize(x + r0 * ldx, ldx, count, weight);
-#pragma omp parallel for num_threads(n_threads > 0 ? n_threads : 1) schedule(static)
+#pragma omp parallel for num_threads(threads) schedule(static)
     for (std::int64_t chunk = 0; chunk < chunks; ++chunk) {
       const std::int64_t begin = chunk * kOutputBlock, end = begin + kOutputBlock < n ? begin + kOutputBlock : n;
       linear_int8_rows_range(rows, weight, bias, y + r0 * ldy, ldy, begin, end, path);
