@@ -182,6 +182,17 @@ TEST_CASE("the head's weight stays f32 when asked, and --dtype int8 quantizes at
   CHECK(at_load.weights_dtype() == sdk::DType::kQ8);
   CHECK(at_load.config().quantization.group_size == mambakit::kDefaultInt8GroupSize);
   CHECK(at_load.parameter_values("backbone.embeddings.weight") != embedding);
+  // A 16-bit checkpoint quantizes at load too: its values widened, then rounded to int8.
+  for (const char* half : {"tiny_bf16", "tiny_f16"}) {
+    const fs::path dir = mambakit::test::data_dir() / "models" / half;
+    auto from_half = load(dir, sdk::DType::kQ8);
+    auto widened = load(dir, sdk::DType::kF32);
+    widened.quantize(mambakit::kDefaultInt8GroupSize, true);
+    INFO(half);
+    CHECK(from_half.weights_dtype() == sdk::DType::kQ8);
+    const auto tokens = prompt(from_half.config().vocab_size);
+    CHECK(from_half.forward(tokens).values == widened.forward(tokens).values);
+  }
 }
 
 TEST_CASE("a broken int8 checkpoint is an error naming the file and the tensor") {
