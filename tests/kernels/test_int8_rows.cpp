@@ -135,7 +135,7 @@ TEST_CASE("every int8 path matches an f64 product of the dequantized weights and
   const auto paths = supported_paths();
   INFO("paths run here: " << paths.size() << " (best: " << util::int8_path_name(util::best_int8_path()) << ")");
   for (const std::int64_t group_size : sdk::kQuantGroupSizes) {
-    for (const auto [n, k] : {std::pair<std::int64_t, std::int64_t>{37, 48}, {64, 768}, {19, 100}, {8, 16}, {40, 200}}) {
+    for (const auto& [n, k] : {std::pair<std::int64_t, std::int64_t>{37, 48}, {64, 768}, {19, 100}, {8, 16}, {40, 200}}) {
       const auto weights = random_values(n * k, rng, 0.05f);
       const Int8Matrix w(weights, n, k, group_size);
       const auto bias = random_values(n, rng);
@@ -206,7 +206,7 @@ TEST_CASE("an int8 row's result does not depend on the rows or threads computed 
   }
   // Split by hand into uneven ranges, as a mixer's own parallel region does.
   std::vector<float> ranges(static_cast<std::size_t>(m * n));
-  for (const auto [begin, end] : {std::pair<std::int64_t, std::int64_t>{0, 77}, {77, 78}, {78, n}}) {
+  for (const auto& [begin, end] : {std::pair<std::int64_t, std::int64_t>{0, 77}, {77, 78}, {78, n}}) {
     util::linear_few_rows_range(x.data(), k, w.view(), nullptr, ranges.data(), n, m, k, begin, end);
   }
   CHECK(ranges == together);
@@ -236,7 +236,7 @@ TEST_CASE("an input row holding NaN or infinity gives NaN outputs, not a crash")
 TEST_CASE("the int8 sequence product matches the f64 product and the decode product, on any thread count") {
   std::mt19937 rng(13);
   for (const std::int64_t group_size : sdk::kQuantGroupSizes) {
-    for (const auto [n, k] : {std::pair<std::int64_t, std::int64_t>{37, 48}, {64, 768}, {70, 200}, {3, 16}}) {
+    for (const auto& [n, k] : {std::pair<std::int64_t, std::int64_t>{37, 48}, {64, 768}, {70, 200}, {3, 16}}) {
       const Int8Matrix w(random_values(n * k, rng, 0.05f), n, k, group_size);
       const auto bias = random_values(n, rng);
       for (const std::int64_t m : {1, 7, 13, 300}) {

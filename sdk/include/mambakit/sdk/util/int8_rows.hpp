@@ -92,7 +92,7 @@ class QuantizedRows {
       const float* row = x + r * ldx;
       std::copy(row, row + K, input_.data() + r * K);
       std::int8_t* values = values_.data() + r * row_stride_;
-      std::fill(values + K, values + row_stride_, std::int8_t{0});
+      zero(values + K, row_stride_ - K);
       for (std::int64_t g = 0; g < groups_; ++g) {
         const std::int64_t start = g * G, end = start + G < K ? start + G : K;
         float scale = 0.0f;
@@ -132,6 +132,12 @@ class QuantizedRows {
     return true;
   }
 
+  /// values[0, count) = 0 (a plain loop: GCC cannot prove std::fill's count non-negative here and
+  /// warns).
+  static void zero(std::int8_t* values, std::int64_t count) {
+    for (std::int64_t k = 0; k < count; ++k) values[k] = 0;
+  }
+
   /// One group of `count` inputs: values, scale (NaN when the group holds a NaN or an
   /// infinity; values 0 then) and the values' sum.
   static void quantize_group(const float* x, std::int64_t count, std::int8_t* values, float& scale, std::int32_t& sum) {
@@ -143,7 +149,7 @@ class QuantizedRows {
     }
     sum = 0;
     if (poison != 0.0f || largest == 0.0f) {
-      std::fill(values, values + count, std::int8_t{0});
+      zero(values, count);
       scale = poison != 0.0f ? std::nanf("") : 0.0f;
       return;
     }
@@ -171,7 +177,7 @@ class QuantizedRows {
     }
     const float top = _mm512_reduce_max_ps(largest);
     if (_mm512_reduce_add_ps(poison) != 0.0f || top == 0.0f) {  // NaN != 0: a NaN or infinity
-      std::fill(values, values + count, std::int8_t{0});
+      zero(values, count);
       sum = 0;
       scale = top == 0.0f && _mm512_reduce_add_ps(poison) == 0.0f ? 0.0f : std::nanf("");
       return;
