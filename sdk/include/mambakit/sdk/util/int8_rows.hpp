@@ -268,17 +268,19 @@ struct Avx512Vnni {
     for (int q = 0; q < kRows; ++q) {
       for (int o = 0; o < kOutputs; ++o) acc[q][o] = _mm512_setzero_ps();
     }
-    auto block = [&](std::int64_t b, __m512i (&isum)[kRows][kOutputs]) {
-      __m512i weights[kOutputs];
-      for (int o = 0; o < kOutputs; ++o) {
-        if (a.prefetch) _mm_prefetch(reinterpret_cast<const char*>(wv[o] + b * 64) + kPrefetchBytes, _MM_HINT_NTA);
-        weights[o] = _mm512_xor_si512(_mm512_loadu_si512(wv[o] + b * 64), flip);
-      }
-      for (int q = 0; q < kRows; ++q) {
-        const __m512i inputs = _mm512_loadu_si512(a.x->values(a.r0 + q) + b * 64);
-        for (int o = 0; o < kOutputs; ++o) isum[q][o] = _mm512_dpbusd_epi32(isum[q][o], weights[o], inputs);
-      }
-    };
+    // (A lambda would not inherit this function's target: a macro keeps the block inline.)
+#define MAMBAKIT_INT8_VNNI_BLOCK(b, isum)                                                                    \
+  do {                                                                                                      \
+    __m512i weights[kOutputs];                                                                              \
+    for (int o = 0; o < kOutputs; ++o) {                                                                    \
+      if (a.prefetch) _mm_prefetch(reinterpret_cast<const char*>(wv[o] + (b) * 64) + kPrefetchBytes, _MM_HINT_NTA); \
+      weights[o] = _mm512_xor_si512(_mm512_loadu_si512(wv[o] + (b) * 64), flip);                           \
+    }                                                                                                       \
+    for (int q = 0; q < kRows; ++q) {                                                                       \
+      const __m512i inputs = _mm512_loadu_si512(a.x->values(a.r0 + q) + (b) * 64);                          \
+      for (int o = 0; o < kOutputs; ++o) (isum)[q][o] = _mm512_dpbusd_epi32((isum)[q][o], weights[o], inputs); \
+    }                                                                                                       \
+  } while (0)
     if (per_group == 0) {  // groups of 32: lanes 0-7 are group 2b, lanes 8-15 group 2b + 1
       for (std::int64_t b = 0; b < blocks; ++b) {
         const std::int64_t g = 2 * b;
@@ -290,7 +292,7 @@ struct Avx512Vnni {
                                                        second ? offsets[g + 1] : 0);
           for (int o = 0; o < kOutputs; ++o) isum[q][o] = start;
         }
-        block(b, isum);
+        MAMBAKIT_INT8_VNNI_BLOCK(b, isum);
         for (int q = 0; q < kRows; ++q) {
           const float* xs = a.x->scales(a.r0 + q);
           for (int o = 0; o < kOutputs; ++o) {
@@ -308,7 +310,7 @@ struct Avx512Vnni {
           for (int o = 0; o < kOutputs; ++o) isum[q][o] = start;
         }
         const std::int64_t end = (g + 1) * per_group < blocks ? (g + 1) * per_group : blocks;
-        for (std::int64_t b = g * per_group; b < end; ++b) block(b, isum);
+        for (std::int64_t b = g * per_group; b < end; ++b) MAMBAKIT_INT8_VNNI_BLOCK(b, isum);
         for (int q = 0; q < kRows; ++q) {
           const float xs = a.x->scales(a.r0 + q)[g];
           for (int o = 0; o < kOutputs; ++o) {
@@ -320,6 +322,7 @@ struct Avx512Vnni {
     for (int q = 0; q < kRows; ++q) {
       for (int o = 0; o < kOutputs; ++o) sums[q * kOutputs + o] = _mm512_reduce_add_ps(acc[q][o]);
     }
+#undef MAMBAKIT_INT8_VNNI_BLOCK
   }
 };
 
