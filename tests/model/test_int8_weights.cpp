@@ -89,14 +89,6 @@ fs::path dequantized_folder(const fs::path& int8_dir, std::int64_t group_size) {
   return dir;
 }
 
-mambakit::TokenBatch prompt(std::int64_t vocab) {
-  mambakit::TokenBatch tokens;
-  tokens.batch = 2;
-  tokens.length = 9;
-  for (int i = 0; i < 18; ++i) tokens.ids.push_back(static_cast<std::int32_t>((i * 5 + 1) % vocab));
-  return tokens;
-}
-
 double relative_difference(const mambakit::FloatTensor& a, const mambakit::FloatTensor& b) {
   REQUIRE(a.values.size() == b.values.size());
   double largest = 0.0;
@@ -117,7 +109,7 @@ TEST_CASE("int8 weights compute close to their dequantized f32 values, and decod
       REQUIRE(held.weights_dtype() == sdk::DType::kQ8);
       auto reference = load(dequantized_folder(int8_dir, group_size), sdk::DType::kF32);
       const std::int64_t vocab = held.config().vocab_size;
-      const auto tokens = prompt(vocab);
+      const auto tokens = mambakit::test::two_row_prompt(vocab);
       // The projections' inputs are quantized too (per group, 8 bits), in prefill and decode.
       const auto held_logits = held.forward(tokens);
       const double prefill = relative_difference(held_logits, reference.forward(tokens));
@@ -152,7 +144,7 @@ TEST_CASE("an int8 folder loads back bit for bit and keeps the other parameters 
   const fs::path dir = scratch("round_trip");
   quantized.save(dir, sdk::DType::kQ8);
   auto loaded = load(dir, std::nullopt);
-  const auto tokens = prompt(loaded.config().vocab_size);
+  const auto tokens = mambakit::test::two_row_prompt(loaded.config().vocab_size);
   CHECK(loaded.forward(tokens).values == quantized.forward(tokens).values);
   CHECK(loaded.weights_dtype() == sdk::DType::kQ8);
   const auto checkpoint = mambakit::SafetensorsFile::open(dir / "model.safetensors");
@@ -190,7 +182,7 @@ TEST_CASE("the head's weight stays f32 when asked, and --dtype int8 quantizes at
     widened.quantize(mambakit::kDefaultInt8GroupSize, true);
     INFO(half);
     CHECK(from_half.weights_dtype() == sdk::DType::kQ8);
-    const auto tokens = prompt(from_half.config().vocab_size);
+    const auto tokens = mambakit::test::two_row_prompt(from_half.config().vocab_size);
     CHECK(from_half.forward(tokens).values == widened.forward(tokens).values);
   }
 }

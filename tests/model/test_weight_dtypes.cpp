@@ -62,14 +62,6 @@ double max_difference(const mambakit::FloatTensor& a, const mambakit::FloatTenso
   return mambakit::test::max_abs_difference(a.values, b.values);
 }
 
-mambakit::TokenBatch prompt(std::int64_t vocab) {
-  mambakit::TokenBatch tokens;
-  tokens.batch = 2;
-  tokens.length = 9;
-  for (int i = 0; i < 18; ++i) tokens.ids.push_back(static_cast<std::int32_t>((i * 5 + 1) % vocab));
-  return tokens;
-}
-
 }  // namespace
 
 TEST_CASE("16-bit weights compute what f32 weights rounded to 16 bits compute, in prefill and decode") {
@@ -82,7 +74,7 @@ TEST_CASE("16-bit weights compute what f32 weights rounded to 16 bits compute, i
       CHECK(held.weights_dtype() == dtype);
       CHECK(held.parameter_bytes() < reference.parameter_bytes() * 6 / 10);
 
-      const auto tokens = prompt(held.config().vocab_size);
+      const auto tokens = mambakit::test::two_row_prompt(held.config().vocab_size);
       CHECK(max_difference(held.forward(tokens), reference.forward(tokens)) <= 1e-5);
 
       // Prefill 5 tokens, then 4 steps through the decode path.

@@ -93,6 +93,12 @@ TokenBatch fixture_tokens(const SafetensorsFile& expected, std::int64_t length) 
   return tokens;
 }
 
+TokenBatch two_row_prompt(std::int64_t vocab) {
+  TokenBatch tokens{2, 9, {}};
+  for (int i = 0; i < 18; ++i) tokens.ids.push_back(static_cast<std::int32_t>((i * 5 + 1) % vocab));
+  return tokens;
+}
+
 TokenBatch slice(const TokenBatch& tokens, std::int64_t begin, std::int64_t end) {
   TokenBatch part{tokens.batch, end - begin, {}};
   for (std::int64_t b = 0; b < tokens.batch; ++b) {

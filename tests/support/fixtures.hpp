@@ -60,6 +60,9 @@ std::vector<KernelChoice> cpu_kernel_choices();
 /// The token batch `tokens.L<length>` of a fixture's expected.safetensors.
 TokenBatch fixture_tokens(const SafetensorsFile& expected, std::int64_t length);
 
+/// Two rows of 9 token ids spread over [0, vocab): a prompt for comparing two models.
+TokenBatch two_row_prompt(std::int64_t vocab);
+
 /// Positions [begin, end) of every row of `tokens`.
 TokenBatch slice(const TokenBatch& tokens, std::int64_t begin, std::int64_t end);
 
