@@ -12,3 +12,7 @@ if(MAMBAKIT_SANITIZE)
   target_link_options(mambakit_compile_options INTERFACE
     $<$<LINK_LANGUAGE:CXX>:-fsanitize=address,undefined>)
 endif()
+if(MAMBAKIT_FUZZ)
+  # Coverage feedback for libFuzzer in every mambakit target; the fuzz programs link the driver.
+  target_compile_options(mambakit_compile_options INTERFACE $<$<COMPILE_LANGUAGE:CXX>:-fsanitize=fuzzer-no-link>)
+endif()

@@ -42,7 +42,7 @@ int generate_main(int argc, char** argv) {
                           "mambakit generate [--model DIR] (--prompt TEXT | --input TOKENS.json) [--max-new-tokens N] "
                           "[--temperature T] [--top-k K] [--top-p P] [--min-p M] [--repetition-penalty R] [--seed S] "
                           "[--no-eos] [--stream] [--format text|json] [--kernel KIND=NAME]... [--scan NAME] [--threads N] "
-                          "[--dtype auto|f32|f16|bf16] [--device cpu|cuda] [--verbose] [--plugin-dir DIR]...",
+                          "[--dtype auto|f32|f16|bf16|int8] [--device cpu|cuda] [--verbose] [--plugin-dir DIR]...",
                           options, values, exit_code)) {
     return exit_code;
   }

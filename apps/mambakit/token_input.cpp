@@ -2,12 +2,11 @@
 
 #include <fmt/format.h>
 
-#include <fstream>
 #include <limits>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
 #include "mambakit/error.hpp"
+#include "mambakit/input_limits.hpp"
 
 namespace mambakit::cli {
 
@@ -15,11 +14,9 @@ namespace {
 
 /// The rows of the file; each a non-empty list of ids.
 std::vector<std::vector<std::int32_t>> read_rows(const std::filesystem::path& file) {
-  std::ifstream stream(file, std::ios::binary);
-  if (!stream) throw Error(fmt::format("{}: cannot open the token file", file.string()));
-  std::stringstream text;
-  text << stream.rdbuf();
-  const auto root = nlohmann::json::parse(text.str(), nullptr, false);
+  const std::string text = read_limited_file(file, kMaxTokenFileBytes, "token file");
+  check_json_depth(text, file.string());
+  const auto root = nlohmann::json::parse(text, nullptr, false);
   if (root.is_discarded()) throw Error(fmt::format("{}: not valid JSON", file.string()));
   if (!root.is_array() || root.empty()) {
     throw Error(fmt::format("{}: expected a non-empty JSON list of token lists, e.g. [[1, 2, 3]]", file.string()));

@@ -8,13 +8,12 @@
 #include <atomic>
 #include <boost/program_options/value_semantic.hpp>
 #include <csignal>
-#include <fstream>
-#include <sstream>
 
 #include "cli_common.hpp"
 #include "command.hpp"
 #include "mambakit/communicator.hpp"
 #include "mambakit/error.hpp"
+#include "mambakit/input_limits.hpp"
 #include "mambakit/trainer.hpp"
 
 namespace mambakit::cli {
@@ -53,15 +52,12 @@ int train_ranks(int argc, char** argv, Communicator& communicator) {
   if (values.count("set") != 0) overrides = values["set"].as<std::vector<std::string>>();
   if (values.count("device") != 0) overrides.push_back("device=\"" + device_name(device_option(values)) + "\"");
   const std::string config_path = values["config"].as<std::string>();
-  std::ifstream stream(config_path);
-  if (!stream) throw Error(fmt::format("{}: cannot open the run config", config_path));
-  std::stringstream text;
-  text << stream.rdbuf();
+  const std::string text = read_limited_file(config_path, kMaxConfigFileBytes, "run config");
   if (values.count("output-dir") != 0) overrides.push_back("output_dir=\"" + values["output-dir"].as<std::string>() + "\"");
   // Errors name the overrides too: a key misspelt in --set is not the file's.
   const std::string source =
       overrides.empty() ? config_path : fmt::format("{} with --set {}", config_path, fmt::join(overrides, ", "));
-  RunConfig run = parse_run_config(apply_overrides(text.str(), overrides), source);
+  RunConfig run = parse_run_config(apply_overrides(text, overrides, config_path), source);
   run.verbose = values.count("verbose") != 0;
   const auto host = load_plugins(values);
   std::signal(SIGINT, request_stop);

@@ -65,6 +65,12 @@ struct ModelConfig {
 /// Backward-compatible name of the model config (the seed's MambaConfig).
 using MambaConfig = ModelConfig;
 
+/// Limits validate() enforces, far above any published model, so that a damaged config is
+/// refused before its model is allocated (docs/RELIABILITY.md).
+inline constexpr std::int64_t kMaxLayers = 1024;
+inline constexpr std::int64_t kMaxModelWidth = 65536;       ///< d_model
+inline constexpr std::int64_t kMaxVocabSize = 16'777'216;  ///< 2^24 token ids
+
 /// Throws mambakit::Error naming config.source, the key and the value of the first invalid
 /// setting of the host's own. Model::create() calls it, once per model; each component then
 /// validates its own options.

@@ -65,14 +65,22 @@ struct RunConfig {
 RunConfig parse_run_config(const std::string& json_text, const std::string& source);
 
 /// Applies "key=value" overrides (value in JSON, or a bare string) to a run config's JSON text.
-std::string apply_overrides(const std::string& json_text, const std::vector<std::string>& overrides);
+std::string apply_overrides(const std::string& json_text, const std::vector<std::string>& overrides,
+                            const std::string& source = "the run config");
 
 /// One line of progress or evaluation, for the caller to print.
 using TrainingLog = std::function<void(const std::string& line)>;
 
 /// Runs (or, with `resume`, continues from output_dir/checkpoint) the training run. Checks
 /// `stop_requested` after every step: when set, saves a checkpoint and returns false.
-/// Returns true when all steps ran. The final model goes to output_dir/model.
+/// Returns true when all steps ran. The final model goes to output_dir/model, one line per step
+/// to output_dir/metrics.jsonl (started afresh, or with `resume` cut back to the checkpoint's
+/// step, so a run killed at any moment and resumed logs each step once).
+///
+/// Throws Error, naming the step, when a step's training loss, gradient norm or validation loss
+/// or the weights after its update are not finite; nothing of that step is saved, so no
+/// checkpoint or final model holds non-finite weights. A failed save (a full disk) throws
+/// Error naming the file and the reason, and leaves the previous checkpoint as it was.
 ///
 /// With a communicator of N ranks (data parallel), every rank runs this with the same config:
 /// rank r computes micro-batches r, r + N, ... of each step's N x grad_accum, the gradients are

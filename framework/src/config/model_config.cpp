@@ -6,15 +6,14 @@
 #include <fmt/ranges.h>
 
 #include <algorithm>
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
-#include <sstream>
 
 #include "json_fields.hpp"
 #include "python_json.hpp"
 #include "mambakit/config.hpp"
 #include "mambakit/error.hpp"
+#include "mambakit/input_limits.hpp"
 #include "mambakit/sdk/quantized.hpp"
 #include "mambakit/plugin_host.hpp"
 #include "mambakit/sdk/registrar.hpp"
@@ -36,7 +35,7 @@ const ComponentChoice& ModelConfig::mixer_of_layer(std::int64_t layer) const {
 namespace {
 
 void require(bool condition, const std::string& source, const std::string& key, const std::string& value,
-             const char* rule) {
+             std::string_view rule) {
   if (!condition) throw Error(fmt::format("{}: {} = {} is invalid: {}", source, key, value, rule));
 }
 
@@ -58,12 +57,15 @@ void validate_choice(const ComponentChoice& choice, const std::string& source, c
 
 void validate(const ModelConfig& config) {
   const std::string& source = config.source;
-  require(config.d_model >= 1, source, "d_model", show(config.d_model), "must be >= 1");
-  require(config.n_layer >= 1, source, "n_layer", show(config.n_layer), "must be >= 1");
+  require(config.d_model >= 1 && config.d_model <= kMaxModelWidth, source, "d_model", show(config.d_model),
+          fmt::format("must be in [1, {}]", kMaxModelWidth));
+  require(config.n_layer >= 1 && config.n_layer <= kMaxLayers, source, "n_layer", show(config.n_layer),
+          fmt::format("must be in [1, {}]", kMaxLayers));
   require(config.norm_eps > 0 && config.norm_eps < 1, source, "norm_eps", show(config.norm_eps), "must be in (0, 1)");
-  require(config.vocab_size >= 1, source, "vocab_size", show(config.vocab_size), "must be >= 1");
-  require(config.pad_vocab_size_multiple >= 1, source, "pad_vocab_size_multiple", show(config.pad_vocab_size_multiple),
-          "must be >= 1");
+  require(config.vocab_size >= 1 && config.vocab_size <= kMaxVocabSize, source, "vocab_size", show(config.vocab_size),
+          fmt::format("must be in [1, {}]", kMaxVocabSize));
+  require(config.pad_vocab_size_multiple >= 1 && config.pad_vocab_size_multiple <= 4096, source,
+          "pad_vocab_size_multiple", show(config.pad_vocab_size_multiple), "must be in [1, 4096]");
   validate_choice(config.mixer, source, "mixer", "mixer");
   for (const auto& [layer, choice] : config.layer_mixers) {
     const std::string key = fmt::format("layers.{}", layer);
@@ -215,11 +217,11 @@ std::string translate(const std::string& json_text, const json& root, const std:
 }  // namespace
 
 ModelConfig parse_model_config(const std::string& text, const std::string& source, const PluginHost& host) {
+  check_json_depth(text, source);
   const std::string json_text = config::with_python_infinities(text, source);
   const json root = json::parse(json_text, nullptr, false);
-  if (root.is_discarded() || !root.is_object()) {
-    throw Error(fmt::format("{}: not a JSON object", source));
-  }
+  if (root.is_discarded()) throw Error(fmt::format("{}: not valid JSON", source));
+  if (!root.is_object()) throw Error(fmt::format("{}: not a JSON object but {}", source, root.type_name()));
   ModelConfig config;
   const auto format = root.find("format");
   if (format != root.end()) {
@@ -242,11 +244,7 @@ ModelConfig parse_model_config(const std::string& text, const std::string& sourc
 }
 
 ModelConfig load_model_config(const std::filesystem::path& file, const PluginHost& host) {
-  std::ifstream stream(file, std::ios::binary);
-  if (!stream) throw Error(fmt::format("{}: cannot open the config file", file.string()));
-  std::stringstream text;
-  text << stream.rdbuf();
-  return parse_model_config(text.str(), file.string(), host);
+  return parse_model_config(read_limited_file(file, kMaxConfigFileBytes, "config file"), file.string(), host);
 }
 
 std::string to_json(const ModelConfig& config) {

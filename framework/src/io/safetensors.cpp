@@ -21,6 +21,7 @@
 #include "mambakit/atomic_file.hpp"
 #include "mambakit/error.hpp"
 #include "mambakit/half.hpp"
+#include "mambakit/input_limits.hpp"
 
 namespace mambakit {
 
@@ -204,6 +205,11 @@ void SafetensorsFile::Impl::parse_header() {
   data_start = 8 + static_cast<std::size_t>(header_size);
   data_size = mapping_size - data_start;
 
+  try {
+    check_json_depth({reinterpret_cast<const char*>(mapping) + 8, static_cast<std::size_t>(header_size)}, "the header");
+  } catch (const Error& error) {
+    fail(error.what());
+  }
   DuplicateKeyCheck duplicate_check;
   json header;
   try {
@@ -260,7 +266,7 @@ SafetensorsEntry SafetensorsFile::Impl::parse_entry(const std::string& name, con
   const auto& dtype_name = dtype_item->get_ref<const std::string&>();
   const auto dtype = parse_dtype(dtype_name);
   if (!dtype) {
-    fail_tensor(name, fmt::format("unsupported dtype \"{}\" (supported: F32, F16, BF16, F64, I32, I64)", dtype_name));
+    fail_tensor(name, fmt::format("unsupported dtype \"{}\" (supported: F32, F16, BF16, F64, I32, I64, I8)", dtype_name));
   }
   entry.dtype = *dtype;
 

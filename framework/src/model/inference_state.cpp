@@ -1,6 +1,8 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <charconv>
+#include <cmath>
 #include <numeric>
 #include <utility>
 
@@ -133,8 +135,16 @@ void InferenceState::load(const std::filesystem::path& file) {
   if (!metadata.count("kind") || metadata.at("kind") != "mambakit-inference-state" || !metadata.count("seqlen_offset")) {
     throw Error(fmt::format("{}: not a mambakit inference state", file.string()));
   }
+  const std::string& offset_text = metadata.at("seqlen_offset");
+  std::int64_t seqlen_offset = -1;
+  const auto [end, error] = std::from_chars(offset_text.data(), offset_text.data() + offset_text.size(), seqlen_offset);
+  if (error != std::errc() || end != offset_text.data() + offset_text.size() || seqlen_offset < 0) {
+    throw Error(fmt::format("{}: seqlen_offset '{}' is not a non-negative integer", file.string(), offset_text));
+  }
+  // Every tensor is checked before any is read, so a file that fails leaves this state as it was.
   storage().use_on_host();
   auto& held = storage().tensors;
+  std::vector<std::pair<const SafetensorsEntry*, FloatTensor*>> reads;
   for (std::size_t layer = 0; layer < held.size(); ++layer) {
     for (std::size_t i = 0; i < held[layer].size(); ++i) {
       const std::string key = state_tensor_key(static_cast<std::int64_t>(layer), storage().names[layer][i]);
@@ -144,16 +154,26 @@ void InferenceState::load(const std::filesystem::path& file) {
                                 "(batch {})",
                                 file.string(), key, entry.numel(), entry.shape.size(), batch_));
       }
-      stored.read_f32(entry, held[layer][i].values.data());
+      if (entry.dtype == sdk::DType::kI32 || entry.dtype == sdk::DType::kI64 || entry.dtype == sdk::DType::kI8) {
+        throw Error(fmt::format("{}: {} is stored as integers; a state holds floating-point values", file.string(), key));
+      }
+      reads.emplace_back(&entry, &held[layer][i]);
     }
   }
-  if (stored.entries().size() != static_cast<std::size_t>(std::accumulate(
-                                      held.begin(), held.end(), std::size_t{0},
-                                      [](std::size_t n, const auto& layer) { return n + layer.size(); }))) {
-    throw Error(fmt::format("{}: the state holds {} tensors, this model's state has a different number", file.string(),
-                            stored.entries().size()));
+  if (stored.entries().size() != reads.size()) {
+    throw Error(fmt::format("{}: the state holds {} tensors, this model's state has {}", file.string(),
+                            stored.entries().size(), reads.size()));
   }
-  seqlen_offset_ = std::stoll(metadata.at("seqlen_offset"));
+  std::vector<std::vector<float>> values(reads.size());
+  for (std::size_t r = 0; r < reads.size(); ++r) {
+    values[r].resize(reads[r].second->values.size());
+    stored.read_f32(*reads[r].first, values[r].data());
+    if (!std::all_of(values[r].begin(), values[r].end(), [](float v) { return std::isfinite(v); })) {
+      throw Error(fmt::format("{}: {} holds NaN or Inf values", file.string(), reads[r].first->name));
+    }
+  }
+  for (std::size_t r = 0; r < reads.size(); ++r) std::copy(values[r].begin(), values[r].end(), reads[r].second->values.begin());
+  seqlen_offset_ = seqlen_offset;
 }
 
 }  // namespace mambakit

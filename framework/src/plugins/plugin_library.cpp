@@ -12,6 +12,20 @@
 
 namespace mambakit::plugins {
 
+void check_plugin_info(const sdk::PluginInfo& info) {
+  if (info.abi_major != sdk::kAbiMajor || info.abi_minor > sdk::kAbiMinor) {
+    throw Error(fmt::format("ABI mismatch: the plugin was built for mambakit ABI {}.{}, this host has ABI {}.{}",
+                            info.abi_major, info.abi_minor, sdk::kAbiMajor, sdk::kAbiMinor));
+  }
+  if (info.toolchain == nullptr || std::strcmp(info.toolchain, MAMBAKIT_TOOLCHAIN_TAG) != 0) {
+    throw Error(fmt::format("toolchain mismatch: the plugin was built for '{}', this host is '{}'",
+                            info.toolchain ? info.toolchain : "(none)", MAMBAKIT_TOOLCHAIN_TAG));
+  }
+  if (info.name == nullptr || info.version == nullptr || info.register_components == nullptr) {
+    throw Error("the plugin's PluginInfo lacks a name, a version or a register function");
+  }
+}
+
 PluginLibrary open_plugin_library(const std::filesystem::path& file) {
   auto library = std::make_shared<boost::dll::shared_library>();
   std::error_code error;
@@ -35,17 +49,7 @@ PluginLibrary open_plugin_library(const std::filesystem::path& file) {
   if (info == nullptr) {
     throw Error("the plugin entry returned no PluginInfo");
   }
-  if (info->abi_major != sdk::kAbiMajor || info->abi_minor > sdk::kAbiMinor) {
-    throw Error(fmt::format("ABI mismatch: the plugin was built for mambakit ABI {}.{}, this host has ABI {}.{}",
-                            info->abi_major, info->abi_minor, sdk::kAbiMajor, sdk::kAbiMinor));
-  }
-  if (info->toolchain == nullptr || std::strcmp(info->toolchain, MAMBAKIT_TOOLCHAIN_TAG) != 0) {
-    throw Error(fmt::format("toolchain mismatch: the plugin was built for '{}', this host is '{}'",
-                            info->toolchain ? info->toolchain : "(none)", MAMBAKIT_TOOLCHAIN_TAG));
-  }
-  if (info->name == nullptr || info->version == nullptr || info->register_components == nullptr) {
-    throw Error("the plugin's PluginInfo lacks a name, a version or a register function");
-  }
+  check_plugin_info(*info);
   return PluginLibrary{std::shared_ptr<const void>(library), info, file};
 }
 

@@ -17,6 +17,11 @@ struct PluginLibrary {
   std::filesystem::path file;
 };
 
+/// Checks what a plugin's entry returned: ABI major equal and minor not newer than the host's,
+/// the host's toolchain, and a name, a version and a register function. Throws mambakit::Error
+/// with the reason (naming both versions on an ABI mismatch).
+void check_plugin_info(const sdk::PluginInfo& info);
+
 /// Loads `file`, finds the exported entry and checks ABI major, minor and toolchain.
 /// Throws mambakit::Error with the reason (naming both versions on an ABI mismatch).
 PluginLibrary open_plugin_library(const std::filesystem::path& file);

@@ -13,7 +13,6 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
-#include <fstream>
 #include <functional>
 #include <iterator>
 #include <limits>
@@ -28,6 +27,7 @@
 #include <vector>
 
 #include "mambakit/error.hpp"
+#include "mambakit/input_limits.hpp"
 #include "mambakit/tokenizer.hpp"
 #include "unicode.hpp"
 
@@ -841,10 +841,8 @@ std::string ByteLevelBpe::token_text(std::int32_t id) const {
 }  // namespace
 
 std::unique_ptr<Tokenizer> load_tokenizer_json(const std::filesystem::path& file) {
-  std::ifstream stream(file, std::ios::binary);
-  if (!stream) throw Error(fmt::format("{}: cannot open the tokenizer file", file.string()));
-  const std::string text{std::istreambuf_iterator<char>(stream), std::istreambuf_iterator<char>()};
-  if (stream.bad()) throw Error(fmt::format("{}: cannot read the tokenizer file", file.string()));
+  const std::string text = read_limited_file(file, kMaxTokenizerFileBytes, "tokenizer file");
+  check_json_depth(text, file.string());
   json root;
   try {
     root = json::parse(text);

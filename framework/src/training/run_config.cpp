@@ -6,14 +6,17 @@
 
 #include "../config/json_fields.hpp"
 #include "mambakit/error.hpp"
+#include "mambakit/input_limits.hpp"
 #include "mambakit/model.hpp"
 #include "mambakit/trainer.hpp"
 
 namespace mambakit {
 
 RunConfig parse_run_config(const std::string& json_text, const std::string& source) {
+  check_json_depth(json_text, source);
   const auto root = nlohmann::json::parse(json_text, nullptr, false);
-  if (root.is_discarded() || !root.is_object()) throw Error(fmt::format("{}: not a JSON object", source));
+  if (root.is_discarded()) throw Error(fmt::format("{}: not valid JSON", source));
+  if (!root.is_object()) throw Error(fmt::format("{}: not a JSON object but {}", source, root.type_name()));
   config_json::Fields fields(root, source);
   RunConfig run;
   if (root.contains("model")) {
@@ -109,9 +112,12 @@ RunConfig parse_run_config(const std::string& json_text, const std::string& sour
   return run;
 }
 
-std::string apply_overrides(const std::string& json_text, const std::vector<std::string>& overrides) {
+std::string apply_overrides(const std::string& json_text, const std::vector<std::string>& overrides,
+                            const std::string& source) {
+  check_json_depth(json_text, source);
   auto root = nlohmann::json::parse(json_text, nullptr, false);
-  if (root.is_discarded() || !root.is_object()) throw Error("the run config is not a JSON object");
+  if (root.is_discarded()) throw Error(fmt::format("{}: not valid JSON", source));
+  if (!root.is_object()) throw Error(fmt::format("{}: not a JSON object but {}", source, root.type_name()));
   for (const auto& item : overrides) {
     const auto equals = item.find('=');
     if (equals == std::string::npos || equals == 0) {

@@ -130,10 +130,11 @@ sdk::Status MambakitV1ConfigAdapter::translate(const char* config_json, sdk::Tex
       // the other mixers.
       json options = mixed ? json::object() : shared_options;
       if (mixed) {
-        for (const auto& [key, value] : shared_options.items()) {
+        for (const auto& item : shared_options.items()) {
+          const std::string& key = item.key();
           const bool s6_key = std::any_of(std::begin(kS6Keys), std::end(kS6Keys),
                                           [&](const char* known) { return key == known; });
-          if (s6_key == (name == "s6")) options[key] = value;
+          if (s6_key == (name == "s6")) options[key] = item.value();
         }
       }
       if (name == "s6") options.update(s6_options);

@@ -1,0 +1,44 @@
+// Fuzz target: inference state files (InferenceState::save/load), read into the states of a
+// Mamba-1 and a Mamba-2 test model; a state that loads must then run a decode step.
+
+#include <memory>
+#include <vector>
+
+#include "fuzz_support.hpp"
+#include "mambakit/model.hpp"
+#include "mambakit/plugin_host.hpp"
+
+namespace {
+
+struct Models {
+  mambakit::PluginHost host;
+  std::vector<std::unique_ptr<mambakit::Model>> models;
+};
+
+Models& models() {
+  static auto* loaded = [] {
+    auto* result = new Models();
+    result->host.load_directory(mambakit::fuzz::built_plugin_dir());
+    for (const char* fixture : {"tiny_tied", "mamba2_official"}) {
+      result->models.push_back(std::make_unique<mambakit::Model>(
+          mambakit::Model::load(mambakit::fuzz::test_data_dir() / "models" / fixture, result->host)));
+    }
+    return result;
+  }();
+  return *loaded;
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  static mambakit::fuzz::ScratchFile scratch("state.safetensors");
+  const auto& path = scratch.write(mambakit::fuzz::as_text(data, size));
+  for (auto& model : models().models) {
+    mambakit::fuzz::expect_clean_errors([&] {
+      auto state = model->make_state(2);
+      state.load(path);
+      (void)model->step({1, 2}, state);
+    });
+  }
+  return 0;
+}
