@@ -8,6 +8,7 @@
 
 #include <algorithm>
 
+#include "declaration_checks.hpp"
 #include "device_ops.hpp"
 #include "model_impl.hpp"
 #include "state_storage.hpp"
@@ -52,6 +53,7 @@ sdk::TensorView activation(DeviceOps& ops, const void* data, std::vector<std::in
 std::vector<std::int64_t> head_output_shape(const Model::Impl& impl, std::int64_t batch, std::int64_t length) {
   sdk::TensorSpec spec;
   check_head(impl.head->output_spec(batch, length, &spec), impl, "");
+  checked_numel(spec, 0, "head/" + impl.config.head.name, "its output");
   return std::vector<std::int64_t>(spec.shape, spec.shape + spec.rank);
 }
 
@@ -274,8 +276,10 @@ double training_pass(Model::Impl& impl, DeviceOps& ops, const TokenBatch& tokens
     for (std::int32_t i = 0; i < mixer.saved_count(); ++i) {
       sdk::TensorSpec spec;
       check_mixer(mixer.saved_spec(i, B, L, &spec), impl, layer, "");
+      const std::int64_t numel = checked_numel(spec, 0, fmt::format("layer {} mixer/{}", layer, impl.mixer_names[layer]),
+                                               fmt::format("saved activation {} for ({}, {})", i, B, L));
       const std::vector<std::int64_t> saved_shape(spec.shape, spec.shape + spec.rank);
-      saved.push_back(activation(ops, ops.take<float>(spec.numel(), "a mixer's saved activations"), saved_shape));
+      saved.push_back(activation(ops, ops.take<float>(numel, "a mixer's saved activations"), saved_shape));
     }
     return saved;
   };

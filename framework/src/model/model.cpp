@@ -14,6 +14,7 @@
 #include "mambakit/error.hpp"
 #include "mambakit/safetensors.hpp"
 #include "backbone_passes.hpp"
+#include "declaration_checks.hpp"
 #include "model_impl.hpp"
 #include "state_storage.hpp"
 
@@ -49,6 +50,27 @@ sdk::DType stored_dtype(const SafetensorsFile& checkpoint) {
     common = entry.dtype;
   }
   return common && (*common == sdk::DType::kF16 || *common == sdk::DType::kBF16) ? *common : sdk::DType::kF32;
+}
+
+/// Declares the parameters of `component` (a mixer or the head) in `store`, its declared names
+/// after `prefix`; returns their indices. Throws naming `owner` for a failed param_spec() and
+/// for a count, a name or a shape the host cannot hold.
+template <class Component>
+std::vector<int> declare_parameters(model::ParameterStore& store, const Component& component,
+                                    const std::string& prefix, const std::string& owner) {
+  const std::int32_t count = model::checked_count(component.param_count(), owner, "parameters");
+  std::vector<int> indices;
+  for (std::int32_t i = 0; i < count; ++i) {
+    sdk::ParamSpec spec;
+    check(component.param_spec(i, &spec), owner);
+    const std::string name = full_name(prefix, model::checked_name(spec.tensor, owner, "parameter", i).c_str());
+    const int index = store.declare(name, spec, owner);
+    if (std::find(indices.begin(), indices.end(), index) != indices.end()) {
+      throw Error(fmt::format("{} declares parameter {} twice", owner, name));
+    }
+    indices.push_back(index);
+  }
+  return indices;
 }
 
 }  // namespace
@@ -98,24 +120,22 @@ Model Model::create(const ModelConfig& config, const PluginHost& host, const Mod
     impl->mixer_names.push_back(mixer_name);
     sdk::Mixer& mixer = *impl->mixers.back();
     const std::string owner = fmt::format("layer {} mixer/{}", layer, mixer_name);
-    std::vector<int> indices;
-    for (std::int32_t i = 0; i < mixer.param_count(); ++i) {
-      sdk::ParamSpec spec;
-      check(mixer.param_spec(i, &spec), owner);
-      indices.push_back(impl->store.declare(full_name(prefix + "mixer.", spec.tensor.name), spec, owner));
-    }
-    impl->mixer_params.push_back(std::move(indices));
+    model::checked_count(mixer.state_count(), owner, "state tensors");
+    model::checked_count(mixer.saved_count(), owner, "saved activations");
+    impl->mixer_params.push_back(declare_parameters(impl->store, mixer, prefix + "mixer.", owner));
   }
   impl->norm_f = impl->store.declare("backbone.norm_f.weight",
                                      framework_param("norm_f.weight", {D}, {sdk::InitKind::kOnes}, false), "the final norm");
   impl->head = host.create_head(config.head.name, head_config_json(config));
   impl->head->capabilities(&impl->head_capabilities);
   const std::string head_owner = fmt::format("head/{}", config.head.name);
-  for (std::int32_t i = 0; i < impl->head->param_count(); ++i) {
-    sdk::ParamSpec spec;
-    check(impl->head->param_spec(i, &spec), head_owner);
-    impl->head_params.push_back(impl->store.declare(full_name("", spec.tensor.name), spec, head_owner));
+  const double dropout = impl->head_capabilities.input_dropout;
+  if (!(dropout >= 0.0 && dropout < 1.0)) {
+    throw Error(fmt::format("{} declares an input dropout of {}, outside [0, 1)", head_owner, dropout));
   }
+  impl->head_params = declare_parameters(impl->store, *impl->head, "", head_owner);
+  impl->check_param_dtype(sdk::DType::kF32);  // the host creates and trains them as f32
+  impl->check_device_support(options.device);
   impl->store.allocate();
   impl->store.initialize(options.seed);
   impl->initialize_components(options.seed);
@@ -235,15 +255,17 @@ sdk::HeadObjective Model::objective() const { return impl_->head_capabilities.ob
 std::vector<std::string> Model::class_names() const {
   std::vector<std::string> names;
   if (objective() != sdk::HeadObjective::kClassLabels) return names;
+  const std::string owner = fmt::format("head/{}", impl_->config.head.name);
   sdk::TensorSpec output;
-  check(impl_->head->output_spec(1, 1, &output), fmt::format("head/{}", impl_->config.head.name));
+  check(impl_->head->output_spec(1, 1, &output), owner);
+  model::checked_numel(output, 0, owner, "its output");
   const std::int64_t classes = output.rank == 2 ? output.shape[1] : 0;
   for (std::int32_t c = 0; c < classes; ++c) {
     char name[sdk::kMaxNameLength] = {};
     if (abi_minor(impl_->head) >= 1) {
-      check(impl_->head->class_name(c, name, sdk::kMaxNameLength), fmt::format("head/{}", impl_->config.head.name));
+      check(impl_->head->class_name(c, name, sdk::kMaxNameLength), owner);
     }
-    names.emplace_back(name);
+    names.emplace_back(name, strnlen(name, sdk::kMaxNameLength));
   }
   return names;
 }
@@ -322,17 +344,27 @@ std::vector<Model::KernelChoice> Model::kernel_choices() const {
 }
 
 InferenceState Model::make_state(std::int64_t batch) const {
+  if (batch < 1) throw Error(fmt::format("an inference state needs at least one row, not {}", batch));
   std::vector<std::vector<FloatTensor>> tensors;
   std::vector<std::vector<std::string>> names;
   for (std::size_t layer = 0; layer < impl_->mixers.size(); ++layer) {
     const sdk::Mixer& mixer = *impl_->mixers[layer];
     tensors.emplace_back();
     names.emplace_back();
+    const std::string owner = fmt::format("layer {} mixer/{}", layer, impl_->mixer_names[layer]);
     for (std::int32_t i = 0; i < mixer.state_count(); ++i) {
       sdk::TensorSpec spec;
-      check(mixer.state_spec(i, batch, &spec), fmt::format("layer {} mixer/{}", layer, impl_->mixer_names[layer]));
-      tensors.back().emplace_back(std::vector<std::int64_t>(spec.shape, spec.shape + spec.rank));
-      names.back().emplace_back(spec.name);
+      check(mixer.state_spec(i, batch, &spec), owner);
+      const std::string name = model::checked_name(spec, owner, "state tensor", i);
+      model::checked_numel(spec, 0, owner, "state tensor " + name);
+      std::vector<std::int64_t> shape(spec.shape, spec.shape + spec.rank);
+      if (shape.empty() || shape[0] != batch) {
+        throw Error(fmt::format("{} declares state tensor {} for {} rows with shape {}: its first extent must be the "
+                                "number of rows",
+                                owner, name, batch, model::format_shape(shape)));
+      }
+      tensors.back().emplace_back(std::move(shape));
+      names.back().emplace_back(name);
     }
   }
   return model::StateAccess::make(batch, std::move(tensors), std::move(names));

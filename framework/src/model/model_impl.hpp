@@ -90,18 +90,19 @@ struct Model::Impl {
   /// Throws naming the head, or else the first mixer, whose capabilities do not include `device`.
   void check_device_support(sdk::Device device) const {
     const std::uint32_t bit = sdk::device_bit(device.type);
+    const char* hint = device.type == sdk::DeviceType::kCpu ? "" : "; use device cpu";
     sdk::HeadCapabilities head_capabilities;
     head->capabilities(&head_capabilities);
     if ((head_capabilities.devices & bit) == 0) {
-      throw Error(fmt::format("head/{} does not run on {} (its plugin declares no {} support); use device cpu",
-                              config.head.name, device_name(device), sdk::device_type_name(device.type)));
+      throw Error(fmt::format("head/{} does not run on {} (its plugin declares no {} support){}", config.head.name,
+                              device_name(device), sdk::device_type_name(device.type), hint));
     }
     for (std::size_t layer = 0; layer < mixers.size(); ++layer) {
       sdk::MixerCapabilities capabilities;
       mixers[layer]->capabilities(&capabilities);
       if ((capabilities.devices & bit) == 0) {
-        throw Error(fmt::format("layer {} mixer/{} does not run on {} (its plugin declares no {} support); use device cpu",
-                                layer, mixer_names[layer], device_name(device), sdk::device_type_name(device.type)));
+        throw Error(fmt::format("layer {} mixer/{} does not run on {} (its plugin declares no {} support){}", layer,
+                                mixer_names[layer], device_name(device), sdk::device_type_name(device.type), hint));
       }
     }
   }
@@ -223,19 +224,20 @@ struct Model::Impl {
 
   /// Throws unless every mixer and the head can take parameters of `dtype`.
   void check_param_dtype(sdk::DType dtype) const {
+    const char* hint = dtype == sdk::DType::kF32 ? " (its plugin declares no f32 support)" : "; use --dtype f32";
     for (std::size_t layer = 0; layer < mixers.size(); ++layer) {
       sdk::MixerCapabilities capabilities;
       mixers[layer]->capabilities(&capabilities);
       if ((capabilities.param_dtypes & sdk::dtype_bit(dtype)) == 0) {
-        throw Error(fmt::format("layer {} mixer/{} cannot hold its parameters as {}; use --dtype f32", layer,
-                                mixer_names[layer], sdk::dtype_name(dtype)));
+        throw Error(fmt::format("layer {} mixer/{} cannot hold its parameters as {}{}", layer, mixer_names[layer],
+                                sdk::dtype_name(dtype), hint));
       }
     }
     sdk::HeadCapabilities capabilities;
     head->capabilities(&capabilities);
     if ((capabilities.param_dtypes & sdk::dtype_bit(dtype)) == 0) {
-      throw Error(fmt::format("head/{} cannot hold its parameters as {}; use --dtype f32", config.head.name,
-                              sdk::dtype_name(dtype)));
+      throw Error(fmt::format("head/{} cannot hold its parameters as {}{}", config.head.name, sdk::dtype_name(dtype),
+                              hint));
     }
   }
 

@@ -5,7 +5,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
+#include <new>
 
+#include "declaration_checks.hpp"
 #include "mambakit/error.hpp"
 #include "mambakit/half.hpp"
 #include "mambakit/sdk/random.hpp"
@@ -16,13 +19,15 @@ namespace mambakit::model {
 std::string format_shape(const std::vector<std::int64_t>& shape) { return fmt::format("({})", fmt::join(shape, ", ")); }
 
 int ParameterStore::declare(const std::string& name, const sdk::ParamSpec& spec, const std::string& owner) {
-  std::vector<std::int64_t> shape(spec.tensor.shape, spec.tensor.shape + spec.tensor.rank);
   if (spec.tensor.dtype != sdk::DType::kF32) {
     throw Error(fmt::format("{} declares parameter {} as {}; this version holds parameters as f32", owner, name,
                             sdk::dtype_name(spec.tensor.dtype)));
   }
-  for (auto extent : shape) {
-    if (extent < 1) throw Error(fmt::format("{} declares parameter {} with shape {}", owner, name, format_shape(shape)));
+  const std::int64_t numel = checked_numel(spec.tensor, 1, owner, "parameter " + name);
+  const std::vector<std::int64_t> shape(spec.tensor.shape, spec.tensor.shape + spec.tensor.rank);
+  if (spec.init.kind < sdk::InitKind::kZeros || spec.init.kind > sdk::InitKind::kComponent) {
+    throw Error(fmt::format("{} declares parameter {} with an unknown init kind {}", owner, name,
+                            static_cast<int>(spec.init.kind)));
   }
   auto found = by_name_.find(name);
   if (found != by_name_.end()) {
@@ -41,19 +46,31 @@ int ParameterStore::declare(const std::string& name, const sdk::ParamSpec& spec,
   entry.init = spec.init;
   entry.weight_decay = spec.weight_decay;
   entry.linear_weight = spec.linear_weight && shape.size() == 2;
-  entry.numel = spec.tensor.numel();
+  entry.numel = numel;
   entries_.push_back(entry);
   by_name_.emplace(name, static_cast<int>(entries_.size() - 1));
   return static_cast<int>(entries_.size() - 1);
 }
 
 void ParameterStore::allocate() {
+  const double gib = 1ull << 30;
+  const auto memory_elements = static_cast<std::int64_t>(std::min<std::uint64_t>(physical_memory_bytes() / sizeof(float),
+                                                                                  std::numeric_limits<std::int64_t>::max()));
   std::int64_t total = 0;
   for (auto& entry : entries_) {
     entry.offset = total;
     total += (entry.numel + 15) / 16 * 16;  // every tensor starts 64-byte aligned
+    if (total > memory_elements) {  // each numel is at most memory_elements: no overflow
+      throw Error(fmt::format("the parameters up to {} need more than this machine's memory ({:.1f} GiB)", entry.name,
+                              static_cast<double>(physical_memory_bytes()) / gib));
+    }
   }
-  block_.assign(static_cast<std::size_t>(total), 0.0f);
+  try {
+    block_.assign(static_cast<std::size_t>(total), 0.0f);
+  } catch (const std::bad_alloc&) {
+    throw Error(fmt::format("out of memory for the parameters ({:.1f} GiB)",
+                            static_cast<double>(total) * sizeof(float) / gib));
+  }
 }
 
 const ParameterEntry* ParameterStore::find(const std::string& name) const {
