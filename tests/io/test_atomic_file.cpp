@@ -1,4 +1,9 @@
 // write_file_atomically: the old file survives every failure, and no temporary is left behind.
+// write_folder_atomically swaps folders whole; recover_interrupted_writes clears what killed
+// writers left.
+
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <catch2/catch.hpp>
 #include <filesystem>
@@ -11,7 +16,9 @@
 #include "mambakit/atomic_file.hpp"
 
 namespace fs = std::filesystem;
+using mambakit::recover_interrupted_writes;
 using mambakit::write_file_atomically;
+using mambakit::write_folder_atomically;
 using mambakit::test::error_message;
 using mambakit::test::read_bytes;
 using mambakit::test::TempDir;
@@ -94,4 +101,40 @@ TEST_CASE("write_file_atomically names the path when it cannot write there") {
              Contains((dir / "taken").string()));
   CHECK(fs::is_directory(dir / "taken"));
   CHECK(files_in(dir.path()) == 1);
+}
+
+TEST_CASE("write_folder_atomically swaps folders whole, and recover_interrupted_writes clears dead writers' leftovers") {
+  TempDir dir;
+  const fs::path target = dir / "model";
+  auto fill_with = [](const std::string& text) {
+    return [text](const fs::path& staging) { write_bytes(staging / "a.txt", text); };
+  };
+  write_folder_atomically(target, fill_with("one"));
+  write_folder_atomically(target, fill_with("two"));
+  CHECK(read_bytes(target / "a.txt") == "two");
+  CHECK(files_in(dir.path()) == 1);
+
+  const pid_t dead = ::fork();  // a process id that no longer runs
+  if (dead == 0) ::_exit(0);
+  REQUIRE(dead > 0);
+  ::waitpid(dead, nullptr, 0);
+  const pid_t alive = ::getpid();
+  const std::string dead_id = std::to_string(dead), alive_id = std::to_string(alive);
+  for (const auto& name : {".model.tmp-" + dead_id, ".model.old-" + dead_id, ".model.tmp-" + alive_id}) {
+    fs::create_directory(dir / name);
+    write_bytes(dir / name / "a.txt", "left");
+  }
+  write_bytes(dir / (".model.tmp-" + dead_id + "-0-0000abcd"), "a file's temporary");
+  write_bytes(dir / (".other.tmp-" + dead_id), "another target's");
+  recover_interrupted_writes(target);
+  CHECK(read_bytes(target / "a.txt") == "two");
+  CHECK(fs::exists(dir / (".model.tmp-" + alive_id)));
+  CHECK(fs::exists(dir / (".other.tmp-" + dead_id)));
+  CHECK(files_in(dir.path()) == 3);
+
+  // Killed between moving the old folder aside and renaming the new one in: the old one returns.
+  fs::rename(target, dir / (".model.old-" + dead_id));
+  recover_interrupted_writes(target);
+  CHECK(read_bytes(target / "a.txt") == "two");
+  CHECK(files_in(dir.path()) == 3);
 }

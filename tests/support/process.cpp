@@ -1,10 +1,13 @@
 #include "process.hpp"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <csignal>
 #include <thread>
@@ -97,6 +100,67 @@ ProcessResult signal_after(const std::vector<std::string>& argv, const std::stri
   if (exited) result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   result.output = read_and_remove(out_template);
   result.errors = read_and_remove(err_template);
+  result.pid = pid;
+  return result;
+}
+
+ProcessResult kill_after(const std::vector<std::string>& argv, const std::string& marker, double delay_seconds,
+                         double timeout_seconds) {
+  int pipe_fds[2];
+  if (pipe2(pipe_fds, O_CLOEXEC) != 0) throw std::runtime_error("cannot create a pipe for a command's stderr");
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
+  posix_spawn_file_actions_adddup2(&actions, pipe_fds[1], STDERR_FILENO);
+  std::vector<char*> args;
+  for (const auto& arg : argv) args.push_back(const_cast<char*>(arg.c_str()));
+  args.push_back(nullptr);
+  pid_t pid = 0;
+  const int spawned = posix_spawn(&pid, args[0], &actions, nullptr, args.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  close(pipe_fds[1]);
+  if (spawned != 0) {
+    close(pipe_fds[0]);
+    throw std::runtime_error("cannot start " + argv[0]);
+  }
+
+  using Clock = std::chrono::steady_clock;
+  const auto deadline = Clock::now() + std::chrono::duration<double>(timeout_seconds);
+  ProcessResult result;
+  result.pid = pid;
+  bool killed = false, timed_out = false;
+  auto kill_now = [&] {
+    kill(pid, SIGKILL);
+    killed = true;
+  };
+  if (marker.empty()) {
+    std::this_thread::sleep_for(std::chrono::duration<double>(delay_seconds));
+    kill_now();
+  }
+  char chunk[4096];
+  for (;;) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+    if (left <= 0 && !killed) {
+      kill_now();
+      timed_out = true;
+    }
+    pollfd readable{pipe_fds[0], POLLIN, 0};
+    if (poll(&readable, 1, killed ? 1000 : static_cast<int>(std::max<long long>(left, 1))) <= 0) continue;
+    const ssize_t count = read(pipe_fds[0], chunk, sizeof chunk);
+    if (count < 0 && errno == EINTR) continue;
+    if (count <= 0) break;  // every writer has closed it: the process has ended
+    const std::size_t searched_from = result.errors.size() >= marker.size() ? result.errors.size() - marker.size() : 0;
+    result.errors.append(chunk, static_cast<std::size_t>(count));
+    if (!killed && result.errors.find(marker, searched_from) != std::string::npos) {
+      std::this_thread::sleep_for(std::chrono::duration<double>(delay_seconds));
+      kill_now();
+    }
+  }
+  close(pipe_fds[0]);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  result.exit_code = timed_out ? -1 : WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   return result;
 }
 

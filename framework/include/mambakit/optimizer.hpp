@@ -29,8 +29,12 @@ class AdamW {
   AdamW(Model& model, const AdamWOptions& options);
 
   /// Clips the gradients, updates the parameters with learning rate `lr`, and returns the
-  /// gradient norm before clipping. Does not zero the gradients.
+  /// gradient norm before clipping. Does not zero the gradients. A non-finite gradient norm is
+  /// an Error, thrown before any parameter changes.
   double step(double lr);
+
+  /// The global L2 norm of the model's gradients (in double), as step() computes it.
+  [[nodiscard]] double gradient_norm() const;
 
   /// Steps taken so far.
   [[nodiscard]] std::int64_t steps() const { return steps_; }

@@ -24,12 +24,16 @@ AdamW::AdamW(Model& model, const AdamWOptions& options)
   }
 }
 
-double AdamW::step(double lr) {
+double AdamW::gradient_norm() const {
   double sum_squares = 0.0;
   for (const auto& slice : slices_) {
     for (std::int64_t i = 0; i < slice.numel; ++i) sum_squares += static_cast<double>(slice.gradients[i]) * slice.gradients[i];
   }
-  const double norm = std::sqrt(sum_squares);
+  return std::sqrt(sum_squares);
+}
+
+double AdamW::step(double lr) {
+  const double norm = gradient_norm();
   if (!std::isfinite(norm)) throw Error(fmt::format("the gradient norm is {} at optimizer step {}", norm, steps_ + 1));
   const double clip = options_.clip_norm > 0 && norm > options_.clip_norm ? options_.clip_norm / norm : 1.0;
   ++steps_;

@@ -1,12 +1,16 @@
 // The training loop of `mambakit train`.
 
+#include <fcntl.h>
 #include <fmt/format.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <cstring>
 #include <fstream>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <numeric>
 #include <sstream>
@@ -204,6 +208,68 @@ void check_ranks_agree(Model& model, Communicator& communicator, std::int64_t st
   }
 }
 
+/// output_dir/metrics.jsonl, one JSON line per step, appended as the steps end.
+class MetricsLog {
+ public:
+  /// A fresh run starts the file empty. A resumed one keeps the records up to the
+  /// checkpoint's step and cuts off the rest: the steps a killed run logged after its last
+  /// checkpoint (the resumed run computes them again) and a line the kill cut short. So each
+  /// step is logged once, whatever crashes came between.
+  MetricsLog(const fs::path& file, bool resume, std::int64_t checkpoint_step) : file_(file) {
+    if (resume && fs::exists(file)) fs::resize_file(file, records_up_to(file, checkpoint_step));
+    fd_ = ::open(file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | (resume ? 0 : O_TRUNC), 0666);
+    if (fd_ < 0) {
+      throw Error(fmt::format("{}: cannot open the metrics for writing: {}", file.string(), std::strerror(errno)));
+    }
+  }
+  MetricsLog(const MetricsLog&) = delete;
+  MetricsLog& operator=(const MetricsLog&) = delete;
+  ~MetricsLog() { ::close(fd_); }
+
+  void append(const nlohmann::json& record) {
+    const std::string line = record.dump() + "\n";
+    for (std::size_t done = 0; done < line.size();) {
+      const ssize_t written = ::write(fd_, line.data() + done, line.size() - done);
+      if (written < 0 && errno == EINTR) continue;
+      if (written < 0) {
+        throw Error(fmt::format("{}: cannot append the record of step {}: {}", file_.string(),
+                                record.at("step").get<std::int64_t>(), std::strerror(errno)));
+      }
+      done += static_cast<std::size_t>(written);
+    }
+  }
+
+ private:
+  /// The length of the file's leading whole lines that are records of steps up to `step`.
+  static std::uintmax_t records_up_to(const fs::path& file, std::int64_t step) {
+    std::ifstream in(file, std::ios::binary);
+    std::uintmax_t length = 0;
+    std::string line;
+    while (std::getline(in, line) && !in.eof()) {
+      const auto record = nlohmann::json::parse(line, nullptr, false);
+      if (!record.is_object() || !record.contains("step") || !record["step"].is_number_integer() ||
+          record["step"].get<std::int64_t>() > step) {
+        break;
+      }
+      length += line.size() + 1;
+    }
+    return length;
+  }
+
+  fs::path file_;
+  int fd_ = -1;
+};
+
+/// The first parameter value that is NaN or infinite, as "NAME[INDEX] = VALUE", or "".
+std::string first_non_finite_weight(Model& model) {
+  for (const auto& slice : model.parameter_slices()) {
+    for (std::int64_t i = 0; i < slice.numel; ++i) {
+      if (!std::isfinite(slice.values[i])) return fmt::format("{}[{}] = {}", slice.name, i, slice.values[i]);
+    }
+  }
+  return {};
+}
+
 sdk::DType parse_dtype(const std::string& name) {
   if (name == "f16") return sdk::DType::kF16;
   if (name == "bf16") return sdk::DType::kBF16;
@@ -227,6 +293,9 @@ bool train(const RunConfig& run, const PluginHost& host, bool resume, const std:
   };
   const auto tokenizer = make_tokenizer(run.tokenizer);
   const fs::path checkpoint = run.output_dir / "checkpoint";
+  // A run killed during a checkpoint write may have left a staging folder beside it.
+  if (leader && resume) recover_interrupted_writes(checkpoint);
+  if (ranks > 1) (void)communicator.any(false);  // the other ranks read the checkpoint after that
   ModelOptions options;
   options.kernels = run.kernels;
   options.n_threads = run.threads;
@@ -247,10 +316,10 @@ bool train(const RunConfig& run, const PluginHost& host, bool resume, const std:
   if (resume) optimizer.load(checkpoint / "optimizer.safetensors");
   const RunData data = load_data(run, model, *tokenizer);
   const auto validation = data.validation(run);
-  std::ofstream metrics;
+  std::unique_ptr<MetricsLog> metrics;
   if (leader) {
     fs::create_directories(run.output_dir);
-    metrics.open(run.output_dir / "metrics.jsonl", std::ios::app);
+    metrics = std::make_unique<MetricsLog>(run.output_dir / "metrics.jsonl", resume, optimizer.steps());
   }
   log(fmt::format("head/{} run: {:.2f}M parameters, {} training {}, step {} of {}", model.config().head.name,
                   model.parameter_count() / 1e6,
@@ -271,6 +340,19 @@ bool train(const RunConfig& run, const PluginHost& host, bool resume, const std:
   const auto started = std::chrono::steady_clock::now();
   std::int64_t tokens_seen = 0;
   const std::int64_t first_step = optimizer.steps();
+  std::int64_t saved_step = resume ? first_step : -1;  // the step output_dir/checkpoint holds for this run
+  const auto kept = [&] {
+    return saved_step < 0 ? std::string("this run has written no checkpoint yet")
+                          : fmt::format("{} still holds step {} (--resume continues from it)", checkpoint.string(),
+                                        saved_step);
+  };
+  // Nothing non-finite is ever saved: the run stops before the optimizer step (a non-finite
+  // loss or gradient norm) or before any save (non-finite weights after it).
+  const auto diverged = [&](std::int64_t step, const std::string& what) {
+    return Error(fmt::format("training diverged at step {}: {}; nothing of this step was saved, {}. Try a lower lr, "
+                             "a longer warmup or clip_norm",
+                             step, what, kept()));
+  };
   bool stopped = false;
   // Micro-batch m of a step is rank m mod N's; each rank runs its own in the gradient tree's
   // order and the losses are added in m order, as one process with N x grad_accum would.
@@ -310,9 +392,18 @@ bool train(const RunConfig& run, const PluginHost& host, bool resume, const std:
         for (std::int64_t i = 0; i < slice.numel; ++i) slice.gradients[i] /= static_cast<float>(micro_batches);
       }
     }
+    const std::int64_t done = step + 1;
+    if (!std::isfinite(loss)) throw diverged(done, fmt::format("the training loss is {}", loss));
+    if (const double norm = optimizer.gradient_norm(); !std::isfinite(norm)) {
+      throw diverged(done, fmt::format("the gradient norm is {} (the loss {})", norm, loss));
+    }
     const double lr = cosine_learning_rate(step, run.warmup, run.steps, run.lr, run.min_lr);
     const double grad_norm = optimizer.step(lr);
-    const std::int64_t done = step + 1;
+    if (const std::string weight = first_non_finite_weight(model); !weight.empty()) {
+      throw diverged(done, fmt::format("the optimizer step (lr {:.3g}, gradient norm {:.3g}) made the weights "
+                                       "non-finite: {}",
+                                       lr, grad_norm, weight));
+    }
     if (run.verbose && step == first_step) {
       for (const auto& choice : model.kernel_choices()) {
         log(fmt::format("kernel {}/{} for {}", choice.kind, choice.name, choice.problem));
@@ -334,6 +425,7 @@ bool train(const RunConfig& run, const PluginHost& host, bool resume, const std:
     }
     if (done % run.eval_every == 0 || done == run.steps) {
       const auto [valid_loss, accuracy] = evaluate(model, validation, communicator);
+      if (!std::isfinite(valid_loss)) throw diverged(done, fmt::format("the validation loss is {}", valid_loss));
       record["valid_loss"] = valid_loss;
       std::string line = fmt::format("eval step {}: valid loss {:.4f}", done, valid_loss);
       if (!std::isnan(accuracy)) {
@@ -342,12 +434,18 @@ bool train(const RunConfig& run, const PluginHost& host, bool resume, const std:
       }
       log(line);
     }
-    if (leader) metrics << record.dump() << "\n" << std::flush;
+    if (leader) metrics->append(record);
     stopped = communicator.any(stop_requested.load());
     const bool save = done % run.save_every == 0 || done == run.steps || stopped;
     if (save) check_ranks_agree(model, communicator, done);
     if (leader && save) {
-      save_checkpoint(checkpoint, model, optimizer, run, {{"step", done}, {"loss", loss}});
+      if (run.verbose) log(fmt::format("writing checkpoint at step {}", done));
+      try {
+        save_checkpoint(checkpoint, model, optimizer, run, {{"step", done}, {"loss", loss}});
+      } catch (const std::exception& failure) {
+        throw Error(fmt::format("the checkpoint of step {} was not saved: {}; {}", done, failure.what(), kept()));
+      }
+      saved_step = done;
       log(fmt::format("saved checkpoint at step {} to {}", done, checkpoint.string()));
     }
     if (stopped) {
@@ -357,12 +455,17 @@ bool train(const RunConfig& run, const PluginHost& host, bool resume, const std:
   }
   if (!leader) return true;
   const fs::path final_dir = run.output_dir / "model";
-  write_folder_atomically(final_dir, [&](const fs::path& staging) {
-    const std::string config = to_json(model.config());
-    write_file_atomically(staging / "config.json", [&](std::ostream& out) { out << config << "\n"; });
-    model.write_weights(staging / "model.safetensors", parse_dtype(run.save_dtype));
-    write_tokenizer(staging, run);
-  });
+  if (run.verbose) log(fmt::format("writing the trained model to {}", final_dir.string()));
+  try {
+    write_folder_atomically(final_dir, [&](const fs::path& staging) {
+      const std::string config = to_json(model.config());
+      write_file_atomically(staging / "config.json", [&](std::ostream& out) { out << config << "\n"; });
+      model.write_weights(staging / "model.safetensors", parse_dtype(run.save_dtype));
+      write_tokenizer(staging, run);
+    });
+  } catch (const std::exception& failure) {
+    throw Error(fmt::format("the trained model was not written: {}; {}", failure.what(), kept()));
+  }
   log(fmt::format("wrote the trained model to {}", final_dir.string()));
   return true;
 }
