@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <omp.h>
 #include <vector>
 
 #include "mambakit/half.hpp"
@@ -74,31 +73,35 @@ template <class T>
 void rms_norm_backward(const T* x, const T* weight, const T* grad_out, T* grad_x, T* grad_weight,
                        std::int64_t rows, std::int64_t d_model, double eps, int n_threads) {
   // y = x r w with r = (mean(x^2) + eps)^-1/2:  dx = r (g w) - x r^3 <g w, x> / D,  dw = sum_rows g x r.
-  std::vector<double> weight_sums(static_cast<std::size_t>(d_model) * static_cast<std::size_t>(n_threads), 0.0);
-#pragma omp parallel num_threads(n_threads) if (rows * d_model >= kParallelElements)
-  {
-    double* my_sums = weight_sums.data() + static_cast<std::size_t>(omp_get_thread_num()) * static_cast<std::size_t>(d_model);
-#pragma omp for schedule(static)
-    for (std::int64_t r = 0; r < rows; ++r) {
-      const T* row = x + r * d_model;
-      const T* g = grad_out + r * d_model;
-      double sum_squares = 0.0, dot = 0.0;
-      for (std::int64_t d = 0; d < d_model; ++d) {
-        sum_squares += static_cast<double>(row[d]) * row[d];
-        dot += static_cast<double>(g[d]) * weight[d] * row[d];
-      }
-      const double scale = 1.0 / std::sqrt(sum_squares / static_cast<double>(d_model) + eps);
-      const double correction = scale * scale * scale * dot / static_cast<double>(d_model);
-      T* out = grad_x + r * d_model;
-      for (std::int64_t d = 0; d < d_model; ++d) {
-        out[d] += static_cast<T>(scale * g[d] * weight[d] - row[d] * correction);
-        my_sums[d] += static_cast<double>(g[d]) * row[d] * scale;
-      }
+  // dx in parallel over rows, keeping each row's r; then dw in parallel over blocks of columns,
+  // each summed over the rows in order, so that its bits do not depend on the thread count.
+  std::vector<double> scales(static_cast<std::size_t>(rows));
+  for_each_index(rows, rows * d_model, n_threads, [&](std::int64_t r) {
+    const T* row = x + r * d_model;
+    const T* g = grad_out + r * d_model;
+    double sum_squares = 0.0, dot = 0.0;
+    for (std::int64_t d = 0; d < d_model; ++d) {
+      sum_squares += static_cast<double>(row[d]) * row[d];
+      dot += static_cast<double>(g[d]) * weight[d] * row[d];
     }
-  }
-  for (int t = 0; t < n_threads; ++t) {
-    for (std::int64_t d = 0; d < d_model; ++d) grad_weight[d] += static_cast<T>(weight_sums[static_cast<std::size_t>(t * d_model + d)]);
-  }
+    const double scale = 1.0 / std::sqrt(sum_squares / static_cast<double>(d_model) + eps);
+    const double correction = scale * scale * scale * dot / static_cast<double>(d_model);
+    T* out = grad_x + r * d_model;
+    for (std::int64_t d = 0; d < d_model; ++d) out[d] += static_cast<T>(scale * g[d] * weight[d] - row[d] * correction);
+    scales[static_cast<std::size_t>(r)] = scale;
+  });
+  constexpr std::int64_t kColumns = 16;
+  for_each_index((d_model + kColumns - 1) / kColumns, rows * d_model, n_threads, [&](std::int64_t block) {
+    const std::int64_t d0 = block * kColumns, width = std::min(kColumns, d_model - d0);
+    double sums[kColumns] = {};
+    for (std::int64_t r = 0; r < rows; ++r) {
+      const T* row = x + r * d_model + d0;
+      const T* g = grad_out + r * d_model + d0;
+      const double scale = scales[static_cast<std::size_t>(r)];
+      for (std::int64_t i = 0; i < width; ++i) sums[i] += static_cast<double>(g[i]) * row[i] * scale;
+    }
+    for (std::int64_t i = 0; i < width; ++i) grad_weight[d0 + i] += static_cast<T>(sums[i]);
+  });
 }
 
 template <class T>

@@ -26,8 +26,10 @@ double lm_cross_entropy(const float* logits, std::int64_t vocab, const TokenBatc
   const std::vector<std::int32_t>& lengths = tokens.lengths;
   const std::int64_t B = tokens.batch, L = tokens.length, V = vocab;
   const std::int64_t count = lm_target_count(B, L, lengths);
-  double total = 0.0;
-#pragma omp parallel for num_threads(n_threads) collapse(2) reduction(+ : total) schedule(static)
+  // Each position's loss is kept and the losses summed in position order afterwards (not by an
+  // OpenMP reduction, whose per-thread partial sums would make the bits depend on the threads).
+  std::vector<double> losses(static_cast<std::size_t>(B * L), 0.0);
+#pragma omp parallel for num_threads(n_threads) collapse(2) schedule(static)
   for (std::int64_t b = 0; b < B; ++b) {
     for (std::int64_t t = 0; t < L; ++t) {
       const std::int64_t valid = lengths.empty() ? L : std::min<std::int64_t>(lengths[static_cast<std::size_t>(b)], L);
@@ -39,7 +41,7 @@ double lm_cross_entropy(const float* logits, std::int64_t vocab, const TokenBatc
       double sum = 0.0;
       for (std::int64_t v = 0; v < V; ++v) sum += std::exp(static_cast<double>(row[v] - top));
       const double log_sum = std::log(sum) + top;
-      total += log_sum - row[target];
+      losses[static_cast<std::size_t>(b * L + t)] = log_sum - row[target];
       if (grad == nullptr) continue;
       float* out = grad + (b * L + t) * V;
       for (std::int64_t v = 0; v < V; ++v) {
@@ -48,6 +50,8 @@ double lm_cross_entropy(const float* logits, std::int64_t vocab, const TokenBatc
       out[target] -= static_cast<float>(1.0 / static_cast<double>(count));
     }
   }
+  double total = 0.0;
+  for (const double loss : losses) total += loss;
   return total / static_cast<double>(count);
 }
 

@@ -17,8 +17,11 @@
 // so it is chunked the same way (adjoint of each chunk from zero, carried across chunks
 // sequentially); then, in parallel over (row, chunk), each chunk recomputes its states from its
 // true h_in and walks back from its true incoming adjoint, adding every gradient. grad_B and
-// grad_C rows belong to one (row, chunk); grad_A, grad_D and grad_delta_bias go through
-// per-thread sums.
+// grad_C rows belong to one (row, chunk); grad_A, grad_D and grad_delta_bias are kept per
+// (row, chunk) and summed in (row, chunk) order at the end.
+//
+// The result does not depend on the thread count: neither the chunk length nor any order of
+// additions does (the threads only decide which (row, chunk) or (row, block) runs where).
 //
 // Dimensions: B batch, L length, E d_inner, N d_state, K chunk length, n_chunks = ceil(L/K),
 // W lanes (channels) per block (16 f32, 8 f64), n_blocks = ceil(E/W).
@@ -54,11 +57,16 @@ struct ChunkPlan {
   std::int64_t end(std::int64_t c) const { return std::min(length, (c + 1) * chunk); }
 };
 
+/// The chunks over the batch that the default chunk length aims at: four per thread for up to
+/// 16 threads. A constant, not the thread count: the chunk length decides how the additions
+/// are grouped, and so the result's last bits.
+inline constexpr std::int64_t kTargetChunks = 64;
+
 /// The chunk length: `configured` when positive, else 256 steps, shortened (to no less than
-/// 32) when that leaves fewer than about four chunks per thread over the batch.
-inline std::int64_t choose_chunk(std::int64_t configured, std::int64_t batch, std::int64_t length, int threads) {
+/// 32) when that leaves fewer than kTargetChunks chunks over the batch.
+inline std::int64_t choose_chunk(std::int64_t configured, std::int64_t batch, std::int64_t length) {
   if (configured > 0) return configured;
-  const std::int64_t wanted_per_row = std::max<std::int64_t>(1, (4 * threads + batch - 1) / batch);
+  const std::int64_t wanted_per_row = std::max<std::int64_t>(1, (kTargetChunks + batch - 1) / batch);
   const std::int64_t even = (length + wanted_per_row - 1) / wanted_per_row;
   return std::clamp<std::int64_t>(even, 32, 256);
 }
@@ -138,7 +146,7 @@ void forward(const sdk::Context& context, const sdk::ScanForwardArgs& args, std:
   const ScanViews<T> v(args);
   const Tensor<T> y(args.y), final_state(args.final_state);
   const int threads = scan_cpu::threads_for(context, v.batch * v.length * v.d_inner * v.d_state);
-  const ChunkPlan plan(v.length, choose_chunk(configured_chunk, v.batch, v.length, threads));
+  const ChunkPlan plan(v.length, choose_chunk(configured_chunk, v.batch, v.length));
   const std::int64_t blocks = (v.d_inner + W - 1) / W;
   const scan_cpu::Scratch<T> scratch(context, Carries<T>::elements(v.batch, plan.chunks, blocks, v.d_state));
   Carries<T> carries;
@@ -167,18 +175,17 @@ void backward(const sdk::Context& context, const sdk::ScanBackwardArgs& args, st
   const GradViews<T> g(args);
   const std::int64_t N = v.d_state;
   const int threads = scan_cpu::threads_for(context, v.batch * v.length * v.d_inner * N);
-  const ChunkPlan plan(v.length, choose_chunk(configured_chunk, v.batch, v.length, threads));
+  const ChunkPlan plan(v.length, choose_chunk(configured_chunk, v.batch, v.length));
   const std::int64_t blocks = (v.d_inner + W - 1) / W;
 
   // Shared: the forward carries, then the adjoint carries (same layout, the chunk's incoming
-  // adjoint in place of h_in). Per thread: backward_range()'s scratch and the (n_blocks,
-  // N + 2) vectors of the grad_A, grad_D, grad_delta_bias sums.
+  // adjoint in place of h_in), then per (row, chunk, block) the N + 2 vectors of its grad_A,
+  // grad_D and grad_delta_bias sums. Per thread: backward_range()'s scratch.
   const std::size_t carry_elems = Carries<T>::elements(v.batch, plan.chunks, blocks, N);
   const std::size_t adjoint_elems = static_cast<std::size_t>(v.batch * plan.chunks * blocks * N * W);
+  const std::size_t sum_elems = static_cast<std::size_t>(v.batch * plan.chunks * blocks * (N + 2) * W);
   const std::size_t range_elems = scan_cpu::backward_range_scratch(plan.chunk, N, W);
-  const std::size_t sum_elems = static_cast<std::size_t>(blocks * (N + 2) * W);
-  const std::size_t per_thread = range_elems + sum_elems;
-  const scan_cpu::Scratch<T> scratch(context, carry_elems + adjoint_elems + per_thread * threads);
+  const scan_cpu::Scratch<T> scratch(context, carry_elems + adjoint_elems + sum_elems + range_elems * threads);
   Carries<T> carries;
   carries.chunks = plan.chunks;
   carries.blocks = blocks;
@@ -187,7 +194,9 @@ void backward(const sdk::Context& context, const sdk::ScanBackwardArgs& args, st
   carries.dt_sum = carries.carry + v.batch * plan.chunks * blocks * N;
   Carries<T> adjoints = carries;
   adjoints.carry = reinterpret_cast<Vec<T>*>(scratch.data() + carry_elems);
-  T* thread_scratch = scratch.data() + carry_elems + adjoint_elems;
+  // The sums of (row b, chunk c, block): (N + 2) vectors at item_sums + adjoints.index(b, c, block) * (N + 2).
+  Vec<T>* item_sums = reinterpret_cast<Vec<T>*>(scratch.data() + carry_elems + adjoint_elems);
+  T* thread_scratch = scratch.data() + carry_elems + adjoint_elems + sum_elems;
 
   forward_carries<T, kN>(threads, v, plan, carries, Tensor<T>{}, Tensor<T>{});
 
@@ -231,14 +240,7 @@ void backward(const sdk::Context& context, const sdk::ScanBackwardArgs& args, st
   // Each chunk from its true state and true incoming adjoint.
 #pragma omp parallel num_threads(threads)
   {
-    T* mine = thread_scratch + per_thread * static_cast<std::size_t>(omp_get_thread_num());
-    Vec<T>* sums = reinterpret_cast<Vec<T>*>(mine + range_elems);
-    // Every slot's sums are zeroed, also those of threads the runtime did not start; slot s by
-    // thread s mod team, so a live slot only by its owner.
-    for (int slot = omp_get_thread_num(); slot < threads; slot += omp_get_num_threads()) {
-      std::fill_n(reinterpret_cast<Vec<T>*>(thread_scratch + per_thread * static_cast<std::size_t>(slot) + range_elems),
-                  blocks * (N + 2), Vec<T>{});
-    }
+    T* mine = thread_scratch + range_elems * static_cast<std::size_t>(omp_get_thread_num());
 #pragma omp for schedule(static)
     for (std::int64_t item = 0; item < v.batch * plan.chunks; ++item) {
       const std::int64_t b = item / plan.chunks, c = item % plan.chunks;
@@ -262,23 +264,23 @@ void backward(const sdk::Context& context, const sdk::ScanBackwardArgs& args, st
         BlockGrads<T, kN> acc(blk.states());
         scan_cpu::backward_range(v, g, blk, b, plan.begin(c), plan.end(c), h_start, grad_h, sink_B, sink_C, acc,
                                  mine);
-        Vec<T>* block_sums = sums + block * (N + 2);
-        for (int n = 0; n < blk.states(); ++n) block_sums[n] += acc.grad_a[n];
-        block_sums[N] += acc.grad_d;
-        block_sums[N + 1] += acc.grad_bias;
+        Vec<T>* sums = item_sums + adjoints.index(b, c, block) * (N + 2);
+        std::copy_n(acc.grad_a, blk.states(), sums);
+        sums[N] = acc.grad_d;
+        sums[N + 1] = acc.grad_bias;
       }
     }
   }
   for (std::int64_t block = 0; block < blocks; ++block) {
     const Block<T, kN> blk(v, block * W);
     BlockGrads<T, kN> total(blk.states());
-    for (int other = 0; other < threads; ++other) {
-      const Vec<T>* block_sums =
-          reinterpret_cast<const Vec<T>*>(thread_scratch + per_thread * static_cast<std::size_t>(other) + range_elems) +
-          block * (N + 2);
-      for (int n = 0; n < blk.states(); ++n) total.grad_a[n] += block_sums[n];
-      total.grad_d += block_sums[N];
-      total.grad_bias += block_sums[N + 1];
+    for (std::int64_t b = 0; b < v.batch; ++b) {
+      for (std::int64_t c = 0; c < plan.chunks; ++c) {
+        const Vec<T>* sums = item_sums + adjoints.index(b, c, block) * (N + 2);
+        for (int n = 0; n < blk.states(); ++n) total.grad_a[n] += sums[n];
+        total.grad_d += sums[N];
+        total.grad_bias += sums[N + 1];
+      }
     }
     total.flush(g, blk);
   }
