@@ -5,10 +5,13 @@
 #include <fmt/format.h>
 
 #include <cmath>
+#include <limits>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <string>
+#include <string_view>
+#include <type_traits>
 #include <vector>
 
 #include "mambakit/error.hpp"
@@ -29,7 +32,14 @@ class Fields {
       value = item->get<bool>();
     } else if constexpr (std::is_integral_v<T>) {
       if (!is_integer(*item)) fail(key, *item, "must be an integer");
-      value = static_cast<T>(item->get<double>());
+      // Within T's range before the cast (a cast of an out-of-range double is undefined).
+      const double number = item->get<double>();
+      const double bound = std::ldexp(1.0, std::numeric_limits<T>::digits);
+      if (!(number < bound && number >= (std::is_signed_v<T> ? -bound : 0.0))) {
+        fail(key, *item, fmt::format("must be an integer in [{}, {}]", std::numeric_limits<T>::min(),
+                                     std::numeric_limits<T>::max()));
+      }
+      value = static_cast<T>(number);
     } else if constexpr (std::is_floating_point_v<T>) {
       if (!item->is_number()) fail(key, *item, "must be a number");
       value = item->get<T>();
@@ -72,7 +82,7 @@ class Fields {
     }
   }
 
-  [[noreturn]] void fail(const char* key, const nlohmann::json& value, const char* rule) const {
+  [[noreturn]] void fail(const char* key, const nlohmann::json& value, std::string_view rule) const {
     throw Error(fmt::format("{}: {} = {} is invalid: {}", source_, key, value.dump(), rule));
   }
 
