@@ -9,9 +9,11 @@
 #include <cstdint>
 #include <filesystem>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "mambakit/config.hpp"
+#include "mambakit/conformance.hpp"
 #include "mambakit/error.hpp"
 #include "mambakit/model.hpp"
 #include "mambakit/plugin_host.hpp"
@@ -192,4 +194,34 @@ TEST_CASE("each fault of a head is an error naming it and leaves the host usable
           {"no_cpu_device", Operation::kCreate, "head/test_faulty_head does not run on cpu"},
           {"no_param_dtypes", Operation::kCreate, "head/test_faulty_head cannot hold its parameters as f32"},
       });
+}
+
+TEST_CASE("check-plugin reports a faulty declaration as a failed check instead of crashing on it") {
+  // Each of these once crashed, hung or threw std::bad_alloc inside the conformance checks.
+  const std::vector<std::pair<std::string, std::string>> faults = {
+      {"mixer/test_faulty", "negative_param_count"},
+      {"mixer/test_faulty", "huge_param_count"},
+      {"mixer/test_faulty", "negative_dimension"},
+      {"mixer/test_faulty", "huge_dimension"},
+      {"mixer/test_faulty", "overflowing_dimension"},
+      {"mixer/test_faulty", "over_max_rank"},
+      {"mixer/test_faulty", "unnamed_parameter"},
+      {"mixer/test_faulty", "wrong_state_batch"},
+      {"mixer/test_faulty", "negative_state_count"},
+      {"mixer/test_faulty", "huge_saved_count"},
+      {"mixer/test_faulty", "negative_saved_dimension"},
+      {"head/test_faulty_head", "negative_param_count"},
+      {"head/test_faulty_head", "over_max_rank"},
+      {"head/test_faulty_head", "negative_dimension"},
+  };
+  for (const auto& [key, fault] : faults) {
+    mambakit::ConformanceSetup setup;
+    setup.options = R"({"fault": ")" + fault + R"("})";
+    const auto checks = mambakit::check_component(host(), key, setup);
+    INFO(key << " with fault " << fault);
+    REQUIRE(checks.size() == 3);  // created, unknown option refused, declarations
+    CHECK(checks.back().name == "declarations are well-formed");
+    CHECK_FALSE(checks.back().passed);
+    CHECK_THAT(checks.back().detail, Contains(key));
+  }
 }

@@ -13,6 +13,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "../model/declaration_checks.hpp"
 #include "../model/heap_workspace.hpp"
 #include "../plugins/kernel_registry.hpp"
 #include "mambakit/conformance.hpp"
@@ -216,6 +217,45 @@ auto created_with_checks(Create&& create, const nlohmann::json& config, std::vec
                     refusal.find("conformance_unknown_option") != std::string::npos, false,
                     refusal.empty() ? "the factory accepted {\"conformance_unknown_option\": 1}" : refusal});
   return component;
+}
+
+/// check_param_declarations() for one tensor spec's shape: rank, extents of at least
+/// `min_extent`, and a size this machine can hold.
+inline void check_shape(const sdk::TensorSpec& spec, std::int64_t min_extent, const std::string& owner,
+                        const std::string& label) {
+  sdk::TensorSpec shape = spec;
+  shape.dtype = sdk::DType::kF32;
+  model::checked_numel(shape, min_extent, owner, label);
+}
+
+/// Checks the parameters a component declares (a count in range, named, well-formed shapes of a
+/// size this machine can hold) before any check allocates on its word; throws naming `owner`.
+/// The harness holds every tensor in its own element type, so only the shapes are checked here.
+template <class Component>
+void check_param_declarations(const Component& component, const std::string& owner) {
+  const std::int32_t count = model::checked_count(component.param_count(), owner, "parameters");
+  for (std::int32_t i = 0; i < count; ++i) {
+    sdk::ParamSpec spec;
+    require_ok(component.param_spec(i, &spec), owner + " param_spec");
+    const std::string name = model::checked_name(spec.tensor, owner, "parameter", i);
+    check_shape(spec.tensor, 1, owner, "parameter " + name);
+  }
+}
+
+/// Records the check "declarations are well-formed": `body` runs the component's declaration
+/// checks and throws on the first problem. Returns whether it passed (the other checks would
+/// otherwise allocate or loop on the component's word).
+template <class Body>
+bool declarations_checked(std::vector<ConformanceCheck>& checks, Body&& body) {
+  try {
+    body();
+  } catch (const Error& error) {
+    checks.push_back({"declarations are well-formed", false, false, error.what()});
+    return false;
+  }
+  checks.push_back({"declarations are well-formed", true, false,
+                    "counts, names and shapes of the parameters and the tensors it asks the host for"});
+  return true;
 }
 
 }  // namespace mambakit::conformance

@@ -128,6 +128,14 @@ std::vector<ConformanceCheck> check_head(const PluginHost& host, const std::stri
   const HeadPtr probe =
       created_with_checks([&](const std::string& text) { return host.create_head(name, text); }, config, checks);
   if (probe == nullptr) return checks;
+  const std::string owner = "head/" + name;
+  const bool declared = declarations_checked(checks, [&] {
+    check_param_declarations(*probe, owner);
+    sdk::TensorSpec output;
+    require_ok(probe->output_spec(setup.batch, setup.length, &output), owner + " output_spec");
+    check_shape(output, 0, owner, "its output");
+  });
+  if (!declared) return checks;
 
   sdk::HeadCapabilities capabilities;
   probe->capabilities(&capabilities);

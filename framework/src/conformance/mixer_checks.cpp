@@ -314,6 +314,28 @@ std::vector<ConformanceCheck> check_mixer(const PluginHost& host, const std::str
   const MixerPtr probe =
       created_with_checks([&](const std::string& text) { return host.create_mixer(name, text); }, config, checks);
   if (probe == nullptr) return checks;
+  const std::string owner = "mixer/" + name;
+  const bool declared = declarations_checked(checks, [&] {
+    check_param_declarations(*probe, owner);
+    const std::int32_t states = model::checked_count(probe->state_count(), owner, "state tensors");
+    for (std::int32_t i = 0; i < states; ++i) {
+      sdk::TensorSpec spec;
+      require_ok(probe->state_spec(i, setup.batch, &spec), owner + " state_spec");
+      check_shape(spec, 0, owner, "state tensor " + model::checked_name(spec, owner, "state tensor", i));
+      if (spec.rank < 1 || spec.shape[0] != setup.batch) {
+        throw Error(fmt::format("{} declares state tensor {} for {} rows with a first extent of {}: it must be the "
+                                "number of rows",
+                                owner, i, setup.batch, spec.rank < 1 ? 0 : spec.shape[0]));
+      }
+    }
+    const std::int32_t saved = model::checked_count(probe->saved_count(), owner, "saved activations");
+    for (std::int32_t i = 0; i < saved; ++i) {
+      sdk::TensorSpec spec;
+      require_ok(probe->saved_spec(i, setup.batch, setup.length, &spec), owner + " saved_spec");
+      check_shape(spec, 0, owner, fmt::format("saved activation {}", i));
+    }
+  });
+  if (!declared) return checks;
 
   sdk::MixerCapabilities capabilities;
   probe->capabilities(&capabilities);
