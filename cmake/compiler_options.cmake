@@ -16,3 +16,8 @@ if(MAMBAKIT_FUZZ)
   # Coverage feedback for libFuzzer in every mambakit target; the fuzz programs link the driver.
   target_compile_options(mambakit_compile_options INTERFACE $<$<COMPILE_LANGUAGE:CXX>:-fsanitize=fuzzer-no-link>)
 endif()
+if(MAMBAKIT_TSAN)
+  target_compile_options(mambakit_compile_options INTERFACE
+    $<$<COMPILE_LANGUAGE:CXX>:-fsanitize=thread -fno-omit-frame-pointer>)
+  target_link_options(mambakit_compile_options INTERFACE $<$<LINK_LANGUAGE:CXX>:-fsanitize=thread>)
+endif()
