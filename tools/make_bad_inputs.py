@@ -120,6 +120,13 @@ def main():
     with open(os.path.join(OUT, "tokenizer_wordpiece", "tokenizer.json"), "w") as f:
         json.dump({"model": {"type": "WordPiece", "vocab": {"a": 0}}}, f)
 
+    model("tokenizer_huge_id")
+    with open(os.path.join(ROOT, "tests", "fuzz", "corpus", "tokenizer_json", "seed-byte-level-bpe")) as f:
+        tokenizer = json.load(f)
+    tokenizer["model"]["vocab"]["zz"] = 2000000000
+    with open(os.path.join(OUT, "tokenizer_huge_id", "tokenizer.json"), "w") as f:
+        json.dump(tokenizer, f)
+
     def text(name, content):
         with open(os.path.join(OUT, name), "wb") as f:
             f.write(content.encode() if isinstance(content, str) else content)

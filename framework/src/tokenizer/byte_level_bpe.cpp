@@ -26,6 +26,7 @@
 #include <utility>
 #include <vector>
 
+#include "mambakit/config.hpp"
 #include "mambakit/error.hpp"
 #include "mambakit/input_limits.hpp"
 #include "mambakit/tokenizer.hpp"
@@ -79,9 +80,10 @@ class JsonReader {
   }
 
   std::int32_t id(const json& value, std::string_view key) const {
-    if (!value.is_number_integer() || value.get<std::int64_t>() < 0 ||
-        value.get<std::int64_t>() > std::numeric_limits<std::int32_t>::max()) {
-      fail(key, fmt::format("is {}, not a token id (an integer in 0..2^31-1)", brief(value)));
+    // Ids index tables of the largest id's size: one beyond any vocabulary is refused before
+    // those are allocated (kMaxVocabSize, the limit of a model's vocabulary too).
+    if (!value.is_number_integer() || value.get<std::int64_t>() < 0 || value.get<std::int64_t>() >= kMaxVocabSize) {
+      fail(key, fmt::format("is {}, not a token id (an integer in [0, {}))", brief(value), kMaxVocabSize));
     }
     return static_cast<std::int32_t>(value.get<std::int64_t>());
   }
