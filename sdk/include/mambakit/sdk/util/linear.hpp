@@ -201,7 +201,6 @@ void linear_backward_params(const T* grad_y, std::int64_t ldgy, const T* x, std:
                                    std::type_identity_t<T>* grad_weight,
                             std::type_identity_t<T>* grad_bias, std::int64_t m, std::int64_t k,
                                    std::int64_t n) {
-  ConstMatrixMap<T> gy_map(grad_y, m, n, Eigen::OuterStride<>(ldgy));
   if (grad_weight != nullptr) {
     // grad_y^T (N, M) is grad_y (M, N) read column-major.
     linear_detail::for_each_tile(n, k, linear_detail::thread_count(), [&](std::int64_t r0, std::int64_t rows,
@@ -211,7 +210,14 @@ void linear_backward_params(const T* grad_y, std::int64_t ldgy, const T* x, std:
     });
   }
   if (grad_bias != nullptr) {
-    Eigen::Map<RowVector<T>>(grad_bias, n) += gy_map.colwise().sum();
+    // Each column summed over the rows in order: Eigen's colwise().sum() vectorises the sum in
+    // an order that depends on the buffer's alignment, and so its bits on the allocation.
+    std::vector<T> sums(static_cast<std::size_t>(n), T(0));
+    for (std::int64_t r = 0; r < m; ++r) {
+      const T* row = grad_y + r * ldgy;
+      for (std::int64_t j = 0; j < n; ++j) sums[static_cast<std::size_t>(j)] += row[j];
+    }
+    for (std::int64_t j = 0; j < n; ++j) grad_bias[j] += sums[static_cast<std::size_t>(j)];
   }
 }
 
