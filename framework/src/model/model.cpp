@@ -135,7 +135,9 @@ Model Model::create(const ModelConfig& config, const PluginHost& host, const Mod
   }
   impl->head_params = declare_parameters(impl->store, *impl->head, "", head_owner);
   impl->check_param_dtype(sdk::DType::kF32);  // the host creates and trains them as f32
-  impl->check_device_support(options.device);
+  // A CUDA model's components are checked against its device where the device is set up
+  // (make_cuda_ops), after the build and the driver are known to offer one.
+  if (options.device.type == sdk::DeviceType::kCpu) impl->check_device_support(options.device);
   impl->store.allocate();
   impl->store.initialize(options.seed);
   impl->initialize_components(options.seed);
