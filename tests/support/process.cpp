@@ -30,6 +30,17 @@ std::string read_and_remove(const std::string& path) {
   return text.str();
 }
 
+/// posix_spawn of argv (argv[0] a path) with `actions`, which it destroys; the error number, 0
+/// on success, with the child's id in `pid`.
+int spawn(const std::vector<std::string>& argv, posix_spawn_file_actions_t& actions, pid_t& pid) {
+  std::vector<char*> args;
+  for (const auto& arg : argv) args.push_back(const_cast<char*>(arg.c_str()));
+  args.push_back(nullptr);
+  const int spawned = posix_spawn(&pid, args[0], &actions, nullptr, args.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  return spawned;
+}
+
 }  // namespace
 
 ProcessResult run_command(const std::string& command) {
@@ -61,12 +72,8 @@ ProcessResult signal_after(const std::vector<std::string>& argv, const std::stri
   posix_spawn_file_actions_adddup2(&actions, out_fd, STDOUT_FILENO);
   posix_spawn_file_actions_adddup2(&actions, err_fd, STDERR_FILENO);
   posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
-  std::vector<char*> args;
-  for (const auto& arg : argv) args.push_back(const_cast<char*>(arg.c_str()));
-  args.push_back(nullptr);
   pid_t pid = 0;
-  const int spawned = posix_spawn(&pid, args[0], &actions, nullptr, args.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
+  const int spawned = spawn(argv, actions, pid);
   close(out_fd);
   close(err_fd);
   if (spawned != 0) throw std::runtime_error("cannot start " + argv[0]);
@@ -113,12 +120,8 @@ ProcessResult kill_after(const std::vector<std::string>& argv, const std::string
   posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
   posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
   posix_spawn_file_actions_adddup2(&actions, pipe_fds[1], STDERR_FILENO);
-  std::vector<char*> args;
-  for (const auto& arg : argv) args.push_back(const_cast<char*>(arg.c_str()));
-  args.push_back(nullptr);
   pid_t pid = 0;
-  const int spawned = posix_spawn(&pid, args[0], &actions, nullptr, args.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
+  const int spawned = spawn(argv, actions, pid);
   close(pipe_fds[1]);
   if (spawned != 0) {
     close(pipe_fds[0]);

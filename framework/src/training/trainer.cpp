@@ -399,11 +399,6 @@ bool train(const RunConfig& run, const PluginHost& host, bool resume, const std:
     }
     const double lr = cosine_learning_rate(step, run.warmup, run.steps, run.lr, run.min_lr);
     const double grad_norm = optimizer.step(lr);
-    if (const std::string weight = first_non_finite_weight(model); !weight.empty()) {
-      throw diverged(done, fmt::format("the optimizer step (lr {:.3g}, gradient norm {:.3g}) made the weights "
-                                       "non-finite: {}",
-                                       lr, grad_norm, weight));
-    }
     if (run.verbose && step == first_step) {
       for (const auto& choice : model.kernel_choices()) {
         log(fmt::format("kernel {}/{} for {}", choice.kind, choice.name, choice.problem));
@@ -437,7 +432,16 @@ bool train(const RunConfig& run, const PluginHost& host, bool resume, const std:
     if (leader) metrics->append(record);
     stopped = communicator.any(stop_requested.load());
     const bool save = done % run.save_every == 0 || done == run.steps || stopped;
-    if (save) check_ranks_agree(model, communicator, done);
+    if (save) {
+      check_ranks_agree(model, communicator, done);
+      // Checked where weights are written (every save, the last step's included), not after every
+      // step: a non-finite weight makes the next step's loss non-finite, which stops the run.
+      if (const std::string weight = first_non_finite_weight(model); !weight.empty()) {
+        throw diverged(done, fmt::format("the optimizer step (lr {:.3g}, gradient norm {:.3g}) made the weights "
+                                         "non-finite: {}",
+                                         lr, grad_norm, weight));
+      }
+    }
     if (leader && save) {
       if (run.verbose) log(fmt::format("writing checkpoint at step {}", done));
       try {
