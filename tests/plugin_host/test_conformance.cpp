@@ -33,6 +33,11 @@ TEST_CASE("every in-tree mixer and head conforms") {
       mambakit::ConformanceSetup setup;
       // Mamba-2's default head_dim (64) exceeds the check's d_inner (16).
       if (key == "mixer/mamba2") setup.options = R"({"head_dim": 4, "d_state": 8, "n_groups": 2})";
+      // The options these mixers require: the MLP's width, the attention's heads (GQA, rotary).
+      if (key == "mixer/gated_mlp") setup.options = R"({"d_intermediate": 12, "multiple_of": 4})";
+      if (key == "mixer/attention") {
+        setup.options = R"({"num_heads": 4, "num_heads_kv": 2, "rotary_emb_dim": 2, "causal": true})";
+      }
       const auto checks = mambakit::check_component(host, key, setup);
       CHECK(checks.size() >= 5);
       CHECK(failed_checks(checks).empty());

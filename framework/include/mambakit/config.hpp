@@ -33,12 +33,20 @@ struct WeightQuantization {
   friend bool operator==(const WeightQuantization&, const WeightQuantization&) = default;
 };
 
-/// A model: embedding -> blocks (RMSNorm, mixer, residual) -> final RMSNorm -> head. Mirrors
-/// the seed's config hierarchy with the task-specific parts moved into the head's options.
+/// The normalisation of the blocks and of the final norm.
+enum class NormKind {
+  kRms,    ///< RMSNorm: weight
+  kLayer,  ///< LayerNorm: weight and bias
+};
+
+/// A model: embedding -> blocks -> final norm -> head. A block is h += mixer(norm(h)), then, when
+/// the config has an MLP, h += mlp(norm2(h)) (the official mamba_ssm Block). Mirrors the seed's
+/// config hierarchy with the task-specific parts moved into the head's options.
 struct ModelConfig {
   std::int64_t d_model = 768;
   std::int64_t n_layer = 24;
   double norm_eps = 1e-5;
+  NormKind norm = NormKind::kRms;
   bool residual_in_fp32 = true;
   std::int64_t vocab_size = 50280;
   std::int64_t pad_vocab_size_multiple = 8;
@@ -48,6 +56,9 @@ struct ModelConfig {
   ComponentChoice mixer;
   /// Per-layer overrides of `mixer`, by layer index (hybrid stacks).
   std::map<std::int64_t, ComponentChoice> layer_mixers;
+  /// The second sub-block of every block (a component of the mixer interface that declares no
+  /// state, e.g. a gated MLP), or none (an empty name).
+  ComponentChoice mlp{"", "{}"};
   /// The head: what the model outputs and, through its declared objective, how it trains.
   ComponentChoice head;
   /// How the checkpoint beside this config stores its linear weights (JSON "quantization").
@@ -96,6 +107,8 @@ std::string to_json(const ModelConfig& config);
 /// The JSON object the factory of layer `layer`'s mixer receives: the host keys
 /// (sdk::kMixerHostKeys) and the layer's options. Throws when an option takes a host key.
 std::string mixer_config_json(const ModelConfig& config, std::int64_t layer);
+/// The JSON object the factory of layer `layer`'s MLP receives, as for a mixer.
+std::string mlp_config_json(const ModelConfig& config, std::int64_t layer);
 /// The JSON object the head's factory receives: the host keys (sdk::kHeadHostKeys) and the
 /// head's options. Throws when an option takes a host key.
 std::string head_config_json(const ModelConfig& config);

@@ -82,7 +82,9 @@ struct ParameterInfo {
 
 /// The recurrent state of every layer for a batch (the seed's InferenceParams): per layer the
 /// tensors its mixer declares (for S6: the last d_conv conv inputs and the SSM state), f32,
-/// plus how many tokens it has seen. Its size does not depend on that count.
+/// plus how many tokens each row holds. Most tensors have a size independent of that count; a
+/// tensor its mixer declares with a token axis (an attention layer's KV cache) holds one entry
+/// per token, and grows as the rows do.
 class InferenceState {
  public:
   InferenceState();
@@ -95,8 +97,17 @@ class InferenceState {
 
   /// Rows the state is for.
   [[nodiscard]] std::int64_t batch() const { return batch_; }
-  /// Tokens processed since the last reset.
+  /// Tokens processed since the last reset (the most any row holds).
   [[nodiscard]] std::int64_t seqlen_offset() const { return seqlen_offset_; }
+  /// Per row, the tokens it holds (rows differ after copy_row()).
+  [[nodiscard]] const std::vector<std::int64_t>& positions() const;
+  /// Tokens the tensors with a token axis have room for now (0 when there are none).
+  [[nodiscard]] std::int64_t capacity_tokens() const;
+  /// Bytes the state grows by per token of every row (0 for a model of constant state).
+  [[nodiscard]] std::size_t bytes_per_token() const;
+  /// Makes row `row` equal to row `source_row` of `source`, a state of the same model (any
+  /// batch): its tensors and its position. Grows this state when `source` holds more tokens.
+  void copy_row(const InferenceState& source, std::int64_t source_row, std::int64_t row);
   /// Number of layers.
   [[nodiscard]] std::int64_t n_layers() const;
   /// State tensor `index` of layer `layer`, and its name (e.g. "conv_state"). For a state a
@@ -112,13 +123,14 @@ class InferenceState {
   /// Zeroes every tensor and the offset (the seed's reset_cache()).
   void reset();
 
-  /// A summary (the seed's get_cache_info()): layers, tensors, bytes, batch, seqlen offset,
-  /// as a JSON object's text.
+  /// A summary (the seed's get_cache_info()): layers, tensors, bytes, bytes_per_token,
+  /// capacity_tokens, batch, seqlen_offset and positions, as a JSON object's text.
   [[nodiscard]] std::string info_json() const;
 
   /// Writes the state to a safetensors file (atomically), so a long prompt is processed once
-  /// and continued later; load() reads it back into a state of the same model and batch,
-  /// naming the file and tensor on any mismatch.
+  /// and continued later (tensors with a token axis as far as the rows hold tokens); load()
+  /// reads it back into a state of the same model and batch, naming the file and tensor on any
+  /// mismatch.
   void save(const std::filesystem::path& file) const;
   void load(const std::filesystem::path& file);
 

@@ -72,6 +72,7 @@ void validate(const ModelConfig& config) {
     require(layer >= 0 && layer < config.n_layer, source, key, choice.name, "the layer index must be in [0, n_layer)");
     validate_choice(choice, source, key, "mixer");
   }
+  if (!config.mlp.name.empty()) validate_choice(config.mlp, source, "mlp", "MLP");
   validate_choice(config.head, source, "head", "head");
   const WeightQuantization& quantization = config.quantization;
   if (!quantization.scheme.empty()) {
@@ -119,17 +120,24 @@ ComponentChoice required_choice(const json& root, const char* key, const std::st
 
 ModelConfig parse_native(const json& root, const std::string& source) {
   config_json::Fields fields(root, source);
-  fields.ignore({"format", "mixer", "layers", "head", "quantization"});
+  fields.ignore({"format", "mixer", "layers", "mlp", "head", "quantization"});
   ModelConfig config;
   fields.read("d_model", config.d_model);
   fields.read("n_layer", config.n_layer);
   fields.read("norm_eps", config.norm_eps);
+  std::string norm = "rms";
+  fields.read("norm", norm);
+  require(norm == "rms" || norm == "layer", source, "norm", json(norm).dump(),
+          "must be \"rms\" (RMSNorm) or \"layer\" (LayerNorm)");
+  config.norm = norm == "rms" ? NormKind::kRms : NormKind::kLayer;
   fields.read("residual_in_fp32", config.residual_in_fp32);
   fields.read("vocab_size", config.vocab_size);
   fields.read("pad_vocab_size_multiple", config.pad_vocab_size_multiple);
   fields.read("tie_embeddings", config.tie_embeddings);
   config.mixer = required_choice(root, "mixer", source, "mixer of every layer");
   config.head = required_choice(root, "head", source, "head");
+  const auto mlp = root.find("mlp");
+  if (mlp != root.end()) config.mlp = choice_from_json(*mlp, source, "mlp");
   const auto layers = root.find("layers");
   if (layers != root.end()) {
     if (!layers->is_object()) {
@@ -253,6 +261,7 @@ std::string to_json(const ModelConfig& config) {
   out["d_model"] = config.d_model;
   out["n_layer"] = config.n_layer;
   out["norm_eps"] = config.norm_eps;
+  if (config.norm == NormKind::kLayer) out["norm"] = "layer";
   out["residual_in_fp32"] = config.residual_in_fp32;
   out["vocab_size"] = config.vocab_size;
   out["pad_vocab_size_multiple"] = config.pad_vocab_size_multiple;
@@ -263,6 +272,7 @@ std::string to_json(const ModelConfig& config) {
     for (const auto& [layer, choice] : config.layer_mixers) layers[std::to_string(layer)] = choice_to_json(choice);
     out["layers"] = layers;
   }
+  if (!config.mlp.name.empty()) out["mlp"] = choice_to_json(config.mlp);
   out["head"] = choice_to_json(config.head);
   if (!config.quantization.scheme.empty()) {
     out["quantization"] = json{{"scheme", config.quantization.scheme}, {"group_size", config.quantization.group_size}};
@@ -286,13 +296,27 @@ json with_host_keys(const ComponentChoice& choice, const char* const (&host_keys
 
 }  // namespace
 
-std::string mixer_config_json(const ModelConfig& config, std::int64_t layer) {
-  const ComponentChoice& mixer = config.mixer_of_layer(layer);
-  json out = with_host_keys(mixer, sdk::kMixerHostKeys, fmt::format("layer {} mixer/{}", layer, mixer.name));
+namespace {
+
+/// The factory config of a block component of layer `layer`: its options and the mixer host keys.
+std::string block_component_json(const ModelConfig& config, const ComponentChoice& choice, std::int64_t layer,
+                                 const std::string& owner) {
+  json out = with_host_keys(choice, sdk::kMixerHostKeys, owner);
   out["d_model"] = config.d_model;
   out["n_layer"] = config.n_layer;
   out["layer_index"] = layer;
   return out.dump();
+}
+
+}  // namespace
+
+std::string mixer_config_json(const ModelConfig& config, std::int64_t layer) {
+  const ComponentChoice& mixer = config.mixer_of_layer(layer);
+  return block_component_json(config, mixer, layer, fmt::format("layer {} mixer/{}", layer, mixer.name));
+}
+
+std::string mlp_config_json(const ModelConfig& config, std::int64_t layer) {
+  return block_component_json(config, config.mlp, layer, fmt::format("layer {} mlp/{}", layer, config.mlp.name));
 }
 
 std::string head_config_json(const ModelConfig& config) {

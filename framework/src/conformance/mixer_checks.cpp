@@ -1,9 +1,14 @@
 // Conformance of a mixer: gradients against finite differences, accumulation, step against
 // forward, chunked prefill and a restored state against one pass, thread-count determinism, and
 // refusal of an unknown option. Dimensions: B batch, L length, D d_model.
+//
+// A state that grows with the sequence (Mixer::state_token_axis()) is made with room for
+// kHeldTokens + L tokens; calls from an initial state pass the rows' positions, and the gradient
+// check starts from a state that holds kHeldTokens random tokens.
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cstring>
 #include <functional>
 #include <nlohmann/json.hpp>
@@ -16,6 +21,9 @@ namespace mambakit::conformance {
 namespace {
 
 using MixerMaker = std::function<MixerPtr()>;
+
+/// Tokens an initial state holds in the gradient check.
+constexpr std::int64_t kHeldTokens = 2;
 
 /// A mixer with random parameters of dtype T, called on host-owned tensors.
 template <class T>
@@ -30,6 +38,9 @@ class MixerHarness {
       params_.add(spec.tensor);
     }
     params_.fill_normal(generator, 0.5);
+    for (std::int32_t i = 0; i < mixer_->state_count(); ++i) {
+      token_axes_.push_back(abi_minor(mixer_) >= 3 ? mixer_->state_token_axis(i) : -1);
+    }
   }
 
   sdk::Mixer& mixer() { return *mixer_; }
@@ -37,14 +48,29 @@ class MixerHarness {
   sdk::Context& context() { return context_.context; }
   [[nodiscard]] std::int64_t width() const { return setup_.d_model; }
 
+  /// A zero state; a tensor with a token axis has room for kHeldTokens + L tokens.
   Tensors<T> make_state() const {
     Tensors<T> state;
     for (std::int32_t i = 0; i < mixer_->state_count(); ++i) {
       sdk::TensorSpec spec;
       require_ok(mixer_->state_spec(i, setup_.batch, &spec), "state_spec");
-      state.add(spec);
+      std::vector<std::int64_t> shape(spec.shape, spec.shape + spec.rank);
+      const std::int32_t axis = token_axes_[static_cast<std::size_t>(i)];
+      if (axis >= 0) shape[static_cast<std::size_t>(axis)] = kHeldTokens + setup_.length;
+      state.add(shape);
     }
     return state;
+  }
+
+  /// Whether a state tensor grows with the sequence.
+  [[nodiscard]] bool state_grows() const {
+    return std::any_of(token_axes_.begin(), token_axes_.end(), [](std::int32_t axis) { return axis >= 0; });
+  }
+
+  /// A (B) positions view of `held` tokens per row, kept in `buffer`.
+  sdk::TensorView positions(std::vector<std::int64_t>& buffer, std::int64_t held) const {
+    buffer.assign(static_cast<std::size_t>(setup_.batch), held);
+    return sdk::make_view(buffer.data(), sdk::DType::kI64, sdk::Device{}, {setup_.batch});
   }
 
   Tensors<T> make_saved(std::int64_t length) const {
@@ -57,10 +83,10 @@ class MixerHarness {
     return saved;
   }
 
-  /// y for x (B, length, D), from `initial` (or zeros), writing `final` and `saved` when given.
-  /// `other` runs it on a new instance of the mixer.
+  /// y for x (B, length, D), from `initial` holding `held` tokens per row (or zeros), writing
+  /// `final` and `saved` when given. `other` runs it on a new instance of the mixer.
   std::vector<T> forward(const std::vector<T>& x, std::int64_t length, const Tensors<T>* initial, Tensors<T>* final,
-                         Tensors<T>* saved = nullptr, sdk::Mixer* other = nullptr) {
+                         Tensors<T>* saved = nullptr, sdk::Mixer* other = nullptr, std::int64_t held = 0) {
     const std::int64_t B = setup_.batch, D = setup_.d_model;
     std::vector<T> y(static_cast<std::size_t>(B * length * D));
     const auto param_views = params_.views();
@@ -69,9 +95,11 @@ class MixerHarness {
     args.params = param_views.data();
     args.x = sdk::make_view(const_cast<T*>(x.data()), dtype_of<T>, sdk::Device{}, {B, length, D});
     args.y = sdk::make_view(y.data(), dtype_of<T>, sdk::Device{}, {B, length, D});
+    std::vector<std::int64_t> positions_buffer;
     if (initial != nullptr && !initial->empty()) {
       initial_views = initial->views();
       args.initial_state = initial_views.data();
+      args.positions = positions(positions_buffer, held);
     }
     if (final != nullptr && !final->empty()) {
       final_views = final->views();
@@ -88,7 +116,7 @@ class MixerHarness {
   /// Gradients of sum(y * grad_y) + sum(final * grad_final) added into the given buffers.
   void backward(const std::vector<T>& x, std::int64_t length, const Tensors<T>* initial, const Tensors<T>& saved,
                 const std::vector<T>& grad_y, const Tensors<T>* grad_final, std::vector<T>& grad_x,
-                Tensors<T>& grad_params, Tensors<T>* grad_initial) {
+                Tensors<T>& grad_params, Tensors<T>* grad_initial, std::int64_t held = 0) {
     const std::int64_t B = setup_.batch, D = setup_.d_model;
     const auto param_views = params_.views(), saved_views = saved.views(), grad_param_views = grad_params.views();
     std::vector<sdk::TensorView> initial_views, grad_final_views, grad_initial_views;
@@ -99,9 +127,11 @@ class MixerHarness {
     args.grad_y = sdk::make_view(const_cast<T*>(grad_y.data()), dtype_of<T>, sdk::Device{}, {B, length, D});
     args.grad_x = sdk::make_view(grad_x.data(), dtype_of<T>, sdk::Device{}, {B, length, D});
     args.grad_params = grad_param_views.data();
+    std::vector<std::int64_t> positions_buffer;
     if (initial != nullptr && !initial->empty()) {
       initial_views = initial->views();
       args.initial_state = initial_views.data();
+      args.positions = positions(positions_buffer, held);
       if (grad_initial != nullptr) {
         grad_initial_views = grad_initial->views();
         args.grad_initial_state = grad_initial_views.data();
@@ -121,6 +151,7 @@ class MixerHarness {
         y_t(static_cast<std::size_t>(B * D));
     const auto param_views = params_.views();
     const auto state_views = state.views();
+    std::vector<std::int64_t> positions_buffer;
     for (std::int64_t t = 0; t < length; ++t) {
       for (std::int64_t b = 0; b < B; ++b) {
         std::copy_n(x.begin() + (b * length + t) * D, D, x_t.begin() + b * D);
@@ -130,6 +161,7 @@ class MixerHarness {
       args.x = sdk::make_view(x_t.data(), dtype_of<T>, sdk::Device{}, {B, D});
       args.y = sdk::make_view(y_t.data(), dtype_of<T>, sdk::Device{}, {B, D});
       args.state = state_views.data();
+      args.positions = positions(positions_buffer, t);
       require_ok(mixer_->step(context(), args), fmt::format("step at position {}", t));
       for (std::int64_t b = 0; b < B; ++b) std::copy_n(y_t.begin() + b * D, D, y.begin() + (b * length + t) * D);
     }
@@ -143,6 +175,7 @@ class MixerHarness {
   MixerMaker make_;
   ConformanceSetup setup_;
   MixerPtr mixer_;
+  std::vector<std::int32_t> token_axes_;  ///< per state tensor, its token axis or -1
   Tensors<T> params_;
   HostContext context_;
 };
@@ -156,17 +189,19 @@ ConformanceCheck gradient_check(MixerHarness<T>& harness, const ConformanceSetup
   Tensors<T> initial = harness.make_state(), final = harness.make_state(), grad_final = harness.make_state();
   initial.fill_normal(generator, 0.5);
   grad_final.fill_normal(generator, 1.0);
+  // A growing state holds kHeldTokens tokens (the rest of its room, unread, stays random).
+  const std::int64_t held = harness.state_grows() ? kHeldTokens : 0;
   auto loss = [&]() {
     Tensors<T> out = harness.make_state();
-    const std::vector<T> y = harness.forward(x, L, &initial, &out);
+    const std::vector<T> y = harness.forward(x, L, &initial, &out, nullptr, nullptr, held);
     return dot(y, grad_y) + dot(out, grad_final);
   };
   Tensors<T> saved = harness.make_saved(L);
-  harness.forward(x, L, &initial, &final, &saved);
+  harness.forward(x, L, &initial, &final, &saved, nullptr, held);
   std::vector<T> grad_x(x.size(), T(0));
   Tensors<T> grad_params = harness.params(), grad_initial = harness.make_state();
   grad_params.zero();
-  harness.backward(x, L, &initial, saved, grad_y, &grad_final, grad_x, grad_params, &grad_initial);
+  harness.backward(x, L, &initial, saved, grad_y, &grad_final, grad_x, grad_params, &grad_initial, held);
 
   FiniteDifferences<T> differences;
   differences.compare(x, grad_x, loss);
@@ -228,7 +263,7 @@ ConformanceCheck chunked_check(MixerHarness<T>& harness, const ConformanceSetup&
   MixerPtr other = restored ? harness.fresh_instance() : nullptr;
   const Tensors<T> copy = middle;  // what a saved state file holds
   const std::vector<T> tail =
-      harness.forward(positions(x, B, L, D, first, L), L - first, &copy, &chunk_final, nullptr, other.get());
+      harness.forward(positions(x, B, L, D, first, L), L - first, &copy, &chunk_final, nullptr, other.get(), first);
   std::vector<T> got, expected;
   for (std::int64_t b = 0; b < B; ++b) {
     got.insert(got.end(), head.begin() + b * first * D, head.begin() + (b + 1) * first * D);
@@ -326,6 +361,12 @@ std::vector<ConformanceCheck> check_mixer(const PluginHost& host, const std::str
         throw Error(fmt::format("{} declares state tensor {} for {} rows with a first extent of {}: it must be the "
                                 "number of rows",
                                 owner, i, setup.batch, spec.rank < 1 ? 0 : spec.shape[0]));
+      }
+      const std::int32_t axis = abi_minor(probe) >= 3 ? probe->state_token_axis(i) : -1;
+      if (axis != -1 && (axis < 1 || axis >= spec.rank || spec.shape[axis] != 1)) {
+        throw Error(fmt::format("{} declares token axis {} for state tensor {} of rank {}: it must be an axis after "
+                                "the rows, declared with extent 1",
+                                owner, axis, i, spec.rank));
       }
     }
     const std::int32_t saved = model::checked_count(probe->saved_count(), owner, "saved activations");

@@ -12,17 +12,6 @@ namespace mambakit {
 
 namespace {
 
-/// Copies row 0 of `single` into row `row` of `batch` (same layer and tensor layout).
-void copy_state_row(const InferenceState& single, InferenceState& batch, std::int64_t row) {
-  for (std::int64_t layer = 0; layer < single.n_layers(); ++layer) {
-    for (std::int64_t i = 0; i < single.tensor_count(layer); ++i) {
-      const auto& source = single.tensor(layer, i).values;
-      auto& target = batch.tensor(layer, i).values;
-      std::copy(source.begin(), source.end(), target.begin() + row * static_cast<std::int64_t>(source.size()));
-    }
-  }
-}
-
 /// Row `row` of (B, 1, V) logits as a vector.
 std::vector<float> row_logits(const FloatTensor& logits, std::int64_t row, std::int64_t vocab) {
   const std::int64_t stride = logits.shape.back();
@@ -79,7 +68,7 @@ GenerationResult generate(Model& model, const std::vector<std::vector<std::int32
     InferenceState single = model.make_state(1);
     const FloatTensor logits =
         model.forward(TokenBatch{1, static_cast<std::int64_t>(prompt.size()), prompt}, &single, true);
-    copy_state_row(single, state, row);
+    state.copy_row(single, 0, row);
     accept(row, row_logits(logits, 0, vocab));
   }
   for (std::int64_t produced = 1; produced < options.max_new_tokens && !stop_all; ++produced) {

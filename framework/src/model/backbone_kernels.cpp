@@ -104,6 +104,79 @@ void rms_norm_backward(const T* x, const T* weight, const T* grad_out, T* grad_x
   });
 }
 
+namespace {
+
+/// A row's mean and 1 / sqrt(variance + eps), in f64.
+template <class T>
+std::pair<double, double> row_moments(const T* row, std::int64_t d_model, double eps) {
+  double sum = 0.0;
+  for (std::int64_t d = 0; d < d_model; ++d) sum += static_cast<double>(row[d]);
+  const double mean = sum / static_cast<double>(d_model);
+  double sum_squares = 0.0;
+  for (std::int64_t d = 0; d < d_model; ++d) sum_squares += (row[d] - mean) * (row[d] - mean);
+  return {mean, 1.0 / std::sqrt(sum_squares / static_cast<double>(d_model) + eps)};
+}
+
+}  // namespace
+
+template <class T>
+void layer_norm(const T* x, const T* weight, const T* bias, T* out, std::int64_t rows, std::int64_t d_model,
+                double eps, int n_threads) {
+  for_each_index(rows, rows * d_model, n_threads, [&](std::int64_t r) {
+    const T* row = x + r * d_model;
+    const auto [mean, scale] = row_moments(row, d_model, eps);
+    T* result = out + r * d_model;
+    for (std::int64_t d = 0; d < d_model; ++d) {
+      result[d] = static_cast<T>((row[d] - mean) * scale) * weight[d] + bias[d];
+    }
+  });
+}
+
+template <class T>
+void layer_norm_backward(const T* x, const T* weight, const T* grad_out, T* grad_x, T* grad_weight, T* grad_bias,
+                         std::int64_t rows, std::int64_t d_model, double eps, int n_threads) {
+  // y = xhat w + b with xhat = (x - mean) r:  dx = r (gw - mean(gw) - xhat mean(gw xhat)),
+  // dw = sum_rows g xhat, db = sum_rows g. As in rms_norm_backward, the parameter gradients are
+  // summed over the rows in order, per block of columns, whatever the thread count.
+  std::vector<std::pair<double, double>> moments(static_cast<std::size_t>(rows));
+  const double width = static_cast<double>(d_model);
+  for_each_index(rows, rows * d_model, n_threads, [&](std::int64_t r) {
+    const T* row = x + r * d_model;
+    const T* g = grad_out + r * d_model;
+    const auto [mean, scale] = row_moments(row, d_model, eps);
+    double sum_gw = 0.0, sum_gw_xhat = 0.0;
+    for (std::int64_t d = 0; d < d_model; ++d) {
+      const double gw = static_cast<double>(g[d]) * weight[d];
+      sum_gw += gw;
+      sum_gw_xhat += gw * (row[d] - mean) * scale;
+    }
+    T* out = grad_x + r * d_model;
+    for (std::int64_t d = 0; d < d_model; ++d) {
+      const double xhat = (row[d] - mean) * scale;
+      out[d] += static_cast<T>(scale * (static_cast<double>(g[d]) * weight[d] - sum_gw / width - xhat * sum_gw_xhat / width));
+    }
+    moments[static_cast<std::size_t>(r)] = {mean, scale};
+  });
+  constexpr std::int64_t kColumns = 16;
+  for_each_index((d_model + kColumns - 1) / kColumns, rows * d_model, n_threads, [&](std::int64_t block) {
+    const std::int64_t d0 = block * kColumns, count = std::min(kColumns, d_model - d0);
+    double weight_sums[kColumns] = {}, bias_sums[kColumns] = {};
+    for (std::int64_t r = 0; r < rows; ++r) {
+      const T* row = x + r * d_model + d0;
+      const T* g = grad_out + r * d_model + d0;
+      const auto [mean, scale] = moments[static_cast<std::size_t>(r)];
+      for (std::int64_t i = 0; i < count; ++i) {
+        weight_sums[i] += static_cast<double>(g[i]) * (row[i] - mean) * scale;
+        bias_sums[i] += static_cast<double>(g[i]);
+      }
+    }
+    for (std::int64_t i = 0; i < count; ++i) {
+      grad_weight[d0 + i] += static_cast<T>(weight_sums[i]);
+      grad_bias[d0 + i] += static_cast<T>(bias_sums[i]);
+    }
+  });
+}
+
 template <class T>
 void embedding_backward(const std::int32_t* ids, const T* grad_out, T* grad_table, std::int64_t rows,
                         std::int64_t d_model) {
@@ -122,6 +195,9 @@ void add_in_place(float* x, const float* y, std::int64_t count, int n_threads) {
   template void embedding_lookup<T>(const std::int32_t*, const T*, T*, std::int64_t, std::int64_t, int);              \
   template void rms_norm<T>(const T*, const T*, T*, std::int64_t, std::int64_t, double, int);                        \
   template void rms_norm_backward<T>(const T*, const T*, const T*, T*, T*, std::int64_t, std::int64_t, double, int); \
+  template void layer_norm<T>(const T*, const T*, const T*, T*, std::int64_t, std::int64_t, double, int);          \
+  template void layer_norm_backward<T>(const T*, const T*, const T*, T*, T*, T*, std::int64_t, std::int64_t, double, \
+                                       int);                                                                        \
   template void embedding_backward<T>(const std::int32_t*, const T*, T*, std::int64_t, std::int64_t);
 MAMBAKIT_INSTANTIATE_BACKBONE(float)
 MAMBAKIT_INSTANTIATE_BACKBONE(double)

@@ -30,6 +30,17 @@ template <class T>
 void rms_norm_backward(const T* x, const T* weight, const T* grad_out, T* grad_x, T* grad_weight,
                        std::int64_t rows, std::int64_t d_model, double eps, int n_threads);
 
+/// out (M, D) = (x - mean(x)) * rsqrt(var(x) + eps) * weight (D) + bias (D), per row (LayerNorm).
+template <class T>
+void layer_norm(const T* x, const T* weight, const T* bias, T* out, std::int64_t rows, std::int64_t d_model,
+                double eps, int n_threads);
+
+/// Backward of layer_norm(): grad_x (M, D) += d/dx, grad_weight and grad_bias (D) +=, given
+/// the forward input x and grad_out (M, D).
+template <class T>
+void layer_norm_backward(const T* x, const T* weight, const T* grad_out, T* grad_x, T* grad_weight, T* grad_bias,
+                         std::int64_t rows, std::int64_t d_model, double eps, int n_threads);
+
 /// grad_table[ids[m]] (V, D) += grad_out[m] (M, D).
 template <class T>
 void embedding_backward(const std::int32_t* ids, const T* grad_out, T* grad_table, std::int64_t rows,

@@ -16,13 +16,20 @@
 
 namespace mambakit::model {
 
+void DeviceOps::layer_norm(const float*, const float*, const float*, float*, std::int64_t, std::int64_t, double) {
+  throw Error(fmt::format("LayerNorm blocks run on the CPU only in this version, not on {}", device_name(device())));
+}
+
+void DeviceOps::layer_norm_backward(const float*, const float*, const float*, float*, float*, float*, std::int64_t,
+                                    std::int64_t, double) {
+  throw Error(fmt::format("LayerNorm blocks run on the CPU only in this version, not on {}", device_name(device())));
+}
+
 namespace {
 
-/// Throws naming layer `layer`'s mixer (formatted only on failure).
-void check_mixer(const sdk::Status& status, const Model::Impl& impl, std::size_t layer, const char* what) {
-  if (!status.ok()) {
-    throw Error(fmt::format("layer {} mixer/{}{}: {}", layer, impl.mixer_names[layer], what, status.message));
-  }
+/// Throws naming the sub-block's component (formatted only on failure).
+void check_block(const sdk::Status& status, const SubBlock& block, const char* what) {
+  if (!status.ok()) throw Error(fmt::format("{}{}: {}", block.owner, what, status.message));
 }
 
 void check_head(const sdk::Status& status, const Model::Impl& impl, const char* what) {
@@ -57,12 +64,51 @@ std::vector<std::int64_t> head_output_shape(const Model::Impl& impl, std::int64_
   return std::vector<std::int64_t>(spec.shape, spec.shape + spec.rank);
 }
 
+/// norm(x) of `rows` rows into `out`: RMSNorm, or LayerNorm when the norm has a bias.
+void apply_norm(const Model::Impl& impl, DeviceOps& ops, const NormParams& norm, const float* x, float* out,
+                std::int64_t rows) {
+  const std::int64_t D = impl.config.d_model;
+  const double eps = impl.config.norm_eps;
+  if (norm.bias < 0) {
+    ops.rms_norm(x, ops.parameter_f32(norm.weight), out, rows, D, eps);
+  } else {
+    ops.layer_norm(x, ops.parameter_f32(norm.weight), ops.parameter_f32(norm.bias), out, rows, D, eps);
+  }
+}
+
+/// Backward of apply_norm(): grad_x += d/dx, and the norm's parameter gradients +=.
+void norm_backward(const Model::Impl& impl, DeviceOps& ops, const NormParams& norm, const float* x,
+                   const float* grad_out, float* grad_x, std::int64_t rows) {
+  const std::int64_t D = impl.config.d_model;
+  const double eps = impl.config.norm_eps;
+  if (norm.bias < 0) {
+    ops.rms_norm_backward(x, ops.parameter_f32(norm.weight), grad_out, grad_x, ops.gradient(norm.weight), rows, D, eps);
+  } else {
+    ops.layer_norm_backward(x, ops.parameter_f32(norm.weight), grad_out, grad_x, ops.gradient(norm.weight),
+                            ops.gradient(norm.bias), rows, D, eps);
+  }
+}
+
+/// The rows' positions (B) as the mixers receive them: on the CPU the state's own; on another
+/// device none (no component there reads them yet; see mixer.hpp).
+sdk::TensorView positions_view(DeviceOps& ops, const InferenceState* state) {
+  if (state == nullptr || ops.device().type != sdk::DeviceType::kCpu) return {};
+  const std::vector<std::int64_t>& positions = state->positions();
+  return activation(ops, positions.data(), {static_cast<std::int64_t>(positions.size())}, sdk::DType::kI64);
+}
+
+/// The most tokens a row of `state` holds.
+std::int64_t held_tokens(const InferenceState& state) {
+  const auto& positions = state.positions();
+  return positions.empty() ? 0 : *std::max_element(positions.begin(), positions.end());
+}
+
 /// The final norm of hidden (B, L', D) into `normed`, then the head into `output`.
 void run_head(Model::Impl& impl, DeviceOps& ops, const sdk::Context& ctx, const float* hidden, float* normed,
               std::int64_t batch, std::int64_t length, const std::int32_t* lengths, float* output,
               const std::vector<std::int64_t>& output_shape) {
   const std::int64_t D = impl.config.d_model;
-  ops.rms_norm(hidden, ops.parameter_f32(impl.norm_f), normed, batch * length, D, impl.config.norm_eps);
+  apply_norm(impl, ops, impl.norm_f, hidden, normed, batch * length);
   const auto params = parameters(ops, impl.head_params);
   sdk::HeadForwardArgs args;
   args.params = params.data();
@@ -92,23 +138,25 @@ FloatTensor forward_pass(Model::Impl& impl, DeviceOps& ops, const TokenBatch& to
   ops.begin();
   const std::int64_t B = tokens.batch, L = tokens.length, D = impl.config.d_model, M = B * L;
   const sdk::Context ctx = ops.context();
+  if (state != nullptr) StateAccess::reserve(*state, held_tokens(*state) + L);
   const std::vector<std::vector<sdk::TensorView>>* states = state != nullptr ? &ops.state_on_device(*state) : nullptr;
+  const sdk::TensorView positions = positions_view(ops, state);
   const auto [ids, lengths] = upload_tokens(ops, tokens);
   float* hidden = ops.take<float>(M * D, "the hidden states");
   float* normed = ops.take<float>(M * D, "the normed hidden states");
   float* mixed = ops.take<float>(M * D, "the mixer outputs");
   ops.embedding(ids, ops.parameter(impl.embedding), hidden, M, D);
   const std::vector<std::int64_t> shape{B, L, D};
-  for (std::size_t layer = 0; layer < impl.mixers.size(); ++layer) {
-    ops.rms_norm(hidden, ops.parameter_f32(impl.layer_norms[layer]), normed, M, D, impl.config.norm_eps);
-    const auto params = parameters(ops, impl.mixer_params[layer]);
+  for (const SubBlock& block : impl.blocks) {
+    apply_norm(impl, ops, block.norm, hidden, normed, M);
+    const auto params = parameters(ops, block.params);
     sdk::MixerForwardArgs args;
     args.params = params.data();
     args.x = activation(ops, normed, shape);
     args.y = activation(ops, mixed, shape);
     std::vector<sdk::TensorView> initial;
-    if (states != nullptr) {
-      const auto& finals = (*states)[layer];
+    if (states != nullptr && block.is_mixer) {
+      const auto& finals = (*states)[block.layer];
       if (state->seqlen_offset() > 0) {  // a copy: initial and final never alias
         for (const auto& tensor : finals) {
           sdk::TensorView copy = tensor;
@@ -117,10 +165,11 @@ FloatTensor forward_pass(Model::Impl& impl, DeviceOps& ops, const TokenBatch& to
           initial.push_back(copy);
         }
         args.initial_state = initial.data();
+        args.positions = positions;
       }
       args.final_state = finals.data();
     }
-    check_mixer(impl.mixers[layer]->forward(ctx, args), impl, layer, "");
+    check_block(block.component->forward(ctx, args), block, "");
     ops.add(hidden, mixed, M * D);
   }
   const float* head_input = hidden;
@@ -145,7 +194,9 @@ FloatTensor step_pass(Model::Impl& impl, DeviceOps& ops, const std::vector<std::
                       std::vector<std::int32_t>* argmax) {
   const auto on_device = ops.use_device();
   const std::int64_t B = state.batch(), D = impl.config.d_model;
+  StateAccess::reserve(state, held_tokens(state) + 1);
   const auto& states = ops.state_on_device(state);
+  const sdk::TensorView positions = positions_view(ops, &state);
   const std::int32_t* device_ids = ops.step_ids(ids);
   FloatTensor result(head_output_shape(impl, B, 1));
   const std::int64_t vocab = impl.config.vocab_size, stride = result.shape.back();
@@ -163,15 +214,18 @@ FloatTensor step_pass(Model::Impl& impl, DeviceOps& ops, const std::vector<std::
     float* mixed = ops.take<float>(B * D, "the mixer outputs");
     ops.embedding(device_ids, ops.parameter(impl.embedding), hidden, B, D);
     const std::vector<std::int64_t> shape{B, D};
-    for (std::size_t layer = 0; layer < impl.mixers.size(); ++layer) {
-      ops.rms_norm(hidden, ops.parameter_f32(impl.layer_norms[layer]), normed, B, D, impl.config.norm_eps);
-      const auto params = parameters(ops, impl.mixer_params[layer]);
+    for (const SubBlock& block : impl.blocks) {
+      apply_norm(impl, ops, block.norm, hidden, normed, B);
+      const auto params = parameters(ops, block.params);
       sdk::MixerStepArgs args;
       args.params = params.data();
       args.x = activation(ops, normed, shape);
       args.y = activation(ops, mixed, shape);
-      args.state = states[layer].data();
-      check_mixer(impl.mixers[layer]->step(ctx, args), impl, layer, " step");
+      if (block.is_mixer) {
+        args.state = states[block.layer].data();
+        args.positions = positions;
+      }
+      check_block(block.component->step(ctx, args), block, " step");
       ops.add(hidden, mixed, B * D);
     }
     run_head(impl, ops, ctx, hidden, normed, B, 1, nullptr, output, result.shape);
@@ -196,11 +250,9 @@ class GradientNotifier {
   GradientNotifier(const Model::Impl& impl, const GradientsReady& ready, bool defer) : ready_(ready), defer_(defer) {
     if (!ready_) return;
     stages_.push_back(impl.head_params);
-    stages_.push_back({impl.norm_f});
-    for (std::size_t layer = impl.mixers.size(); layer-- > 0;) {
-      std::vector<int> stage = impl.mixer_params[layer];
-      stage.push_back(impl.layer_norms[layer]);
-      stages_.push_back(std::move(stage));
+    stages_.push_back(norm_stage({}, impl.norm_f));
+    for (auto block = impl.blocks.rbegin(); block != impl.blocks.rend(); ++block) {
+      stages_.push_back(norm_stage(block->params, block->norm));
     }
     stages_.push_back({impl.embedding});
     std::vector<std::size_t> last_stage;
@@ -235,6 +287,12 @@ class GradientNotifier {
   }
 
  private:
+  static std::vector<int> norm_stage(std::vector<int> stage, const NormParams& norm) {
+    stage.push_back(norm.weight);
+    if (norm.bias >= 0) stage.push_back(norm.bias);
+    return stage;
+  }
+
   const GradientsReady& ready_;
   bool defer_;
   std::vector<std::vector<int>> stages_;
@@ -251,8 +309,7 @@ double training_pass(Model::Impl& impl, DeviceOps& ops, const TokenBatch& tokens
   ops.begin();
   const bool training = kind != PassKind::kEvaluate, recompute = kind == PassKind::kTrainRecompute;
   const std::int64_t B = tokens.batch, L = tokens.length, D = impl.config.d_model, M = B * L;
-  const std::size_t n_layer = impl.mixers.size();
-  const double eps = impl.config.norm_eps;
+  const std::size_t n_blocks = impl.blocks.size();
   const std::size_t slice_bytes = static_cast<std::size_t>(M * D) * sizeof(float);
   const std::vector<std::int64_t> shape{B, L, D};
   const sdk::Context ctx = ops.context();
@@ -260,24 +317,23 @@ double training_pass(Model::Impl& impl, DeviceOps& ops, const TokenBatch& tokens
   if (training) ops.begin_gradients();
 
   const auto [ids, lengths] = upload_tokens(ops, tokens);
-  // Training keeps each layer's input and the final hidden states (n_layer + 1 slices);
+  // Training keeps each sub-block's input and the final hidden states (n_blocks + 1 slices);
   // evaluation updates one slice in place.
-  const std::int64_t slices = training ? static_cast<std::int64_t>(n_layer) + 1 : 1;
+  const std::int64_t slices = training ? static_cast<std::int64_t>(n_blocks) + 1 : 1;
   float* hidden = ops.take<float>(slices * M * D, "the layer inputs");
-  auto layer_input = [&](std::size_t layer) { return training ? hidden + static_cast<std::int64_t>(layer) * M * D : hidden; };
+  auto block_input = [&](std::size_t b) { return training ? hidden + static_cast<std::int64_t>(b) * M * D : hidden; };
   float* normed = ops.take<float>(M * D, "the normed hidden states");
   float* mixed = ops.take<float>(M * D, "the mixer outputs");
   float* final_normed = ops.take<float>(M * D, "the head input");
 
-  // Saved tensors of layer `layer`'s mixer, as declared for (B, L), taken last in, first out.
-  auto take_saved = [&](std::size_t layer) {
+  // Saved tensors of a sub-block's component, as declared for (B, L), taken last in, first out.
+  auto take_saved = [&](const SubBlock& block) {
     std::vector<sdk::TensorView> saved;
-    const sdk::Mixer& mixer = *impl.mixers[layer];
+    const sdk::Mixer& mixer = *block.component;
     for (std::int32_t i = 0; i < mixer.saved_count(); ++i) {
       sdk::TensorSpec spec;
-      check_mixer(mixer.saved_spec(i, B, L, &spec), impl, layer, "");
-      const std::int64_t numel = checked_numel(spec, 0, fmt::format("layer {} mixer/{}", layer, impl.mixer_names[layer]),
-                                               fmt::format("saved activation {} for ({}, {})", i, B, L));
+      check_block(mixer.saved_spec(i, B, L, &spec), block, "");
+      const std::int64_t numel = checked_numel(spec, 0, block.owner, fmt::format("saved activation {} for ({}, {})", i, B, L));
       const std::vector<std::int64_t> saved_shape(spec.shape, spec.shape + spec.rank);
       saved.push_back(activation(ops, ops.take<float>(numel, "a mixer's saved activations"), saved_shape));
     }
@@ -286,42 +342,43 @@ double training_pass(Model::Impl& impl, DeviceOps& ops, const TokenBatch& tokens
   auto release_saved = [&](const std::vector<sdk::TensorView>& saved) {
     for (auto tensor = saved.rbegin(); tensor != saved.rend(); ++tensor) ops.release(tensor->data);
   };
-  auto mixer_forward = [&](std::size_t layer, const std::vector<sdk::TensorView>& saved) {
-    const auto params = parameters(ops, impl.mixer_params[layer]);
+  auto block_forward = [&](const SubBlock& block, const std::vector<sdk::TensorView>& saved) {
+    const auto params = parameters(ops, block.params);
     sdk::MixerForwardArgs args;
     args.params = params.data();
     args.x = activation(ops, normed, shape);
     args.y = activation(ops, mixed, shape);
     args.saved = saved.empty() ? nullptr : saved.data();
-    check_mixer(impl.mixers[layer]->forward(ctx, args), impl, layer, "");
+    check_block(block.component->forward(ctx, args), block, "");
   };
 
   // Forward.
-  std::vector<std::vector<sdk::TensorView>> saved(n_layer);
+  std::vector<std::vector<sdk::TensorView>> saved(n_blocks);
   ops.embedding(ids, ops.parameter(impl.embedding), hidden, M, D);
-  for (std::size_t layer = 0; layer < n_layer; ++layer) {
-    float* input = layer_input(layer);
-    float* next = layer_input(layer + 1);
-    ops.rms_norm(input, ops.parameter_f32(impl.layer_norms[layer]), normed, M, D, eps);
+  for (std::size_t b = 0; b < n_blocks; ++b) {
+    const SubBlock& block = impl.blocks[b];
+    float* input = block_input(b);
+    float* next = block_input(b + 1);
+    apply_norm(impl, ops, block.norm, input, normed, M);
     if (training) activation_bytes += slice_bytes;
     if (!training) {
-      mixer_forward(layer, {});
+      block_forward(block, {});
     } else {
       // With recompute the saved tensors are still written (the mixer runs its training path),
       // then released at once; backward recomputes them.
-      std::vector<sdk::TensorView> layer_saved = take_saved(layer);
-      mixer_forward(layer, layer_saved);
+      std::vector<sdk::TensorView> layer_saved = take_saved(block);
+      block_forward(block, layer_saved);
       if (recompute) {
         release_saved(layer_saved);
       } else {
         for (const auto& tensor : layer_saved) activation_bytes += static_cast<std::size_t>(tensor.numel()) * sizeof(float);
-        saved[layer] = std::move(layer_saved);
+        saved[b] = std::move(layer_saved);
       }
     }
     if (next != input) ops.copy(next, input, slice_bytes);
     ops.add(next, mixed, M * D);
   }
-  ops.rms_norm(layer_input(n_layer), ops.parameter_f32(impl.norm_f), final_normed, M, D, eps);
+  apply_norm(impl, ops, impl.norm_f, block_input(n_blocks), final_normed, M);
   const double dropout = impl.head_capabilities.input_dropout;
   std::vector<float> host_mask;
   float* mask = nullptr;
@@ -388,20 +445,20 @@ double training_pass(Model::Impl& impl, DeviceOps& ops, const TokenBatch& tokens
   float* grad_hidden = ops.take<float>(M * D, "the gradient of the hidden states");
   float* grad_normed = ops.take<float>(M * D, "the gradient of the normed hidden states");
   ops.zero(grad_hidden, slice_bytes);
-  ops.rms_norm_backward(layer_input(n_layer), ops.parameter_f32(impl.norm_f), grad_final, grad_hidden,
-                        ops.gradient(impl.norm_f), M, D, eps);
+  norm_backward(impl, ops, impl.norm_f, block_input(n_blocks), grad_final, grad_hidden, M);
   notifier.stage_done();
-  for (std::size_t layer = n_layer; layer-- > 0;) {
-    const float* input = layer_input(layer);
-    ops.rms_norm(input, ops.parameter_f32(impl.layer_norms[layer]), normed, M, D, eps);
+  for (std::size_t b = n_blocks; b-- > 0;) {
+    const SubBlock& block = impl.blocks[b];
+    const float* input = block_input(b);
+    apply_norm(impl, ops, block.norm, input, normed, M);
     std::vector<sdk::TensorView> recomputed;
     if (recompute) {
-      recomputed = take_saved(layer);
-      mixer_forward(layer, recomputed);
+      recomputed = take_saved(block);
+      block_forward(block, recomputed);
     }
-    const std::vector<sdk::TensorView>& layer_saved = recompute ? recomputed : saved[layer];
-    const auto params = parameters(ops, impl.mixer_params[layer]);
-    const auto grads = gradients(ops, impl.mixer_params[layer]);
+    const std::vector<sdk::TensorView>& layer_saved = recompute ? recomputed : saved[b];
+    const auto params = parameters(ops, block.params);
+    const auto grads = gradients(ops, block.params);
     ops.zero(grad_normed, slice_bytes);
     sdk::MixerBackwardArgs args;
     args.params = params.data();
@@ -410,10 +467,9 @@ double training_pass(Model::Impl& impl, DeviceOps& ops, const TokenBatch& tokens
     args.grad_y = activation(ops, grad_hidden, shape);
     args.grad_x = activation(ops, grad_normed, shape);
     args.grad_params = grads.data();
-    check_mixer(impl.mixers[layer]->backward(ctx, args), impl, layer, " backward");
+    check_block(block.component->backward(ctx, args), block, " backward");
     // The residual passes grad_hidden through unchanged; the norm adds its input gradient.
-    ops.rms_norm_backward(input, ops.parameter_f32(impl.layer_norms[layer]), grad_normed, grad_hidden,
-                          ops.gradient(impl.layer_norms[layer]), M, D, eps);
+    norm_backward(impl, ops, block.norm, input, grad_normed, grad_hidden, M);
     if (recompute) release_saved(recomputed);
     notifier.stage_done();
   }

@@ -89,6 +89,17 @@ void CpuOps::multiply(float* x, const float* y, std::int64_t count) {
   for (std::int64_t i = 0; i < count; ++i) x[i] *= y[i];
 }
 
+void CpuOps::layer_norm(const float* x, const float* weight, const float* bias, float* out, std::int64_t rows,
+                        std::int64_t d_model, double eps) {
+  model::layer_norm(x, weight, bias, out, rows, d_model, eps, impl_.n_threads);
+}
+
+void CpuOps::layer_norm_backward(const float* x, const float* weight, const float* grad_out, float* grad_x,
+                                 float* grad_weight, float* grad_bias, std::int64_t rows, std::int64_t d_model,
+                                 double eps) {
+  model::layer_norm_backward(x, weight, grad_out, grad_x, grad_weight, grad_bias, rows, d_model, eps, impl_.n_threads);
+}
+
 void CpuOps::rms_norm_backward(const float* x, const float* weight, const float* grad_out, float* grad_x,
                                float* grad_weight, std::int64_t rows, std::int64_t d_model, double eps) {
   model::rms_norm_backward(x, weight, grad_out, grad_x, grad_weight, rows, d_model, eps, impl_.n_threads);

@@ -43,6 +43,10 @@ class CpuOps final : public DeviceOps {
   void multiply(float* x, const float* y, std::int64_t count) override;
   void rms_norm_backward(const float* x, const float* weight, const float* grad_out, float* grad_x, float* grad_weight,
                          std::int64_t rows, std::int64_t d_model, double eps) override;
+  void layer_norm(const float* x, const float* weight, const float* bias, float* out, std::int64_t rows,
+                  std::int64_t d_model, double eps) override;
+  void layer_norm_backward(const float* x, const float* weight, const float* grad_out, float* grad_x, float* grad_weight,
+                           float* grad_bias, std::int64_t rows, std::int64_t d_model, double eps) override;
   void embedding_backward(const std::int32_t* ids, const float* grad_out, float* grad_table, std::int64_t rows,
                           std::int64_t d_model) override;
   double next_token_loss(const float* logits, const std::int32_t* ids, const std::int32_t* lengths,

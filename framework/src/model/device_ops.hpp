@@ -86,6 +86,13 @@ class DeviceOps {
   /// grad_x (M, D) += d/dx, grad_weight (D) += d/dweight.
   virtual void rms_norm_backward(const float* x, const float* weight, const float* grad_out, float* grad_x,
                                  float* grad_weight, std::int64_t rows, std::int64_t d_model, double eps) = 0;
+  /// LayerNorm (backbone_kernels.hpp) and its backward; only the CPU has them in this version
+  /// (a model with LayerNorm blocks is refused on other devices before it runs).
+  virtual void layer_norm(const float* x, const float* weight, const float* bias, float* out, std::int64_t rows,
+                          std::int64_t d_model, double eps);
+  virtual void layer_norm_backward(const float* x, const float* weight, const float* grad_out, float* grad_x,
+                                   float* grad_weight, float* grad_bias, std::int64_t rows, std::int64_t d_model,
+                                   double eps);
   /// grad_table[ids[m]] += grad_out[m].
   virtual void embedding_backward(const std::int32_t* ids, const float* grad_out, float* grad_table, std::int64_t rows,
                                   std::int64_t d_model) = 0;

@@ -41,6 +41,19 @@ sdk::ParamSpec framework_param(const char* name, std::initializer_list<std::int6
   return spec;
 }
 
+/// Declares a norm's parameters, `name`.weight (ones) and for LayerNorm `name`.bias (zeros).
+model::NormParams declare_norm(model::ParameterStore& store, NormKind kind, const std::string& name, std::int64_t d_model,
+                               const char* owner) {
+  model::NormParams norm;
+  const std::string weight = name + ".weight";
+  norm.weight = store.declare(weight, framework_param(weight.c_str(), {d_model}, {sdk::InitKind::kOnes}, false), owner);
+  if (kind == NormKind::kLayer) {
+    const std::string bias = name + ".bias";
+    norm.bias = store.declare(bias, framework_param(bias.c_str(), {d_model}, {sdk::InitKind::kZeros}, false), owner);
+  }
+  return norm;
+}
+
 /// The dtype a checkpoint's weights are stored in when all its floating-point tensors share
 /// f16 or bf16; f32 otherwise.
 sdk::DType stored_dtype(const SafetensorsFile& checkpoint) {
@@ -107,25 +120,36 @@ Model Model::create(const ModelConfig& config, const PluginHost& host, const Mod
       kEmbeddingName,
       framework_param(kEmbeddingName, {backbone.padded_vocab_size(), D}, {sdk::InitKind::kNormal, 0.0, 0.02}, true),
       "the embedding");
-  for (std::int64_t layer = 0; layer < backbone.n_layer; ++layer) {
+  // Layer i: h += mixer(norm(h)), then with an MLP h += mlp(norm2(h)).
+  auto add_block = [&](std::int64_t layer, bool is_mixer) {
     const std::string prefix = fmt::format("backbone.layers.{}.", layer);
-    impl->layer_norms.push_back(impl->store.declare(
-        prefix + "norm.weight", framework_param("norm.weight", {D}, {sdk::InitKind::kOnes}, false), "a block norm"));
-    const std::string& mixer_name = backbone.mixer_of_layer(layer).name;
+    const ComponentChoice& choice = is_mixer ? backbone.mixer_of_layer(layer) : backbone.mlp;
+    model::SubBlock block;
+    block.layer = static_cast<std::size_t>(layer);
+    block.is_mixer = is_mixer;
+    block.owner = fmt::format("layer {} {}/{}", layer, is_mixer ? "mixer" : "mlp", choice.name);
+    block.norm = declare_norm(impl->store, backbone.norm, prefix + (is_mixer ? "norm" : "norm2"), D, "a block norm");
     try {
-      impl->mixers.push_back(host.create_mixer(mixer_name, mixer_config_json(config, layer)));
+      block.component = host.create_mixer(choice.name, is_mixer ? mixer_config_json(config, layer)
+                                                                 : mlp_config_json(config, layer));
     } catch (const Error& error) {
       throw Error(fmt::format("layer {}: {}", layer, error.what()));
     }
-    impl->mixer_names.push_back(mixer_name);
-    sdk::Mixer& mixer = *impl->mixers.back();
-    const std::string owner = fmt::format("layer {} mixer/{}", layer, mixer_name);
-    model::checked_count(mixer.state_count(), owner, "state tensors");
-    model::checked_count(mixer.saved_count(), owner, "saved activations");
-    impl->mixer_params.push_back(declare_parameters(impl->store, mixer, prefix + "mixer.", owner));
+    const sdk::Mixer& component = *block.component;
+    const std::int32_t states = model::checked_count(component.state_count(), block.owner, "state tensors");
+    if (!is_mixer && states != 0) {
+      throw Error(fmt::format("{} declares {} state tensors; the MLP of a block must declare none", block.owner, states));
+    }
+    model::checked_count(component.saved_count(), block.owner, "saved activations");
+    block.params = declare_parameters(impl->store, component, prefix + (is_mixer ? "mixer." : "mlp."), block.owner);
+    impl->blocks.push_back(std::move(block));
+  };
+  for (std::int64_t layer = 0; layer < backbone.n_layer; ++layer) {
+    add_block(layer, true);
+    if (!backbone.mlp.name.empty()) add_block(layer, false);
   }
-  impl->norm_f = impl->store.declare("backbone.norm_f.weight",
-                                     framework_param("norm_f.weight", {D}, {sdk::InitKind::kOnes}, false), "the final norm");
+  impl->n_layers = static_cast<std::size_t>(backbone.n_layer);
+  impl->norm_f = declare_norm(impl->store, backbone.norm, "backbone.norm_f", D, "the final norm");
   impl->head = host.create_head(config.head.name, head_config_json(config));
   impl->head->capabilities(&impl->head_capabilities);
   const std::string head_owner = fmt::format("head/{}", config.head.name);
@@ -347,13 +371,14 @@ std::vector<Model::KernelChoice> Model::kernel_choices() const {
 
 InferenceState Model::make_state(std::int64_t batch) const {
   if (batch < 1) throw Error(fmt::format("an inference state needs at least one row, not {}", batch));
-  std::vector<std::vector<FloatTensor>> tensors;
-  std::vector<std::vector<std::string>> names;
-  for (std::size_t layer = 0; layer < impl_->mixers.size(); ++layer) {
-    const sdk::Mixer& mixer = *impl_->mixers[layer];
-    tensors.emplace_back();
-    names.emplace_back();
-    const std::string owner = fmt::format("layer {} mixer/{}", layer, impl_->mixer_names[layer]);
+  std::vector<std::vector<FloatTensor>> tensors(impl_->n_layers);
+  std::vector<std::vector<std::string>> names(impl_->n_layers);
+  std::vector<std::vector<std::int32_t>> token_axes(impl_->n_layers);
+  for (const model::SubBlock& block : impl_->blocks) {
+    if (!block.is_mixer) continue;
+    const sdk::Mixer& mixer = *block.component;
+    const std::string& owner = block.owner;
+    const bool grows = abi_minor(block.component) >= 3;
     for (std::int32_t i = 0; i < mixer.state_count(); ++i) {
       sdk::TensorSpec spec;
       check(mixer.state_spec(i, batch, &spec), owner);
@@ -365,11 +390,18 @@ InferenceState Model::make_state(std::int64_t batch) const {
                                 "number of rows",
                                 owner, name, batch, model::format_shape(shape)));
       }
-      tensors.back().emplace_back(std::move(shape));
-      names.back().emplace_back(name);
+      const std::int32_t axis = grows ? mixer.state_token_axis(i) : -1;
+      if (axis != -1 && (axis < 1 || axis >= spec.rank || shape[static_cast<std::size_t>(axis)] != 1)) {
+        throw Error(fmt::format("{} declares token axis {} for state tensor {} of shape {}: it must be an axis after "
+                                "the rows, declared with extent 1",
+                                owner, axis, name, model::format_shape(shape)));
+      }
+      tensors[block.layer].emplace_back(std::move(shape));
+      names[block.layer].emplace_back(name);
+      token_axes[block.layer].push_back(axis);
     }
   }
-  return model::StateAccess::make(batch, std::move(tensors), std::move(names));
+  return model::StateAccess::make(batch, std::move(tensors), std::move(names), std::move(token_axes));
 }
 
 FloatTensor Model::forward(const TokenBatch& tokens, InferenceState* state, bool last_position_only) {

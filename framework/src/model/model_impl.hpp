@@ -34,21 +34,44 @@ inline void check(const sdk::Status& status, const std::string& what) {
 using model::check;
 using model::view_of;
 
+namespace model {
+
+/// A norm's parameters: its weight, and its bias for LayerNorm (-1 for RMSNorm).
+struct NormParams {
+  int weight = -1;
+  int bias = -1;
+};
+
+/// A residual sub-block of a layer, h += component(norm(h)): the layer's mixer, then its MLP
+/// when the config has one (any component of the mixer interface; an MLP declares no state).
+struct SubBlock {
+  std::size_t layer = 0;
+  bool is_mixer = true;  ///< the layer's mixer, whose state is the layer's; else its MLP
+  std::string owner;     ///< "layer 3 mixer/s6", "layer 3 mlp/gated_mlp": how messages name it
+  MixerPtr component;
+  NormParams norm;
+  std::vector<int> params;  ///< store index of each declared parameter
+};
+
+}  // namespace model
+
+using model::NormParams;
+using model::SubBlock;
+
 struct Model::Impl {
   ModelConfig config;
   ModelOptions options;
   std::vector<NonfiniteParameter> nonfinite;  // see Model::nonfinite_parameters()
   int n_threads = 1;
-  std::vector<MixerPtr> mixers;
-  std::vector<std::string> mixer_names;
+  std::vector<SubBlock> blocks;  ///< in order: per layer its mixer, then its MLP
+  std::size_t n_layers = 0;
   HeadPtr head;
   sdk::HeadCapabilities head_capabilities;  ///< what the head declared at creation
   std::unique_ptr<plugins::KernelRegistry> kernels = std::make_unique<plugins::KernelRegistry>();
   std::uint64_t kernel_selection = 0;  ///< counts select_kernels() calls
   model::ParameterStore store;
-  int embedding = -1, norm_f = -1;
-  std::vector<int> layer_norms;
-  std::vector<std::vector<int>> mixer_params;  // per layer, store index of each declared param
+  int embedding = -1;
+  NormParams norm_f;
   std::vector<int> head_params;
   model::HeapWorkspace workspace;
   std::size_t last_activation_bytes = 0;
@@ -97,13 +120,17 @@ struct Model::Impl {
       throw Error(fmt::format("head/{} does not run on {} (its plugin declares no {} support){}", config.head.name,
                               device_name(device), sdk::device_type_name(device.type), hint));
     }
-    for (std::size_t layer = 0; layer < mixers.size(); ++layer) {
+    for (const SubBlock& block : blocks) {
       sdk::MixerCapabilities capabilities;
-      mixers[layer]->capabilities(&capabilities);
+      block.component->capabilities(&capabilities);
       if ((capabilities.devices & bit) == 0) {
-        throw Error(fmt::format("layer {} mixer/{} does not run on {} (its plugin declares no {} support){}", layer,
-                                mixer_names[layer], device_name(device), sdk::device_type_name(device.type), hint));
+        throw Error(fmt::format("{} does not run on {} (its plugin declares no {} support){}", block.owner,
+                                device_name(device), sdk::device_type_name(device.type), hint));
       }
+    }
+    if (config.norm == NormKind::kLayer && device.type != sdk::DeviceType::kCpu) {
+      throw Error(fmt::format("{}: LayerNorm blocks (\"norm\": \"layer\") run on the CPU only in this version{}",
+                              config.source, hint));
     }
   }
 
@@ -143,11 +170,8 @@ struct Model::Impl {
       check(component->initialize(args), owner + " initialize");
     };
     const std::uint64_t first_stream = store.entries().size();  // after the parameters' own streams
-    for (std::size_t layer = 0; layer < mixers.size(); ++layer) {
-      run(mixers[layer], mixer_params[layer], fmt::format("layer {} mixer/{}", layer, mixer_names[layer]),
-          first_stream + layer);
-    }
-    run(head, head_params, fmt::format("head/{}", config.head.name), first_stream + mixers.size());
+    for (std::size_t b = 0; b < blocks.size(); ++b) run(blocks[b].component, blocks[b].params, blocks[b].owner, first_stream + b);
+    run(head, head_params, fmt::format("head/{}", config.head.name), first_stream + blocks.size());
   }
 
   /// Holds the parameters as `dtype` from now on (f32 leaves them as they are; the norms stay
@@ -159,10 +183,20 @@ struct Model::Impl {
       return;
     }
     check_param_dtype(dtype);
-    std::vector<int> norms = layer_norms;
-    norms.push_back(norm_f);
-    store.hold_as(dtype, norms);
+    store.hold_as(dtype, norm_parameters());
     options.weights_dtype = dtype;
+  }
+
+  /// The parameters of every norm (block norms and the final norm), which stay f32.
+  [[nodiscard]] std::vector<int> norm_parameters() const {
+    std::vector<int> indices;
+    auto add = [&](const NormParams& norm) {
+      indices.push_back(norm.weight);
+      if (norm.bias >= 0) indices.push_back(norm.bias);
+    };
+    for (const SubBlock& block : blocks) add(block.norm);
+    add(norm_f);
+    return indices;
   }
 
   /// The parameters an int8 model holds as int8: those declared linear weights, less the
@@ -185,12 +219,11 @@ struct Model::Impl {
       return std::any_of(params.begin(), params.end(),
                          [&](int p) { return std::find(indices.begin(), indices.end(), p) != indices.end(); });
     };
-    for (std::size_t layer = 0; layer < mixers.size(); ++layer) {
+    for (const SubBlock& block : blocks) {
       sdk::MixerCapabilities capabilities;
-      mixers[layer]->capabilities(&capabilities);
-      if (owns_one(mixer_params[layer]) && (capabilities.param_dtypes & sdk::dtype_bit(sdk::DType::kQ8)) == 0) {
-        throw Error(fmt::format("layer {} mixer/{} declares linear weights but cannot run them as int8", layer,
-                                mixer_names[layer]));
+      block.component->capabilities(&capabilities);
+      if (owns_one(block.params) && (capabilities.param_dtypes & sdk::dtype_bit(sdk::DType::kQ8)) == 0) {
+        throw Error(fmt::format("{} declares linear weights but cannot run them as int8", block.owner));
       }
     }
     sdk::HeadCapabilities capabilities;
@@ -225,12 +258,11 @@ struct Model::Impl {
   /// Throws unless every mixer and the head can take parameters of `dtype`.
   void check_param_dtype(sdk::DType dtype) const {
     const char* hint = dtype == sdk::DType::kF32 ? " (its plugin declares no f32 support)" : "; use --dtype f32";
-    for (std::size_t layer = 0; layer < mixers.size(); ++layer) {
+    for (const SubBlock& block : blocks) {
       sdk::MixerCapabilities capabilities;
-      mixers[layer]->capabilities(&capabilities);
+      block.component->capabilities(&capabilities);
       if ((capabilities.param_dtypes & sdk::dtype_bit(dtype)) == 0) {
-        throw Error(fmt::format("layer {} mixer/{} cannot hold its parameters as {}{}", layer, mixer_names[layer],
-                                sdk::dtype_name(dtype), hint));
+        throw Error(fmt::format("{} cannot hold its parameters as {}{}", block.owner, sdk::dtype_name(dtype), hint));
       }
     }
     sdk::HeadCapabilities capabilities;

@@ -25,16 +25,22 @@ struct StateMirror {
 
 /// The framework's access to an InferenceState's storage.
 struct StateAccess {
-  /// A zero state of `batch` rows with these tensors and names.
+  /// A zero state of `batch` rows with these tensors, names and token axes (-1 for a tensor
+  /// whose size does not depend on the length; the others are made with room for no token).
   static InferenceState make(std::int64_t batch, std::vector<std::vector<FloatTensor>> tensors,
-                             std::vector<std::vector<std::string>> names);
+                             std::vector<std::vector<std::string>> names,
+                             std::vector<std::vector<std::int32_t>> token_axes);
   /// The host tensors, current, for a call that writes them (a device copy becomes stale).
   static std::vector<std::vector<FloatTensor>>& host_tensors(InferenceState& state);
   /// The device copy, current on the device, for a call that writes it (the host becomes
   /// stale): made with `make(tensors)` when absent, uploaded when the host holds newer values.
   template <class Make>
   static StateMirror& mirror_on_device(InferenceState& state, Make&& make);
-  static void advance(InferenceState& state, std::int64_t tokens) { state.seqlen_offset_ += tokens; }
+  /// Grows the tensors that hold tokens to room for at least `tokens` (keeping what they hold);
+  /// a device copy is dropped when they grow.
+  static void reserve(InferenceState& state, std::int64_t tokens);
+  /// Every row has taken `tokens` more.
+  static void advance(InferenceState& state, std::int64_t tokens);
 };
 
 }  // namespace mambakit::model
@@ -44,6 +50,10 @@ namespace mambakit {
 struct InferenceState::Storage {
   std::vector<std::vector<FloatTensor>> tensors;
   std::vector<std::vector<std::string>> names;
+  /// Per tensor, the axis that holds one entry per token (Mixer::state_token_axis()), or -1.
+  std::vector<std::vector<std::int32_t>> token_axes;
+  std::int64_t capacity = 0;            ///< tokens the tensors with a token axis have room for
+  std::vector<std::int64_t> positions;  ///< per row, the tokens the state holds
   std::unique_ptr<model::StateMirror> device;  ///< a model on an accelerator's copy, or none
   bool host_current = true;                     ///< false while the device copy holds newer values
   bool device_current = false;                  ///< the device copy (when there is one) equals the host

@@ -14,6 +14,15 @@
 ///   - f64 parameters: forward() and backward() run entirely in f64 (a double-precision run,
 ///     used by gradient checks); step() may refuse them (decode runs in f32).
 /// Every view the host passes to a mixer is contiguous (row-major).
+///
+/// State that grows (ABI 2.3). Most state has a size independent of the sequence length (a
+/// conv window, an SSM state). A state tensor may instead hold one entry per token along one
+/// axis (an attention layer's KV cache): state_token_axis() names that axis. The host then
+/// allocates room for a capacity of tokens on that axis, grows it (keeping what is held) before
+/// a call that needs more, and passes views whose extent on that axis is the capacity; the
+/// `positions` of each call say how many tokens each row holds. The host saves and restores
+/// the held part, and reports the bytes per token (InferenceState::info_json()). A model whose
+/// mixers declare no such state keeps its memory constant in the sequence length.
 
 #include <cstdint>
 
@@ -43,6 +52,12 @@ struct MixerForwardArgs {
   const TensorView* final_state = nullptr;    ///< out, state_count() views written, or nullptr
   /// out, saved_count() views for backward(), or nullptr when no backward follows (inference).
   const TensorView* saved = nullptr;
+  /// ABI 2.3. in (B) i64: the tokens each row's state held before this call, i.e. the position
+  /// of the row's first token here; rows may differ (a ragged batch that was prefilled row by
+  /// row). Absent (data == nullptr): 0 for every row. With initial_state == nullptr it is 0.
+  /// The host passes it on the CPU (a host-memory view); on other devices, in this version, it
+  /// is absent, and a mixer that needs it declares no such device.
+  TensorView positions;
 };
 
 /// Arguments of a backward pass. Every gradient output accumulates (+=); an absent view in
@@ -58,6 +73,8 @@ struct MixerBackwardArgs {
   TensorView grad_x;                               ///< out (B, L, D) +=
   const TensorView* grad_params = nullptr;         ///< out, param_count() views (the parameters' dtype) +=
   const TensorView* grad_initial_state = nullptr;  ///< out, state_count() views +=, or nullptr
+  /// ABI 2.3. in (B) i64, as in forward; absent: 0 for every row.
+  TensorView positions;
 };
 
 /// Arguments of one decode step: one new token per row, state updated in place.
@@ -68,6 +85,9 @@ struct MixerStepArgs {
   TensorView y;                        ///< out (B, D), overwritten
   const TensorView* state = nullptr;   ///< in/out, state_count() views: the state before the token in,
                                        ///< after it out
+  /// ABI 2.3. in (B) i64: the tokens each row's state holds before this one (the new token's
+  /// position). Absent (data == nullptr) from hosts before ABI 2.3.
+  TensorView positions;
 };
 
 /// A mixer layer instance, created by a plugin factory from a JSON config (see registrar.hpp).
@@ -89,8 +109,9 @@ class Mixer {
 
   /// Number of recurrent state tensors (e.g. conv state and SSM state).
   virtual std::int32_t state_count() const noexcept = 0;
-  /// Declaration of state tensor `index` for `batch` rows, written to `out`. The state's size
-  /// does not depend on the sequence length.
+  /// Declaration of state tensor `index` for `batch` rows, written to `out`. The size does not
+  /// depend on the sequence length, except along the token axis of a state that grows
+  /// (state_token_axis()), where the declared extent is 1: one token's entry.
   virtual Status state_spec(std::int32_t index, std::int64_t batch, TensorSpec* out) const noexcept = 0;
 
   /// Number of activation tensors forward() saves for backward().
@@ -112,6 +133,14 @@ class Mixer {
   virtual Status initialize(const InitArgs& args) noexcept {
     (void)args;
     return Status::success();
+  }
+
+  /// ABI 2.3. The axis of state tensor `index` that holds one entry per token (0 < axis <
+  /// rank: axis 0 is the batch), or -1 (the default) for a state whose size does not depend on
+  /// the length. See "State that grows" above; a mixer with such a state needs `positions`.
+  virtual std::int32_t state_token_axis(std::int32_t index) const noexcept {
+    (void)index;
+    return -1;
   }
 };
 

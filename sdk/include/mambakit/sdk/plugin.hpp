@@ -25,8 +25,9 @@ inline constexpr std::uint32_t kAbiMajor = 2;
 /// against a newer minor than its own, records each plugin's minor, and never calls a method
 /// appended after it. History of major 2: 2.0 the interfaces; 2.1 Mixer::initialize(),
 /// Head::initialize() and Head::class_name(); 2.2 ParamSpec::linear_weight and int8 weights
-/// (DType::kI8, DType::kQ8, quantized.hpp).
-inline constexpr std::uint32_t kAbiMinor = 2;
+/// (DType::kI8, DType::kQ8, quantized.hpp); 2.3 state that grows with the sequence
+/// (Mixer::state_token_axis()) and the rows' positions in the mixers' arguments.
+inline constexpr std::uint32_t kAbiMinor = 3;
 
 #define MAMBAKIT_SDK_STRINGIFY_INNER(x) #x
 #define MAMBAKIT_SDK_STRINGIFY(x) MAMBAKIT_SDK_STRINGIFY_INNER(x)
