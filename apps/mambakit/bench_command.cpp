@@ -132,16 +132,22 @@ std::vector<double> time_prefill(Model& model, const TokenBatch& tokens, int rep
   });
 }
 
-/// `steps` decode steps after an untimed 16-token prefill. On the CPU each step returns the
-/// logits; on a GPU each step is greedy decoding's (Model::step_argmax: the logits stay on the
-/// device, the ids come back and are fed to the next step).
-std::vector<double> time_decode(Model& model, std::int64_t batch, std::int64_t steps, int repeat) {
-  const TokenBatch prompt = random_tokens(batch, 16, model.config().vocab_size);
+/// `steps` decode steps after an untimed prefill of `context` tokens. On the CPU each step
+/// returns the logits; on a GPU each step is greedy decoding's (Model::step_argmax: the logits
+/// stay on the device, the ids come back and are fed to the next step). `state_bytes` receives
+/// the bytes of state a step reads (at the middle of the timed steps).
+std::vector<double> time_decode(Model& model, std::int64_t batch, std::int64_t context, std::int64_t steps, int repeat,
+                                double& state_bytes) {
+  const TokenBatch prompt = random_tokens(batch, context, model.config().vocab_size);
   const bool on_cpu = model.options().device.type == sdk::DeviceType::kCpu;
   return repeated(repeat, [&] {
     std::vector<std::int32_t> next(static_cast<std::size_t>(batch), 1);
     InferenceState state = model.make_state(batch);
     model.forward(prompt, &state, true);
+    const double held = static_cast<double>(batch) * static_cast<double>(context + steps / 2);
+    state_bytes = static_cast<double>(state.bytes() - state.bytes_per_token() * static_cast<std::size_t>(batch) *
+                                                          static_cast<std::size_t>(state.capacity_tokens())) +
+                  static_cast<double>(state.bytes_per_token()) * held;
     const auto start = std::chrono::steady_clock::now();
     for (std::int64_t t = 0; t < steps; ++t) {
       if (on_cpu) {
@@ -159,7 +165,8 @@ std::vector<double> time_decode(Model& model, std::int64_t batch, std::int64_t s
 int bench_main(int argc, char** argv) {
   po::options_description options;
   options.add_options()("shape", po::value<std::string>()->default_value("130m"),
-                        "model shape: tiny, kjv, 130m, 370m, 790m, 1.4b, 2.8b, mamba2-130m, mamba2-370m, mamba2-1.3b (random weights)")(
+                        "model shape: tiny, kjv, 130m, 370m, 790m, 1.4b, 2.8b, mamba2-130m, mamba2-370m, mamba2-1.3b, "
+                        "hybrid-130m (random weights)")(
       "scan", po::value<std::string>()->default_value("all"), "the scan kernels to compare (kind selective_scan for Mamba-1 shapes, ssd for Mamba-2): all (that run on the device), or a comma-separated list")(
       "batch", po::value<std::string>()->default_value("1"), "batch sizes, comma-separated")(
       "length", po::value<std::string>()->default_value("128,512"), "prompt lengths, comma-separated")(
@@ -169,6 +176,7 @@ int bench_main(int argc, char** argv) {
                  "prefill, decode, both (prefill and decode), or train (forward + backward + AdamW step, with and "
                  "without activation recomputation)")(
       "decode-tokens", po::value<std::int64_t>()->default_value(32), "decode steps per timed run")(
+      "context", po::value<std::int64_t>()->default_value(16), "decode: tokens prefilled before the timed steps")(
       "dtype", po::value<std::string>()->default_value("f32"),
       "weight dtypes in memory, comma-separated: f32, f16, bf16, int8 (train: f32 only)")(
       "int8-group-size", po::value<std::int64_t>()->default_value(0),
@@ -203,6 +211,8 @@ int bench_main(int argc, char** argv) {
   }
   const std::int64_t decode_tokens = values["decode-tokens"].as<std::int64_t>();
   if (decode_tokens < 1) throw Error(fmt::format("--decode-tokens must be >= 1, got {}", decode_tokens));
+  const std::int64_t context = values["context"].as<std::int64_t>();
+  if (context < 1) throw Error(fmt::format("--context must be >= 1, got {}", context));
   const ModelConfig config = model_shape(shape);
   std::vector<sdk::DType> dtypes;
   for (const auto& name : parse_names(values["dtype"].as<std::string>())) {
@@ -226,8 +236,8 @@ int bench_main(int argc, char** argv) {
                                                       : std::vector<std::string>{"auto"};
     if (format == "text" && !header_printed) {
       fmt::print("shape {} ({:.1f}M parameters) on {}; prefill computes logits for the last position; decode runs {} "
-                 "steps after a 16-token prompt; median of {} runs\n",
-                 shape, model.parameter_count() / 1e6, device_name(device), decode_tokens, repeat);
+                 "steps after a {}-token prompt; median of {} runs\n",
+                 shape, model.parameter_count() / 1e6, device_name(device), decode_tokens, context, repeat);
       fmt::print("{:<8} {:<12} {:>5} {:>6} {:>7} {:>8} {:>12} {:>10}\n", "mode", "scan", "dtype", "batch", "length",
                  "threads", "tokens/s", "ms/run");
       header_printed = true;
@@ -285,7 +295,18 @@ int bench_main(int argc, char** argv) {
             }
           }
           if (mode == "decode" || mode == "both") {
-            record("decode", 1, batch * decode_tokens, time_decode(model, batch, decode_tokens, repeat));
+            double state_bytes = 0.0;
+            record("decode", 1, batch * decode_tokens,
+                   time_decode(model, batch, context, decode_tokens, repeat, state_bytes));
+            // What a step must read at least: the weights and the state (with its KV cache).
+            const double step_mb = (static_cast<double>(model.parameter_bytes()) + state_bytes) / 1e6;
+            results.back()["context"] = context;
+            results.back()["bytes_read_per_step_mb"] = step_mb;
+            if (format == "text") {
+              fmt::print("{:>8} reads per step at least {:.1f} MB (weights {:.1f}, state {:.1f}): {:.1f} GB/s\n", "",
+                         step_mb, static_cast<double>(model.parameter_bytes()) / 1e6, state_bytes / 1e6,
+                         step_mb * results.back()["tokens_per_s"].get<double>() / static_cast<double>(batch) / 1e3);
+            }
           }
         }
       }

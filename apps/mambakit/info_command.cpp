@@ -45,7 +45,8 @@ int info_main(int argc, char** argv) {
   const auto host = load_plugins(values);
   Model model = load_model(values, values["model"].as<std::string>(), *host);
   const ModelConfig& backbone = model.config();
-  const std::size_t state_bytes = model.make_state(1).bytes();
+  const InferenceState state = model.make_state(1);
+  const std::size_t state_bytes = state.bytes(), state_bytes_per_token = state.bytes_per_token();
   nlohmann::json layers = nlohmann::json::array();
   for (std::int64_t layer = 0; layer < backbone.n_layer; ++layer) {
     const ComponentChoice& mixer = backbone.mixer_of_layer(layer);
@@ -63,12 +64,17 @@ int info_main(int argc, char** argv) {
                          {"d_model", backbone.d_model},
                          {"n_layer", backbone.n_layer},
                          {"vocab_size", backbone.vocab_size},
+                         {"norm", backbone.norm == NormKind::kRms ? "rms" : "layer"},
                          {"layers", layers},
                          {"kernels", kernels},
                          {"parameters", model.parameter_count()},
                          {"parameter_bytes", model.parameter_bytes()},
                          {"weights_dtype", sdk::dtype_name(model.weights_dtype())},
-                         {"state_bytes_per_row", state_bytes}};
+                         {"state_bytes_per_row", state_bytes},
+                         {"state_bytes_per_row_per_token", state_bytes_per_token}};
+  if (!backbone.mlp.name.empty()) {
+    info["mlp"] = {{"name", backbone.mlp.name}, {"options", nlohmann::json::parse(backbone.mlp.options)}};
+  }
   if (format == "json") {
     fmt::print("{}\n", info.dump(2));
     return 0;
@@ -85,6 +91,10 @@ int info_main(int argc, char** argv) {
     fmt::print("layers {:<8} mixer/{} {}\n", range, layers[layer]["mixer"].get<std::string>(),
                layers[layer]["options"].dump());
   }
+  if (info.contains("mlp")) {
+    fmt::print("mlp (each)      mlp/{} {}\n", backbone.mlp.name, info["mlp"]["options"].dump());
+  }
+  fmt::print("norms           {}\n", backbone.norm == NormKind::kRms ? "RMSNorm" : "LayerNorm");
   for (const auto& kernel : kernels) {
     fmt::print("kernel          {}/{} for {}\n", kernel["kind"].get<std::string>(), kernel["name"].get<std::string>(),
                kernel["problem"].get<std::string>());
@@ -92,7 +102,12 @@ int info_main(int argc, char** argv) {
   fmt::print("parameters      {} ({:.1f}M)\n", model.parameter_count(), model.parameter_count() / 1e6);
   fmt::print("weights memory  {:.1f} MiB ({})\n", model.parameter_bytes() / 1048576.0,
              sdk::dtype_name(model.weights_dtype()));
-  fmt::print("state per row   {:.1f} KiB (constant in sequence length)\n", state_bytes / 1024.0);
+  if (state_bytes_per_token == 0) {
+    fmt::print("state per row   {:.1f} KiB (constant in sequence length)\n", state_bytes / 1024.0);
+  } else {
+    fmt::print("state per row   {:.1f} KiB + {:.1f} KiB per token (KV cache)\n", state_bytes / 1024.0,
+               state_bytes_per_token / 1024.0);
+  }
   return 0;
 }
 

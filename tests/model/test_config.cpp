@@ -3,6 +3,7 @@
 // component and the key.
 
 #include <catch2/catch.hpp>
+#include <algorithm>
 #include <functional>
 #include <nlohmann/json.hpp>
 
@@ -65,6 +66,41 @@ TEST_CASE("native configs survive a JSON round trip, with per-layer mixers and a
   CHECK(parsed.mixer_of_layer(1) == lm.layer_mixers.at(1));
   CHECK(parsed.mixer_of_layer(2) == lm.mixer);
   CHECK_FALSE(parsed.tie_embeddings);
+  CHECK(parsed.norm == mambakit::NormKind::kRms);
+  CHECK(parsed.mlp.name.empty());
+}
+
+TEST_CASE("a native config's LayerNorm blocks and MLP sub-blocks survive a round trip and make those parameters") {
+  mambakit::ModelConfig config;
+  config.d_model = 16;
+  config.n_layer = 2;
+  config.vocab_size = 32;
+  config.norm = mambakit::NormKind::kLayer;
+  config.mixer = {"s6", R"({"d_state":4})"};
+  config.mlp = {"gated_mlp", R"({"d_intermediate":24,"multiple_of":8})"};
+  config.head = {"lm", "{}"};
+  const std::string text = mambakit::to_json(config);
+  CHECK_THAT(text, Contains(R"("norm": "layer")") && Contains(R"("mlp": {)"));
+  const auto parsed = parse(text, "round trip");
+  CHECK(mambakit::to_json(parsed) == text);
+  CHECK(parsed.norm == mambakit::NormKind::kLayer);
+  CHECK(parsed.mlp == config.mlp);
+  // Layer i: norm (weight, bias), mixer, norm2, mlp; then norm_f with a bias.
+  const auto model = mambakit::Model::create(parsed, host());
+  std::vector<std::string> names;
+  for (const auto& parameter : model.parameters()) names.push_back(parameter.name);
+  for (const char* name : {"backbone.layers.1.norm.weight", "backbone.layers.1.norm.bias", "backbone.layers.1.norm2.weight",
+                           "backbone.layers.1.norm2.bias", "backbone.layers.1.mlp.fc1.weight",
+                           "backbone.layers.1.mlp.fc2.weight", "backbone.norm_f.weight", "backbone.norm_f.bias"}) {
+    INFO(name);
+    CHECK(std::find(names.begin(), names.end(), name) != names.end());
+  }
+  CHECK_THAT(parse_error(R"({"format": "mambakit-2", "norm": "batch", "mixer": "s6", "head": "lm"})"),
+             Contains("norm = \"batch\""));
+  // An MLP slot takes a stateless component: a mixer with a state is refused, naming it.
+  CHECK_THAT(create_error(R"({"format": "mambakit-2", "n_layer": 1, "d_model": 16, "vocab_size": 32, "mixer": "s6",
+                              "mlp": "s6", "head": "lm"})"),
+             Contains("layer 0 mlp/s6") && Contains("must declare none"));
 }
 
 TEST_CASE("a Hugging Face config.json of model_type mamba is read by mixer/s6's adapter") {

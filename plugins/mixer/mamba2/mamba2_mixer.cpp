@@ -213,9 +213,6 @@ sdk::Status register_components(sdk::Registrar& registrar) noexcept {
   MAMBAKIT_RETURN_IF_ERROR(registrar.add_config_adapter(
       "mamba2-hf", "Hugging Face config.json of model_type \"mamba2\" (Mamba-2, mixer/mamba2)",
       &sdk::create_component<sdk::ConfigAdapter, HfMamba2ConfigAdapter>));
-  MAMBAKIT_RETURN_IF_ERROR(registrar.add_config_adapter(
-      "mamba2-official", "state-spaces/mamba config.json with ssm_cfg.layer \"Mamba2\" (mixer/mamba2)",
-      &sdk::create_component<sdk::ConfigAdapter, OfficialMamba2ConfigAdapter>));
   return registrar.add_mixer("mamba2", "Mamba-2 SSD mixer (official semantics, HF/official names; scan by the chosen ssd kernel; CPU)",
                              &sdk::create_component<sdk::Mixer, Mamba2Mixer>);
 }

@@ -2,6 +2,8 @@
 /// \file
 /// Everything a plugin author needs, in one include.
 
+#include "mambakit/sdk/attention_calls.hpp"
+#include "mambakit/sdk/attention_kernel.hpp"
 #include "mambakit/sdk/config_adapter.hpp"
 #include "mambakit/sdk/context.hpp"
 #include "mambakit/sdk/dtype.hpp"
