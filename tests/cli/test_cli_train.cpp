@@ -131,3 +131,42 @@ TEST_CASE("a key misspelt in --set is named as the override's, and model with in
   CHECK_THAT(verbose.errors, Contains("threads, weights f32") && Contains("kernel selective_scan/") &&
                                  Contains("+backward"));
 }
+
+TEST_CASE("mambakit train trains a hybrid (Mamba-2, attention, gated MLP, LayerNorm) whose model decodes") {
+  const fs::path dir = mambakit::test::scratch_dir("cli_train_hybrid");
+  const fs::path corpus = mambakit::test::write_corpus(dir, "And the evening and the morning were the day", 200, 9);
+  std::ofstream(dir / "run.json") << fmt::format(R"({{
+    "model": {{"format": "mambakit-2", "d_model": 16, "n_layer": 3, "vocab_size": 257, "pad_vocab_size_multiple": 1,
+               "norm": "layer", "mixer": {{"name": "mamba2", "options": {{"head_dim": 4, "d_state": 8}}}},
+               "layers": {{"1": {{"name": "attention", "options": {{"num_heads": 2, "rotary_emb_dim": 4, "causal": true}}}}}},
+               "mlp": {{"name": "gated_mlp", "options": {{"d_intermediate": 24, "multiple_of": 8}}}}, "head": "lm"}},
+    "train_data": "{}", "tokenizer": "byte", "seq_len": 32, "batch_size": 4, "steps": 30, "lr": 0.01,
+    "warmup": 2, "eval_every": 1000, "save_every": 1000, "log_every": 1, "output_dir": "{}", "seed": 3,
+    "threads": 1}})",
+                                                corpus.string(), (dir / "run").string());
+  const auto trained = run_command(fmt::format("{} train --config {}", MAMBAKIT_CLI_PATH, (dir / "run.json").string()));
+  INFO(trained.errors);
+  REQUIRE(trained.exit_code == 0);
+  // The loss falls: the mean of the last five steps' losses below the first step's.
+  std::ifstream metrics(dir / "run" / "metrics.jsonl");
+  std::vector<double> losses;
+  for (std::string line; std::getline(metrics, line);) losses.push_back(nlohmann::json::parse(line).at("loss").get<double>());
+  REQUIRE(losses.size() == 30);
+  double last = 0.0;
+  for (std::size_t i = losses.size() - 5; i < losses.size(); ++i) last += losses[i] / 5.0;
+  CHECK(last < losses.front() - 0.5);
+  // The saved model generates, and info reports its KV cache's bytes per token:
+  // one attention layer, k and v of 2 heads of 8, f32.
+  const std::string model = (dir / "run" / "model").string();
+  const auto generated = run_command(fmt::format("{} generate --model {} --prompt 'And the' "
+                                                 "--max-new-tokens 8 --no-eos",
+                                                 MAMBAKIT_CLI_PATH, model));
+  INFO(generated.errors);
+  CHECK(generated.exit_code == 0);
+  const auto info = run_command(fmt::format("{} info --model {} --format json", MAMBAKIT_CLI_PATH, model));
+  REQUIRE(info.exit_code == 0);
+  const auto parsed = nlohmann::json::parse(info.output);
+  CHECK(parsed.at("norm") == "layer");
+  CHECK(parsed.at("mlp").at("name") == "gated_mlp");
+  CHECK(parsed.at("state_bytes_per_row_per_token").get<std::int64_t>() == 2 * 2 * 8 * 4);
+}

@@ -384,10 +384,11 @@ void StateAccess::reserve(InferenceState& state, std::int64_t tokens) {
     return std::any_of(axes.begin(), axes.end(), [](std::int32_t axis) { return axis >= 0; });
   });
   if (!holds_tokens) return;
-  // Room for a quarter more than asked, in steps of 256 tokens: decode grows it rarely, and
-  // memory stays within 1.25x of what the rows hold.
+  // Room for a quarter more than the state held, and at least 256 tokens more than asked, in
+  // steps of 256 tokens: a prefill leaves room for the decode that follows, decode grows it
+  // rarely, and memory stays within 1.25x (+ 512 tokens) of what the rows hold.
   constexpr std::int64_t kStep = 256;
-  const std::int64_t wanted = std::max(tokens, storage.capacity + storage.capacity / 4);
+  const std::int64_t wanted = std::max(tokens + kStep, storage.capacity + storage.capacity / 4);
   const std::int64_t capacity = (wanted + kStep - 1) / kStep * kStep;
   storage.sync_to_host();
   for (std::size_t layer = 0; layer < storage.tensors.size(); ++layer) {
