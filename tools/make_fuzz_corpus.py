@@ -155,13 +155,13 @@ def token_input_seeds():
     write("token_input", "nested", "[[[1]]]")
 
 
-def state(layers):
+def state(layers, metadata=None):
     tensors = []
     rng = np.random.default_rng(1)
     for layer, shapes in enumerate(layers):
         for name, shape in shapes:
             tensors.append((f"layers.{layer}.{name}", "F32", shape, f32(rng.standard_normal(int(np.prod(shape))))))
-    return safetensors(tensors, {"kind": "mambakit-inference-state", "seqlen_offset": "5", "batch": "2"})
+    return safetensors(tensors, metadata or {"kind": "mambakit-inference-state", "seqlen_offset": "5", "batch": "2"})
 
 
 def inference_state_seeds():
@@ -172,6 +172,13 @@ def inference_state_seeds():
     write("inference_state", "mamba1", state([mamba1, mamba1]))
     write("inference_state", "mamba2", state([mamba2, mamba2]))
     write("inference_state", "bad-offset", state([mamba1, mamba1]).replace(b'"5"', b'"x"'))
+    # tests/data/hybrid/hybrid_mamba2_attn: Mamba-2 at layers 0 and 2 (d_inner 64, 4 heads of 16,
+    # 2 groups of d_state 8, conv over 96 channels), attention at 1 and 3 (KV caches of 2 heads of
+    # 8 that hold 5 tokens: the token axis is 1), rows holding 5 and 3 tokens.
+    hybrid2 = [("conv_state", [2, 96, 4]), ("ssm_state", [2, 4, 16, 8])]
+    attention = [("k_cache", [2, 5, 2, 8]), ("v_cache", [2, 5, 2, 8])]
+    hybrid_metadata = {"kind": "mambakit-inference-state", "seqlen_offset": "5", "positions": "5,3", "batch": "2"}
+    write("inference_state", "hybrid", state([hybrid2, attention, hybrid2, attention], hybrid_metadata))
 
 
 def plugin_info_seeds():

@@ -1,5 +1,6 @@
 // Fuzz target: inference state files (InferenceState::save/load), read into the states of a
-// Mamba-1 and a Mamba-2 test model; a state that loads must then run a decode step.
+// Mamba-1, a Mamba-2 and a hybrid test model (whose KV caches grow along a token axis); a state
+// that loads must then run a decode step.
 
 #include <memory>
 #include <vector>
@@ -19,9 +20,9 @@ Models& models() {
   static auto* loaded = [] {
     auto* result = new Models();
     result->host.load_directory(mambakit::fuzz::built_plugin_dir());
-    for (const char* fixture : {"tiny_tied", "mamba2_official"}) {
+    for (const char* fixture : {"models/tiny_tied", "models/mamba2_official", "hybrid/hybrid_mamba2_attn"}) {
       result->models.push_back(std::make_unique<mambakit::Model>(
-          mambakit::Model::load(mambakit::fuzz::test_data_dir() / "models" / fixture, result->host)));
+          mambakit::Model::load(mambakit::fuzz::test_data_dir() / fixture, result->host)));
     }
     return result;
   }();
