@@ -531,13 +531,18 @@ def block_files(name: str, config: Dict, params: hy.Params, run: Callable,
                                                 "objective": "sum(y * grad_y)"})}
 
 
+def block_params(name: str, fill: Callable, cfg) -> hy.Params:
+    """One block's tensors from fill(generator, cfg, params, ""), seeded by the case's name, each
+    rounded to a float32 value (held in float64, so that the stored float32 file is exact)."""
+    p: hy.Params = {}
+    fill(seeded(name, "weights"), cfg, p, "")
+    return {k: v.to(torch.float32).to(torch.float64) for k, v in p.items()}
+
+
 def build_attention_block() -> Dict[str, object]:
     c = ATTENTION_BLOCK
     acfg = hy.AttnConfig.from_official(c["d_model"], c["attn_cfg"])
-    g = seeded(c["name"], "weights")
-    p: hy.Params = {}
-    attention_params(g, acfg, p, "")
-    params = {k: v.to(torch.float32).to(torch.float64) for k, v in p.items()}
+    params = block_params(c["name"], attention_params, acfg)
     gx = seeded(c["name"], "x")
     x = normal(gx, (c["batch"], c["length"], c["d_model"])).to(torch.float32).to(torch.float64)
     # the continuation: row b first runs the first prefix[b] tokens of x_prefix, then x
@@ -567,10 +572,7 @@ def build_attention_block() -> Dict[str, object]:
 def build_mlp_block() -> Dict[str, object]:
     c = MLP_BLOCK
     mcfg = hy.MlpConfig.from_d_intermediate(c["d_model"], c["d_intermediate"])
-    g = seeded(c["name"], "weights")
-    p: hy.Params = {}
-    mlp_params(g, mcfg, p, "")
-    params = {k: v.to(torch.float32).to(torch.float64) for k, v in p.items()}
+    params = block_params(c["name"], mlp_params, mcfg)
     x = normal(seeded(c["name"], "x"), (c["batch"], c["length"], c["d_model"]))
     x = x.to(torch.float32).to(torch.float64)
     config = {"d_model": c["d_model"], "d_intermediate": c["d_intermediate"],

@@ -17,6 +17,7 @@
 #include "mambakit/plugin_host.hpp"
 #include "mambakit/sdk/attention_kernel.hpp"
 #include "mambakit/sdk/mixer.hpp"
+#include "test_tensors.hpp"
 #include "test_workspace.hpp"
 
 namespace mambakit::test::attention {
@@ -49,37 +50,6 @@ struct MixerOptions {
   }
 };
 
-template <class T>
-constexpr sdk::DType dtype_of() {
-  return sizeof(T) == 8 ? sdk::DType::kF64 : sdk::DType::kF32;
-}
-
-template <class T>
-struct Tensor {
-  std::string name;
-  std::vector<std::int64_t> shape;
-  std::vector<T> values;
-
-  [[nodiscard]] sdk::TensorView view() {
-    return sdk::make_view(values.data(), dtype_of<T>(), sdk::Device{}, shape.data(),
-                          static_cast<std::int32_t>(shape.size()));
-  }
-};
-
-template <class T>
-Tensor<T> make_tensor(const sdk::TensorSpec& spec) {
-  Tensor<T> tensor{spec.name, std::vector<std::int64_t>(spec.shape, spec.shape + spec.rank), {}};
-  tensor.values.assign(static_cast<std::size_t>(spec.numel()), T(0));
-  return tensor;
-}
-
-template <class T>
-std::vector<sdk::TensorView> views(std::vector<Tensor<T>>& tensors) {
-  std::vector<sdk::TensorView> result;
-  for (auto& tensor : tensors) result.push_back(tensor.view());
-  return result;
-}
-
 /// One mixer instance with parameters of element type T and a context that runs `kernel`.
 template <class T>
 class MixerHarness {
@@ -88,9 +58,7 @@ class MixerHarness {
       : options_(options),
         mixer_(in_tree_plugins().create_mixer("attention", options.json())),
         kernel_(in_tree_plugins().create_kernel(sdk::kAttentionKind, kernel, "{}")) {
-    context_.kernels = fixed_kernels(kernel_.get());
-    context_.workspace = &workspace_;
-    context_.n_threads = threads;
+    context_ = kernel_context(*kernel_, workspace_, threads);
     std::mt19937 rng(seed);
     std::uniform_real_distribution<double> unit(-1.0, 1.0);
     for (std::int32_t i = 0; i < mixer_->param_count(); ++i) {

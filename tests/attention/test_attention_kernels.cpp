@@ -219,14 +219,6 @@ std::vector<double> packed_out(Problem<T>& p) {
   return as_double(p.held(p.out, false));
 }
 
-sdk::Context context_for(sdk::Kernel& kernel, mambakit::test::TestWorkspace& workspace, int threads) {
-  sdk::Context context;
-  context.kernels = mambakit::test::fixed_kernels(&kernel);
-  context.workspace = &workspace;
-  context.n_threads = threads;
-  return context;
-}
-
 const std::vector<Shape> kShapes = {
     {2, 5, 4, 2, 8, {3, 0}},             // GQA, ragged rows
     {3, 1, 6, 2, 64, {0, 17, 100}},      // decode, GQA
@@ -247,7 +239,7 @@ TEST_CASE("every attention kernel matches the definition, f32 and f64") {
     for (const Shape& shape : kShapes) {
       INFO("attention/" << name << ", " << shape.label());
       mambakit::test::TestWorkspace workspace;
-      const sdk::Context context = context_for(*kernel, workspace, 2);
+      const sdk::Context context = mambakit::test::kernel_context(*kernel, workspace, 2);
       Problem<float> single(shape, 11);
       Problem<double> twice(shape, 11);
       std::vector<double> expected_out, expected_lse;
@@ -277,7 +269,7 @@ TEST_CASE("attention backward matches finite differences of the f64 forward, for
     for (const Shape& shape : shapes) {
       INFO("attention/" << name << ", " << shape.label());
       mambakit::test::TestWorkspace workspace;
-      const sdk::Context context = context_for(*kernel, workspace, 2);
+      const sdk::Context context = mambakit::test::kernel_context(*kernel, workspace, 2);
       Problem<double> p(shape, 5);
       REQUIRE(sdk::attention_forward(context, p.forward_args(), true).ok());
       const sdk::Status status = sdk::attention_backward(context, p.backward_args());
@@ -333,14 +325,14 @@ TEST_CASE("attention's f32 backward matches its f64 backward, and neither depend
       INFO("attention/" << name << ", " << shape.label());
       mambakit::test::TestWorkspace workspace;
       Problem<double> twice(shape, 3);
-      const sdk::Context context2 = context_for(*kernel, workspace, 2);
+      const sdk::Context context2 = mambakit::test::kernel_context(*kernel, workspace, 2);
       REQUIRE(sdk::attention_forward(context2, twice.forward_args(), true).ok());
       REQUIRE(sdk::attention_backward(context2, twice.backward_args()).ok());
 
       Problem<float> one(shape, 3), two(shape, 3);
       one.copy_inputs(twice);
       two.copy_inputs(twice);
-      const sdk::Context context1 = context_for(*kernel, workspace, 1);
+      const sdk::Context context1 = mambakit::test::kernel_context(*kernel, workspace, 1);
       REQUIRE(sdk::attention_forward(context1, one.forward_args(), true).ok());
       REQUIRE(sdk::attention_backward(context1, one.backward_args()).ok());
       REQUIRE(sdk::attention_forward(context2, two.forward_args(), true).ok());
@@ -364,7 +356,7 @@ TEST_CASE("attention backward accumulates into its gradients and leaves the unhe
   for (const auto& name : attention_names()) {
     auto kernel = create_attention(name);
     mambakit::test::TestWorkspace workspace;
-    const sdk::Context context = context_for(*kernel, workspace, 2);
+    const sdk::Context context = mambakit::test::kernel_context(*kernel, workspace, 2);
     Problem<double> p({2, 9, 2, 1, 8, {4, 0}}, 9);
     REQUIRE(sdk::attention_forward(context, p.forward_args(), true).ok());
     REQUIRE(sdk::attention_backward(context, p.backward_args()).ok());
@@ -380,7 +372,7 @@ TEST_CASE("attention backward accumulates into its gradients and leaves the unhe
 TEST_CASE("attention_calls.hpp rejects malformed arguments with a message naming the problem") {
   auto kernel = create_attention("naive");
   mambakit::test::TestWorkspace workspace;
-  const sdk::Context context = context_for(*kernel, workspace, 1);
+  const sdk::Context context = mambakit::test::kernel_context(*kernel, workspace, 1);
   Problem<float> p({2, 4, 4, 2, 8, {3, 0}}, 1);
   auto expect_error = [&](const sdk::AttentionForwardArgs& args, const char* words) {
     const sdk::Status status = sdk::attention_forward(context, args);

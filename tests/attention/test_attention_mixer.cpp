@@ -28,7 +28,7 @@ using mambakit::test::attention::MixerHarness;
 using mambakit::test::attention::MixerOptions;
 using mambakit::test::attention::random_values;
 using mambakit::test::attention::relative_error;
-using mambakit::test::attention::Tensor;
+using mambakit::test::Tensor;
 
 /// The variants under test, each a different mix of the options.
 std::vector<std::pair<std::string, MixerOptions>> variants() {
@@ -204,7 +204,7 @@ namespace {
 /// state tensor of final * w, against finite differences, for every parameter, x and (with an
 /// initial state) every held initial state entry.
 void check_gradients(const MixerOptions& options, const char* kernel, bool with_state) {
-  using mambakit::test::attention::views;
+  using mambakit::test::views;
   MixerHarness<double> mixer(options, kernel, 29, 1);
   const std::int64_t B = 2, L = 5, D = options.d_model;
   const std::vector<std::int64_t> positions = with_state ? std::vector<std::int64_t>{3, 1} : std::vector<std::int64_t>{0, 0};
@@ -330,13 +330,13 @@ TEST_CASE("mixer/attention with f16 and bf16 weights equals f32 weights of the s
     auto state_f32 = mixer.make_state(B, capacity);
     const auto expected = mixer.forward(x, B, nullptr, &state_f32, {0, 0});
 
-    auto half_views = mambakit::test::attention::views(mixer.params);
+    auto half_views = mambakit::test::views(mixer.params);
     for (std::size_t i = 0; i < half_views.size(); ++i) {
       half_views[i].data = halves[i].data();
       half_views[i].dtype = dtype;
     }
     auto state = mixer.make_state(B, capacity);
-    auto state_views = mambakit::test::attention::views(state);
+    auto state_views = mambakit::test::views(state);
     std::vector<float> y(x.size());
     sdk::MixerForwardArgs args;
     args.params = half_views.data();
@@ -422,8 +422,8 @@ TEST_CASE("mixer/attention's step needs positions, and its calls refuse a cache 
   auto state = mixer.make_state(B, 2);
   auto token = random_values<float>(B * D, 67);
   std::vector<float> y(token.size());
-  auto param_views = mambakit::test::attention::views(mixer.params);
-  auto state_views = mambakit::test::attention::views(state);
+  auto param_views = mambakit::test::views(mixer.params);
+  auto state_views = mambakit::test::views(state);
   sdk::MixerStepArgs step;
   step.params = param_views.data();
   step.x = sdk::make_view(token.data(), {B, D});

@@ -30,13 +30,17 @@
 #include "gradient_check.hpp"
 #include "mambakit/sdk/mixer.hpp"
 #include "mambakit/sdk/scan_backend.hpp"
+#include "test_tensors.hpp"
 #include "test_workspace.hpp"
 
 namespace sdk = mambakit::sdk;
 using mambakit::test::compare_gradient;
 using mambakit::test::finite_differences;
 using mambakit::test::GradientComparison;
+using mambakit::test::make_tensor;
+using mambakit::test::Tensor;
 using mambakit::test::TestWorkspace;
+using mambakit::test::views;
 using mambakit::test::weighted_sum;
 
 namespace {
@@ -58,33 +62,6 @@ struct MixerVariant {
 };
 
 const MixerVariant kVariants[] = {{4, false, true}, {3, false, true}, {4, true, false}, {3, true, true}};
-
-template <class T>
-struct Tensor {
-  std::string name;
-  std::vector<std::int64_t> shape;
-  std::vector<T> values;
-
-  [[nodiscard]] sdk::TensorView view() {
-    const sdk::DType dtype = sizeof(T) == sizeof(double) ? sdk::DType::kF64 : sdk::DType::kF32;
-    return sdk::make_view(values.data(), dtype, sdk::Device{}, shape.data(), static_cast<std::int32_t>(shape.size()));
-  }
-};
-
-/// A zero tensor as `spec` declares it, with element type T whatever the declared dtype.
-template <class T>
-Tensor<T> make_tensor(const sdk::TensorSpec& spec) {
-  Tensor<T> tensor{spec.name, std::vector<std::int64_t>(spec.shape, spec.shape + spec.rank), {}};
-  tensor.values.assign(static_cast<std::size_t>(spec.numel()), T(0));
-  return tensor;
-}
-
-template <class T>
-std::vector<sdk::TensorView> views(std::vector<Tensor<T>>& tensors) {
-  std::vector<sdk::TensorView> result;
-  for (auto& tensor : tensors) result.push_back(tensor.view());
-  return result;
-}
 
 /// Names of the CPU scan backends that have a backward pass for problems of `dtype`.
 std::vector<std::string> backward_scan_names(sdk::DType dtype) {

@@ -119,6 +119,28 @@ std::vector<T> forward(sdk::Mixer& mixer, const std::vector<sdk::TensorView>& pa
   return y;
 }
 
+/// mixer.backward on x (B, L, D) from `saved` (what forward saved, B * L rows) and grad_y (B, L, D):
+/// adds into grad_x (B, L, D) and the views of `grad_params` (null: every parameter frozen).
+template <class T>
+sdk::Status backward(sdk::Mixer& mixer, const std::vector<sdk::TensorView>& params, std::vector<T>& x,
+                     std::vector<T>& saved, std::vector<T>& grad_y, std::vector<T>& grad_x,
+                     const sdk::TensorView* grad_params, std::int64_t batch, std::int64_t length, std::int64_t d_model,
+                     int threads = 1) {
+  const std::int64_t saved_width = static_cast<std::int64_t>(saved.size()) / (batch * length);
+  sdk::TensorView saved_view = sdk::make_view(saved.data(), {batch, length, saved_width});
+  sdk::MixerBackwardArgs args;
+  args.params = params.data();
+  args.x = sdk::make_view(x.data(), {batch, length, d_model});
+  args.saved = &saved_view;
+  args.grad_y = sdk::make_view(grad_y.data(), {batch, length, d_model});
+  args.grad_x = sdk::make_view(grad_x.data(), {batch, length, d_model});
+  args.grad_params = grad_params;
+  TestWorkspace workspace;
+  const sdk::Status status = mixer.backward(cpu_context(workspace, threads), args);
+  CHECK(workspace.live() == 0);
+  return status;
+}
+
 /// y (B, D) of mixer.step on x (B, D) in f32.
 std::vector<float> step(sdk::Mixer& mixer, const std::vector<sdk::TensorView>& params, std::vector<float>& x,
                         std::int64_t batch, std::int64_t d_model) {
@@ -285,17 +307,8 @@ TEST_CASE("gated_mlp backward matches f64 finite differences and accumulates") {
       }
       std::vector<double> grad_x(x.size(), 1.0), grad_y = w;
       const std::int64_t F = 8;
-      sdk::TensorView saved_view = sdk::make_view(saved.data(), {B, L, 2 * F});
-      sdk::MixerBackwardArgs args;
-      args.params = params.data();
-      args.x = sdk::make_view(x.data(), {B, L, D});
-      args.saved = &saved_view;
-      args.grad_y = sdk::make_view(grad_y.data(), {B, L, D});
-      args.grad_x = sdk::make_view(grad_x.data(), {B, L, D});
-      args.grad_params = grad_views.data();
-      TestWorkspace workspace;
-      REQUIRE(mixer->backward(cpu_context(workspace, 2), args).ok());
-      CHECK(workspace.live() == 0);
+      REQUIRE(saved.size() == static_cast<std::size_t>(B * L * 2 * F));
+      REQUIRE(backward(*mixer, params, x, saved, grad_y, grad_x, grad_views.data(), B, L, D, 2).ok());
 
       auto minus_one = [](std::vector<double> values) {
         for (auto& value : values) value -= 1.0;
@@ -317,9 +330,7 @@ TEST_CASE("gated_mlp backward matches f64 finite differences and accumulates") {
       std::vector<double> grad_x2(x.size(), 1.0), grad_first(grads[0].size(), 1.0);
       std::vector<sdk::TensorView> frozen(grad_views.size());
       frozen[0] = sdk::make_view(grad_first.data(), sdk::DType::kF64, sdk::Device{}, p.shapes[0].data(), 2);
-      args.grad_params = frozen.data();
-      args.grad_x = sdk::make_view(grad_x2.data(), {B, L, D});
-      REQUIRE(mixer->backward(cpu_context(workspace), args).ok());
+      REQUIRE(backward(*mixer, params, x, saved, grad_y, grad_x2, frozen.data(), B, L, D).ok());
       CHECK(grad_first == grads[0]);
       CHECK(grad_x2 == grad_x);
     }
@@ -345,17 +356,7 @@ TEST_CASE("gated_mlp backward in f32 agrees with f64 and refuses 16-bit weights"
     std::vector<T> grad_y(x.size(), T(1)), grad_x(x.size(), T(0)), grad_w1(p.values[0].size(), T(0));
     std::vector<sdk::TensorView> grads(p.values.size());
     grads[0] = sdk::make_view(grad_w1.data(), {p.shapes[0][0], p.shapes[0][1]});
-    const std::int64_t saved_width = static_cast<std::int64_t>(saved.size()) / (B * L);
-    sdk::TensorView saved_view = sdk::make_view(saved.data(), {B, L, saved_width});
-    sdk::MixerBackwardArgs args;
-    args.params = params.data();
-    args.x = sdk::make_view(x.data(), {B, L, D});
-    args.saved = &saved_view;
-    args.grad_y = sdk::make_view(grad_y.data(), {B, L, D});
-    args.grad_x = sdk::make_view(grad_x.data(), {B, L, D});
-    args.grad_params = grads.data();
-    TestWorkspace workspace;
-    REQUIRE(mixer->backward(cpu_context(workspace, 2), args).ok());
+    REQUIRE(backward(*mixer, params, x, saved, grad_y, grad_x, grads.data(), B, L, D, 2).ok());
     grad_x.insert(grad_x.end(), grad_w1.begin(), grad_w1.end());
     return grad_x;
   };
@@ -368,15 +369,7 @@ TEST_CASE("gated_mlp backward in f32 agrees with f64 and refuses 16-bit weights"
   auto params = p32.views();
   params[0] = sdk::make_view(half.data(), sdk::DType::kF16, sdk::Device{}, p32.shapes[0].data(), 2);
   std::vector<float> saved(static_cast<std::size_t>(B * L * 32)), grad_y(x32.size(), 1.0f), grad_x(x32.size());
-  sdk::TensorView saved_view = sdk::make_view(saved.data(), {B, L, 32});
-  sdk::MixerBackwardArgs args;
-  args.params = params.data();
-  args.x = sdk::make_view(x32.data(), {B, L, D});
-  args.saved = &saved_view;
-  args.grad_y = sdk::make_view(grad_y.data(), {B, L, D});
-  args.grad_x = sdk::make_view(grad_x.data(), {B, L, D});
-  TestWorkspace workspace;
-  const sdk::Status status = mixer->backward(cpu_context(workspace), args);
+  const sdk::Status status = backward(*mixer, params, x32, saved, grad_y, grad_x, nullptr, B, L, D);
   CHECK_FALSE(status.ok());
   CHECK_THAT(std::string(status.message), Contains("f32 parameters"));
 }
@@ -510,17 +503,7 @@ TEST_CASE("gated_mlp matches the PyTorch fixture gated_mlp_block, output and gra
   for (std::size_t i = 0; i < grads.size(); ++i) {
     grad_views.push_back(sdk::make_view(grads[i].data(), sdk::DType::kF64, sdk::Device{}, shapes[i].data(), 2));
   }
-  const std::int64_t saved_width = static_cast<std::int64_t>(saved.size()) / (B * L);
-  sdk::TensorView saved_view = sdk::make_view(saved.data(), {B, L, saved_width});
-  sdk::MixerBackwardArgs args;
-  args.params = views.data();
-  args.x = sdk::make_view(x.data(), {B, L, D});
-  args.saved = &saved_view;
-  args.grad_y = sdk::make_view(grad_y.data(), {B, L, D});
-  args.grad_x = sdk::make_view(grad_x.data(), {B, L, D});
-  args.grad_params = grad_views.data();
-  TestWorkspace workspace;
-  REQUIRE(mixer->backward(cpu_context(workspace), args).ok());
+  REQUIRE(backward(*mixer, views, x, saved, grad_y, grad_x, grad_views.data(), B, L, D).ok());
   CHECK(relative_error(grad_x, expected.read_f32("grad_x")) < 1e-6);
   for (std::int32_t i = 0; i < mixer->param_count(); ++i) {
     const std::string name = spec_of(*mixer, i).tensor.name;

@@ -116,14 +116,6 @@ double relative_error(const std::vector<float>& a, const std::vector<float>& b) 
   return worst / scale;
 }
 
-sdk::Context context_for(sdk::Kernel& kernel, mambakit::test::TestWorkspace& workspace, int threads) {
-  sdk::Context context;
-  context.kernels = mambakit::test::fixed_kernels(&kernel);
-  context.workspace = &workspace;
-  context.n_threads = threads;
-  return context;
-}
-
 std::int64_t meta(const SafetensorsFile& file, const char* key) { return std::stoll(file.metadata().at(key)); }
 
 }  // namespace
@@ -150,7 +142,7 @@ TEST_CASE("every SSD kernel matches the reference SSD fixtures, forward and ever
 
       auto kernel = create_ssd(name);
       mambakit::test::TestWorkspace workspace;
-      const sdk::Context context = context_for(*kernel, workspace, 2);
+      const sdk::Context context = mambakit::test::kernel_context(*kernel, workspace, 2);
       INFO("ssd/" << name << " on " << case_name);
       REQUIRE(sdk::ssd_forward(context, problem.forward_args(with_d, with_initial), true).ok());
       CHECK(relative_error(problem.y, file.read_f32("y")) < 2e-5);
@@ -196,7 +188,7 @@ TEST_CASE("SSD steps reproduce the forward token by token, for every SSD kernel"
     SsdProblem problem = random_problem(2, 9, 4, 3, 2, 5, 7);
     auto kernel = create_ssd(name);
     mambakit::test::TestWorkspace workspace;
-    const sdk::Context context = context_for(*kernel, workspace, 2);
+    const sdk::Context context = mambakit::test::kernel_context(*kernel, workspace, 2);
     REQUIRE(sdk::ssd_forward(context, problem.forward_args(true, true)).ok());
     std::vector<float> state = problem.initial, stepped(problem.y.size());
     std::vector<float> y_t(static_cast<std::size_t>(problem.batch * problem.heads * problem.head_dim));
@@ -244,7 +236,7 @@ TEST_CASE("SSD kernels give the same bits with 1 and 2 threads, forward and back
       // 150 tokens: two full chunks of 64 and a partial one; 4 heads share 2 groups.
       SsdProblem problem = random_problem(3, 150, 4, 8, 2, 16, 11);
       mambakit::test::TestWorkspace workspace;
-      const sdk::Context context = context_for(*kernel, workspace, threads);
+      const sdk::Context context = mambakit::test::kernel_context(*kernel, workspace, threads);
       REQUIRE(sdk::ssd_forward(context, problem.forward_args(true, true), true).ok());
       REQUIRE(sdk::ssd_backward(context, problem.backward_args(true, true)).ok());
       results[threads - 1] = {problem.y,       problem.final_state, problem.grad_xbc, problem.grad_dt,
@@ -258,7 +250,7 @@ TEST_CASE("SSD kernels give the same bits with 1 and 2 threads, forward and back
 TEST_CASE("the SSD entry points refuse malformed arguments with a message naming the tensor") {
   auto kernel = create_ssd("sequential");
   mambakit::test::TestWorkspace workspace;
-  const sdk::Context context = context_for(*kernel, workspace, 1);
+  const sdk::Context context = mambakit::test::kernel_context(*kernel, workspace, 1);
   SsdProblem problem = random_problem(1, 4, 4, 2, 2, 3, 3);
   auto message_of = [&](const sdk::SsdForwardArgs& args) { return std::string(sdk::ssd_forward(context, args).message); };
 

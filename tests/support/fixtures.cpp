@@ -138,6 +138,14 @@ sdk::KernelProvider* fixed_kernels(sdk::Kernel* kernel) {
   return provider.get();
 }
 
+sdk::Context kernel_context(sdk::Kernel& kernel, sdk::WorkspaceAllocator& workspace, int threads) {
+  sdk::Context context;
+  context.kernels = fixed_kernels(&kernel);
+  context.workspace = &workspace;
+  context.n_threads = threads;
+  return context;
+}
+
 std::map<std::string, std::string> scan_choice(const std::string& name) { return {{sdk::kSelectiveScanKind, name}}; }
 
 }  // namespace mambakit::test

@@ -39,6 +39,9 @@ ScanPtr create_scan(const PluginHost& host, const std::string& name, const std::
 /// life), for contexts that run one chosen kernel.
 sdk::KernelProvider* fixed_kernels(sdk::Kernel* kernel);
 
+/// A CPU context that runs `kernel` (fixed_kernels), with `workspace` and `threads` threads.
+sdk::Context kernel_context(sdk::Kernel& kernel, sdk::WorkspaceAllocator& workspace, int threads);
+
 /// {{"selective_scan", name}}: ModelOptions::kernels that name the selective scan.
 std::map<std::string, std::string> scan_choice(const std::string& name);
 

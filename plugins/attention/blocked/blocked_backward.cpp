@@ -201,10 +201,8 @@ void query_gradients(const sdk::AttentionBackwardArgs& args, const PackedQueries
     BackwardScratch<T> s(d.hd, hdp);
 #pragma omp for schedule(dynamic, 1)
     for (std::int64_t task = 0; task < tasks; ++task) {
-      const std::int64_t block = blocks - 1 - task / (d.B * d.H), bh = task % (d.B * d.H);
-      const std::int64_t b = bh / d.H, h = bh % d.H, kv = d.kv_head(h);
-      const std::int64_t p = attention_common::position(in, b);
-      const std::int64_t i0 = block * kBq, rows = std::min(kBq, d.L - i0), query_tiles = tile_rows(rows);
+      const auto [b, h, kv, p, block, i0, rows] = query_block_task<T>(d, in, blocks, task);
+      const std::int64_t query_tiles = tile_rows(rows);
       const auto qb = packed.at(b, h, block);
       T* grad_queries = s.grad_a.data();
       std::fill(grad_queries, grad_queries + kBq * hdp, T(0));

@@ -76,10 +76,8 @@ void blocked_prefill(const sdk::AttentionForwardArgs& args, int n_threads) {
     PrefillScratch<T> s(d.hd, hdp);
 #pragma omp for schedule(dynamic, 1)
     for (std::int64_t task = 0; task < tasks; ++task) {
-      const std::int64_t block = blocks - 1 - task / (d.B * d.H), bh = task % (d.B * d.H);
-      const std::int64_t b = bh / d.H, h = bh % d.H, kv = d.kv_head(h);
-      const std::int64_t p = attention_common::position(args, b);
-      const std::int64_t i0 = block * kBq, rows = std::min(kBq, d.L - i0), query_tiles = tile_rows(rows);
+      const auto [b, h, kv, p, block, i0, rows] = query_block_task<T>(d, args, blocks, task);
+      const std::int64_t query_tiles = tile_rows(rows);
       pack_transposed(s.queries_t.data(), q, b, i0, h, rows, scale);
       std::fill(s.accum.data(), s.accum.data() + kBq * hdp, T(0));
       std::fill(s.row_max.data(), s.row_max.data() + kBq, -std::numeric_limits<T>::infinity());

@@ -44,6 +44,25 @@ std::int64_t padded_head_dim(std::int64_t hd) {
   return (hd + kWidth - 1) / kWidth * kWidth;
 }
 
+/// What one task of a loop over the B * H * blocks (row, head, query block) triples works on:
+/// row b (at position p), query head h reading kv head kv, and query block `block`, the queries
+/// i0 .. i0 + rows - 1.
+struct QueryBlockTask {
+  std::int64_t b, h, kv, p, block, i0, rows;
+};
+
+/// Task `task` of such a loop over the `blocks` query blocks of each (row, head): the latest
+/// blocks first, since they see the most keys (a dynamic schedule then starts the longest tasks
+/// first).
+template <class T>
+QueryBlockTask query_block_task(const Dims& d, const sdk::AttentionForwardArgs& args, std::int64_t blocks,
+                                std::int64_t task) {
+  constexpr std::int64_t kBq = kQueryBlock<T>;
+  const std::int64_t block = blocks - 1 - task / (d.B * d.H), bh = task % (d.B * d.H);
+  const std::int64_t b = bh / d.H, h = bh % d.H, i0 = block * kBq;
+  return {b, h, d.kv_head(h), attention_common::position(args, b), block, i0, std::min(kBq, d.L - i0)};
+}
+
 /// n rounded up to a multiple of kTileRows.
 inline std::int64_t tile_rows(std::int64_t n) { return (n + kTileRows - 1) / kTileRows * kTileRows; }
 

@@ -9,7 +9,7 @@
 #include <cstdint>
 
 #include "mambakit/sdk/attention_kernel.hpp"
-#include "mambakit/sdk/guard.hpp"
+#include "mambakit/sdk/util/dtype_dispatch.hpp"
 
 namespace mambakit::attention_common {
 
@@ -50,18 +50,7 @@ inline std::int64_t position(const sdk::AttentionForwardArgs& args, std::int64_t
   return args.positions.present() ? args.positions.as<const std::int64_t>()[b] : 0;
 }
 
-/// Runs body(T{}) with T = double for f64 problems and float otherwise, inside sdk::guard().
-template <class Body>
-sdk::Status by_dtype(sdk::DType dtype, Body&& body) noexcept {
-  return sdk::guard([&] {
-    if (dtype == sdk::DType::kF64) {
-      body(double{});
-    } else {
-      body(float{});
-    }
-    return sdk::Status::success();
-  });
-}
+using sdk::util::by_dtype;  // body(T{}) with T = double for f64 problems, float otherwise
 
 /// A CPU kernel of f32 and f64 problems, forward and backward, scoring `score` for them.
 class CpuAttentionKernel : public sdk::AttentionKernel {

@@ -27,24 +27,29 @@ std::string described(const std::string& path, const char* layer) {
   return path + " (a " + std::string(layer) + " layer's keyword arguments) of a state-spaces/mamba";
 }
 
-/// The official Mamba (mamba_ssm/modules/mamba_simple.py) -> mixer/s6, whose options have the
-/// constructor's names.
-json mamba1_mixer(const json& ssm_cfg, const std::string& path) {
-  ConfigKeys keys(ssm_cfg);
+/// The keyword arguments that the official Mamba and Mamba2 share, into `options` under the
+/// same names (those of mixer/s6's and mixer/mamba2's options).
+json shared_options(ConfigKeys& keys) {
   keys.ignore({"layer"});
   json options = json::object();
   keys.move({{"d_state", "d_state"},
              {"d_conv", "d_conv"},
              {"expand", "expand"},
-             {"dt_rank", "dt_rank"},
              {"dt_min", "dt_min"},
              {"dt_max", "dt_max"},
-             {"dt_init", "dt_init"},
-             {"dt_scale", "dt_scale"},
              {"dt_init_floor", "dt_init_floor"},
              {"conv_bias", "conv_bias"},
              {"bias", "bias"}},
             options);
+  return options;
+}
+
+/// The official Mamba (mamba_ssm/modules/mamba_simple.py) -> mixer/s6, whose options have the
+/// constructor's names.
+json mamba1_mixer(const json& ssm_cfg, const std::string& path) {
+  ConfigKeys keys(ssm_cfg);
+  json options = shared_options(keys);
+  keys.move({{"dt_rank", "dt_rank"}, {"dt_init", "dt_init"}, {"dt_scale", "dt_scale"}}, options);
   // The fused kernel path computes the same function; layer_idx only names the layer.
   keys.ignore({"use_fast_path", "layer_idx"});
   keys.reject_unread(described(path, "Mamba1").c_str());
@@ -69,20 +74,8 @@ void translate_dt_limit(const std::string& key, const json& limit, json& options
 /// The official Mamba2 (mamba_ssm/modules/mamba2.py) -> mixer/mamba2.
 json mamba2_mixer(const json& ssm_cfg, const std::string& path) {
   ConfigKeys keys(ssm_cfg);
-  keys.ignore({"layer"});
-  json options = json::object();
-  keys.move({{"d_state", "d_state"},
-             {"d_conv", "d_conv"},
-             {"expand", "expand"},
-             {"headdim", "head_dim"},
-             {"ngroups", "n_groups"},
-             {"chunk_size", "chunk_size"},
-             {"dt_min", "dt_min"},
-             {"dt_max", "dt_max"},
-             {"dt_init_floor", "dt_init_floor"},
-             {"conv_bias", "conv_bias"},
-             {"bias", "bias"}},
-            options);
+  json options = shared_options(keys);
+  keys.move({{"headdim", "head_dim"}, {"ngroups", "n_groups"}, {"chunk_size", "chunk_size"}}, options);
   translate_dt_limit(path + ".dt_limit", keys.take("dt_limit"), options);
   const json a_range = keys.take("A_init_range");
   if (!a_range.is_null()) {

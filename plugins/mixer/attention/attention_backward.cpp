@@ -21,10 +21,10 @@
 #include "attention_mixer.hpp"
 #include "attention_views.hpp"
 #include "depthwise_conv.hpp"
-#include "gated_mlp.hpp"
 #include "mambakit/sdk/attention_calls.hpp"
 #include "mambakit/sdk/guard.hpp"
 #include "mambakit/sdk/util/backward_views.hpp"
+#include "mambakit/sdk/util/gated_silu.hpp"
 #include "mambakit/sdk/util/linear.hpp"
 #include "mambakit/sdk/workspace.hpp"
 
@@ -66,8 +66,8 @@ sdk::Status backward_typed(const AttentionLayer& layer, const sdk::Context& cont
   sdk::util::linear_backward_input(grad_y, D, param[index.out_proj_weight], grad_out_in.data(), F, M, F, D,
                                    /*accumulate=*/false);
   if (d.mlp_dim > 0) {
-    gated_mlp_backward(in + Q, I, grad_out_in.data() + d.q_dim(), F, grad_in.data() + Q, I, M, d.mlp_dim / 2,
-                       context.n_threads);
+    sdk::util::gated_silu_backward(in + Q, I, grad_out_in.data() + d.q_dim(), F, grad_in.data() + Q, I, M,
+                                   d.mlp_dim / 2, context.n_threads);
   }
 
   // Attention: over a scratch cache of the held and new entries when something is held,

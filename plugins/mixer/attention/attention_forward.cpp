@@ -22,9 +22,9 @@
 #include "attention_mixer.hpp"
 #include "attention_views.hpp"
 #include "depthwise_conv.hpp"
-#include "gated_mlp.hpp"
 #include "mambakit/sdk/attention_calls.hpp"
 #include "mambakit/sdk/guard.hpp"
+#include "mambakit/sdk/util/gated_silu.hpp"
 #include "mambakit/sdk/util/linear.hpp"
 #include "mambakit/sdk/workspace.hpp"
 
@@ -66,7 +66,9 @@ sdk::Status forward_typed(const AttentionLayer& layer, const sdk::Context& conte
   } else if (keeps_in) {
     for (std::int64_t m = 0; m < M; ++m) std::copy_n(in + m * I, Q, qkv + m * Q);
   }
-  if (d.mlp_dim > 0) gated_mlp_forward(in + Q, I, out_in + d.q_dim(), F, M, d.mlp_dim / 2, context.n_threads);
+  if (d.mlp_dim > 0) {
+    sdk::util::gated_silu_forward(in + Q, I, out_in + d.q_dim(), F, M, d.mlp_dim / 2, context.n_threads);
+  }
   rotate_rows(layer.rotary, qkv, Q, 0, d.heads, d.head_dim, positions, L, false, context.n_threads);
   rotate_rows(layer.rotary, qkv, Q, d.k_offset(), d.heads_kv, d.head_dim, positions, L, false, context.n_threads);
 

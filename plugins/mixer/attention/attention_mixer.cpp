@@ -8,9 +8,13 @@
 
 #include "mambakit/sdk/options.hpp"
 #include "mambakit/sdk/plugin.hpp"
+#include "mambakit/sdk/util/mixer_declarations.hpp"
 #include "mambakit/sdk/util/typed_params.hpp"
 
 namespace mambakit::mixer_attention {
+
+using sdk::util::declare_param;
+using sdk::util::uniform_init;
 
 namespace {
 
@@ -68,31 +72,12 @@ AttentionDims read_dims(const char* config_json) {
   return dims;
 }
 
-void declare(sdk::ParamSpec* out, const char* name, std::initializer_list<std::int64_t> shape, sdk::Init init,
-             bool weight_decay) {
-  sdk::set_tensor_spec(out->tensor, name, sdk::DType::kF32, shape);
-  out->init = init;
-  out->weight_decay = weight_decay;
-}
-
-sdk::Init uniform(double bound) { return {sdk::InitKind::kUniform, -bound, bound}; }
-
-sdk::Status no_device(const sdk::Context& context) noexcept {
-  return sdk::Status::error(sdk::StatusCode::kUnsupported, "%s runs on the CPU only, not on %s tensors", kComponent,
-                            sdk::device_type_name(context.device.type));
-}
-
 }  // namespace
 
 AttentionMixer::AttentionMixer(const char* config_json) : layer_(read_dims(config_json)) {}
 
 void AttentionMixer::capabilities(sdk::MixerCapabilities* out) const noexcept {
-  out->devices = sdk::device_bit(sdk::DeviceType::kCpu);
-  out->param_dtypes = sdk::dtype_bit(sdk::DType::kF32) | sdk::dtype_bit(sdk::DType::kF64) |
-                      sdk::dtype_bit(sdk::DType::kF16) | sdk::dtype_bit(sdk::DType::kBF16) |
-                      sdk::dtype_bit(sdk::DType::kQ8);
-  out->backward = true;
-  out->step = true;
+  sdk::util::set_cpu_mixer_capabilities(out);
 }
 
 sdk::Status AttentionMixer::param_spec(std::int32_t i, sdk::ParamSpec* out) const noexcept {
@@ -103,19 +88,20 @@ sdk::Status AttentionMixer::param_spec(std::int32_t i, sdk::ParamSpec* out) cons
   // Linear biases and rescales out_proj.weight by 1/sqrt(n_residuals_per_layer * n_layer), with
   // n_residuals_per_layer = 1 here (a mixer cannot know whether an MLP sub-block follows).
   if (i == index.in_proj_weight) {
-    declare(out, "in_proj.weight", {I, D}, uniform(1.0 / std::sqrt(D)), true);
+    declare_param(out, "in_proj.weight", {I, D}, uniform_init(1.0 / std::sqrt(D)), true);
     out->linear_weight = true;
   } else if (i == index.in_proj_bias) {
-    declare(out, "in_proj.bias", {I}, {sdk::InitKind::kZeros}, false);
+    declare_param(out, "in_proj.bias", {I}, {sdk::InitKind::kZeros}, false);
   } else if (i == index.conv_weight) {
-    declare(out, "conv1d.weight", {Q, 1, K}, uniform(1.0 / std::sqrt(K)), true);
+    declare_param(out, "conv1d.weight", {Q, 1, K}, uniform_init(1.0 / std::sqrt(K)), true);
   } else if (i == index.conv_bias) {
-    declare(out, "conv1d.bias", {Q}, uniform(1.0 / std::sqrt(K)), false);
+    declare_param(out, "conv1d.bias", {Q}, uniform_init(1.0 / std::sqrt(K)), false);
   } else if (i == index.out_proj_weight) {
-    declare(out, "out_proj.weight", {D, F}, uniform(1.0 / std::sqrt(F * static_cast<double>(d.n_layer))), true);
+    declare_param(out, "out_proj.weight", {D, F}, uniform_init(1.0 / std::sqrt(F * static_cast<double>(d.n_layer))),
+                  true);
     out->linear_weight = true;
   } else if (i == index.out_proj_bias) {
-    declare(out, "out_proj.bias", {D}, {sdk::InitKind::kZeros}, false);
+    declare_param(out, "out_proj.bias", {D}, {sdk::InitKind::kZeros}, false);
   } else {
     return sdk::Status::error(sdk::StatusCode::kInvalidArgument, "%s has %d parameters, not %d", kComponent,
                               index.count, i + 1);
@@ -158,12 +144,12 @@ sdk::Status AttentionMixer::saved_spec(std::int32_t i, std::int64_t batch, std::
 }
 
 sdk::Status AttentionMixer::forward(const sdk::Context& context, const sdk::MixerForwardArgs& args) noexcept {
-  if (context.device.type != sdk::DeviceType::kCpu) return no_device(context);
+  if (context.device.type != sdk::DeviceType::kCpu) return sdk::util::cpu_only_error(kComponent, context);
   return attention_forward_pass(layer_, context, args);
 }
 
 sdk::Status AttentionMixer::backward(const sdk::Context& context, const sdk::MixerBackwardArgs& args) noexcept {
-  if (context.device.type != sdk::DeviceType::kCpu) return no_device(context);
+  if (context.device.type != sdk::DeviceType::kCpu) return sdk::util::cpu_only_error(kComponent, context);
   if (args.saved == nullptr) {
     return sdk::Status::error(sdk::StatusCode::kInvalidArgument,
                               "%s backward needs the activations its forward saved (args.saved is null)", kComponent);
@@ -173,7 +159,7 @@ sdk::Status AttentionMixer::backward(const sdk::Context& context, const sdk::Mix
 }
 
 sdk::Status AttentionMixer::step(const sdk::Context& context, const sdk::MixerStepArgs& args) noexcept {
-  if (context.device.type != sdk::DeviceType::kCpu) return no_device(context);
+  if (context.device.type != sdk::DeviceType::kCpu) return sdk::util::cpu_only_error(kComponent, context);
   return attention_step(layer_, context, args, in_proj_shares_, out_proj_shares_);
 }
 

@@ -11,10 +11,10 @@
 #include "attention_mixer.hpp"
 #include "attention_views.hpp"
 #include "depthwise_conv.hpp"
-#include "gated_mlp.hpp"
 #include "mambakit/sdk/attention_calls.hpp"
 #include "mambakit/sdk/guard.hpp"
 #include "mambakit/sdk/util/few_rows.hpp"
+#include "mambakit/sdk/util/gated_silu.hpp"
 #include "mambakit/sdk/util/typed_params.hpp"
 #include "mambakit/sdk/workspace.hpp"
 
@@ -53,7 +53,9 @@ sdk::Status attention_step(const AttentionLayer& layer, const sdk::Context& cont
       depthwise_conv_step(in.data(), I, param[index.conv_weight], param[index.conv_bias],
                           d.has_conv_state() ? args.state[kConvState].as<float>() : nullptr, qkv, Q, B, Q, d.d_conv);
     }
-    if (d.mlp_dim > 0) gated_mlp_forward(in.data() + Q, I, out_in.data() + d.q_dim(), F, B, d.mlp_dim / 2, 1);
+    if (d.mlp_dim > 0) {
+      sdk::util::gated_silu_forward(in.data() + Q, I, out_in.data() + d.q_dim(), F, B, d.mlp_dim / 2, 1);
+    }
     rotate_rows(layer.rotary, qkv, ld_qkv, 0, d.heads, d.head_dim, positions, 1, false, 1);
     rotate_rows(layer.rotary, qkv, ld_qkv, d.k_offset(), d.heads_kv, d.head_dim, positions, 1, false, 1);
 

@@ -3,7 +3,7 @@
 //
 //   recompute  u = a * silu(g)
 //   fc2:       grad W2 += grad_y^T u,  grad b2 += sum grad_y,  grad_u = grad_y W2
-//   gate:      grad_h = [grad_u * silu(g) | grad_u * a * silu'(g)]     (gated_mlp_gate.hpp)
+//   gate:      grad_h = [grad_u * silu(g) | grad_u * a * silu'(g)]     (sdk/util/gated_silu.hpp)
 //   fc1:       grad W1 += grad_h^T x,  grad b1 += sum grad_h,  grad_x += grad_h W1
 //
 // Every gradient output accumulates (+=); an absent grad_params view is a frozen parameter.
@@ -11,10 +11,10 @@
 //
 // Dimensions: B batch, L length, M = B * L rows, D d_model, F hidden.
 
-#include "gated_mlp_gate.hpp"
 #include "gated_mlp_mixer.hpp"
 #include "mambakit/sdk/guard.hpp"
 #include "mambakit/sdk/util/backward_views.hpp"
+#include "mambakit/sdk/util/gated_silu.hpp"
 #include "mambakit/sdk/util/linear.hpp"
 #include "mambakit/sdk/workspace.hpp"
 
@@ -35,12 +35,12 @@ sdk::Status backward_typed(const GatedMlpDims& d, const GatedMlpParamIndex& inde
 
   sdk::WorkspaceArray<T> u(context, M * F), grad_u(context, M * F), grad_h(context, M * 2 * F);
 
-  gate_forward(h, 2 * F, u.data(), F, M, F, context.n_threads);
+  sdk::util::gated_silu_forward(h, 2 * F, u.data(), F, M, F, context.n_threads);
   sdk::util::linear_backward_params(grad_y, D, u.data(), F, grad_param(index.fc2_weight), grad_param(index.fc2_bias),
                                     M, F, D);
   sdk::util::linear_backward_input(grad_y, D, param[index.fc2_weight], grad_u.data(), F, M, F, D,
                                    /*accumulate=*/false);
-  gate_backward(h, 2 * F, grad_u.data(), F, grad_h.data(), 2 * F, M, F, context.n_threads);
+  sdk::util::gated_silu_backward(h, 2 * F, grad_u.data(), F, grad_h.data(), 2 * F, M, F, context.n_threads);
   sdk::util::linear_backward_params(grad_h.data(), 2 * F, args.x.as<const T>(), D, grad_param(index.fc1_weight),
                                     grad_param(index.fc1_bias), M, D, 2 * F);
   if (args.grad_x.present()) {

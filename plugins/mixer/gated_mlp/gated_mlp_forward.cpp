@@ -9,9 +9,9 @@
 //
 // Dimensions: B batch, L length, D d_model, F hidden.
 
-#include "gated_mlp_gate.hpp"
 #include "gated_mlp_mixer.hpp"
 #include "mambakit/sdk/guard.hpp"
+#include "mambakit/sdk/util/gated_silu.hpp"
 #include "mambakit/sdk/util/linear.hpp"
 #include "mambakit/sdk/workspace.hpp"
 
@@ -33,7 +33,7 @@ sdk::Status forward_typed(const GatedMlpDims& d, const GatedMlpParamIndex& index
 
   sdk::util::linear_forward(context.n_threads, args.x.as<const T>(), D, param.linear(index.fc1_weight),
                             param[index.fc1_bias], h, 2 * F, M, D, 2 * F);
-  gate_forward(h, 2 * F, u.data(), F, M, F, context.n_threads);
+  sdk::util::gated_silu_forward(h, 2 * F, u.data(), F, M, F, context.n_threads);
   sdk::util::linear_forward(context.n_threads, u.data(), F, param.linear(index.fc2_weight), param[index.fc2_bias],
                             args.y.as<T>(), D, M, F, D);
   return sdk::Status::success();

@@ -9,9 +9,13 @@
 
 #include "mambakit/sdk/options.hpp"
 #include "mambakit/sdk/plugin.hpp"
+#include "mambakit/sdk/util/mixer_declarations.hpp"
 #include "mambakit/sdk/util/typed_params.hpp"
 
 namespace mambakit::mixer_gated_mlp {
+
+using sdk::util::declare_param;
+using sdk::util::uniform_init;
 
 namespace {
 
@@ -42,31 +46,12 @@ GatedMlpDims read_dims(const char* config_json) {
   return dims;
 }
 
-void declare(sdk::ParamSpec* out, const char* name, std::initializer_list<std::int64_t> shape, sdk::Init init,
-             bool weight_decay) {
-  sdk::set_tensor_spec(out->tensor, name, sdk::DType::kF32, shape);
-  out->init = init;
-  out->weight_decay = weight_decay;
-}
-
-sdk::Init uniform(double bound) { return {sdk::InitKind::kUniform, -bound, bound}; }
-
-sdk::Status no_device(const sdk::Context& context) noexcept {
-  return sdk::Status::error(sdk::StatusCode::kUnsupported, "%s runs on the CPU only, not on %s tensors", kComponent,
-                            sdk::device_type_name(context.device.type));
-}
-
 }  // namespace
 
 GatedMlp::GatedMlp(const char* config_json) : dims_(read_dims(config_json)), index_(dims_) {}
 
 void GatedMlp::capabilities(sdk::MixerCapabilities* out) const noexcept {
-  out->devices = sdk::device_bit(sdk::DeviceType::kCpu);
-  out->param_dtypes = sdk::dtype_bit(sdk::DType::kF32) | sdk::dtype_bit(sdk::DType::kF64) |
-                      sdk::dtype_bit(sdk::DType::kF16) | sdk::dtype_bit(sdk::DType::kBF16) |
-                      sdk::dtype_bit(sdk::DType::kQ8);
-  out->backward = true;
-  out->step = true;
+  sdk::util::set_cpu_mixer_capabilities(out);
 }
 
 sdk::Status GatedMlp::param_spec(std::int32_t i, sdk::ParamSpec* out) const noexcept {
@@ -75,16 +60,16 @@ sdk::Status GatedMlp::param_spec(std::int32_t i, sdk::ParamSpec* out) const noex
   // pass (n_residuals_per_layer left at 1) redraws fc2.weight and divides it by sqrt(n_layer);
   // the biases are zeroed.
   if (i == index_.fc1_weight) {
-    declare(out, "fc1.weight", {2 * F, D}, uniform(1.0 / std::sqrt(static_cast<double>(D))), true);
+    declare_param(out, "fc1.weight", {2 * F, D}, uniform_init(1.0 / std::sqrt(static_cast<double>(D))), true);
     out->linear_weight = true;
   } else if (i == index_.fc1_bias) {
-    declare(out, "fc1.bias", {2 * F}, {sdk::InitKind::kZeros}, false);
+    declare_param(out, "fc1.bias", {2 * F}, {sdk::InitKind::kZeros}, false);
   } else if (i == index_.fc2_weight) {
     const double fan_in_times_layers = static_cast<double>(F) * static_cast<double>(dims_.n_layer);
-    declare(out, "fc2.weight", {D, F}, uniform(1.0 / std::sqrt(fan_in_times_layers)), true);
+    declare_param(out, "fc2.weight", {D, F}, uniform_init(1.0 / std::sqrt(fan_in_times_layers)), true);
     out->linear_weight = true;
   } else if (i == index_.fc2_bias) {
-    declare(out, "fc2.bias", {D}, {sdk::InitKind::kZeros}, false);
+    declare_param(out, "fc2.bias", {D}, {sdk::InitKind::kZeros}, false);
   } else {
     return sdk::Status::error(sdk::StatusCode::kInvalidArgument, "%s has %d parameters, not %d", kComponent,
                               index_.count, i + 1);
@@ -107,12 +92,12 @@ sdk::Status GatedMlp::saved_spec(std::int32_t i, std::int64_t batch, std::int64_
 }
 
 sdk::Status GatedMlp::forward(const sdk::Context& context, const sdk::MixerForwardArgs& args) noexcept {
-  if (context.device.type != sdk::DeviceType::kCpu) return no_device(context);
+  if (context.device.type != sdk::DeviceType::kCpu) return sdk::util::cpu_only_error(kComponent, context);
   return gated_mlp_forward(dims_, index_, context, args);
 }
 
 sdk::Status GatedMlp::backward(const sdk::Context& context, const sdk::MixerBackwardArgs& args) noexcept {
-  if (context.device.type != sdk::DeviceType::kCpu) return no_device(context);
+  if (context.device.type != sdk::DeviceType::kCpu) return sdk::util::cpu_only_error(kComponent, context);
   if (args.saved == nullptr) {
     return sdk::Status::error(sdk::StatusCode::kInvalidArgument,
                               "%s backward needs the activations its forward saved (args.saved is null)", kComponent);
@@ -122,7 +107,7 @@ sdk::Status GatedMlp::backward(const sdk::Context& context, const sdk::MixerBack
 }
 
 sdk::Status GatedMlp::step(const sdk::Context& context, const sdk::MixerStepArgs& args) noexcept {
-  if (context.device.type != sdk::DeviceType::kCpu) return no_device(context);
+  if (context.device.type != sdk::DeviceType::kCpu) return sdk::util::cpu_only_error(kComponent, context);
   return gated_mlp_step(dims_, index_, context, args, fc1_shares_, fc2_shares_);
 }
 

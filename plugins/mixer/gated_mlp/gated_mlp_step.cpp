@@ -6,10 +6,10 @@
 
 #include <algorithm>
 
-#include "gated_mlp_gate.hpp"
 #include "gated_mlp_mixer.hpp"
 #include "mambakit/sdk/guard.hpp"
 #include "mambakit/sdk/util/few_rows.hpp"
+#include "mambakit/sdk/util/gated_silu.hpp"
 #include "mambakit/sdk/util/typed_params.hpp"
 #include "mambakit/sdk/workspace.hpp"
 
@@ -32,7 +32,7 @@ sdk::Status gated_mlp_step(const GatedMlpDims& d, const GatedMlpParamIndex& inde
 
     sdk::util::linear_few_rows(args.x.as<const float>(), D, args.params[index.fc1_weight], param[index.fc1_bias],
                                h.data(), 2 * F, B, D, 2 * F, threads, fc1_shares);
-    gate_forward(h.data(), 2 * F, u.data(), F, B, F, threads);
+    sdk::util::gated_silu_forward(h.data(), 2 * F, u.data(), F, B, F, threads);
     sdk::util::linear_few_rows(u.data(), F, args.params[index.fc2_weight], param[index.fc2_bias], args.y.as<float>(),
                                D, B, F, D, threads, fc2_shares);
     return sdk::Status::success();

@@ -10,9 +10,13 @@
 #include "mambakit/sdk/options.hpp"
 #include "mambakit/sdk/plugin.hpp"
 #include "mambakit/sdk/random.hpp"
+#include "mambakit/sdk/util/mixer_declarations.hpp"
 #include "mambakit/sdk/util/typed_params.hpp"
 
 namespace mambakit::mixer_mamba2 {
+
+using sdk::util::declare_param;
+using sdk::util::uniform_init;
 
 namespace {
 
@@ -76,31 +80,12 @@ Mamba2Dims read_dims(const char* config_json) {
   return dims;
 }
 
-void declare(sdk::ParamSpec* out, const char* name, std::initializer_list<std::int64_t> shape, sdk::Init init,
-             bool weight_decay) {
-  sdk::set_tensor_spec(out->tensor, name, sdk::DType::kF32, shape);
-  out->init = init;
-  out->weight_decay = weight_decay;
-}
-
-sdk::Init uniform(double bound) { return {sdk::InitKind::kUniform, -bound, bound}; }
-
-sdk::Status no_device(const sdk::Context& context) noexcept {
-  return sdk::Status::error(sdk::StatusCode::kUnsupported, "%s runs on the CPU only, not on %s tensors", kComponent,
-                            sdk::device_type_name(context.device.type));
-}
-
 }  // namespace
 
 Mamba2Mixer::Mamba2Mixer(const char* config_json) : dims_(read_dims(config_json)), index_(dims_) {}
 
 void Mamba2Mixer::capabilities(sdk::MixerCapabilities* out) const noexcept {
-  out->devices = sdk::device_bit(sdk::DeviceType::kCpu);
-  out->param_dtypes = sdk::dtype_bit(sdk::DType::kF32) | sdk::dtype_bit(sdk::DType::kF64) |
-                      sdk::dtype_bit(sdk::DType::kF16) | sdk::dtype_bit(sdk::DType::kBF16) |
-                      sdk::dtype_bit(sdk::DType::kQ8);
-  out->backward = true;
-  out->step = true;
+  sdk::util::set_cpu_mixer_capabilities(out);
 }
 
 sdk::Status Mamba2Mixer::param_spec(std::int32_t i, sdk::ParamSpec* out) const noexcept {
@@ -109,27 +94,28 @@ sdk::Status Mamba2Mixer::param_spec(std::int32_t i, sdk::ParamSpec* out) const n
   // nn.Linear's and nn.Conv1d's U(+-1/sqrt(fan_in)); out_proj rescaled by 1/sqrt(n_layer) for
   // the pre-norm residual; D = 1 and the norm's weight = 1.
   if (i == index_.in_proj_weight) {
-    declare(out, "in_proj.weight", {I, D}, uniform(1.0 / std::sqrt(D)), true);
+    declare_param(out, "in_proj.weight", {I, D}, uniform_init(1.0 / std::sqrt(D)), true);
     out->linear_weight = true;
   } else if (i == index_.in_proj_bias) {
-    declare(out, "in_proj.bias", {I}, {sdk::InitKind::kZeros}, false);
+    declare_param(out, "in_proj.bias", {I}, {sdk::InitKind::kZeros}, false);
   } else if (i == index_.conv_weight) {
-    declare(out, "conv1d.weight", {C, 1, K}, uniform(1.0 / std::sqrt(K)), true);
+    declare_param(out, "conv1d.weight", {C, 1, K}, uniform_init(1.0 / std::sqrt(K)), true);
   } else if (i == index_.conv_bias) {
-    declare(out, "conv1d.bias", {C}, uniform(1.0 / std::sqrt(K)), false);
+    declare_param(out, "conv1d.bias", {C}, uniform_init(1.0 / std::sqrt(K)), false);
   } else if (i == index_.dt_bias) {
-    declare(out, "dt_bias", {H}, {sdk::InitKind::kComponent}, false);
+    declare_param(out, "dt_bias", {H}, {sdk::InitKind::kComponent}, false);
   } else if (i == index_.a_log) {
-    declare(out, "A_log", {H}, {sdk::InitKind::kComponent}, false);
+    declare_param(out, "A_log", {H}, {sdk::InitKind::kComponent}, false);
   } else if (i == index_.d) {
-    declare(out, "D", {H}, {sdk::InitKind::kOnes}, false);
+    declare_param(out, "D", {H}, {sdk::InitKind::kOnes}, false);
   } else if (i == index_.norm_weight) {
-    declare(out, "norm.weight", {E}, {sdk::InitKind::kOnes}, false);
+    declare_param(out, "norm.weight", {E}, {sdk::InitKind::kOnes}, false);
   } else if (i == index_.out_proj_weight) {
-    declare(out, "out_proj.weight", {D, E}, uniform(1.0 / std::sqrt(E * static_cast<double>(dims_.n_layer))), true);
+    declare_param(out, "out_proj.weight", {D, E},
+                  uniform_init(1.0 / std::sqrt(E * static_cast<double>(dims_.n_layer))), true);
     out->linear_weight = true;
   } else if (i == index_.out_proj_bias) {
-    declare(out, "out_proj.bias", {D}, {sdk::InitKind::kZeros}, false);
+    declare_param(out, "out_proj.bias", {D}, {sdk::InitKind::kZeros}, false);
   } else {
     return sdk::Status::error(sdk::StatusCode::kInvalidArgument, "%s has %d parameters, not %d", kComponent,
                               index_.count, i + 1);
@@ -188,12 +174,12 @@ sdk::Status Mamba2Mixer::saved_spec(std::int32_t i, std::int64_t batch, std::int
 }
 
 sdk::Status Mamba2Mixer::forward(const sdk::Context& context, const sdk::MixerForwardArgs& args) noexcept {
-  if (context.device.type != sdk::DeviceType::kCpu) return no_device(context);
+  if (context.device.type != sdk::DeviceType::kCpu) return sdk::util::cpu_only_error(kComponent, context);
   return mamba2_forward(dims_, index_, context, args);
 }
 
 sdk::Status Mamba2Mixer::backward(const sdk::Context& context, const sdk::MixerBackwardArgs& args) noexcept {
-  if (context.device.type != sdk::DeviceType::kCpu) return no_device(context);
+  if (context.device.type != sdk::DeviceType::kCpu) return sdk::util::cpu_only_error(kComponent, context);
   if (args.saved == nullptr) {
     return sdk::Status::error(sdk::StatusCode::kInvalidArgument,
                               "%s backward needs the activations its forward saved (args.saved is null)", kComponent);
@@ -203,7 +189,7 @@ sdk::Status Mamba2Mixer::backward(const sdk::Context& context, const sdk::MixerB
 }
 
 sdk::Status Mamba2Mixer::step(const sdk::Context& context, const sdk::MixerStepArgs& args) noexcept {
-  if (context.device.type != sdk::DeviceType::kCpu) return no_device(context);
+  if (context.device.type != sdk::DeviceType::kCpu) return sdk::util::cpu_only_error(kComponent, context);
   return mamba2_step(dims_, index_, context, args, in_proj_shares_, out_proj_shares_);
 }
 

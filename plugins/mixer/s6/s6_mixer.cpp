@@ -10,9 +10,13 @@
 #include "s6_config_adapters.hpp"
 #include "mambakit/sdk/plugin.hpp"
 #include "s6_cuda.hpp"
+#include "mambakit/sdk/util/mixer_declarations.hpp"
 #include "mambakit/sdk/util/typed_params.hpp"
 
 namespace mambakit::mixer_s6 {
+
+using sdk::util::declare_param;
+using sdk::util::uniform_init;
 
 namespace {
 
@@ -55,31 +59,17 @@ S6Dims read_dims(const char* config_json) {
   return dims;
 }
 
-void declare(sdk::ParamSpec* out, const char* name, std::initializer_list<std::int64_t> shape, sdk::Init init,
-             bool weight_decay) {
-  sdk::set_tensor_spec(out->tensor, name, sdk::DType::kF32, shape);
-  out->init = init;
-  out->weight_decay = weight_decay;
-}
-
-sdk::Init uniform(double bound) { return {sdk::InitKind::kUniform, -bound, bound}; }
-
 }  // namespace
 
 S6Mixer::S6Mixer(const char* config_json) : dims_(read_dims(config_json)), index_(dims_) {}
 
 void S6Mixer::capabilities(sdk::MixerCapabilities* out) const noexcept {
-  out->devices = sdk::device_bit(sdk::DeviceType::kCpu);
+  sdk::util::set_cpu_mixer_capabilities(out);
 #ifdef MAMBAKIT_S6_WITH_CUDA
   // On CUDA: forward and step with f32, f16 or bf16 parameters, forward with saved activations
   // and backward with f32 ones; f64 stays on the CPU (see s6_cuda.hpp).
   out->devices |= sdk::device_bit(sdk::DeviceType::kCuda);
 #endif
-  out->param_dtypes = sdk::dtype_bit(sdk::DType::kF32) | sdk::dtype_bit(sdk::DType::kF64) |
-                      sdk::dtype_bit(sdk::DType::kF16) | sdk::dtype_bit(sdk::DType::kBF16) |
-                      sdk::dtype_bit(sdk::DType::kQ8);
-  out->backward = true;
-  out->step = true;
 }
 
 sdk::Status S6Mixer::param_spec(std::int32_t i, sdk::ParamSpec* out) const noexcept {
@@ -89,32 +79,33 @@ sdk::Status S6Mixer::param_spec(std::int32_t i, sdk::ParamSpec* out) const noexc
   // starts log-uniform in [dt_min, dt_max], A_log = log(1..N), D = 1.
   const double dt_std = std::pow(static_cast<double>(R), -0.5) * dims_.dt_scale;
   if (i == index_.in_proj_weight) {
-    declare(out, "in_proj.weight", {2 * E, D}, uniform(1.0 / std::sqrt(D)), true);
+    declare_param(out, "in_proj.weight", {2 * E, D}, uniform_init(1.0 / std::sqrt(D)), true);
     out->linear_weight = true;
   } else if (i == index_.in_proj_bias) {
-    declare(out, "in_proj.bias", {2 * E}, {sdk::InitKind::kZeros}, false);
+    declare_param(out, "in_proj.bias", {2 * E}, {sdk::InitKind::kZeros}, false);
   } else if (i == index_.conv_weight) {
-    declare(out, "conv1d.weight", {E, 1, K}, uniform(1.0 / std::sqrt(K)), true);
+    declare_param(out, "conv1d.weight", {E, 1, K}, uniform_init(1.0 / std::sqrt(K)), true);
   } else if (i == index_.conv_bias) {
-    declare(out, "conv1d.bias", {E}, uniform(1.0 / std::sqrt(K)), false);
+    declare_param(out, "conv1d.bias", {E}, uniform_init(1.0 / std::sqrt(K)), false);
   } else if (i == index_.x_proj_weight) {
-    declare(out, "x_proj.weight", {R + 2 * N, E}, uniform(1.0 / std::sqrt(E)), true);
+    declare_param(out, "x_proj.weight", {R + 2 * N, E}, uniform_init(1.0 / std::sqrt(E)), true);
     out->linear_weight = true;
   } else if (i == index_.dt_proj_weight) {
-    declare(out, "dt_proj.weight", {E, R},
-            dims_.dt_init_random ? uniform(dt_std) : sdk::Init{sdk::InitKind::kConstant, dt_std}, true);
+    declare_param(out, "dt_proj.weight", {E, R},
+                  dims_.dt_init_random ? uniform_init(dt_std) : sdk::Init{sdk::InitKind::kConstant, dt_std}, true);
     out->linear_weight = true;
   } else if (i == index_.dt_proj_bias) {
-    declare(out, "dt_proj.bias", {E}, {sdk::InitKind::kComponent}, false);  // see initialize()
+    declare_param(out, "dt_proj.bias", {E}, {sdk::InitKind::kComponent}, false);  // see initialize()
   } else if (i == index_.a_log) {
-    declare(out, "A_log", {E, N}, {sdk::InitKind::kComponent}, false);
+    declare_param(out, "A_log", {E, N}, {sdk::InitKind::kComponent}, false);
   } else if (i == index_.d) {
-    declare(out, "D", {E}, {sdk::InitKind::kOnes}, false);
+    declare_param(out, "D", {E}, {sdk::InitKind::kOnes}, false);
   } else if (i == index_.out_proj_weight) {
-    declare(out, "out_proj.weight", {D, E}, uniform(1.0 / std::sqrt(E * static_cast<double>(dims_.n_layer))), true);
+    declare_param(out, "out_proj.weight", {D, E},
+                  uniform_init(1.0 / std::sqrt(E * static_cast<double>(dims_.n_layer))), true);
     out->linear_weight = true;
   } else if (i == index_.out_proj_bias) {
-    declare(out, "out_proj.bias", {D}, {sdk::InitKind::kZeros}, false);
+    declare_param(out, "out_proj.bias", {D}, {sdk::InitKind::kZeros}, false);
   } else {
     return sdk::Status::error(sdk::StatusCode::kInvalidArgument, "mixer/s6 has %d parameters, not %d", index_.count,
                               i + 1);

@@ -9,8 +9,8 @@
 #include <algorithm>
 #include <cstdint>
 
-#include "mambakit/sdk/guard.hpp"
 #include "mambakit/sdk/ssd_kernel.hpp"
+#include "mambakit/sdk/util/dtype_dispatch.hpp"
 #include "mambakit/sdk/workspace.hpp"
 
 namespace mambakit::ssd_common {
@@ -128,19 +128,7 @@ class HeadPartials {
   sdk::WorkspaceArray<T> grad_b_, grad_c_, scalars_;
 };
 
-/// Runs body(T{}) with T the compute type of `dtype` (double for f64, float otherwise) inside
-/// sdk::guard.
-template <class Body>
-sdk::Status by_dtype(sdk::DType dtype, Body&& body) noexcept {
-  return sdk::guard([&] {
-    if (dtype == sdk::DType::kF64) {
-      body(double{});
-    } else {
-      body(float{});
-    }
-    return sdk::Status::success();
-  });
-}
+using sdk::util::by_dtype;  // body(T{}) with T = double for f64 problems, float otherwise
 
 /// S (P x N, row-major) = the (b, h) slice `task` of a (B, H, P, N) state, or zeros when the
 /// state is absent.

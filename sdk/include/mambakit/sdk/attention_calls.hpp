@@ -13,19 +13,6 @@
 
 namespace mambakit::sdk {
 
-/// Checks `view` as (d0, d1, d2, d3) with its two inner dimensions contiguous.
-inline Status check_attention_rows(const TensorView& view, const char* name, DType dtype, Device device,
-                                   std::int64_t d0, std::int64_t d1, std::int64_t d2, std::int64_t d3,
-                                   bool optional) noexcept {
-  if (optional && !view.present()) return Status::success();
-  MAMBAKIT_RETURN_IF_ERROR(check_view(view, name, dtype, device, {d0, d1, d2, d3}));
-  if (d2 > 1 && view.strides[2] != d3) {
-    return Status::error(StatusCode::kInvalidArgument, "%s: its rows of %" PRId64 " x %" PRId64 " must be contiguous",
-                         name, d2, d3);
-  }
-  return Status::success();
-}
-
 /// The shape of a problem, from q (B, L, H, hd) and k (B, C, Hkv, hd); invalid when either is
 /// absent or of another rank, or the sizes are not those of a problem.
 inline AttentionShape attention_forward_shape(const AttentionForwardArgs& args) noexcept {
@@ -80,12 +67,12 @@ inline Status check_attention_forward_args(const AttentionForwardArgs& args, Dev
                          args.softmax_scale);
   }
   const std::int64_t b = s.batch, l = s.length, h = s.heads, hkv = s.heads_kv, d = s.head_dim, c = s.capacity;
-  MAMBAKIT_RETURN_IF_ERROR(check_attention_rows(args.q, "attention q", dtype, device, b, l, h, d, false));
-  MAMBAKIT_RETURN_IF_ERROR(check_attention_rows(args.k, "attention k", dtype, device, b, c, hkv, d, false));
-  MAMBAKIT_RETURN_IF_ERROR(check_attention_rows(args.v, "attention v", dtype, device, b, c, hkv, d, false));
+  MAMBAKIT_RETURN_IF_ERROR(check_contiguous_rows(args.q, "attention q", dtype, device, b, l, h, d, false));
+  MAMBAKIT_RETURN_IF_ERROR(check_contiguous_rows(args.k, "attention k", dtype, device, b, c, hkv, d, false));
+  MAMBAKIT_RETURN_IF_ERROR(check_contiguous_rows(args.v, "attention v", dtype, device, b, c, hkv, d, false));
   MAMBAKIT_RETURN_IF_ERROR(check_attention_positions(args.positions, s, device));
   if (!with_outputs) return Status::success();
-  MAMBAKIT_RETURN_IF_ERROR(check_attention_rows(args.out, "attention out", dtype, device, b, l, h, d, false));
+  MAMBAKIT_RETURN_IF_ERROR(check_contiguous_rows(args.out, "attention out", dtype, device, b, l, h, d, false));
   MAMBAKIT_RETURN_IF_ERROR(check_optional_view(args.lse, "attention lse", dtype, device, {b, h, l}));
   if (args.lse.present() && !args.lse.is_contiguous()) {
     return Status::error(StatusCode::kInvalidArgument, "attention: lse must be contiguous");
@@ -103,10 +90,11 @@ inline Status check_attention_backward_args(const AttentionBackwardArgs& args, D
   const AttentionShape s = attention_forward_shape(args.forward);
   const DType dtype = args.forward.q.dtype;
   const std::int64_t b = s.batch, l = s.length, h = s.heads, hkv = s.heads_kv, d = s.head_dim, c = s.capacity;
-  MAMBAKIT_RETURN_IF_ERROR(check_attention_rows(args.grad_out, "attention grad_out", dtype, device, b, l, h, d, false));
-  MAMBAKIT_RETURN_IF_ERROR(check_attention_rows(args.grad_q, "attention grad_q", dtype, device, b, l, h, d, true));
-  MAMBAKIT_RETURN_IF_ERROR(check_attention_rows(args.grad_k, "attention grad_k", dtype, device, b, c, hkv, d, true));
-  MAMBAKIT_RETURN_IF_ERROR(check_attention_rows(args.grad_v, "attention grad_v", dtype, device, b, c, hkv, d, true));
+  MAMBAKIT_RETURN_IF_ERROR(
+      check_contiguous_rows(args.grad_out, "attention grad_out", dtype, device, b, l, h, d, false));
+  MAMBAKIT_RETURN_IF_ERROR(check_contiguous_rows(args.grad_q, "attention grad_q", dtype, device, b, l, h, d, true));
+  MAMBAKIT_RETURN_IF_ERROR(check_contiguous_rows(args.grad_k, "attention grad_k", dtype, device, b, c, hkv, d, true));
+  MAMBAKIT_RETURN_IF_ERROR(check_contiguous_rows(args.grad_v, "attention grad_v", dtype, device, b, c, hkv, d, true));
   return Status::success();
 }
 

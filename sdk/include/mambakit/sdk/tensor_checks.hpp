@@ -69,4 +69,19 @@ inline Status check_optional_view(const TensorView& view, const char* name, DTyp
   return check_view(view, name, dtype, device, shape);
 }
 
+/// Like check_view() for a (d0, d1, d2, d3) view whose two inner dimensions must also be
+/// contiguous: rows of d2 x d3 elements (a kernel's per-token rows of heads). With `optional`, an
+/// absent view is accepted.
+inline Status check_contiguous_rows(const TensorView& view, const char* name, DType dtype, Device device,
+                                    std::int64_t d0, std::int64_t d1, std::int64_t d2, std::int64_t d3,
+                                    bool optional) noexcept {
+  if (optional && !view.present()) return Status::success();
+  MAMBAKIT_RETURN_IF_ERROR(check_view(view, name, dtype, device, {d0, d1, d2, d3}));
+  if (d2 > 1 && view.strides[2] != d3) {
+    return Status::error(StatusCode::kInvalidArgument, "%s: its rows of %" PRId64 " x %" PRId64 " must be contiguous",
+                         name, d2, d3);
+  }
+  return Status::success();
+}
+
 }  // namespace mambakit::sdk
