@@ -300,6 +300,36 @@ TEST_CASE("a saved hybrid state continues exactly, also when loaded into a state
   CHECK(worst < kTolerance);
 }
 
+TEST_CASE("an empty hybrid state saves and loads, and a damaged positions entry is refused naming the file") {
+  auto model = load("hybrid_mamba2_attn");
+  const auto file = fs::path(MAMBAKIT_TEST_BINARY_DIR) / "hybrid_empty.state.safetensors";
+  const auto empty = model.make_state(2);
+  empty.save(file);
+  auto restored = model.make_state(2);
+  restored.load(file);
+  CHECK(restored.positions() == std::vector<std::int64_t>{0, 0});
+  CHECK(restored.seqlen_offset() == 0);
+  // Rows holding more tokens than the file's caches have room for are refused, the state unchanged.
+  auto held = model.make_state(2);
+  model.forward(mambakit::TokenBatch{2, 3, {1, 2, 3, 4, 5, 6}}, &held);
+  const auto held_file = fs::path(MAMBAKIT_TEST_BINARY_DIR) / "hybrid_held.state.safetensors";
+  held.save(held_file);
+  std::string bytes;
+  {
+    std::ifstream in(held_file, std::ios::binary);
+    bytes.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  const auto at = bytes.find("\"3,3\"");
+  REQUIRE(at != std::string::npos);
+  bytes.replace(at, 5, "\"3,9\"");
+  const auto damaged = fs::path(MAMBAKIT_TEST_BINARY_DIR) / "hybrid_damaged.state.safetensors";
+  std::ofstream(damaged, std::ios::binary) << bytes;
+  auto target = model.make_state(2);
+  CHECK_THROWS_WITH(target.load(damaged), Catch::Matchers::Contains("hybrid_damaged.state.safetensors") &&
+                                              Catch::Matchers::Contains("positions '3,9'"));
+  CHECK(target.positions() == std::vector<std::int64_t>{0, 0});
+}
+
 TEST_CASE("hybrid models holding f16 or bf16 weights compute the reference of the rounded weights") {
   const std::string name = GENERATE(from_range(kHybrids));
   const Reference reference(name);
