@@ -97,8 +97,8 @@ class InferenceState {
 
   /// Rows the state is for.
   [[nodiscard]] std::int64_t batch() const { return batch_; }
-  /// Tokens processed since the last reset (the most any row holds).
-  [[nodiscard]] std::int64_t seqlen_offset() const { return seqlen_offset_; }
+  /// Tokens processed since the last reset: the most any row holds.
+  [[nodiscard]] std::int64_t seqlen_offset() const;
   /// Per row, the tokens it holds (rows differ after copy_row()).
   [[nodiscard]] const std::vector<std::int64_t>& positions() const;
   /// Tokens the tensors with a token axis have room for now (0 when there are none).
@@ -143,7 +143,6 @@ class InferenceState {
   Storage& storage() const;
 
   std::int64_t batch_ = 0;
-  std::int64_t seqlen_offset_ = 0;
   mutable std::unique_ptr<Storage> storage_;
 };
 

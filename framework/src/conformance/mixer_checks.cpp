@@ -39,7 +39,9 @@ class MixerHarness {
     }
     params_.fill_normal(generator, 0.5);
     for (std::int32_t i = 0; i < mixer_->state_count(); ++i) {
-      token_axes_.push_back(abi_minor(mixer_) >= 3 ? mixer_->state_token_axis(i) : -1);
+      sdk::TensorSpec spec;
+      require_ok(mixer_->state_spec(i, setup.batch, &spec), "state_spec");
+      token_axes_.push_back(model::checked_token_axis(mixer_, i, spec, "the mixer", spec.name));
     }
   }
 
@@ -62,6 +64,8 @@ class MixerHarness {
     return state;
   }
 
+  /// Whether state tensor `i` grows with the sequence.
+  [[nodiscard]] bool grows(std::size_t i) const { return token_axes_[i] >= 0; }
   /// Whether a state tensor grows with the sequence.
   [[nodiscard]] bool state_grows() const {
     return std::any_of(token_axes_.begin(), token_axes_.end(), [](std::int32_t axis) { return axis >= 0; });
@@ -84,9 +88,12 @@ class MixerHarness {
   }
 
   /// y for x (B, length, D), from `initial` holding `held` tokens per row (or zeros), writing
-  /// `final` and `saved` when given. `other` runs it on a new instance of the mixer.
-  std::vector<T> forward(const std::vector<T>& x, std::int64_t length, const Tensors<T>* initial, Tensors<T>* final,
-                         Tensors<T>* saved = nullptr, sdk::Mixer* other = nullptr, std::int64_t held = 0) {
+  /// `final` and `saved` when given. `other` runs it on a new instance of the mixer. With
+  /// `in_place`, as the host calls it: a tensor with a token axis is passed as both initial and
+  /// final (its result is then in `initial`).
+  std::vector<T> forward(const std::vector<T>& x, std::int64_t length, Tensors<T>* initial, Tensors<T>* final,
+                         Tensors<T>* saved = nullptr, sdk::Mixer* other = nullptr, std::int64_t held = 0,
+                         bool in_place = false) {
     const std::int64_t B = setup_.batch, D = setup_.d_model;
     std::vector<T> y(static_cast<std::size_t>(B * length * D));
     const auto param_views = params_.views();
@@ -103,6 +110,9 @@ class MixerHarness {
     }
     if (final != nullptr && !final->empty()) {
       final_views = final->views();
+      for (std::size_t i = 0; in_place && i < final_views.size(); ++i) {
+        if (token_axes_[i] >= 0) final_views[i] = initial_views[i];
+      }
       args.final_state = final_views.data();
     }
     if (saved != nullptr) {
@@ -261,9 +271,13 @@ ConformanceCheck chunked_check(MixerHarness<T>& harness, const ConformanceSetup&
   const std::vector<T> whole = harness.forward(x, L, nullptr, &whole_final);
   const std::vector<T> head = harness.forward(positions(x, B, L, D, 0, first), first, nullptr, &middle);
   MixerPtr other = restored ? harness.fresh_instance() : nullptr;
-  const Tensors<T> copy = middle;  // what a saved state file holds
-  const std::vector<T> tail =
-      harness.forward(positions(x, B, L, D, first, L), L - first, &copy, &chunk_final, nullptr, other.get(), first);
+  Tensors<T> copy = middle;  // what a saved state file holds
+  // As the host calls it: a tensor that holds tokens is both the initial and the final state.
+  const std::vector<T> tail = harness.forward(positions(x, B, L, D, first, L), L - first, &copy, &chunk_final, nullptr,
+                                              other.get(), first, true);
+  for (std::size_t s = 0; s < copy.data.size(); ++s) {
+    if (harness.grows(s)) chunk_final.data[s] = copy.data[s];
+  }
   std::vector<T> got, expected;
   for (std::int64_t b = 0; b < B; ++b) {
     got.insert(got.end(), head.begin() + b * first * D, head.begin() + (b + 1) * first * D);
@@ -362,12 +376,7 @@ std::vector<ConformanceCheck> check_mixer(const PluginHost& host, const std::str
                                 "number of rows",
                                 owner, i, setup.batch, spec.rank < 1 ? 0 : spec.shape[0]));
       }
-      const std::int32_t axis = abi_minor(probe) >= 3 ? probe->state_token_axis(i) : -1;
-      if (axis != -1 && (axis < 1 || axis >= spec.rank || spec.shape[axis] != 1)) {
-        throw Error(fmt::format("{} declares token axis {} for state tensor {} of rank {}: it must be an axis after "
-                                "the rows, declared with extent 1",
-                                owner, axis, i, spec.rank));
-      }
+      model::checked_token_axis(probe, i, spec, owner, model::checked_name(spec, owner, "state tensor", i));
     }
     const std::int32_t saved = model::checked_count(probe->saved_count(), owner, "saved activations");
     for (std::int32_t i = 0; i < saved; ++i) {

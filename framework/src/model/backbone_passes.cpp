@@ -97,12 +97,6 @@ sdk::TensorView positions_view(DeviceOps& ops, const InferenceState* state) {
   return activation(ops, positions.data(), {static_cast<std::int64_t>(positions.size())}, sdk::DType::kI64);
 }
 
-/// The most tokens a row of `state` holds.
-std::int64_t held_tokens(const InferenceState& state) {
-  const auto& positions = state.positions();
-  return positions.empty() ? 0 : *std::max_element(positions.begin(), positions.end());
-}
-
 /// The final norm of hidden (B, L', D) into `normed`, then the head into `output`.
 void run_head(Model::Impl& impl, DeviceOps& ops, const sdk::Context& ctx, const float* hidden, float* normed,
               std::int64_t batch, std::int64_t length, const std::int32_t* lengths, float* output,
@@ -138,7 +132,7 @@ FloatTensor forward_pass(Model::Impl& impl, DeviceOps& ops, const TokenBatch& to
   ops.begin();
   const std::int64_t B = tokens.batch, L = tokens.length, D = impl.config.d_model, M = B * L;
   const sdk::Context ctx = ops.context();
-  if (state != nullptr) StateAccess::reserve(*state, held_tokens(*state) + L);
+  if (state != nullptr) StateAccess::reserve(*state, state->seqlen_offset() + L);
   const std::vector<std::vector<sdk::TensorView>>* states = state != nullptr ? &ops.state_on_device(*state) : nullptr;
   const sdk::TensorView positions = positions_view(ops, state);
   const auto [ids, lengths] = upload_tokens(ops, tokens);
@@ -157,11 +151,16 @@ FloatTensor forward_pass(Model::Impl& impl, DeviceOps& ops, const TokenBatch& to
     std::vector<sdk::TensorView> initial;
     if (states != nullptr && block.is_mixer) {
       const auto& finals = (*states)[block.layer];
-      if (state->seqlen_offset() > 0) {  // a copy: initial and final never alias
-        for (const auto& tensor : finals) {
-          sdk::TensorView copy = tensor;
-          copy.data = ops.take<float>(tensor.numel(), "a copy of the initial state");
-          ops.copy(copy.data, tensor.data, static_cast<std::size_t>(tensor.numel()) * sizeof(float));
+      if (state->seqlen_offset() > 0) {
+        // A copy, so that initial and final do not alias; except a tensor that holds tokens,
+        // which is passed as both: its held part stays in place (mixer.hpp).
+        const auto& token_axes = StateAccess::token_axes(*state)[block.layer];
+        for (std::size_t i = 0; i < finals.size(); ++i) {
+          sdk::TensorView copy = finals[i];
+          if (token_axes[i] < 0) {
+            copy.data = ops.take<float>(copy.numel(), "a copy of the initial state");
+            ops.copy(copy.data, finals[i].data, static_cast<std::size_t>(copy.numel()) * sizeof(float));
+          }
           initial.push_back(copy);
         }
         args.initial_state = initial.data();
@@ -194,7 +193,7 @@ FloatTensor step_pass(Model::Impl& impl, DeviceOps& ops, const std::vector<std::
                       std::vector<std::int32_t>* argmax) {
   const auto on_device = ops.use_device();
   const std::int64_t B = state.batch(), D = impl.config.d_model;
-  StateAccess::reserve(state, held_tokens(state) + 1);
+  StateAccess::reserve(state, state.seqlen_offset() + 1);
   const auto& states = ops.state_on_device(state);
   const sdk::TensorView positions = positions_view(ops, &state);
   const std::int32_t* device_ids = ops.step_ids(ids);

@@ -72,4 +72,15 @@ std::uint64_t physical_memory_bytes() {
   return bytes;
 }
 
+std::int32_t checked_token_axis(const MixerPtr& mixer, std::int32_t index, const sdk::TensorSpec& spec,
+                                const std::string& owner, const std::string& name) {
+  const std::int32_t axis = abi_minor(mixer) >= 3 ? mixer->state_token_axis(index) : -1;
+  if (axis != -1 && (axis < 1 || axis >= spec.rank || spec.shape[axis] != 1)) {
+    throw Error(fmt::format("{} declares token axis {} for state tensor {} of shape {}: it must be an axis after the "
+                            "rows, declared with extent 1",
+                            owner, axis, name, format_shape(std::vector<std::int64_t>(spec.shape, spec.shape + spec.rank))));
+  }
+  return axis;
+}
+
 }  // namespace mambakit::model

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <string>
 
+#include "mambakit/plugin_host.hpp"
 #include "mambakit/sdk/tensor_spec.hpp"
 
 namespace mambakit::model {
@@ -30,6 +31,12 @@ std::string checked_name(const sdk::TensorSpec& spec, const std::string& owner, 
 /// this machine's memory (which also rules out an overflowing element count).
 std::int64_t checked_numel(const sdk::TensorSpec& spec, std::int64_t min_extent, const std::string& owner,
                            const std::string& label);
+
+/// The token axis `mixer` declares for its state tensor `index` (-1 for a plugin built before
+/// ABI 2.3, which has no state that grows), declared by `owner` with `spec`, named `name`;
+/// throws unless it is -1 or an axis after the rows with extent 1.
+std::int32_t checked_token_axis(const MixerPtr& mixer, std::int32_t index, const sdk::TensorSpec& spec,
+                                const std::string& owner, const std::string& name);
 
 /// Bytes of physical memory of this machine (read once).
 std::uint64_t physical_memory_bytes();

@@ -73,18 +73,16 @@ InferenceState::Storage& InferenceState::storage() const {
 }
 InferenceState::~InferenceState() = default;
 InferenceState::InferenceState(InferenceState&& other) noexcept
-    : batch_(std::exchange(other.batch_, 0)), seqlen_offset_(std::exchange(other.seqlen_offset_, 0)),
-      storage_(std::move(other.storage_)) {}
+    : batch_(std::exchange(other.batch_, 0)), storage_(std::move(other.storage_)) {}
 
 InferenceState& InferenceState::operator=(InferenceState&& other) noexcept {
   batch_ = std::exchange(other.batch_, 0);
-  seqlen_offset_ = std::exchange(other.seqlen_offset_, 0);
   storage_ = std::move(other.storage_);
   return *this;
 }
 
 InferenceState::InferenceState(const InferenceState& other)
-    : batch_(other.batch_), seqlen_offset_(other.seqlen_offset_) {
+    : batch_(other.batch_) {
   const Storage& from = other.storage();
   other.storage().sync_to_host();
   storage().tensors = from.tensors;
@@ -125,6 +123,11 @@ std::int64_t InferenceState::tensor_count(std::int64_t layer) const {
 
 const std::vector<std::int64_t>& InferenceState::positions() const { return storage().positions; }
 
+std::int64_t InferenceState::seqlen_offset() const {
+  const auto& positions = storage().positions;
+  return positions.empty() ? 0 : *std::max_element(positions.begin(), positions.end());
+}
+
 std::int64_t InferenceState::capacity_tokens() const { return storage().capacity; }
 
 std::size_t InferenceState::bytes_per_token() const {
@@ -160,7 +163,6 @@ void InferenceState::reset() {
     for (auto& tensor : layer) std::fill(tensor.values.begin(), tensor.values.end(), 0.0f);
   }
   std::fill(storage().positions.begin(), storage().positions.end(), 0);
-  seqlen_offset_ = 0;
 }
 
 std::string InferenceState::info_json() const {
@@ -172,7 +174,7 @@ std::string InferenceState::info_json() const {
                         {"bytes_per_token", bytes_per_token()},
                         {"capacity_tokens", capacity_tokens()},
                         {"batch", batch_},
-                        {"seqlen_offset", seqlen_offset_},
+                        {"seqlen_offset", seqlen_offset()},
                         {"positions", positions()}}
       .dump();
 }
@@ -218,7 +220,7 @@ void InferenceState::save(const std::filesystem::path& file) const {
   }
   write_safetensors(file, tensors,
                     {{"kind", "mambakit-inference-state"},
-                     {"seqlen_offset", std::to_string(seqlen_offset_)},
+                     {"seqlen_offset", std::to_string(seqlen_offset())},
                      {"positions", positions_text(held.positions)},
                      {"batch", std::to_string(batch_)}});
 }
@@ -250,6 +252,10 @@ void InferenceState::load(const std::filesystem::path& file) {
     }
     if (row != positions.size() || start != text.size() + 1) {
       throw Error(fmt::format("{}: positions '{}' does not hold one count per row of {}", file.string(), text, batch_));
+    }
+    if (!positions.empty() && *std::max_element(positions.begin(), positions.end()) != seqlen_offset) {
+      throw Error(fmt::format("{}: positions '{}' do not reach seqlen_offset {}, the most a row holds", file.string(),
+                              text, seqlen_offset));
     }
   }
   // Every tensor is checked before any is read, so a file that fails leaves this state as it was.
@@ -306,7 +312,6 @@ void InferenceState::load(const std::filesystem::path& file) {
     tensor = axis >= 0 ? with_token_extent(read, axis, held.capacity) : std::move(read);
   }
   held.positions = std::move(positions);
-  seqlen_offset_ = seqlen_offset;
 }
 
 void InferenceState::copy_row(const InferenceState& source, std::int64_t source_row, std::int64_t row) {
@@ -351,7 +356,6 @@ void InferenceState::copy_row(const InferenceState& source, std::int64_t source_
     }
   }
   to.positions[static_cast<std::size_t>(row)] = tokens;
-  seqlen_offset_ = std::max(seqlen_offset_, source.seqlen_offset_);
 }
 
 }  // namespace mambakit
@@ -403,8 +407,11 @@ void StateAccess::reserve(InferenceState& state, std::int64_t tokens) {
   storage.host_current = true;
 }
 
+const std::vector<std::vector<std::int32_t>>& StateAccess::token_axes(const InferenceState& state) {
+  return state.storage().token_axes;
+}
+
 void StateAccess::advance(InferenceState& state, std::int64_t tokens) {
-  state.seqlen_offset_ += tokens;
   for (auto& position : state.storage().positions) position += tokens;
 }
 

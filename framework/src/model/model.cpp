@@ -378,7 +378,6 @@ InferenceState Model::make_state(std::int64_t batch) const {
     if (!block.is_mixer) continue;
     const sdk::Mixer& mixer = *block.component;
     const std::string& owner = block.owner;
-    const bool grows = abi_minor(block.component) >= 3;
     for (std::int32_t i = 0; i < mixer.state_count(); ++i) {
       sdk::TensorSpec spec;
       check(mixer.state_spec(i, batch, &spec), owner);
@@ -390,12 +389,7 @@ InferenceState Model::make_state(std::int64_t batch) const {
                                 "number of rows",
                                 owner, name, batch, model::format_shape(shape)));
       }
-      const std::int32_t axis = grows ? mixer.state_token_axis(i) : -1;
-      if (axis != -1 && (axis < 1 || axis >= spec.rank || shape[static_cast<std::size_t>(axis)] != 1)) {
-        throw Error(fmt::format("{} declares token axis {} for state tensor {} of shape {}: it must be an axis after "
-                                "the rows, declared with extent 1",
-                                owner, axis, name, model::format_shape(shape)));
-      }
+      const std::int32_t axis = model::checked_token_axis(block.component, i, spec, owner, name);
       tensors[block.layer].emplace_back(std::move(shape));
       names[block.layer].emplace_back(name);
       token_axes[block.layer].push_back(axis);

@@ -39,6 +39,8 @@ struct StateAccess {
   /// Grows the tensors that hold tokens to room for at least `tokens` (keeping what they hold);
   /// a device copy is dropped when they grow.
   static void reserve(InferenceState& state, std::int64_t tokens);
+  /// Per layer and tensor, the token axis, or -1 for a tensor whose size does not depend on it.
+  static const std::vector<std::vector<std::int32_t>>& token_axes(const InferenceState& state);
   /// Every row has taken `tokens` more.
   static void advance(InferenceState& state, std::int64_t tokens);
 };

@@ -22,7 +22,10 @@
 /// a call that needs more, and passes views whose extent on that axis is the capacity; the
 /// `positions` of each call say how many tokens each row holds. The host saves and restores
 /// the held part, and reports the bytes per token (InferenceState::info_json()). A model whose
-/// mixers declare no such state keeps its memory constant in the sequence length.
+/// mixers declare no such state keeps its memory constant in the sequence length. In forward,
+/// the host passes such a tensor as both initial_state and final_state (the same view: the held
+/// part stays in place and forward writes the new tokens after it), so that a long context is
+/// not copied per call; a mixer must also accept the two as separate tensors.
 
 #include <cstdint>
 
