@@ -228,6 +228,24 @@ TEST_CASE("SSD steps reproduce the forward token by token, for every SSD kernel"
   }
 }
 
+TEST_CASE("the chunked SSD matches the sequential recurrence where its register tiles have tails") {
+  // P = 72: one panel of 64 columns and a vector of 8 lanes; N = 20 and chunks of 64, 64 and 22
+  // rows: row tiles of 6 with 4 left over; 6 heads in 3 groups; an initial state.
+  std::vector<float> y[2], final_state[2];
+  const char* names[] = {"sequential", "chunked"};
+  for (int k = 0; k < 2; ++k) {
+    SsdProblem problem = random_problem(2, 150, 6, 72, 3, 20, 5);
+    auto kernel = create_ssd(names[k]);
+    mambakit::test::TestWorkspace workspace;
+    const sdk::Context context = mambakit::test::kernel_context(*kernel, workspace, 2);
+    REQUIRE(sdk::ssd_forward(context, problem.forward_args(true, true)).ok());
+    y[k] = problem.y;
+    final_state[k] = problem.final_state;
+  }
+  CHECK(relative_error(y[1], y[0]) < 1e-5);
+  CHECK(relative_error(final_state[1], final_state[0]) < 1e-5);
+}
+
 TEST_CASE("SSD kernels give the same bits with 1 and 2 threads, forward and backward") {
   for (const auto& name : ssd_names()) {
     auto kernel = create_ssd(name);

@@ -8,6 +8,7 @@
 #include <omp.h>
 
 #include "mambakit/sdk/util/linear.hpp"
+#include "panel_product.hpp"
 
 namespace mambakit::ssd_chunked {
 
@@ -26,35 +27,32 @@ void chunked_forward(const sdk::Context& context, const sdk::SsdForwardArgs& arg
 #pragma omp parallel num_threads(context.n_threads)
   {
     ChunkDecay<T> decay;
-    Matrix<T> S(d.P, d.N), xd, m, scaled_c;
+    Matrix<T> S(d.P, d.N), ST(d.N, d.P), xdw, m;  // ST: the state transposed, (N, P)
 #pragma omp for schedule(static)
     for (std::int64_t task = 0; task < d.B * d.H; ++task) {
       const std::int64_t b = task / d.H, h = task % d.H, g = d.group_of(h);
       ssd_common::load_state<T>(args.initial_state, task, S);
+      ST = S.transpose();
       for (std::int64_t c = 0; c < products.chunks(); ++c) {
         const std::int64_t t0 = c * kChunk, q = std::min(kChunk, d.L - t0);
-        decay.prepare(dt, b, h, A[h], t0, q);
-        const auto X = rows_block(x, b, t0, h * d.P, q, d.P);
-        const auto Bc = rows_block(Bm, b, t0, g * d.N, q, d.N);
-        const auto Cc = rows_block(Cm, b, t0, g * d.N, q, d.N);
-        auto Y = rows_block(y, b, t0, h * d.P, q, d.P);
-        // Y = D X + M Xd + diag(exp(cs)) C S^T, the products accumulating into Y (no zeroing).
-        if (D != nullptr) {
-          Y = D[h] * X;
-        } else {
-          Y.setZero();
-        }
-        xd = decay.dt.asDiagonal() * X;
-        m = products.at(b, g, c, q).cwiseProduct(decay.mask);
-        Y.noalias() += m * xd;
-        scaled_c = decay.exp_cs.asDiagonal() * Cc;
-        Y.noalias() += scaled_c * S.transpose();
-        S *= decay.exp_last;
-        xd = decay.w.asDiagonal() * xd;
-        S.noalias() += xd.transpose() * Bc;
+        decay.prepare(dt, b, h, A[h], t0, q, /*with_mask=*/false);
+        const T* X = x.at(b, t0) + h * d.P;
+        const T* Bc = Bm.at(b, t0) + g * d.N;
+        const T* Cc = Cm.at(b, t0) + g * d.N;
+        T* Y = y.at(b, t0) + h * d.P;
+        // Y = (M diag(dt) + D I) X + diag(exp(cs)) C S^T: the first product writes Y.
+        m.resize(q, q);
+        decay.intra_chunk(products.at(b, g, c, q).data(), D != nullptr ? D + h : nullptr, m.data());
+        panel_product<T>(q, d.P, q, {m.data(), q, 1}, X, x.row_stride, {Y, y.row_stride, T(1), nullptr, true},
+                         /*causal=*/true);
+        panel_product<T>(q, d.P, d.N, {Cc, Cm.row_stride, 1}, ST.data(), d.P,
+                         {Y, y.row_stride, T(1), decay.exp_cs.data()});
+        // S' = exp(cs_last) S + (diag(w dt) X)^T B, as S'^T = exp(cs_last) S^T + B^T diag(w dt) X.
+        xdw = (decay.w.array() * decay.dt.array()).matrix().asDiagonal() * rows_block(x, b, t0, h * d.P, q, d.P);
+        panel_product<T>(d.N, d.P, q, {Bc, 1, Bm.row_stride}, xdw.data(), d.P, {ST.data(), d.P, decay.exp_last});
       }
       if (args.final_state.present()) {
-        Eigen::Map<Matrix<T>>(args.final_state.as<T>() + task * d.state_size(), d.P, d.N) = S;
+        Eigen::Map<Matrix<T>>(args.final_state.as<T>() + task * d.state_size(), d.P, d.N) = ST.transpose();
       }
     }
   }
