@@ -95,3 +95,51 @@ TEST_CASE("an inference state saved to a file continues generation exactly, and 
   CHECK(copy.n_layers() == 0);
   CHECK_THROWS_WITH(model.step({2}, restored), Catch::Matchers::Contains("0 rows"));  // NOLINT(bugprone-use-after-move)
 }
+
+TEST_CASE("a Mamba-2 prompt longer than the forward's blocks gives the logits and states of token-by-token decode") {
+  // mixer/mamba2 runs a long forward in blocks of 512 tokens, carrying the conv and SSM states
+  // between them; the decode step is separate code. 5 tokens first, so that the long forward
+  // starts from a state, then 595: blocks of 512 and 83 tokens, two rows.
+  const auto& host = mambakit::test::in_tree_plugins();
+  for (const auto& dir : mambakit::test::model_fixture_dirs()) {
+    if (dir.filename().string().rfind("mamba2_", 0) != 0) continue;
+    for (const auto& choice : mambakit::test::cpu_kernel_choices()) {
+      if (choice.label.rfind("ssd/", 0) != 0) continue;
+      mambakit::ModelOptions options;
+      options.kernels = choice.kernels;
+      auto model = mambakit::Model::load(dir, host, options);
+      const std::int64_t batch = 2, length = 600, prefix = 5;
+      const std::int64_t vocab = model.forward(mambakit::TokenBatch{1, 1, {0}}).shape.back();  // padded
+      mambakit::TokenBatch tokens{batch, length, {}};
+      for (std::int64_t i = 0; i < batch * length; ++i) tokens.ids.push_back((i * 7919 + 13) % model.config().vocab_size);
+
+      auto long_state = model.make_state(batch);
+      model.forward(mambakit::test::slice(tokens, 0, prefix), &long_state);
+      const auto long_logits = model.forward(mambakit::test::slice(tokens, prefix, length), &long_state);
+
+      auto step_state = model.make_state(batch);
+      model.forward(mambakit::test::slice(tokens, 0, prefix), &step_state);
+      double worst_logits = 0.0;
+      for (std::int64_t t = prefix; t < length; ++t) {
+        const auto logits = model.step(mambakit::test::slice(tokens, t, t + 1).ids, step_state);
+        for (std::int64_t b = 0; b < batch; ++b) {
+          for (std::int64_t v = 0; v < vocab; ++v) {
+            const float expected = long_logits.values[(b * (length - prefix) + t - prefix) * vocab + v];
+            worst_logits = std::max(worst_logits, static_cast<double>(std::abs(logits.values[b * vocab + v] - expected)));
+          }
+        }
+      }
+      double worst_state = 0.0;
+      for (std::int64_t layer = 0; layer < long_state.n_layers(); ++layer) {
+        for (std::int64_t i = 0; i < 2; ++i) {
+          worst_state = std::max(worst_state, max_abs_difference(long_state.tensor(layer, i).values,
+                                                                 step_state.tensor(layer, i).values));
+        }
+      }
+      INFO(dir.filename().string() << " with " << choice.label << ": max |logit difference| " << worst_logits
+                                   << ", max |state difference| " << worst_state);
+      CHECK(worst_logits < 1e-4);
+      CHECK(worst_state < 1e-4);
+    }
+  }
+}
