@@ -16,9 +16,13 @@ ms_per_run() {  # the last column of the bench's prefill row
     awk '/^prefill /{print $NF}'
 }
 echo "round  mamba2-130m ms  130m ms  mamba2 speed / mamba1 speed"
+ratios=()
 for round in $(seq "$rounds"); do
   m2=$(ms_per_run mamba2-130m chunked)
   m1=$(ms_per_run 130m fused)
-  echo "$round $m2 $m1" | awk '{printf "%5d %15.1f %8.1f %8.3f\n", $1, $2, $3, $3 / $2}'
-done | tee /dev/stderr | awk '{print $4}' | sort -n |
+  ratio=$(awk -v a="$m2" -v b="$m1" 'BEGIN {printf "%.3f", b / a}')
+  printf "%5d %15.1f %8.1f %8s\n" "$round" "$m2" "$m1" "$ratio"
+  ratios+=("$ratio")
+done
+printf "%s\n" "${ratios[@]}" | sort -n |
   awk '{r[NR] = $1} END {m = NR % 2 ? r[(NR + 1) / 2] : (r[NR / 2] + r[NR / 2 + 1]) / 2; printf "median ratio over %d pairs: %.3f\n", NR, m}'
