@@ -1,11 +1,11 @@
 #pragma once
 // The building blocks of attention/blocked: block sizes, 64-byte aligned scratch, packing of
-// query rows into zero-padded blocks (rows or transposed), and one register-tiled product on
-// 64-byte SIMD vectors (sdk/util/simd.hpp), four output rows at a time:
+// query rows into zero-padded blocks (rows or transposed), and one register-tiled product
+// (sdk/util/panel_product.hpp), four output rows at a time:
 //   C (4 x w) (+)= A (4 x depth) B (depth x w)
 // A is read one scalar at a time (a broadcast), so it may be any strided view, a cache's rows
 // or a block stored transposed; B's rows are whole vectors (a packed block, or cache rows when
-// hd is a whole number of vectors). 4 rows x 4 vectors make 16 accumulators in registers.
+// hd is a whole number of vectors).
 // The blocks use it as
 //   scores     S^T (keys x queries) = K (keys x hd) Q^T (hd x queries)
 //   weighted   O (queries x hd) += P (queries x keys) V (keys x hd)
@@ -21,6 +21,7 @@
 #include <utility>
 
 #include "attention_common.hpp"
+#include "mambakit/sdk/util/panel_product.hpp"
 #include "mambakit/sdk/util/simd.hpp"
 
 namespace mambakit::attention_blocked {
@@ -129,60 +130,14 @@ std::pair<const T*, std::int64_t> tile_operand(const Rows<const T>& src, std::in
   return {scratch, src.head_dim};
 }
 
-/// All lanes equal to *p, by a broadcast load. (sdk::simd::splat(v) is computed as 0 + v,
-/// which the compiler must keep for v = -0: a scalar add and a register shuffle per broadcast,
-/// measured a third slower in the products below.)
-template <class T>
-[[gnu::always_inline]] inline simd::Vec<T> broadcast(const T* p) {
-#if defined(__AVX512F__)
-  if constexpr (sizeof(T) == 4) {
-    return _mm512_set1_ps(*p);
-  } else {
-    return _mm512_set1_pd(*p);
-  }
-#else
-  return simd::splat(*p);
-#endif
-}
-
-/// c[r][...] (NV vectors per row r < 4; row stride ldc) = or += sum_j a(r, j) b[j][...], j < depth,
-/// with a(r, j) = a[r * a_row + j * a_col] and b's rows ldb apart.
-template <class T, int NV>
-inline void product_vectors(const T* a, std::int64_t a_row, std::int64_t a_col, std::int64_t depth, const T* b,
-                            std::int64_t ldb, T* c, std::int64_t ldc, bool accumulate) {
-  using V = simd::Vec<T>;
-  constexpr int kWidth = simd::kWidth<T>;
-  V acc[kTileRows][NV] = {};
-  for (std::int64_t j = 0; j < depth; ++j) {
-    V bj[NV];
-    for (int v = 0; v < NV; ++v) bj[v] = simd::load(b + j * ldb + v * kWidth, kWidth);
-    for (int r = 0; r < kTileRows; ++r) {
-      const V scalar = broadcast(a + r * a_row + j * a_col);
-      for (int v = 0; v < NV; ++v) acc[r][v] += scalar * bj[v];
-    }
-  }
-  for (int r = 0; r < kTileRows; ++r) {
-    for (int v = 0; v < NV; ++v) {
-      T* out = c + r * ldc + v * kWidth;
-      simd::store(out, accumulate ? simd::load(out, kWidth) + acc[r][v] : acc[r][v], kWidth);
-    }
-  }
-}
-
 /// c (4 x width; row stride ldc) = or += a (4 x depth; a(r, j) = a[r * a_row + j * a_col])
-/// b (depth x width; rows ldb apart), width a whole number of vectors.
+/// b (depth x width; rows ldb apart), width a whole number of vectors: one row of tiles of
+/// sdk/util/panel_product.hpp.
 template <class T>
 inline void product_tile(const T* a, std::int64_t a_row, std::int64_t a_col, std::int64_t depth, const T* b,
                          std::int64_t ldb, std::int64_t width, T* c, std::int64_t ldc, bool accumulate) {
-  constexpr int kWidth = simd::kWidth<T>;
-  for (std::int64_t e0 = 0; e0 < width; e0 += 4 * kWidth) {
-    switch (std::min<std::int64_t>(4, (width - e0) / kWidth)) {
-      case 4: product_vectors<T, 4>(a, a_row, a_col, depth, b + e0, ldb, c + e0, ldc, accumulate); break;
-      case 3: product_vectors<T, 3>(a, a_row, a_col, depth, b + e0, ldb, c + e0, ldc, accumulate); break;
-      case 2: product_vectors<T, 2>(a, a_row, a_col, depth, b + e0, ldb, c + e0, ldc, accumulate); break;
-      default: product_vectors<T, 1>(a, a_row, a_col, depth, b + e0, ldb, c + e0, ldc, accumulate); break;
-    }
-  }
+  sdk::util::panel_product<T>(kTileRows, width, depth, {a, a_row, a_col}, b, ldb,
+                              {c, ldc, T(1), nullptr, /*overwrite=*/!accumulate});
 }
 
 /// The largest lane of v.

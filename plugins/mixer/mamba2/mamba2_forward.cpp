@@ -14,7 +14,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <initializer_list>
 
 #include "mamba2_math.hpp"
 #include "mamba2_mixer.hpp"
@@ -70,29 +69,32 @@ sdk::Status forward_typed(const Mamba2Dims& d, const Mamba2ParamIndex& index, co
       normed_scratch(context, save ? M * E : 0), carried(context, blocked ? 2 * (conv_state + ssm_state) : 0);
   T* const y = save ? args.saved[kSavedY].as<T>() : y_scratch.data();
   T* const normed = save ? normed_scratch.data() : y;  // in place unless y is saved for backward
-  // The states between blocks of a row, in two slots: block k writes slot k % 2, block k + 1 reads it.
-  T* const carried_conv[2] = {carried.data(), carried.data() + conv_state};
-  T* const carried_ssm[2] = {carried.data() + 2 * conv_state, carried.data() + 2 * conv_state + ssm_state};
+  // State i carried between the blocks of a row, in two slots: block k writes slot k % 2 and
+  // block k + 1 reads it.
+  auto carried_state = [&](int i, std::int64_t slot) {
+    if (i == kConvState) return contiguous(carried.data() + slot * conv_state, {1, C, d.d_conv});
+    return contiguous(carried.data() + 2 * conv_state + slot * ssm_state, {1, H, d.head_dim, d.d_state});
+  };
   for (std::int64_t h = 0; h < H; ++h) a[h] = -std::exp(param[index.a_log][h]);
 
-  // in_proj, conv, dt, SSD and the gated norm of one block; k counts the blocks of a row.
-  auto run_block = [&](const Block& blk, std::int64_t k) -> sdk::Status {
+  // in_proj, conv, dt, SSD and the gated norm of one block.
+  auto run_block = [&](const Block& blk) -> sdk::Status {
     const bool first = blk.t0 == 0, last = blk.t0 + blk.length == L;
+    const std::int64_t k = blk.t0 / kBlockTokens;  // the block's index within its row
     const std::int64_t row0 = blk.b0 * L + blk.t0, rows = blk.batch * blk.length;
     // zxbcdt (rows, I): the block's rows of the saved tensor, or the scratch of one block.
     T* const zxbcdt = save ? args.saved[kSavedZxbcdt].as<T>() + row0 * I : zxbcdt_scratch.data();
     sdk::util::linear_forward(context.n_threads, args.x.as<const T>() + row0 * D, D,
                               param.linear(index.in_proj_weight), param[index.in_proj_bias], zxbcdt, I, rows, D, I);
-    auto state_in = [&](int i, T* slot, std::initializer_list<std::int64_t> shape) {
+    auto state_in = [&](int i) {
       return first ? batch_rows(args.initial_state ? args.initial_state[i] : sdk::TensorView{}, blk.b0, blk.batch)
-                   : contiguous(slot, shape);
+                   : carried_state(i, (k + 1) % 2);
     };
-    auto state_out = [&](int i, T* slot, std::initializer_list<std::int64_t> shape) {
+    auto state_out = [&](int i) {
       return last ? batch_rows(args.final_state ? args.final_state[i] : sdk::TensorView{}, blk.b0, blk.batch)
-                  : contiguous(slot, shape);
+                  : carried_state(i, k % 2);
     };
-    const sdk::TensorView conv_in = state_in(kConvState, carried_conv[(k + 1) % 2], {1, C, d.d_conv});
-    const sdk::TensorView conv_out = state_out(kConvState, carried_conv[k % 2], {1, C, d.d_conv});
+    const sdk::TensorView conv_in = state_in(kConvState), conv_out = state_out(kConvState);
     sdk::util::causal_conv_silu(zxbcdt + d.xbc_offset(), I, param[index.conv_weight],
                                 param[index.conv_bias], conv_in.present() ? conv_in.as<const T>() : nullptr,
                                 conv_out.present() ? conv_out.as<T>() : nullptr, xbc.data(), blk.batch, blk.length, C,
@@ -108,8 +110,8 @@ sdk::Status forward_typed(const Mamba2Dims& d, const Mamba2ParamIndex& index, co
     ssd.B = slices.B;
     ssd.C = slices.C;
     ssd.D = contiguous(param[index.d], {H});
-    ssd.initial_state = state_in(kSsmState, carried_ssm[(k + 1) % 2], {1, H, d.head_dim, d.d_state});
-    ssd.final_state = state_out(kSsmState, carried_ssm[k % 2], {1, H, d.head_dim, d.d_state});
+    ssd.initial_state = state_in(kSsmState);
+    ssd.final_state = state_out(kSsmState);
     ssd.y = rows4(y + row0 * E, blk.batch, blk.length, H, d.head_dim, E);
     MAMBAKIT_RETURN_IF_ERROR(sdk::ssd_forward(context, ssd, save));
 
@@ -118,11 +120,11 @@ sdk::Status forward_typed(const Mamba2Dims& d, const Mamba2ParamIndex& index, co
     return sdk::Status::success();
   };
   if (!blocked) {
-    MAMBAKIT_RETURN_IF_ERROR(run_block({0, B, 0, L}, 0));
+    MAMBAKIT_RETURN_IF_ERROR(run_block({0, B, 0, L}));
   } else {
     for (std::int64_t b = 0; b < B; ++b) {
-      for (std::int64_t t0 = 0, k = 0; t0 < L; t0 += kBlockTokens, ++k) {
-        MAMBAKIT_RETURN_IF_ERROR(run_block({b, 1, t0, std::min(kBlockTokens, L - t0)}, k));
+      for (std::int64_t t0 = 0; t0 < L; t0 += kBlockTokens) {
+        MAMBAKIT_RETURN_IF_ERROR(run_block({b, 1, t0, std::min(kBlockTokens, L - t0)}));
       }
     }
   }

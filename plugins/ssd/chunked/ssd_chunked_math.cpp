@@ -8,12 +8,13 @@
 #include <omp.h>
 
 #include "mambakit/sdk/util/linear.hpp"
-#include "panel_product.hpp"
+#include "mambakit/sdk/util/panel_product.hpp"
 
 namespace mambakit::ssd_chunked {
 
 using ssd_common::Dims;
 using ssd_common::Rows;
+using sdk::util::panel_product;
 
 template <class T>
 void chunked_forward(const sdk::Context& context, const sdk::SsdForwardArgs& args) {
@@ -35,16 +36,16 @@ void chunked_forward(const sdk::Context& context, const sdk::SsdForwardArgs& arg
       ST = S.transpose();
       for (std::int64_t c = 0; c < products.chunks(); ++c) {
         const std::int64_t t0 = c * kChunk, q = std::min(kChunk, d.L - t0);
-        decay.prepare(dt, b, h, A[h], t0, q, /*with_mask=*/false);
+        decay.prepare(dt, b, h, A[h], t0, q);
         const T* X = x.at(b, t0) + h * d.P;
         const T* Bc = Bm.at(b, t0) + g * d.N;
         const T* Cc = Cm.at(b, t0) + g * d.N;
         T* Y = y.at(b, t0) + h * d.P;
         // Y = (M diag(dt) + D I) X + diag(exp(cs)) C S^T: the first product writes Y.
-        m.resize(q, q);
-        decay.intra_chunk(products.at(b, g, c, q).data(), D != nullptr ? D + h : nullptr, m.data());
-        panel_product<T>(q, d.P, q, {m.data(), q, 1}, X, x.row_stride, {Y, y.row_stride, T(1), nullptr, true},
-                         /*causal=*/true);
+        m.noalias() = products.at(b, g, c, q).cwiseProduct(decay.mask) * decay.dt.asDiagonal();
+        if (D != nullptr) m.diagonal().array() += D[h];
+        panel_product<T>(q, d.P, q, {m.data(), q, 1}, X, x.row_stride,
+                         {Y, y.row_stride, T(1), nullptr, /*overwrite=*/true}, /*causal=*/true);
         panel_product<T>(q, d.P, d.N, {Cc, Cm.row_stride, 1}, ST.data(), d.P,
                          {Y, y.row_stride, T(1), decay.exp_cs.data()});
         // S' = exp(cs_last) S + (diag(w dt) X)^T B, as S'^T = exp(cs_last) S^T + B^T diag(w dt) X.
@@ -88,7 +89,7 @@ void chunked_backward(const sdk::Context& context, const sdk::SsdBackwardArgs& a
       for (std::int64_t c = 0; c < chunks; ++c) {
         const std::int64_t t0 = c * kChunk, q = std::min(kChunk, d.L - t0);
         entering.middleRows(c * d.P, d.P) = S;
-        decay.prepare(dt, b, h, A[h], t0, q, /*with_mask=*/false);
+        decay.prepare(dt, b, h, A[h], t0, q);
         xdw = (decay.dt.array() * decay.w.array()).matrix().asDiagonal() * rows_block(x, b, t0, h * d.P, q, d.P);
         S *= decay.exp_last;
         S.noalias() += xdw.transpose() * rows_block(Bm, b, t0, g * d.N, q, d.N);

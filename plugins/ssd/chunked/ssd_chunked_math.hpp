@@ -9,9 +9,9 @@
 //   S' = exp(cs_last) S + (diag(w) Xd)^T B,  w_s = exp(cs_last - cs_s)        (P, N)
 //
 // so the work is matrix products and the recurrence only runs between chunks. The forward
-// applies M diag(dt) + D I to X in one product (ChunkDecay::intra_chunk) and keeps the state
+// applies M diag(dt) + D I to X in one product and keeps the state
 // transposed, S^T (N, P), so that its three products per chunk are panel products
-// (panel_product.hpp) on row-major operands; the backward uses Eigen's products. Every
+// (sdk/util/panel_product.hpp) on row-major operands; the backward uses Eigen's products. Every
 // exponent is <= 0, so nothing overflows. C B^T depends on the group, not the head, and is
 // computed once per (row, group, chunk).
 //
@@ -125,27 +125,6 @@ struct ChunkDecay {
         const int lanes = static_cast<int>(std::min<std::int64_t>(kWidth, t + 1 - s));
         simd::store(row + s, simd::exp(last - simd::load(cs.data() + s, lanes)), lanes);
       }
-      std::fill(row + t + 1, row + q, T(0));
-    }
-  }
-
-  /// The forward's within-chunk matrix, applied to X itself: out (q, q; row stride q) =
-  /// (C B^T) o Lmask diag(dt) + D I, zero above the diagonal (so Y = out X is M Xd + D X).
-  /// `cb` has row stride kChunk; D may be null. After prepare().
-  void intra_chunk(const T* cb, const T* D, T* out) const {
-    namespace simd = sdk::simd;
-    constexpr int kWidth = simd::kWidth<T>;
-    const std::int64_t q = dt.size();
-    for (std::int64_t t = 0; t < q; ++t) {
-      T* row = out + t * q;
-      const T* cb_row = cb + t * kChunk;
-      const simd::Vec<T> last = simd::splat(cs[t]);
-      for (std::int64_t s = 0; s <= t; s += kWidth) {
-        const int lanes = static_cast<int>(std::min<std::int64_t>(kWidth, t + 1 - s));
-        const simd::Vec<T> decay_ts = simd::exp(last - simd::load(cs.data() + s, lanes));
-        simd::store(row + s, simd::load(cb_row + s, lanes) * decay_ts * simd::load(dt.data() + s, lanes), lanes);
-      }
-      if (D != nullptr) row[t] += *D;
       std::fill(row + t + 1, row + q, T(0));
     }
   }

@@ -1,16 +1,17 @@
 #pragma once
-// The small matrix products of the chunked SSD, on register tiles of SIMD vectors:
+// Small matrix products for CPU kernels, on register tiles of SIMD vectors (simd.hpp):
 //
 //   c = c_scale c + diag(row_scale) (a b)          c (rows, cols), a (rows, depth), b (depth, cols)
 //   c = diag(row_scale) (a b)                       (`overwrite`)
 //
 // b and c are row-major with row strides ldb and ldc; a is read element by element with any
-// strides (a row-major matrix, or the transpose of one), so that B^T Xd needs no transposed
-// copy. The products the SSD makes are 64 or 128 rows by P = 64 columns over a depth of 64 or
-// 128: Eigen's general product packs both operands for every one of them, 128-142 GFLOP/s on one
-// thread of an AMD EPYC (Zen 5) whose FMA peak is about 350; these tiles reach 198-213 there.
-// They keep 6 rows x 4 vectors of c in registers (24 accumulators), load b's row once per depth
-// step and broadcast a's elements, and read no operand twice within a tile.
+// strides (a row-major matrix, or the transpose of one), so neither operand needs a transposed
+// copy. For the products of a few dozen rows that ssd/chunked and attention/blocked make per
+// chunk or block, Eigen's general product packs both operands every time: on the SSD's shapes
+// (64 or 128 rows by 64 columns over a depth of 64 or 128) it ran at 128-142 GFLOP/s on one
+// thread of an AMD EPYC (Zen 5) whose FMA peak is about 350, and these tiles at 198-213. A
+// tile holds up to 6 rows x 4 vectors of c in registers (24 accumulators), loads b's row once
+// per depth step, broadcasts a's elements, and reads no operand twice.
 //
 // `causal` (c, a square in rows and depth): a is zero above the diagonal (a_ik = 0 for k > i),
 // so a tile of rows [i0, i0 + r) stops at depth i0 + r.
@@ -22,7 +23,7 @@
 
 #include "mambakit/sdk/util/simd.hpp"
 
-namespace mambakit::ssd_chunked {
+namespace mambakit::sdk::util {
 
 /// A matrix read element by element: (i, k) at data[i * row_stride + k * col_stride].
 template <class T>
@@ -137,4 +138,4 @@ void panel_product(std::int64_t rows, std::int64_t cols, std::int64_t depth, con
   }
 }
 
-}  // namespace mambakit::ssd_chunked
+}  // namespace mambakit::sdk::util
